@@ -1,0 +1,51 @@
+# dlb — developer targets. Needs Go and a Docker Engine; Compose v2 (`docker compose`)
+# or v1 (`docker-compose`), whichever is installed.
+SHELL := /bin/bash
+GO ?= go
+COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi)
+SCALE ?= 3
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: all build images demo down test test-unit race fuzz bench clean
+
+all: build
+
+build: bin/dlb bin/demo
+
+bin/dlb: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dlb ./cmd/dlb
+
+bin/demo: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/demo ./examples/demo
+
+# Images are FROM scratch: they only COPY the static binaries built above.
+images: build
+	docker build -q -t dlb:dev .
+	docker build -q -t dlb-demo:dev -f examples/demo/Dockerfile .
+
+# The main job: the example stack, dlb in front of the app scaled to $(SCALE).
+demo: images
+	$(COMPOSE) up -d --no-build --scale app=$(SCALE)
+	@echo "dlb is on http://localhost:$${DLB_PORT:-8000}/ (admin: http://127.0.0.1:$${DLB_ADMIN_PORT:-8080}/api/pools)"
+	@echo "try:  for i in 1 2 3 4 5 6; do curl -s localhost:$${DLB_PORT:-8000}/; done"
+	@echo "then: $(COMPOSE) up -d --no-build --scale app=5"
+
+down:
+	$(COMPOSE) down --remove-orphans
+
+# Everything CI runs: vet, then unit and real-engine tests under the race detector.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+test-unit:
+	DLB_SKIP_DOCKER=1 $(GO) test -race -count=1 ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseLabels -fuzztime 30s ./discovery
+
+clean:
+	rm -rf bin
+
+FORCE:
