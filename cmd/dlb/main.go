@@ -75,6 +75,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Action: serve,
 		Commands: []*cli.Command{
+			lintCommand(),
 			{
 				Name:  "version",
 				Usage: "print dlb's version",
