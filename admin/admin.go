@@ -46,8 +46,10 @@ type Source interface {
 //	GET /api/pools/{name}  one pool as JSON, 404 if unknown
 //	GET /api/events   Server-Sent Events: "pools" with {"time", "pools"}
 //	                  on connect, at every change, and every second
+//	GET /             the live dashboard
 func Handler(src Source) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /", UI())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
