@@ -2,9 +2,11 @@ package discovery
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The labels dlb reads. The README's label table documents each one.
@@ -14,6 +16,18 @@ const (
 	LabelService = "dlb.service"
 	LabelHost    = "dlb.host"
 	LabelPath    = "dlb.path"
+
+	LabelPathStrip    = "dlb.path.strip"    // true: remove the dlb.path prefix before forwarding
+	LabelBalance      = "dlb.balance"       // round_robin, least_conn, random, hash
+	LabelHashHeader   = "dlb.hash.header"   // hash on this request header instead of the client IP
+	LabelWeight       = "dlb.weight"        // relative share of this container, 1-1000
+	LabelSticky       = "dlb.sticky"        // true: pin clients to a replica with a cookie
+	LabelStickyCookie = "dlb.sticky.cookie" // the cookie's name
+	LabelScheme       = "dlb.scheme"        // http (default) or h2c
+	LabelMaxBody      = "dlb.max_body"      // largest request body, e.g. 10m; larger gets 413
+	LabelHealthPath   = "dlb.health.path"   // active HTTP check path
+	LabelHealthIntvl  = "dlb.health.interval"
+	LabelHealthTmout  = "dlb.health.timeout"
 
 	// Compose's own labels, set on every container it creates.
 	LabelComposeProject = "com.docker.compose.project"
@@ -34,6 +48,27 @@ type LabelConfig struct {
 	Hosts []string
 	// Path is the dlb.path prefix without a trailing slash, "/" by default.
 	Path string
+	// StripPath is dlb.path.strip: remove Path from the request before forwarding.
+	StripPath bool
+	// Balance is dlb.balance, "" meaning round_robin.
+	Balance string
+	// HashHeader is dlb.hash.header: with Balance "hash", the request header
+	// to hash instead of the client address.
+	HashHeader string
+	// Weight is dlb.weight, 1 by default.
+	Weight int
+	// Sticky is dlb.sticky; StickyCookie is dlb.sticky.cookie ("" = default).
+	Sticky       bool
+	StickyCookie string
+	// Scheme is dlb.scheme: "http" (default) or "h2c".
+	Scheme string
+	// MaxBody is dlb.max_body in bytes; 0 means no limit.
+	MaxBody int64
+	// HealthPath is dlb.health.path: "" means no active HTTP check.
+	HealthPath string
+	// HealthInterval and HealthTimeout are dlb.health.interval and
+	// dlb.health.timeout (defaults 5s and 2s).
+	HealthInterval, HealthTimeout time.Duration
 }
 
 // LabelError says which label of a container is malformed, with what value,
@@ -50,7 +85,7 @@ func (e *LabelError) Error() string {
 // malformed label gives a *LabelError naming the label, the value and what is
 // accepted.
 func ParseLabels(labels map[string]string) (LabelConfig, error) {
-	c := LabelConfig{Path: "/"}
+	c := LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
 	if v, ok := labels[LabelEnable]; ok {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {
@@ -86,7 +121,127 @@ func ParseLabels(labels map[string]string) (LabelConfig, error) {
 		}
 		c.Path = p
 	}
+	if v, ok := labels[LabelPathStrip]; ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return c, &LabelError{LabelPathStrip, v, "not a boolean (use true or false)"}
+		}
+		c.StripPath = b
+	}
+	if v, ok := labels[LabelBalance]; ok {
+		b := strings.TrimSpace(v)
+		if !slices.Contains(BalanceNames, b) {
+			return c, &LabelError{LabelBalance, v, "not a policy (use " + strings.Join(BalanceNames, ", ") + ")"}
+		}
+		c.Balance = b
+	}
+	if v, ok := labels[LabelHashHeader]; ok {
+		h := strings.TrimSpace(v)
+		if !validToken(h) {
+			return c, &LabelError{LabelHashHeader, v, "not a header name (letters, digits and '-')"}
+		}
+		c.HashHeader = h
+	}
+	if v, ok := labels[LabelWeight]; ok {
+		w, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || w < 1 || w > 1000 {
+			return c, &LabelError{LabelWeight, v, "not a weight (a whole number from 1 to 1000)"}
+		}
+		c.Weight = w
+	}
+	if v, ok := labels[LabelSticky]; ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return c, &LabelError{LabelSticky, v, "not a boolean (use true or false)"}
+		}
+		c.Sticky = b
+	}
+	if v, ok := labels[LabelStickyCookie]; ok {
+		n := strings.TrimSpace(v)
+		if !validToken(n) {
+			return c, &LabelError{LabelStickyCookie, v, "not a cookie name (letters, digits, '-' and '_')"}
+		}
+		c.StickyCookie = n
+	}
+	if v, ok := labels[LabelScheme]; ok {
+		s := strings.ToLower(strings.TrimSpace(v))
+		if s != "http" && s != "h2c" {
+			return c, &LabelError{LabelScheme, v, "not a scheme (use http or h2c)"}
+		}
+		c.Scheme = s
+	}
+	if v, ok := labels[LabelMaxBody]; ok {
+		n, err := ParseSize(v)
+		if err != nil {
+			return c, &LabelError{LabelMaxBody, v, "not a size (a number of bytes, or with k, m or g, e.g. 10m)"}
+		}
+		c.MaxBody = n
+	}
+	if v, ok := labels[LabelHealthPath]; ok {
+		p := strings.TrimSpace(v)
+		if p != "" {
+			if _, err := parsePath(strings.SplitN(p, "?", 2)[0]); err != nil || p[0] != '/' {
+				return c, &LabelError{LabelHealthPath, v, "not a path (it must start with '/', e.g. /healthz)"}
+			}
+		}
+		c.HealthPath = p
+	}
+	if v, ok := labels[LabelHealthIntvl]; ok {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 100*time.Millisecond || d > time.Hour {
+			return c, &LabelError{LabelHealthIntvl, v, "not a duration from 100ms to 1h (e.g. 5s)"}
+		}
+		c.HealthInterval = d
+	}
+	if v, ok := labels[LabelHealthTmout]; ok {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 10*time.Millisecond || d > time.Minute {
+			return c, &LabelError{LabelHealthTmout, v, "not a duration from 10ms to 1m (e.g. 2s)"}
+		}
+		c.HealthTimeout = d
+	}
 	return c, nil
+}
+
+// BalanceNames are the policies dlb.balance accepts.
+var BalanceNames = []string{"round_robin", "least_conn", "random", "hash"}
+
+// ParseSize parses a byte count with an optional k, m or g suffix (powers
+// of 1024), e.g. 512, 64k, 10m, 1g.
+func ParseSize(v string) (int64, error) {
+	s := strings.ToLower(strings.TrimSpace(v))
+	s = strings.TrimSuffix(s, "b")
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k':
+			mult, s = 1<<10, s[:n-1]
+		case 'm':
+			mult, s = 1<<20, s[:n-1]
+		case 'g':
+			mult, s = 1<<30, s[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("%q is not a size", v)
+	}
+	return n * mult, nil
+}
+
+// validToken reports whether s is a non-empty header or cookie name made of
+// letters, digits, '-' and '_'.
+func validToken(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // ParsePort parses a TCP port number, 1 to 65535.

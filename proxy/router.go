@@ -18,6 +18,19 @@ type Route struct {
 	// Path is a path prefix without a trailing slash ("/" matches every path).
 	// It matches whole segments: /api matches /api and /api/x, not /apix.
 	Path string
+	// StripPath removes Path from the request's path before forwarding.
+	StripPath bool
+	// Sticky pins each client to a replica with a cookie named StickyCookie
+	// ("" means a name derived from Service).
+	Sticky       bool
+	StickyCookie string
+	// HashHeader, for the hash policy, names the request header to hash
+	// instead of the client address.
+	HashHeader string
+	// Scheme is how replicas are spoken to: "http" (or "") or "h2c".
+	Scheme string
+	// MaxBody is the largest request body accepted (413 above); 0: no limit.
+	MaxBody int64
 	// Pool serves the route's requests.
 	Pool *balancer.Pool
 }

@@ -38,9 +38,24 @@ type placed struct {
 // service is a pool and the route to it, as its replicas' labels say.
 type service struct {
 	pool  *balancer.Pool
-	hosts []string
-	path  string
+	route proxy.Route
 	from  string // ID of the container whose labels set the route
+}
+
+// routeOf is the route a replica's labels ask for.
+func routeOf(r discovery.Replica, pool *balancer.Pool) proxy.Route {
+	l := r.Labels
+	return proxy.Route{
+		Service: r.Service, Hosts: r.Hosts, Path: r.Path, StripPath: l.StripPath,
+		Sticky: l.Sticky, StickyCookie: l.StickyCookie, HashHeader: l.HashHeader,
+		Scheme: l.Scheme, MaxBody: l.MaxBody, Pool: pool,
+	}
+}
+
+func sameRoute(a, b proxy.Route) bool {
+	return slices.Equal(a.Hosts, b.Hosts) && a.Path == b.Path && a.StripPath == b.StripPath &&
+		a.Sticky == b.Sticky && a.StickyCookie == b.StickyCookie && a.HashHeader == b.HashHeader &&
+		a.Scheme == b.Scheme && a.MaxBody == b.MaxBody && a.Pool == b.Pool
 }
 
 var _ discovery.Sink = (*registry)(nil)
@@ -154,7 +169,7 @@ func (g *registry) update(r discovery.Replica) {
 	g.setRoute(svc, r)
 	before := pool.Get(r.ID)
 	wasServing := known && old.r.Serving() && before != nil && before.State() != balancer.Draining
-	pool.Put(balancer.Member{ID: r.ID, Name: r.Name, Address: r.Address(), Weight: 1})
+	pool.Put(balancer.Member{ID: r.ID, Name: r.Name, Address: r.Address(), Weight: r.Labels.Weight})
 	g.replicas[r.ID] = placed{r: r, pool: pool}
 	if known && old.r.Address() != r.Address() {
 		if before != nil {
@@ -199,22 +214,29 @@ func (g *registry) admit(r discovery.Replica, pool *balancer.Pool) {
 // setRoute records the route a replica's labels ask for, and rebuilds the
 // routing table when it differs from the service's current one.
 func (g *registry) setRoute(svc *service, r discovery.Replica) {
-	if svc.from != "" && slices.Equal(svc.hosts, r.Hosts) && svc.path == r.Path {
+	want := routeOf(r, svc.pool)
+	if r.Labels.Balance != "" || svc.from == "" {
+		if !svc.pool.SetPolicy(r.Labels.Balance) {
+			g.log.Warn().Str("service", r.Service).Str("replica", r.Name).
+				Msgf("label %s=%q: this dlb does not implement that policy; keeping %s", discovery.LabelBalance, r.Labels.Balance, svc.pool.Policy())
+		}
+	}
+	if svc.from != "" && sameRoute(svc.route, want) {
 		return
 	}
 	if other, ok := g.replicas[svc.from]; ok && svc.from != r.ID {
 		g.log.Warn().Str("service", r.Service).
-			Msgf("replicas disagree on the route: %s says host %q path %q, %s says host %q path %q; using %s's (give all replicas of a service the same dlb.host and dlb.path)",
-				other.r.Name, strings.Join(svc.hosts, ","), svc.path, r.Name, strings.Join(r.Hosts, ","), r.Path, r.Name)
+			Msgf("replicas disagree on the route: %s says host %q path %q, %s says host %q path %q (or other dlb.* route labels differ); using %s's (give all replicas of a service the same labels)",
+				other.r.Name, strings.Join(svc.route.Hosts, ","), svc.route.Path, r.Name, strings.Join(r.Hosts, ","), r.Path, r.Name)
 	}
-	svc.hosts, svc.path, svc.from = r.Hosts, r.Path, r.ID
+	svc.route, svc.from = want, r.ID
 	g.rebuildRoutes()
 }
 
 func (g *registry) rebuildRoutes() {
 	routes := make([]proxy.Route, 0, len(g.services))
-	for name, s := range g.services {
-		routes = append(routes, proxy.Route{Service: name, Hosts: s.hosts, Path: s.path, Pool: s.pool})
+	for _, s := range g.services {
+		routes = append(routes, s.route)
 	}
 	for _, c := range g.router.Set(routes) {
 		g.log.Warn().Msg(c)
@@ -248,7 +270,7 @@ func (g *registry) Pools() []admin.Pool {
 		svc := g.services[p.Name()]
 		ap := admin.Pool{Name: p.Name(), Policy: p.Policy(), Path: "/", Replicas: []admin.Replica{}}
 		if svc != nil {
-			ap.Host, ap.Path = strings.Join(svc.hosts, ","), svc.path
+			ap.Host, ap.Path = strings.Join(svc.route.Hosts, ","), svc.route.Path
 		}
 		for _, u := range p.Upstreams() {
 			ap.Replicas = append(ap.Replicas, admin.Replica{
