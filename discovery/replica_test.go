@@ -511,3 +511,29 @@ func TestChooseNetwork(t *testing.T) {
 		})
 	}
 }
+
+// A container labelled dlb.enable=false has opted out: whatever its other
+// dlb.* labels say is none of dlb's business, so Build must not turn them
+// into a warning ("container skipped") for a container nobody asked dlb to
+// use. The watcher inspects such containers on network events, and for
+// spellings of false its cheap label filter does not catch ("False", "FALSE",
+// "f"), so the warning reaches the log.
+func TestBuildDisabledContainerIsQuietWhateverItsLabels(t *testing.T) {
+	tests := []struct {
+		name  string
+		input dc.InspectResponse
+		opts  discovery.Options
+	}{
+		{"dlb.enable=false, malformed dlb.port", container(withLabel(discovery.LabelEnable, "false"), withLabel(discovery.LabelPort, "http"), withNetwork("appnet", "10.0.0.2")), discovery.Options{}},
+		{"dlb.enable=False, malformed dlb.host", container(withLabel(discovery.LabelEnable, "False"), withLabel(discovery.LabelHost, "a b"), withNetwork("appnet", "10.0.0.2")), discovery.Options{}},
+		{"dlb.enable=false, exposed by default, malformed dlb.path", container(withLabel(discovery.LabelEnable, "false"), withLabel(discovery.LabelPath, "api"), withNetwork("appnet", "10.0.0.2")), discovery.Options{ExposedByDefault: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := discovery.Build(tt.input, tt.opts)
+			if !errors.Is(err, discovery.ErrNotSelected) {
+				t.Errorf("Build: got error %v, want one that wraps ErrNotSelected (the container opted out with dlb.enable=false)", err)
+			}
+		})
+	}
+}
