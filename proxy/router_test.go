@@ -273,3 +273,29 @@ func BenchmarkLookup(b *testing.B) {
 		})
 	}
 }
+
+// dlb.host accepts "*.example.com", documented in discovery (parseHosts) as
+// "a wildcard for one or more labels in front of example.com", and the
+// registry passes it to the router as it is. The router must then match it.
+func TestRouterWildcardHost(t *testing.T) {
+	var rt Router
+	rt.Set([]Route{route("wild", "/", "*.example.com"), route("exact", "/", "www.example.com")})
+	tests := []struct {
+		name, host, want string
+	}{
+		{"one label in front", "api.example.com", "wild"},
+		{"several labels in front", "a.b.example.com", "wild"},
+		{"upper case with port", "API.Example.com:8080", "wild"},
+		{"an exact host beats the wildcard", "www.example.com", "exact"},
+		{"the bare domain is not matched", "example.com", ""},
+		{"another domain", "api.example.org", ""},
+		{"a domain that only ends the same", "api.notexample.com", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := lookup(&rt, tt.host, "/"); got != tt.want {
+				t.Errorf("Lookup(%q, /) with a route for *.example.com: got %q, want %q", tt.host, got, tt.want)
+			}
+		})
+	}
+}
