@@ -414,3 +414,21 @@ func TestRegistryChangedAndHealthy(t *testing.T) {
 		t.Errorf("Healthy once synced: got %v %q, want true", ok, reason)
 	}
 }
+
+// A replica's address can change while it is still starting (a network
+// connect/disconnect event during start-up). The readiness gate must then
+// probe the new address: the old one may never answer, or may answer for
+// another container.
+func TestRegistryGateFollowsAnAddressChangeWhileStarting(t *testing.T) {
+	tr := newTestRegistry(t)
+	tr.Update(replicaOf(t, "web-1", refusedAddr(t))) // starting, its gate probing the old address
+	if got := tr.state("web", "id-web-1"); got != "starting" {
+		t.Fatalf("after Update at an address nobody listens on: got state %q, want starting", got)
+	}
+	newAddr := backend(t, "web-1")
+	tr.Update(replicaOf(t, "web-1", newAddr))
+	if got := tr.pools.Get("web").Get("id-web-1").Address(); got != newAddr {
+		t.Fatalf("after Update with a new address: got upstream address %s, want %s", got, newAddr)
+	}
+	tr.waitState(t, "web", "id-web-1", "ready")
+}
