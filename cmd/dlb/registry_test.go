@@ -432,3 +432,23 @@ func TestRegistryGateFollowsAnAddressChangeWhileStarting(t *testing.T) {
 	}
 	tr.waitState(t, "web", "id-web-1", "ready")
 }
+
+// When a replica's dlb.service changes and the new service claims the same
+// host and path, the old, now empty pool must not keep the route: requests
+// must reach the replica, not get 503 from a pool nobody is in.
+func TestRegistryRenamedServiceKeepsServing(t *testing.T) {
+	tr := newTestRegistry(t)
+	addr := backend(t, "web-1")
+	tr.Update(replicaOf(t, "web-1", addr, withHealth("healthy"), inService("alpha")))
+	if code, body := tr.get(t, "example.com", "/"); code != http.StatusOK {
+		t.Fatalf("GET / before the rename: got %d %q, want 200", code, body)
+	}
+	tr.Update(replicaOf(t, "web-1", addr, withHealth("healthy"), inService("beta")))
+	if got := tr.state("beta", "id-web-1"); got != "ready" {
+		t.Fatalf("after the rename: got web-1 %s in pool beta, want ready", got)
+	}
+	if code, body := tr.get(t, "example.com", "/"); code != http.StatusOK || body != "web-1" {
+		t.Errorf("GET / after dlb.service changed from alpha to beta: got %d %q (route to %q), want 200 \"web-1\" (route to beta)",
+			code, body, tr.routeOf("example.com", "/"))
+	}
+}
