@@ -537,17 +537,24 @@ func BenchmarkPick(b *testing.B) {
 	}
 }
 
-// readyPool returns a pool of n ready upstreams.
+// readyPool returns a pool of n ready upstreams, built in one change.
 func readyPool(b *testing.B, n int) *balancer.Pool {
 	b.Helper()
-	p := balancer.NewPool("web")
-	for i := range n {
+	ms := make([]balancer.Member, n)
+	for i := range ms {
 		id := fmt.Sprintf("web-%05d", i)
-		p.Put(balancer.Member{ID: id, Name: id, Address: fmt.Sprintf("10.0.%d.%d:80", i/250, i%250)})
-		p.MarkReady(id)
+		ms[i] = balancer.Member{ID: id, Name: id, Address: fmt.Sprintf("10.0.%d.%d:80", i/250, i%250)}
 	}
+	p := balancer.NewReadyPool("web", ms)
 	if got := p.ReadyCount(); got != n {
 		b.Fatalf("ReadyCount: got %d, want %d", got, n)
 	}
 	return p
+}
+
+func TestPoolPickDoesNotAllocate(t *testing.T) {
+	p := pool(t, "a", "b", "c")
+	if got := testing.AllocsPerRun(100, func() { p.Pick(0, nil) }); got != 0 {
+		t.Errorf("Pick: got %v allocations per call, want 0", got)
+	}
 }

@@ -230,6 +230,21 @@ func TestNormalizeHost(t *testing.T) {
 	}
 }
 
+func TestRouterLookupDoesNotAllocate(t *testing.T) {
+	rt := benchRouter()
+	tests := []struct{ name, host, path string }{
+		{"host", "svc42.example.com", "/index.html"},
+		{"host with port", "svc43.example.com:8080", "/api/v43/users"},
+		{"catch-all", "unknown.example.com", "/p17/x"},
+		{"miss", "unknown.example.com", "/nothing"},
+	}
+	for _, tt := range tests {
+		if got := testing.AllocsPerRun(100, func() { rt.Lookup(tt.host, tt.path) }); got != 0 {
+			t.Errorf("Lookup(%q, %q): got %v allocations per call, want 0", tt.host, tt.path, got)
+		}
+	}
+}
+
 // benchRouter is a table of 100 routes: 80 for hosts svc00..svc79 (half of
 // them with a path), 20 for any host with paths /p00../p19.
 func benchRouter() *Router {
