@@ -9,7 +9,6 @@ import (
 	"github.com/dlb-lb/dlb/discovery"
 	dc "github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
-	"github.com/docker/go-connections/nat"
 )
 
 // option changes one thing of a container's inspect data.
@@ -60,14 +59,19 @@ func withNetwork(name, ip string) option {
 
 // withExposed exposes ports such as "80/tcp", as EXPOSE or --expose do.
 func withExposed(ports ...string) option {
-	return func(c *dc.InspectResponse) {
-		if c.Config.ExposedPorts == nil {
-			c.Config.ExposedPorts = nat.PortSet{}
-		}
-		for _, p := range ports {
-			c.Config.ExposedPorts[nat.Port(p)] = struct{}{}
-		}
+	return func(c *dc.InspectResponse) { c.Config.ExposedPorts = addPorts(c.Config.ExposedPorts, ports) }
+}
+
+// addPorts adds ports to a port set (nat.PortSet, named by its shape so that
+// the tests do not import go-connections, which dlb only uses indirectly).
+func addPorts[M ~map[K]struct{}, K ~string](set M, ports []string) M {
+	if set == nil {
+		set = M{}
 	}
+	for _, p := range ports {
+		set[K(p)] = struct{}{}
+	}
+	return set
 }
 
 // withHealth gives the container a HEALTHCHECK whose status is status.
