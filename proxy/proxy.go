@@ -86,6 +86,8 @@ type stateKey struct{}
 // attempt is the state of one proxied request, shared by the handler, the
 // Rewrite hook and the transport (which all run on the request's goroutine).
 type attempt struct {
+	context.Context // the request's: see attempt.Value
+
 	route    *Route
 	up       *balancer.Upstream // the replica being tried now
 	tried    []*balancer.Upstream
@@ -117,7 +119,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serviceUnavailable(w, route.Service)
 		return
 	}
-	a := &attempt{route: route, up: up}
+	a := &attempt{Context: r.Context(), route: route, up: up}
 	a.tried = a.triedBuf[:0]
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		a.body = newReplayBody(r.Body, r.ContentLength, p.opts.MaxReplayBody)
@@ -125,7 +127,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	up.Begin()
 	defer func() { a.up.End(a.failed) }()
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, a)))
+	p.rp.ServeHTTP(w, r.WithContext(a))
 }
 
 func serviceUnavailable(w http.ResponseWriter, service string) {
@@ -404,11 +406,3 @@ func (b *replayBody) replay() io.ReadCloser {
 	}
 	return b
 }
-
-// bufferPool lends the 32 KiB buffers ReverseProxy copies bodies with.
-type bufferPool struct{}
-
-var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
-func (bufferPool) Put(b []byte) { buffers.Put(&b) }
