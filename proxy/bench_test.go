@@ -28,7 +28,7 @@ func BenchmarkProxy(b *testing.B) {
 	}
 	router := &Router{}
 	router.Set([]Route{{Service: "bench", Path: "/", Pool: pool}})
-	front := httptest.NewServer(New(router, Options{Retries: 2}))
+	front := httptest.NewServer(New(router, Options{Retries: 2, UpstreamTransport: testTransport}))
 	b.Cleanup(front.Close)
 
 	b.Run("through-dlb", func(b *testing.B) { benchGet(b, front.URL+"/") })

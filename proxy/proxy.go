@@ -43,6 +43,9 @@ type Options struct {
 	Ejector *Ejector
 	// Log receives errors; the zero value logs nothing.
 	Log zerolog.Logger
+	// UpstreamTransport picks how requests reach replicas: TransportFast or
+	// TransportStd (default TransportFast). See h1transport.go.
+	UpstreamTransport string
 }
 
 // Proxy is an http.Handler that forwards requests to the pools of a Router.
@@ -209,6 +212,7 @@ func (p *Proxy) Release(u *balancer.Upstream, removed bool) {
 // ends when the replica is removed.
 type upstreamTransport struct {
 	*http.Transport
+	fast   *h1Transport // nil unless Options.UpstreamTransport is TransportFast
 	gone   context.Context
 	cancel context.CancelFunc
 }
@@ -244,6 +248,9 @@ func (p *Proxy) newTransport() *upstreamTransport {
 		ReadBufferSize:        32 << 10,
 		// A non-nil empty map turns HTTP/2 off: upstreams speak HTTP/1.1.
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	if p.opts.UpstreamTransport != TransportStd {
+		ut.fast = newFastTransport(ut.Transport, p.opts.MaxReplayBody)
 	}
 	return ut
 }

@@ -134,6 +134,9 @@ func newFront(t *testing.T, opts Options, routes []Route, wrap func(http.Handler
 	if c := rt.Set(routes); len(c) > 0 {
 		t.Fatalf("Set: got conflicts %q", c)
 	}
+	if opts.UpstreamTransport == "" {
+		opts.UpstreamTransport = testTransport
+	}
 	f := &front{px: New(rt, opts)}
 	var h http.Handler = f.px
 	if wrap != nil {

@@ -70,6 +70,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "queue-timeout", Value: 5 * time.Second, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
 			&cli.IntFlag{Name: "max-header-bytes", Value: 1 << 20, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
+			&cli.StringFlag{Name: "upstream-transport", Value: proxy.TransportFast, EnvVars: envs("UPSTREAM_TRANSPORT"), Usage: "how requests reach replicas: fast (HTTP/1.1 on the request's goroutine) or std (Go's http.Transport)"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: envs("PPROF"), Usage: "serve Go's profiler at /debug/pprof/ on the admin address (for performance work)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
@@ -98,6 +99,7 @@ type config struct {
 	queueTimeout    time.Duration
 	shutdownTimeout time.Duration
 	maxHeaderBytes  int
+	transport       string
 	log             zerolog.Logger
 }
 
@@ -118,7 +120,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		},
 		dockerHost: c.String("docker-host"), retries: c.Int("retries"),
 		queueTimeout: c.Duration("queue-timeout"), shutdownTimeout: c.Duration("shutdown-timeout"),
-		maxHeaderBytes: c.Int("max-header-bytes"),
+		maxHeaderBytes: c.Int("max-header-bytes"), transport: c.String("upstream-transport"),
 	}
 	if err := checkAddr(cfg.listen); err != nil {
 		return nil, badFlag("listen", cfg.listen, err.Error())
@@ -139,6 +141,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	}
 	if cfg.maxHeaderBytes < 1024 {
 		return nil, badFlag("max-header-bytes", fmt.Sprint(cfg.maxHeaderBytes), "must be at least 1024")
+	}
+	if cfg.transport != proxy.TransportFast && cfg.transport != proxy.TransportStd {
+		return nil, badFlag("upstream-transport", cfg.transport, "must be fast or std")
 	}
 	if h := cfg.dockerHost; h != "" && !strings.Contains(h, "://") {
 		return nil, badFlag("docker-host", h, "not a Docker address: use unix:///var/run/docker.sock or tcp://host:2375")
@@ -188,7 +193,7 @@ func serve(c *cli.Context) error {
 
 	router := &proxy.Router{}
 	px := proxy.New(router, proxy.Options{
-		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout,
+		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, UpstreamTransport: cfg.transport,
 		Log: log.With().Str("component", "proxy").Logger(),
 	})
 	reg := newRegistry(router, px, log.With().Str("component", "pools").Logger())

@@ -1,0 +1,48 @@
+package proxy
+
+import (
+	"net"
+	"syscall"
+	"unsafe"
+)
+
+// peeker tells whether an idle connection is still open, by peeking at its
+// socket without blocking: nothing to read (EAGAIN) means open; end of file,
+// an error, or bytes nobody asked for mean the upstream is done with it.
+type peeker struct {
+	raw  syscall.RawConn // nil when the connection has no file descriptor
+	fn   func(fd uintptr) bool
+	buf  [1]byte
+	open bool
+}
+
+func (p *peeker) init(nc net.Conn) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	p.raw = raw
+	p.fn = p.peek // bound once: RawConn.Read would otherwise allocate a closure per call
+}
+
+func (p *peeker) alive() bool {
+	if p.raw == nil {
+		return true
+	}
+	p.open = false
+	if err := p.raw.Read(p.fn); err != nil {
+		return false
+	}
+	return p.open
+}
+
+func (p *peeker) peek(fd uintptr) bool {
+	_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	p.open = errno == syscall.EAGAIN
+	return true // done, whatever the answer: never wait for the socket
+}
