@@ -11,7 +11,7 @@ import (
 // an error, or bytes nobody asked for mean the upstream is done with it.
 type peeker struct {
 	raw  syscall.RawConn // nil when the connection has no file descriptor
-	fn   func(fd uintptr) bool
+	fn   func(fd uintptr)
 	buf  [1]byte
 	open bool
 }
@@ -26,7 +26,7 @@ func (p *peeker) init(nc net.Conn) {
 		return
 	}
 	p.raw = raw
-	p.fn = p.peek // bound once: RawConn.Read would otherwise allocate a closure per call
+	p.fn = p.peek // bound once: RawConn.Control would otherwise allocate a closure per call
 }
 
 func (p *peeker) alive() bool {
@@ -34,15 +34,16 @@ func (p *peeker) alive() bool {
 		return true
 	}
 	p.open = false
-	if err := p.raw.Read(p.fn); err != nil {
+	// Control, not Read: the peek never blocks, so it needs neither the
+	// read lock nor the poller, only the descriptor kept open meanwhile.
+	if err := p.raw.Control(p.fn); err != nil {
 		return false
 	}
 	return p.open
 }
 
-func (p *peeker) peek(fd uintptr) bool {
-	_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
+func (p *peeker) peek(fd uintptr) {
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	p.open = errno == syscall.EAGAIN
-	return true // done, whatever the answer: never wait for the socket
 }
