@@ -71,6 +71,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
 			&cli.IntFlag{Name: "max-header-bytes", Value: 1 << 20, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
 			&cli.StringFlag{Name: "upstream-transport", Value: proxy.TransportFast, EnvVars: envs("UPSTREAM_TRANSPORT"), Usage: "how requests reach replicas: fast (HTTP/1.1 on the request's goroutine) or std (Go's http.Transport)"},
+			&cli.DurationFlag{Name: "park-idle-after", Value: time.Second, EnvVars: envs("PARK_IDLE_AFTER"), Usage: "a client connection idle this long between requests is parked: it keeps no goroutine nor buffer until its next request (Linux; 0 disables)"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: envs("PPROF"), Usage: "serve Go's profiler at /debug/pprof/ on the admin address (for performance work)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
@@ -100,6 +101,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	maxHeaderBytes  int
 	transport       string
+	parkIdleAfter   time.Duration
 	log             zerolog.Logger
 }
 
@@ -121,6 +123,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		dockerHost: c.String("docker-host"), retries: c.Int("retries"),
 		queueTimeout: c.Duration("queue-timeout"), shutdownTimeout: c.Duration("shutdown-timeout"),
 		maxHeaderBytes: c.Int("max-header-bytes"), transport: c.String("upstream-transport"),
+		parkIdleAfter: c.Duration("park-idle-after"),
 	}
 	if err := checkAddr(cfg.listen); err != nil {
 		return nil, badFlag("listen", cfg.listen, err.Error())
@@ -141,6 +144,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	}
 	if cfg.maxHeaderBytes < 1024 {
 		return nil, badFlag("max-header-bytes", fmt.Sprint(cfg.maxHeaderBytes), "must be at least 1024")
+	}
+	if cfg.parkIdleAfter < 0 {
+		return nil, badFlag("park-idle-after", cfg.parkIdleAfter.String(), "must not be negative (0 never parks)")
 	}
 	if cfg.transport != proxy.TransportFast && cfg.transport != proxy.TransportStd {
 		return nil, badFlag("upstream-transport", cfg.transport, "must be fast or std")
@@ -215,6 +221,8 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
 	}
+	ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
+	proxySrv.ConnState = proxy.ConnState(ln, proxySrv.ConnState)
 	var adminSrv *http.Server
 	var adminLn net.Listener
 	if cfg.admin != "" {
