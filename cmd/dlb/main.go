@@ -72,6 +72,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.IntFlag{Name: "max-header-bytes", Value: 1 << 20, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
 			&cli.StringFlag{Name: "upstream-transport", Value: proxy.TransportFast, EnvVars: envs("UPSTREAM_TRANSPORT"), Usage: "how requests reach replicas: fast (HTTP/1.1 on the request's goroutine) or std (Go's http.Transport)"},
 			&cli.DurationFlag{Name: "park-idle-after", Value: time.Second, EnvVars: envs("PARK_IDLE_AFTER"), Usage: "a client connection idle this long between requests is parked: it keeps no goroutine nor buffer until its next request (Linux; 0 disables)"},
+			&cli.IntFlag{Name: "gc-percent", Value: 100, EnvVars: envs("GC_PERCENT"), Usage: "garbage collector target, as GOGC: the heap may grow this many percent over the live data before a collection (-1 turns it off)"},
+			&cli.StringFlag{Name: "memory-limit", Value: "0", EnvVars: envs("MEMORY_LIMIT"), Usage: "soft memory limit, as GOMEMLIMIT, e.g. 256MiB: the collector works harder near it (0: none)"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: envs("PPROF"), Usage: "serve Go's profiler at /debug/pprof/ on the admin address (for performance work)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
@@ -102,6 +104,7 @@ type config struct {
 	maxHeaderBytes  int
 	transport       string
 	parkIdleAfter   time.Duration
+	gc              gcSettings
 	log             zerolog.Logger
 }
 
@@ -145,6 +148,15 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.maxHeaderBytes < 1024 {
 		return nil, badFlag("max-header-bytes", fmt.Sprint(cfg.maxHeaderBytes), "must be at least 1024")
 	}
+	cfg.gc = gcSettings{percent: c.Int("gc-percent"), setPct: c.IsSet("gc-percent"), setLimit: c.IsSet("memory-limit")}
+	if cfg.gc.percent < -1 {
+		return nil, badFlag("gc-percent", fmt.Sprint(cfg.gc.percent), "must be -1 (off) or more")
+	}
+	limit, err := parseSize(c.String("memory-limit"))
+	if err != nil {
+		return nil, badFlag("memory-limit", c.String("memory-limit"), err.Error())
+	}
+	cfg.gc.limit = limit
 	if cfg.parkIdleAfter < 0 {
 		return nil, badFlag("park-idle-after", cfg.parkIdleAfter.String(), "must not be negative (0 never parks)")
 	}
@@ -154,8 +166,8 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if h := cfg.dockerHost; h != "" && !strings.Contains(h, "://") {
 		return nil, badFlag("docker-host", h, "not a Docker address: use unix:///var/run/docker.sock or tcp://host:2375")
 	}
-	level, err := zerolog.ParseLevel(c.String("log-level"))
-	if err != nil || level < zerolog.DebugLevel || level > zerolog.ErrorLevel {
+	level, lerr := zerolog.ParseLevel(c.String("log-level"))
+	if lerr != nil || level < zerolog.DebugLevel || level > zerolog.ErrorLevel {
 		return nil, badFlag("log-level", c.String("log-level"), "must be debug, info, warn or error")
 	}
 	var out io.Writer = c.App.ErrWriter
@@ -238,8 +250,9 @@ func serve(c *cli.Context) error {
 		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	}
 
+	gcInfo := cfg.gc.apply()
 	log.Info().Str("version", version).Str("listen", ln.Addr().String()).Str("admin", addrOf(adminLn)).
-		Str("network", cfg.opts.Network).Bool("exposed_by_default", cfg.opts.ExposedByDefault).Msg("dlb starting")
+		Str("network", cfg.opts.Network).Bool("exposed_by_default", cfg.opts.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
 
 	watchDone := make(chan struct{})
 	go func() {

@@ -65,6 +65,30 @@ func TestRunExitCodes(t *testing.T) {
 			wantStderr: []string{"flag provided but not defined", "nope"},
 		},
 		{
+			name:       "bad --upstream-transport",
+			args:       append([]string{"--upstream-transport", "quick"}, guard...),
+			want:       2,
+			wantStderr: []string{"--upstream-transport", `"quick"`, "fast or std"},
+		},
+		{
+			name:       "bad --memory-limit",
+			args:       append([]string{"--memory-limit", "lots"}, guard...),
+			want:       2,
+			wantStderr: []string{"--memory-limit", `"lots"`, "256MiB"},
+		},
+		{
+			name:       "bad --gc-percent",
+			args:       append([]string{"--gc-percent", "-5"}, guard...),
+			want:       2,
+			wantStderr: []string{"--gc-percent", `"-5"`, "-1 (off) or more"},
+		},
+		{
+			name:       "negative --park-idle-after",
+			args:       append([]string{"--park-idle-after", "-1s"}, guard...),
+			want:       2,
+			wantStderr: []string{"--park-idle-after", `"-1s"`, "must not be negative"},
+		},
+		{
 			name:       "--listen nonsense",
 			args:       append([]string{"--listen", "nonsense"}, guard...),
 			want:       2,

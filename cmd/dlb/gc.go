@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+)
+
+// gcSettings are the garbage collector's knobs: GOGC and GOMEMLIMIT, as
+// flags. A flag left at its default does not override the environment
+// variable of the Go runtime, when that is set.
+type gcSettings struct {
+	percent  int   // GOGC; negative turns the collector off
+	limit    int64 // GOMEMLIMIT in bytes; 0: none
+	setPct   bool
+	setLimit bool
+}
+
+// apply sets the collector's knobs and returns a description for the log.
+func (g gcSettings) apply() string {
+	if g.setPct || os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(g.percent)
+	}
+	if g.setLimit || os.Getenv("GOMEMLIMIT") == "" {
+		limit := g.limit
+		if limit <= 0 {
+			limit = 1<<63 - 1 // no limit, the runtime's default
+		}
+		debug.SetMemoryLimit(limit)
+	}
+	pct := debug.SetGCPercent(-1)
+	debug.SetGCPercent(pct)
+	lim := debug.SetMemoryLimit(-1)
+	limS := "none"
+	if lim < 1<<62 {
+		limS = fmt.Sprintf("%d MiB", lim>>20)
+	}
+	return fmt.Sprintf("gc percent %d, memory limit %s", pct, limS)
+}
+
+// parseSize reads a byte count with an optional unit: B, KiB, MiB, GiB
+// (or KB, MB, GB, also powers of 1024), case-insensitive; "0" is none.
+func parseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("not a size: use a number of bytes with a unit, e.g. 256MiB or 1GiB (0: no limit)")
+	}
+	return n * mult, nil
+}
