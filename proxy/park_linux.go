@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -27,6 +28,18 @@ type parked struct {
 
 // parkSweep is how often parked connections are checked for their deadline.
 const parkSweep = time.Second
+
+// releaseAfter is by how many the parked connections must have grown since
+// the last release of memory to the system for another: the buffers their
+// server goroutines let go of sit in the server's pools, which two
+// collections empty; with no allocation going on, Go runs those only two
+// minutes apart, holding some 8 KiB per parked connection meanwhile.
+// Clients that come and go as often as they park do not grow the count,
+// and there is at most one release per releaseEvery.
+const (
+	releaseAfter = 1024
+	releaseEvery = 10 * time.Second
+)
 
 func newParking(wake func(net.Conn)) (*parking, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -82,6 +95,9 @@ const epollOneShot = 1 << 30 // EPOLLONESHOT, which package syscall lacks
 func (p *parking) run() {
 	events := make([]syscall.EpollEvent, 128)
 	lastSweep := time.Now()
+	release := 0 // sweeps left that return memory
+	var lastRelease time.Time
+	base := 0 // parked connections at the last release, or fewer since
 	for {
 		n, err := syscall.EpollWait(p.epfd, events, int(parkSweep/time.Millisecond))
 		if err != nil && err != syscall.EINTR {
@@ -102,8 +118,14 @@ func (p *parking) run() {
 			}
 		}
 		var expired []net.Conn
+		sweep := false
 		if now := time.Now(); now.Sub(lastSweep) >= parkSweep {
-			lastSweep = now
+			lastSweep, sweep = now, true
+			base = min(base, len(p.conns))
+			if len(p.conns)-base >= releaseAfter && now.Sub(lastRelease) >= releaseEvery {
+				// A collection to move the pools aside, one to free them.
+				release, lastRelease, base = 2, now, len(p.conns)
+			}
 			for fd, pc := range p.conns {
 				if !pc.deadline.IsZero() && now.After(pc.deadline) {
 					delete(p.conns, fd)
@@ -118,6 +140,10 @@ func (p *parking) run() {
 		}
 		for _, c := range woken {
 			p.wake(c)
+		}
+		if sweep && release > 0 {
+			release--
+			debug.FreeOSMemory()
 		}
 	}
 }
