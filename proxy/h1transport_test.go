@@ -205,22 +205,22 @@ func TestProxyRetriesOnANewConnectionWhenAKeptOneDied(t *testing.T) {
 // A client that gives up mid-request closes the upstream connection, so the
 // replica sees its request cancelled instead of working for nobody.
 func TestProxyClientGoneCancelsTheUpstreamRequest(t *testing.T) {
-	cancelled := make(chan struct{})
-	be := newCountingBackend(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/stream" {
-			w.Header().Set("Content-Type", "text/event-stream")
-			io.WriteString(w, "data: one\n\n")
-			http.NewResponseController(w).Flush()
-		}
-		select {
-		case <-r.Context().Done():
-			close(cancelled)
-		case <-time.After(10 * time.Second):
-		}
-	}, nil)
 	for _, path := range []string{"/slow", "/stream"} {
 		t.Run(path, func(t *testing.T) {
-			cancelled = make(chan struct{})
+			started, cancelled := make(chan struct{}), make(chan struct{})
+			be := newCountingBackend(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/stream" {
+					w.Header().Set("Content-Type", "text/event-stream")
+					io.WriteString(w, "data: one\n\n")
+					http.NewResponseController(w).Flush()
+				}
+				close(started)
+				select {
+				case <-r.Context().Done():
+					close(cancelled)
+				case <-time.After(10 * time.Second):
+				}
+			}, nil)
 			r, p := poolRoute("web")
 			u := ready(t, p, "web-1", be.addr())
 			f := newFront(t, Options{}, []Route{r}, nil)
@@ -235,9 +235,10 @@ func TestProxyClientGoneCancelsTheUpstreamRequest(t *testing.T) {
 					resp.Body.Close()
 				}
 			}()
-			waitFor(t, "the request to reach the replica", func() bool { return u.InFlight() == 1 && be.open.Load() > 0 })
-			if path == "/stream" {
-				time.Sleep(20 * time.Millisecond) // let the first event through
+			select {
+			case <-started:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("GET %s: the replica did not get the request within 5s", path)
 			}
 			cancel()
 			<-done
