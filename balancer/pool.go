@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Member describes an upstream to add to a pool or to update in it.
@@ -72,6 +73,7 @@ type snapshot struct {
 type Pool struct {
 	name   string
 	policy atomic.Pointer[policyBox]
+	now    func() time.Time
 
 	mu      sync.Mutex
 	members map[string]*member
@@ -85,9 +87,21 @@ type policyBox struct {
 	p    Policy
 }
 
+// PoolOption changes how NewPool sets up a pool.
+type PoolOption func(*Pool)
+
+// WithClock makes the pool read the time from now instead of time.Now (it
+// stamps Upstream.ReadySince).
+func WithClock(now func() time.Time) PoolOption {
+	return func(p *Pool) { p.now = now }
+}
+
 // NewPool returns an empty pool named name that picks with round robin.
-func NewPool(name string) *Pool {
-	p := &Pool{name: name, members: map[string]*member{}, changed: make(chan struct{})}
+func NewPool(name string, opts ...PoolOption) *Pool {
+	p := &Pool{name: name, members: map[string]*member{}, changed: make(chan struct{}), now: time.Now}
+	for _, o := range opts {
+		o(p)
+	}
 	p.snap.Store(&snapshot{})
 	p.policy.Store(&policyBox{name: "round_robin", p: &RoundRobin{}})
 	return p
@@ -263,7 +277,8 @@ func (p *Pool) Remove(id string) bool {
 		return false
 	}
 	delete(p.members, id)
-	m.up.state.Store(int32(Down))
+	m.up.removed.Store(true)
+	m.up.setState(Down, time.Time{})
 	p.publish()
 	return true
 }
@@ -287,8 +302,13 @@ func (p *Pool) change(id string, f func(*member)) bool {
 // The caller holds p.mu.
 func (p *Pool) publish() {
 	s := &snapshot{all: make([]*Upstream, 0, len(p.members))}
+	var now time.Time
 	for _, m := range p.members {
-		m.up.state.Store(int32(m.state()))
+		st := m.state()
+		if st == Ready && m.up.State() != Ready && now.IsZero() {
+			now = p.now()
+		}
+		m.up.setState(st, now)
 		s.all = append(s.all, m.up)
 	}
 	slices.SortFunc(s.all, func(a, b *Upstream) int {

@@ -41,6 +41,9 @@ type Options struct {
 	// Ejector takes replicas that refuse or reset connections out for a
 	// while; nil means a default Ejector.
 	Ejector *Ejector
+	// Observer, if set, is told about every request once it is done (for
+	// metrics and access logs); nil costs nothing.
+	Observer Observer
 	// Log receives errors; the zero value logs nothing.
 	Log zerolog.Logger
 }
@@ -91,12 +94,18 @@ type attempt struct {
 	tried    []*balancer.Upstream
 	triedBuf [3]*balancer.Upstream
 	failed   bool
-	body     *replayBody // nil when the request has no body
+	first    *balancer.Upstream // a replica that got its first request since it turned Ready
+	body     *replayBody        // nil when the request has no body
 }
 
 // ServeHTTP routes the request and forwards it.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ob := p.observe(w, r); ob != nil {
+		defer ob.done()
+		w = ob
+	}
 	route := p.router.Lookup(r.Host, r.URL.Path)
+	observing(w).setRoute(route)
 	if route == nil {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusNotFound)
@@ -118,12 +127,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := &attempt{route: route, up: up}
+	observing(w).setAttempt(a)
 	a.tried = a.triedBuf[:0]
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		a.body = newReplayBody(r.Body, r.ContentLength, p.opts.MaxReplayBody)
 		r.Body = a.body
 	}
-	up.Begin()
+	if up.Begin() {
+		a.first = up
+	}
 	defer func() { a.up.End(a.failed) }()
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, a)))
 }
@@ -262,6 +274,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
 				p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
 					Dur("for", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
+				p.ejected(a.route, a.up)
 			}
 		}
 		if !p.retryable(req, a, err) {
@@ -282,7 +295,9 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			Str("to", next.Name()).Msg("retrying on another replica")
 		a.tried = append(a.tried, a.up)
 		a.up.End(true)
-		next.Begin()
+		if next.Begin() {
+			a.first = next
+		}
 		a.up = next
 		retry := req.Clone(req.Context())
 		retry.URL.Host = next.Address()
