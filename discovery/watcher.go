@@ -61,6 +61,10 @@ type Watcher struct {
 	// is quiet, so that a connection that hangs without breaking is noticed
 	// (zero means 5s); a ping gets as long again to answer.
 	PingInterval time.Duration
+	// OnEvent, if set, is called with the action of every event the
+	// Watcher handles ("start", "die", "health_status: healthy",
+	// "connect"...), on the Watcher's goroutine; it must not block.
+	OnEvent func(action string)
 
 	synced atomic.Bool
 	known  map[string]bool   // IDs given to the sink with Update or Sync
@@ -280,6 +284,9 @@ func (w *Watcher) mayBeSelected(labels map[string]string) bool {
 func (w *Watcher) handle(ctx context.Context, m events.Message) {
 	id, attrs := m.Actor.ID, m.Actor.Attributes
 	action := string(m.Action)
+	if w.OnEvent != nil {
+		w.OnEvent(action)
+	}
 	if m.Type == events.NetworkEventType {
 		id = attrs["container"]
 		if id == "" || id == w.opts.SelfID {

@@ -15,8 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/docker/docker/client"
 	"github.com/rs/zerolog"
@@ -72,10 +73,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.IntFlag{Name: "max-header-bytes", Value: 1 << 20, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
+			&cli.BoolFlag{Name: "access-log", EnvVars: envs("ACCESS_LOG"), Usage: "write one line per request to stdout (time, client, method, host, path, status, bytes, duration in ms, service, replica), in the --log-format"},
 		},
 		Action: serve,
 		Commands: []*cli.Command{
 			lintCommand(),
+			statusCommand(),
 			{
 				Name:  "version",
 				Usage: "print dlb's version",
@@ -98,6 +101,8 @@ type config struct {
 	shutdownTimeout time.Duration
 	maxHeaderBytes  int
 	log             zerolog.Logger
+	logFormat       string
+	accessLog       bool
 }
 
 func badFlag(name, value, want string) error {
@@ -118,6 +123,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		dockerHost: c.String("docker-host"), retries: c.Int("retries"),
 		queueTimeout: c.Duration("queue-timeout"), shutdownTimeout: c.Duration("shutdown-timeout"),
 		maxHeaderBytes: c.Int("max-header-bytes"),
+		logFormat:      c.String("log-format"), accessLog: c.Bool("access-log"),
 	}
 	if err := checkAddr(cfg.listen); err != nil {
 		return nil, badFlag("listen", cfg.listen, err.Error())
@@ -186,16 +192,33 @@ func serve(c *cli.Context) error {
 	defer docker.Close()
 
 	router := &proxy.Router{}
+	var reg *registry
+	var met *metrics.Metrics
+	var obs []proxy.Observer
+	if cfg.admin != "" {
+		// The registry, made below, holds the pools; scrapes come later.
+		met = metrics.New(metrics.PoolsFunc(func() []*balancer.Pool { return reg.pools.All() }))
+		obs = append(obs, met)
+	}
+	if cfg.accessLog {
+		obs = append(obs, newAccessLog(c.App.Writer, cfg.logFormat))
+	}
 	px := proxy.New(router, proxy.Options{
-		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout,
+		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, Observer: observerOf(obs...),
 		Log: log.With().Str("component", "proxy").Logger(),
 	})
-	reg := newRegistry(router, px, log.With().Str("component", "pools").Logger())
+	reg = newRegistry(router, px, log.With().Str("component", "pools").Logger())
+	if met != nil {
+		reg.left = met.Forget
+	}
 	watcher := discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
 	reg.synced = watcher.Synced
 	if err := findSelf(ctx, docker, &cfg.opts, log); err == nil {
 		watcher = discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
 		reg.synced = watcher.Synced
+	}
+	if met != nil {
+		watcher.OnEvent = met.DockerEvent
 	}
 
 	proxySrv := &http.Server{
@@ -217,7 +240,7 @@ func serve(c *cli.Context) error {
 			ln.Close()
 			return cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(reg), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+		adminSrv = &http.Server{Handler: adminHandler(reg, met), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	}
 
 	log.Info().Str("version", version).Str("listen", ln.Addr().String()).Str("admin", addrOf(adminLn)).

@@ -23,6 +23,7 @@ type registry struct {
 	checker *proxy.Checker
 	log     zerolog.Logger
 	synced  func() bool
+	left    func(*balancer.Upstream) // if set, told of each replica that left its pool
 
 	mu       sync.Mutex
 	replicas map[string]placed             // by container ID
@@ -152,6 +153,9 @@ func (g *registry) remove(id string) {
 	p.pool.Remove(id)
 	if u != nil {
 		g.proxy.Release(u, true)
+		if g.left != nil {
+			g.left(u)
+		}
 	}
 	g.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Int("ready", p.pool.ReadyCount()).Msg("replica removed")
 }
