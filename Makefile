@@ -7,7 +7,7 @@ SCALE ?= 3
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build images demo down test test-unit fuzz bench clean docker-ready
+.PHONY: all build images demo down test test-unit test-deps fuzz bench clean docker-ready
 
 all: build
 
@@ -32,6 +32,17 @@ docker-ready:
 	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq docker-compose; }
 
+# What the tests need beyond Go and Docker: Chromium, for the dashboard test
+# (headless, driven over the DevTools protocol). Installed from Debian when
+# missing; nothing to do when DLB_SKIP_BROWSER=1 or DLB_SKIP_DOCKER=1.
+test-deps:
+	@if [ "$${DLB_SKIP_BROWSER:-}" = 1 ] || [ "$${DLB_SKIP_DOCKER:-}" = 1 ]; then exit 0; fi; \
+	for b in chromium chromium-browser google-chrome google-chrome-stable; do command -v $$b >/dev/null && exit 0; done; \
+	echo "installing Chromium for the dashboard test (apt-get)"; \
+	{ DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-liberation; } </dev/null >/tmp/dlb-test-deps.log 2>&1 || \
+	  { echo "could not install Chromium (see /tmp/dlb-test-deps.log): run apt-get install -y chromium as root, or set DLB_SKIP_BROWSER=1 to skip the browser test" >&2; exit 1; }
+
 # Images are FROM scratch: they only COPY the static binaries built above.
 images: build
 	docker build -q -t dlb:dev .
@@ -48,7 +59,7 @@ down:
 	$(COMPOSE) down --remove-orphans
 
 # Everything CI runs: vet, then unit and real-engine tests under the race detector.
-test: docker-ready
+test: docker-ready test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 

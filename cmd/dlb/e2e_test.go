@@ -175,6 +175,25 @@ type dlbProc struct {
 	exitErr   error
 	proxyAddr string
 	adminAddr string
+	stdout    lockedBuffer // the access log, with --access-log
+}
+
+// lockedBuffer is a bytes.Buffer that a process writes while a test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startDLB runs dlb on loopback ports of its choosing with the given extra
@@ -183,6 +202,7 @@ func startDLB(t *testing.T, args ...string) *dlbProc {
 	t.Helper()
 	all := append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}, args...)
 	d := &dlbProc{t: t, cmd: exec.Command(dlbBinary(), all...), exited: make(chan struct{})}
+	d.cmd.Stdout = &d.stdout
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
