@@ -34,6 +34,17 @@ type Metrics struct {
 	// it leaves (Forget).
 	series   sync.Map   // *balancer.Upstream -> *replicaSeries
 	seriesMu sync.Mutex // held to add to series and to forget
+
+	// services caches the series of each service (services are never
+	// removed, so neither are these); they exist, at 0, from the first
+	// request of the service on.
+	services sync.Map // service name -> *serviceSeries
+}
+
+// serviceSeries is one service's series.
+type serviceSeries struct {
+	duration, readyToFirst prometheus.Observer
+	retries, ejections     prometheus.Counter
 }
 
 var (
@@ -142,13 +153,14 @@ func (m *Metrics) Observe(_ *http.Request, e *proxy.Exchange) {
 	if e.Route != nil {
 		service = e.Route.Service
 	}
-	m.duration.WithLabelValues(service).Observe(e.Duration.Seconds())
+	svc := m.service(service)
+	svc.duration.Observe(e.Duration.Seconds())
 	if e.Retries > 0 {
-		m.retries.WithLabelValues(service).Add(float64(e.Retries))
+		svc.retries.Add(float64(e.Retries))
 	}
 	if u := e.FirstFor; u != nil {
 		if since := u.ReadySince(); !since.IsZero() && !e.Start.Before(since) {
-			m.readyToFirst.WithLabelValues(service).Observe(e.Start.Sub(since).Seconds())
+			svc.readyToFirst.Observe(e.Start.Sub(since).Seconds())
 		}
 	}
 	class := classOf(e.Status)
@@ -156,6 +168,20 @@ func (m *Metrics) Observe(_ *http.Request, e *proxy.Exchange) {
 		return
 	}
 	m.requests.WithLabelValues(service, "", codeClasses[class]).Inc()
+}
+
+// service returns the series of a service, making them the first time.
+func (m *Metrics) service(name string) *serviceSeries {
+	if v, ok := m.services.Load(name); ok {
+		return v.(*serviceSeries)
+	}
+	v, _ := m.services.LoadOrStore(name, &serviceSeries{
+		duration:     m.duration.WithLabelValues(name),
+		readyToFirst: m.readyToFirst.WithLabelValues(name),
+		retries:      m.retries.WithLabelValues(name),
+		ejections:    m.ejections.WithLabelValues(name),
+	})
+	return v.(*serviceSeries)
 }
 
 // countReplica counts a request under its replica and reports whether it
@@ -220,7 +246,7 @@ func (m *Metrics) Forget(u *balancer.Upstream) {
 
 // Ejected counts a passive ejection. It is the proxy's EjectionObserver.
 func (m *Metrics) Ejected(route *proxy.Route, _ *balancer.Upstream) {
-	m.ejections.WithLabelValues(route.Service).Inc()
+	m.service(route.Service).ejections.Inc()
 }
 
 // DockerEvent counts an event from the Docker Engine, by its action

@@ -317,6 +317,8 @@ func TestHandler(t *testing.T) {
 	for _, line := range []string{
 		`dlb_requests_total{code="2xx",replica="web-1",service="web"} 1`,
 		`dlb_replicas{service="web",state="ready"} 2`,
+		`dlb_retries_total{service="web"} 0`, // at 0 from the service's first request
+		`dlb_ejections_total{service="web"} 0`,
 		"# TYPE dlb_request_duration_seconds histogram",
 		"# TYPE go_goroutines gauge",
 		"# TYPE process_resident_memory_bytes gauge",
@@ -325,4 +327,21 @@ func TestHandler(t *testing.T) {
 			t.Errorf("/metrics lacks the line %q", line)
 		}
 	}
+}
+
+// BenchmarkObserve is the cost of counting one request.
+func BenchmarkObserve(b *testing.B) {
+	pool := balancer.NewPool("web")
+	u := pool.Put(balancer.Member{ID: "1", Name: "web-1", Address: "10.0.0.1:80"})
+	pool.MarkReady("1")
+	m := New(poolList{pool})
+	r := httptest.NewRequest("GET", "/", nil)
+	e := &proxy.Exchange{Route: &proxy.Route{Service: "web", Pool: pool}, Upstream: u, Status: 200,
+		Start: time.Now(), Duration: time.Millisecond}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.Observe(r, e)
+		}
+	})
 }
