@@ -345,6 +345,28 @@ func spread(t *testing.T, url string, n int) map[string]int {
 	return got
 }
 
+// answeredBy sends tries GETs to url and returns how many distinct replicas
+// answered, or -1 and what went wrong when a request failed.
+func answeredBy(url string, tries int) (int, string) {
+	seen := map[string]bool{}
+	for i := 0; i < tries; i++ {
+		code, body := get(url)
+		if code != 200 {
+			return -1, fmt.Sprintf("got %d %q", code, body)
+		}
+		seen[strings.TrimSpace(body)] = true
+	}
+	return len(seen), fmt.Sprintf("%d replicas answered", len(seen))
+}
+
+// answeredByN is a waitFor condition: exactly n replicas answer url.
+func answeredByN(url string, n int) func() (bool, string) {
+	return func() (bool, string) {
+		got, seen := answeredBy(url, 2*n+5)
+		return got == n, seen
+	}
+}
+
 // logHas reports whether dlb logged a line containing every one of parts.
 func (d *dlbProc) logHas(parts ...string) bool {
 	for _, line := range strings.Split(d.logs(), "\n") {
