@@ -59,8 +59,8 @@ func requireDocker(t *testing.T) {
 	}
 }
 
-// buildAll compiles dlb and the demo backend (static) and builds the images
-// dlb:dev and dlb-demo:dev from them: FROM scratch, nothing is pulled.
+// buildAll compiles dlb and the demo backends (static) and builds the images
+// dlb:dev, dlb-demo:dev and dlb-grpc:dev from them: FROM scratch, nothing is pulled.
 func buildAll() {
 	var err error
 	if buildDir, err = os.MkdirTemp("", "dlb-e2e-"); err != nil {
@@ -71,6 +71,7 @@ func buildAll() {
 	steps := [][]string{
 		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "dlb"), "./cmd/dlb"},
 		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "demo"), "./examples/demo"},
+		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "grpc-demo"), "./examples/grpc"},
 	}
 	for _, s := range steps {
 		cmd := exec.Command(s[0], s[1:]...)
@@ -84,6 +85,7 @@ func buildAll() {
 	for _, img := range []struct{ tag, dockerfile string }{
 		{"dlb:dev", filepath.Join(root, "Dockerfile")},
 		{"dlb-demo:dev", filepath.Join(root, "examples/demo/Dockerfile")},
+		{"dlb-grpc:dev", filepath.Join(root, "examples/grpc/Dockerfile")},
 	} {
 		cmd := exec.Command("docker", "build", "-q", "-t", img.tag, "-f", img.dockerfile, buildDir)
 		if out, err := cmd.CombinedOutput(); err != nil {
