@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -17,12 +18,14 @@ import (
 )
 
 // Docker is the part of the Docker Engine API that the Watcher uses: list,
-// inspect and events. *client.Client satisfies it; all three calls only read,
-// so a read-only socket proxy in front of the engine is enough.
+// inspect and events, and ping to notice a connection that hangs without
+// breaking. *client.Client satisfies it; every call only reads, so a
+// read-only socket proxy in front of the engine is enough.
 type Docker interface {
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
+	Ping(ctx context.Context) (types.Ping, error)
 }
 
 // Sink receives the Watcher's changes. Its methods are called from one
@@ -52,8 +55,12 @@ type Watcher struct {
 	log    zerolog.Logger
 
 	// MinBackoff and MaxBackoff bound the wait between reconnects; zero
-	// values mean 100ms and 5s.
+	// values mean 100ms and 1s.
 	MinBackoff, MaxBackoff time.Duration
+	// PingInterval is how often the engine is pinged while the event stream
+	// is quiet, so that a connection that hangs without breaking is noticed
+	// (zero means 5s); a ping gets as long again to answer.
+	PingInterval time.Duration
 
 	synced atomic.Bool
 	known  map[string]bool   // IDs given to the sink with Update or Sync
@@ -79,7 +86,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		minB = 100 * time.Millisecond
 	}
 	if maxB <= 0 {
-		maxB = 5 * time.Second
+		maxB = time.Second
 	}
 	backoff := minB
 	failures := 0
@@ -144,10 +151,23 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 	w.log.Info().Int("replicas", len(replicas)).Int("pools", len(pools)).
 		Dur("took", time.Since(start)).Msg("synced with Docker; following events")
 
+	pingEvery := w.PingInterval
+	if pingEvery <= 0 {
+		pingEvery = 5 * time.Second
+	}
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return true, ctx.Err()
+		case <-ping.C:
+			pctx, pcancel := context.WithTimeout(ctx, pingEvery)
+			_, err := w.docker.Ping(pctx)
+			pcancel()
+			if err != nil && ctx.Err() == nil {
+				return true, fmt.Errorf("the engine stopped answering pings: %w", err)
+			}
 		case err := <-errs:
 			if err == nil {
 				err = errors.New("event stream closed")
@@ -158,6 +178,7 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 				return true, errors.New("event stream closed")
 			}
 			w.handle(ctx, m)
+			ping.Reset(pingEvery)
 		}
 	}
 }

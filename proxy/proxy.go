@@ -41,6 +41,9 @@ type Options struct {
 	// TrustedProxies are the clients whose X-Forwarded-* headers are kept
 	// (nil: nobody's).
 	TrustedProxies TrustedProxies
+	// Ejector takes replicas that refuse or reset connections out for a
+	// while; nil means a default Ejector.
+	Ejector *Ejector
 	// Log receives errors; the zero value logs nothing.
 	Log zerolog.Logger
 }
@@ -66,6 +69,9 @@ func New(router *Router, opts Options) *Proxy {
 	}
 	if opts.MaxReplayBody <= 0 {
 		opts.MaxReplayBody = 64 << 10
+	}
+	if opts.Ejector == nil {
+		opts.Ejector = &Ejector{}
 	}
 	p := &Proxy{router: router, opts: opts}
 	p.rp = &httputil.ReverseProxy{
@@ -207,6 +213,7 @@ func (p *Proxy) Release(u *balancer.Upstream, removed bool) {
 	if removed {
 		ut.cancel()
 		p.transports.Delete(u)
+		p.opts.Ejector.Forget(u)
 	}
 }
 
@@ -266,6 +273,12 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := p.transportFor(a.up).forScheme(a.route.Scheme).RoundTrip(req)
 		if err == nil {
 			return resp, nil
+		}
+		if ejectable(err) && a.up.State() == balancer.Ready {
+			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
+				p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
+					Dur("for", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
+			}
 		}
 		if !p.retryable(req, a, err) {
 			a.failed = true
