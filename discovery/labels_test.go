@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dlb-lb/dlb/discovery"
 )
@@ -22,7 +23,7 @@ type labelTest struct {
 
 // cfg is the LabelConfig of a container with no dlb labels, changed by fs.
 func cfg(fs ...func(*discovery.LabelConfig)) discovery.LabelConfig {
-	c := discovery.LabelConfig{Path: "/"}
+	c := discovery.LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
 	for _, f := range fs {
 		f(&c)
 	}

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dlb-lb/dlb/discovery"
 	dc "github.com/docker/docker/api/types/container"
@@ -369,7 +370,7 @@ func TestBuildWarnsAboutAGuessedNetwork(t *testing.T) {
 func TestBuildKeepsTheLabels(t *testing.T) {
 	c := container(enabled, withLabel(discovery.LabelPort, "8080"), withNetwork("appnet", "10.0.0.2"))
 	got, err := discovery.Build(c, discovery.Options{})
-	want := discovery.LabelConfig{Enable: true, EnableSet: true, Port: 8080, Path: "/"}
+	want := discovery.LabelConfig{Enable: true, EnableSet: true, Port: 8080, Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
 	if err != nil || !reflect.DeepEqual(got.Labels, want) {
 		t.Errorf("Build: got labels %+v, %v; want %+v", got.Labels, err, want)
 	}

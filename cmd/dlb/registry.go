@@ -170,13 +170,13 @@ func (g *registry) update(r discovery.Replica) {
 	}
 	g.setRoute(svc, r)
 	before := pool.Get(r.ID)
-	wasServing := known && old.r.Serving() && before != nil && before.State() != balancer.Draining
+	moved := known && old.r.Address() != r.Address()
+	// A replica at a new address must show again that it answers there.
+	wasServing := known && !moved && old.r.Serving() && before != nil && before.State() != balancer.Draining
 	pool.Put(balancer.Member{ID: r.ID, Name: r.Name, Address: r.Address(), Weight: r.Labels.Weight})
 	g.replicas[r.ID] = placed{r: r, pool: pool}
-	if known && old.r.Address() != r.Address() {
-		if before != nil {
-			g.proxy.Release(before, false)
-		}
+	if moved && before != nil {
+		g.proxy.Release(before, false)
 	}
 
 	// Docker's HEALTHCHECK, when the container has one, decides readiness.

@@ -178,7 +178,10 @@ func TestZeroErrorScaling(t *testing.T) {
 	requireDocker(t)
 	p := newProject(t, zeroErrorProject)
 	p.compose("up", "-d", "--no-build", "--scale", "app=2", "--scale", "solo=1")
-	d := startDLB(t, "--network", "appnet", "--project", p.name)
+	// Compose recreates every replica at once (--force-recreate), so the
+	// service has none for as long as that takes: dlb holds requests for
+	// up to --queue-timeout, which must cover it (1-6 s measured here).
+	d := startDLB(t, "--network", "appnet", "--project", p.name, "--queue-timeout", "20s")
 	app, solo := p.name+"-app", p.name+"-solo"
 	d.waitReady(t, app, 2, 10*time.Second)
 	d.waitReady(t, solo, 1, 10*time.Second)
@@ -266,8 +269,8 @@ services:
     healthcheck:
       test: ["CMD", "/demo", "-check", "http://127.0.0.1/healthz"]
       interval: 1s
-      timeout: 1s
-      retries: 1
+      timeout: 5s
+      retries: 3
     networks: [appnet]
   bad:
     image: dlb-demo:dev
@@ -317,7 +320,7 @@ networks:
 	}
 
 	// The HEALTHCHECK pool: two healthy replicas serve, the failing one gets nothing.
-	waitFor(t, 20*time.Second, "the two healthy replicas of checked to be ready", func() (bool, string) {
+	waitFor(t, 30*time.Second, "the two healthy replicas of checked to be ready", func() (bool, string) {
 		return d.ready("checked") == 2, fmt.Sprintf("%d ready", d.ready("checked"))
 	})
 	lc := startLoad(t, d.proxyURL+"/", "checked.test", 16, time.Minute, 200_000)
