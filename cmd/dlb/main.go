@@ -76,6 +76,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "queue-timeout", Value: 5 * time.Second, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
 			&cli.IntFlag{Name: "max-header-bytes", Value: 1 << 20, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
+			&cli.BoolFlag{Name: "pprof", EnvVars: envs("PPROF"), Usage: "serve Go's profiler at /debug/pprof/ on the admin address (for performance work)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
 		},
@@ -234,7 +235,11 @@ func serve(c *cli.Context) error {
 			}
 			return cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(reg), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+		var h http.Handler = admin.Handler(reg)
+		if c.Bool("pprof") {
+			h = withPprof(h)
+		}
+		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	}
 
 	log.Info().Str("version", version).Str("listen", ln.Addr().String()).Str("listen_tls", addrOf(tlsLn)).
