@@ -29,13 +29,23 @@ var (
 	buildErr  error
 )
 
-// TestMain removes the binaries built for the real-engine tests.
+// TestMain removes the binaries built for the real-engine tests, and this
+// process's image tags.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
+		exec.Command("docker", "rmi", runImage("dlb:dev"), runImage("dlb-demo:dev"), runImage("dlb-grpc:dev")).Run()
 	}
 	os.Exit(code)
+}
+
+// runImage is the tag an image built as tag (e.g. dlb-demo:dev) also gets
+// for this test process. newProject uses it, so that tests running at the
+// same time from another checkout, which build :dev from their own code,
+// cannot swap the images under this one's feet.
+func runImage(tag string) string {
+	return strings.TrimSuffix(tag, ":dev") + fmt.Sprintf(":e2e-%d", os.Getpid())
 }
 
 // requireDocker skips the test when DLB_SKIP_DOCKER=1 and fails it, saying
@@ -87,7 +97,7 @@ func buildAll() {
 		{"dlb-demo:dev", filepath.Join(root, "examples/demo/Dockerfile")},
 		{"dlb-grpc:dev", filepath.Join(root, "examples/grpc/Dockerfile")},
 	} {
-		cmd := exec.Command("docker", "build", "-q", "-t", img.tag, "-f", img.dockerfile, buildDir)
+		cmd := exec.Command("docker", "build", "-q", "-t", img.tag, "-t", runImage(img.tag), "-f", img.dockerfile, buildDir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("docker build %s: %v\n%s", img.tag, err, out)
 			return
@@ -134,6 +144,9 @@ func newProject(t *testing.T, yaml string) *project {
 		name = name[:40]
 	}
 	file := filepath.Join(t.TempDir(), "docker-compose.yaml")
+	for _, img := range []string{"dlb:dev", "dlb-demo:dev", "dlb-grpc:dev"} {
+		yaml = strings.ReplaceAll(yaml, "image: "+img, "image: "+runImage(img))
+	}
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
