@@ -11,13 +11,16 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 all: build
 
-build: bin/dlb bin/demo
+build: bin/dlb bin/demo bin/grpc-demo
 
 bin/dlb: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dlb ./cmd/dlb
 
 bin/demo: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/demo ./examples/demo
+
+bin/grpc-demo: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/grpc-demo ./examples/grpc
 
 # Makes sure a Docker Engine answers: starts dockerd when it is installed but
 # not running, and installs Compose from Debian when neither v2 nor v1 is there.
@@ -36,6 +39,7 @@ docker-ready:
 images: build
 	docker build -q -t dlb:dev .
 	docker build -q -t dlb-demo:dev -f examples/demo/Dockerfile .
+	docker build -q -t dlb-grpc:dev -f examples/grpc/Dockerfile .
 
 # The main job: the example stack, dlb in front of the app scaled to $(SCALE).
 demo: docker-ready images
