@@ -78,7 +78,7 @@ func newObservedProxy(t *testing.T, opts Options, backends ...string) *observedP
 	return op
 }
 
-func backend(t *testing.T, h http.HandlerFunc) string {
+func replicaAt(t *testing.T, h http.HandlerFunc) string {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -113,7 +113,7 @@ func mustGet(t *testing.T, url string) (int, string) {
 
 func TestObserverSeesForwardedRequest(t *testing.T) {
 	const body = "hello from r0\n"
-	op := newObservedProxy(t, Options{}, backend(t, func(w http.ResponseWriter, r *http.Request) {
+	op := newObservedProxy(t, Options{}, replicaAt(t, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, body)
 	}))
 	before := time.Now()
@@ -174,7 +174,7 @@ func TestObserverSeesDLBsOwnAnswers(t *testing.T) {
 // the ejection.
 func TestObserverSeesRetriesAndEjections(t *testing.T) {
 	op := newObservedProxy(t, Options{Retries: 2, Ejector: &Ejector{MinWindow: time.Hour}},
-		closedPort(t), backend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+		closedPort(t), replicaAt(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	code, _ := mustGet(t, op.url+"/")
 	e := op.rec.next(t)
 	if code != 200 || e.Status != 200 || e.Retries != 1 || e.Upstream != op.ups[1] || e.FirstFor != op.ups[1] {
@@ -193,7 +193,7 @@ func TestObserverSeesRetriesAndEjections(t *testing.T) {
 
 func TestObserverSeesClientLeave(t *testing.T) {
 	arrived := make(chan struct{})
-	op := newObservedProxy(t, Options{}, backend(t, func(w http.ResponseWriter, r *http.Request) {
+	op := newObservedProxy(t, Options{}, replicaAt(t, func(w http.ResponseWriter, r *http.Request) {
 		close(arrived)
 		<-r.Context().Done()
 	}))
@@ -219,7 +219,7 @@ func TestObserverKeepsStreaming(t *testing.T) {
 	var releaseOnce sync.Once
 	let := func() { releaseOnce.Do(func() { close(release) }) }
 	defer let()
-	op := newObservedProxy(t, Options{}, backend(t, func(w http.ResponseWriter, r *http.Request) {
+	op := newObservedProxy(t, Options{}, replicaAt(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		io.WriteString(w, "data: one\n\n")
 		w.(http.Flusher).Flush()
@@ -264,7 +264,7 @@ func TestObserverKeepsStreaming(t *testing.T) {
 // With an Observer, a protocol switch (as WebSocket does) still goes through
 // and the connection carries bytes both ways afterwards.
 func TestObserverKeepsUpgrades(t *testing.T) {
-	op := newObservedProxy(t, Options{}, backend(t, func(w http.ResponseWriter, r *http.Request) {
+	op := newObservedProxy(t, Options{}, replicaAt(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "echo" {
 			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
 			return
@@ -309,7 +309,7 @@ func TestObserverKeepsUpgrades(t *testing.T) {
 
 // A 103 Early Hints before the response is not taken for its status.
 func TestObserverSkipsInformational(t *testing.T) {
-	op := newObservedProxy(t, Options{}, backend(t, func(w http.ResponseWriter, r *http.Request) {
+	op := newObservedProxy(t, Options{}, replicaAt(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Link", "</style.css>; rel=preload")
 		w.WriteHeader(http.StatusEarlyHints)
 		w.WriteHeader(http.StatusCreated)

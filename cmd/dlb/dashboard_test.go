@@ -115,7 +115,7 @@ func TestDashboardFollowsScaling(t *testing.T) {
 	requireDocker(t)
 	chromium := requireBrowser(t)
 	p := newProject(t, appProject)
-	p.scaleKeep("app", 3)
+	p.scale("app", 3)
 	d := startDLB(t, "--network", "appnet", "--project", p.name)
 	pool := p.name + "-app"
 	waitFor(t, 5*time.Second, "3 ready replicas in /api/pools", func() (bool, string) {
@@ -139,7 +139,7 @@ func TestDashboardFollowsScaling(t *testing.T) {
 	})
 	t.Logf("the dashboard showed the 3 ready replicas %s after navigating", time.Since(opened).Round(time.Millisecond))
 
-	p.scaleKeep("app", 6)
+	p.scale("app", 6)
 	returned := time.Now()
 	appeared := waitFor(t, 2*time.Second, "the dashboard to show 6 replicas after `compose up --scale app=6` returned", func() (bool, string) {
 		var err error

@@ -75,8 +75,8 @@ next:
 	return out
 }
 
-// runDLB runs the dlb binary with args and returns its exit code and output.
-func runDLB(t *testing.T, args ...string) (code int, stdout, stderr string) {
+// execDLB runs the dlb binary with args and returns its exit code and output.
+func execDLB(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -93,14 +93,6 @@ func runDLB(t *testing.T, args ...string) (code int, stdout, stderr string) {
 		t.Fatalf("dlb %s: %v", strings.Join(args, " "), err)
 	}
 	return code, out.String(), errOut.String()
-}
-
-// scaleKeep scales like scale, but leaves running containers as they are:
-// Compose would recreate them if dlb-demo:dev was rebuilt meanwhile (by
-// another test binary), and these tests follow containers by name.
-func (p *project) scaleKeep(service string, n int) {
-	p.t.Helper()
-	p.compose("up", "-d", "--no-build", "--no-recreate", "--scale", fmt.Sprintf("%s=%d", service, n))
 }
 
 // replicaNames are the names of a pool's replicas in /api/pools.
@@ -133,7 +125,7 @@ func TestObserveTraffic(t *testing.T) {
 	})
 
 	// dlb status: a table like docker ps, exit 0.
-	code, out, errOut := runDLB(t, "status", "--admin-url", d.adminURL)
+	code, out, errOut := execDLB(t, "status", "--admin-url", d.adminURL)
 	if code != 0 || !strings.HasPrefix(out, "SERVICE") || errOut != "" {
 		t.Fatalf("dlb status with 2 ready replicas: exit %d, stdout %q, stderr %q; want 0 and a table", code, out, errOut)
 	}
@@ -222,7 +214,7 @@ func TestObserveTraffic(t *testing.T) {
 	// Scale up: the new replica shows in the gauges and its own counter;
 	// Docker's events are counted.
 	before := d.replicaNames(pool)
-	p.scaleKeep("app", 3)
+	p.scale("app", 3)
 	waitFor(t, 5*time.Second, "dlb_replicas{state=ready} = 3", func() (bool, string) {
 		got := series(d.scrape(), "dlb_replicas", svc, "state")
 		return got["ready"] == 3, fmt.Sprint(got)
@@ -250,7 +242,7 @@ func TestObserveTraffic(t *testing.T) {
 	assertStreams(t, d.proxyURL+"/sse?n=5")
 
 	// Scale down: the removed replicas' series disappear.
-	p.scaleKeep("app", 1)
+	p.scale("app", 1)
 	var kept []string
 	waitFor(t, 20*time.Second, "the removed replicas' series to disappear", func() (bool, string) {
 		kept = d.replicaNames(pool)
@@ -272,18 +264,18 @@ func TestObserveTraffic(t *testing.T) {
 	}
 
 	// Scaled to 0: dlb status says which service has no ready replica.
-	p.scaleKeep("app", 0)
+	p.scale("app", 0)
 	waitFor(t, 20*time.Second, "the pool to be empty", func() (bool, string) {
 		n := len(d.replicaNames(pool))
 		return n == 0, fmt.Sprintf("%d replicas", n)
 	})
-	code, out, errOut = runDLB(t, "status", "--admin-url", d.adminURL)
+	code, out, errOut = execDLB(t, "status", "--admin-url", d.adminURL)
 	if code != 1 || !strings.Contains(errOut, pool) || !strings.Contains(errOut, "no ready replica") || !strings.Contains(out, pool) {
 		t.Errorf("dlb status after scaling to 0: exit %d, stdout %q, stderr %q; want 1, naming %s", code, out, errOut, pool)
 	}
 
 	// Nothing at --admin-url: exit 2, naming the flag.
-	code, out, errOut = runDLB(t, "status", "--admin-url", "http://127.0.0.1:1")
+	code, out, errOut = execDLB(t, "status", "--admin-url", "http://127.0.0.1:1")
 	if code != 2 || !strings.Contains(errOut, "--admin-url") || out != "" {
 		t.Errorf("dlb status --admin-url http://127.0.0.1:1: exit %d, stdout %q, stderr %q; want 2 and a message naming --admin-url", code, out, errOut)
 	}
