@@ -26,7 +26,7 @@ func limitBody(w http.ResponseWriter, r *http.Request, route *Route) bool {
 		bodyTooLarge(w, route.Service, route.MaxBody)
 		return false
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, route.MaxBody)
+	r.Body = http.MaxBytesReader(unobserved(w), r.Body, route.MaxBody)
 	return true
 }
 

@@ -175,3 +175,13 @@ func observing(w http.ResponseWriter) *observed {
 	o, _ := w.(*observed)
 	return o
 }
+
+// unobserved returns the client's own ResponseWriter under an *observed:
+// http.MaxBytesReader needs it to close the connection after a body that
+// was too large.
+func unobserved(w http.ResponseWriter) http.ResponseWriter {
+	if o, ok := w.(*observed); ok {
+		return o.ResponseWriter
+	}
+	return w
+}

@@ -356,3 +356,39 @@ type discardWriter struct{ h http.Header }
 func (d discardWriter) Header() http.Header         { return d.h }
 func (d discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d discardWriter) WriteHeader(int)             {}
+
+// A body over the route's limit is refused with 413, observed as such; when
+// its length was not announced, the connection is closed after the answer
+// as it is without an Observer (http.MaxBytesReader sees the client's own
+// ResponseWriter).
+func TestObserverSees413(t *testing.T) {
+	op := newObservedProxy(t, Options{}, replicaAt(t, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	router := &Router{}
+	router.Set([]Route{{Service: "web", Path: "/", Pool: op.pool, MaxBody: 1000}})
+	srv := httptest.NewServer(New(router, Options{Observer: op.rec}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name   string
+		length int64 // -1: chunked
+	}{{"announced", 5000}, {"chunked", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", srv.URL+"/upload", io.MultiReader(strings.NewReader(strings.Repeat("x", 5000))))
+			req.ContentLength = tc.length
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			e := op.rec.next(t)
+			if resp.StatusCode != 413 || e.Status != 413 {
+				t.Errorf("status %d, observed %d; want 413 and 413", resp.StatusCode, e.Status)
+			}
+			if !resp.Close {
+				t.Errorf("the connection stays open after the 413, want it closed")
+			}
+		})
+	}
+}
