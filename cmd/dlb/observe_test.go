@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -240,6 +241,34 @@ func TestObserveTraffic(t *testing.T) {
 
 	// SSE through dlb, with the metrics observing: events arrive one by one.
 	assertStreams(t, d.proxyURL+"/sse?n=5")
+
+	// A WebSocket through dlb works with the metrics and the access log on,
+	// and counts as a 1xx (101 Switching Protocols) of the replica it went to.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, "ws://"+d.proxyAddr+"/ws", nil)
+	if err != nil {
+		t.Fatalf("WebSocket through dlb: %v", err)
+	}
+	if err := ws.Write(ctx, websocket.MessageText, []byte("observed")); err != nil {
+		t.Fatalf("WebSocket write: %v", err)
+	}
+	if _, msg, err := ws.Read(ctx); err != nil || string(msg) != "observed" {
+		t.Fatalf("WebSocket echo: %q, %v; want %q", msg, err, "observed")
+	}
+	ws.Close(websocket.StatusNormalClosure, "done")
+	wsReplica := resp.Header.Get("X-Replica")
+	waitFor(t, 5*time.Second, "the WebSocket to be counted as a 1xx", func() (bool, string) {
+		got := series(d.scrape(), "dlb_requests_total", map[string]string{"service": pool, "code": "1xx"}, "replica")
+		var total float64
+		for _, n := range got {
+			total += n
+		}
+		return total == 1, fmt.Sprintf("1xx by replica %v (the echo says it is %s)", got, wsReplica)
+	})
+	if !strings.Contains(d.stdout.String(), `"path":"/ws","status":101`) {
+		t.Errorf("no access log line for /ws with status 101")
+	}
 
 	// Scale down: the removed replicas' series disappear.
 	p.scale("app", 1)
