@@ -45,6 +45,12 @@ test-unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseLabels -fuzztime 30s ./discovery
 
+# dlb, nginx and HAProxy in front of the same demo containers, plus the direct
+# ceiling; writes docs/benchmarks.md and .png. Knobs: BENCH_REPLICAS, BENCH_ROUNDS,
+# BENCH_DURATION, BENCH_CONNS; BENCH_QUICK=1 for a smoke run (see bench/bench.sh).
+bench:
+	bash bench/bench.sh
+
 clean:
 	rm -rf bin
 
