@@ -7,7 +7,7 @@ SCALE ?= 3
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build images demo down test test-unit race fuzz bench clean
+.PHONY: all build images demo down test test-unit fuzz bench clean docker-ready
 
 all: build
 
@@ -19,13 +19,26 @@ bin/dlb: FORCE
 bin/demo: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/demo ./examples/demo
 
+# Makes sure a Docker Engine answers: starts dockerd when it is installed but
+# not running, and installs Compose from Debian when neither v2 nor v1 is there.
+docker-ready:
+	@if ! docker info >/dev/null 2>&1; then \
+	  command -v dockerd >/dev/null || { echo "no Docker Engine: install docker.io (Debian) or Docker Engine, then retry" >&2; exit 1; }; \
+	  echo "starting dockerd (log: /tmp/dockerd.log)"; \
+	  (nohup dockerd >/tmp/dockerd.log 2>&1 &); \
+	  for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; \
+	  docker info >/dev/null 2>&1 || { echo "dockerd did not come up in 60s; see /tmp/dockerd.log" >&2; exit 1; }; \
+	fi
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq docker-compose; }
+
 # Images are FROM scratch: they only COPY the static binaries built above.
 images: build
 	docker build -q -t dlb:dev .
 	docker build -q -t dlb-demo:dev -f examples/demo/Dockerfile .
 
 # The main job: the example stack, dlb in front of the app scaled to $(SCALE).
-demo: images
+demo: docker-ready images
 	$(COMPOSE) up -d --no-build --scale app=$(SCALE)
 	@echo "dlb is on http://localhost:$${DLB_PORT:-8000}/ (admin: http://127.0.0.1:$${DLB_ADMIN_PORT:-8080}/api/pools)"
 	@echo "try:  for i in 1 2 3 4 5 6; do curl -s localhost:$${DLB_PORT:-8000}/; done"
@@ -35,7 +48,7 @@ down:
 	$(COMPOSE) down --remove-orphans
 
 # Everything CI runs: vet, then unit and real-engine tests under the race detector.
-test:
+test: docker-ready
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 

@@ -1,0 +1,92 @@
+// Package balancer holds the upstream pools and picks a replica for each
+// request. It knows nothing of Docker or of the network: an Upstream is an
+// address with counters and a state, a Pool is a set of them, and a Policy
+// chooses among a pool's ready members.
+package balancer
+
+import (
+	"sync/atomic"
+)
+
+// State is where an upstream is in its life. Only Ready upstreams are picked.
+type State int32
+
+const (
+	// Starting: the container runs but has not yet shown it can answer
+	// (no healthy HEALTHCHECK, no accepted TCP connection yet).
+	Starting State = iota
+	// Ready: it gets new requests.
+	Ready
+	// Draining: it is being stopped; requests in flight finish, no new ones start.
+	Draining
+	// Down: it fails its health checks, or its process has exited; no
+	// requests until it passes again or is restarted.
+	Down
+)
+
+var stateNames = [...]string{Starting: "starting", Ready: "ready", Draining: "draining", Down: "down"}
+
+// String returns the lower-case name used in logs and the admin API.
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// Upstream is one replica that a pool can send requests to. It is created and
+// changed by its Pool; readers may call its methods from any goroutine. Its
+// counters survive every change to the pool for as long as the replica stays.
+type Upstream struct {
+	id   string
+	name string
+
+	address atomic.Pointer[string]
+	weight  atomic.Int32
+	state   atomic.Int32
+
+	inFlight atomic.Int64
+	requests atomic.Int64
+	failures atomic.Int64
+}
+
+// ID is the stable key of the upstream (for a container, its full ID).
+func (u *Upstream) ID() string { return u.id }
+
+// Name is the human name (for a container, its name).
+func (u *Upstream) Name() string { return u.name }
+
+// Address is where requests go, as host:port.
+func (u *Upstream) Address() string { return *u.address.Load() }
+
+// Weight is the upstream's relative share for weighted policies (at least 1).
+func (u *Upstream) Weight() int { return int(u.weight.Load()) }
+
+// State is the upstream's current state.
+func (u *Upstream) State() State { return State(u.state.Load()) }
+
+// InFlight is the number of requests being served by the upstream right now.
+func (u *Upstream) InFlight() int64 { return u.inFlight.Load() }
+
+// Requests is the number of requests sent to the upstream since it joined.
+func (u *Upstream) Requests() int64 { return u.requests.Load() }
+
+// Failures is the number of requests that failed at the transport level
+// (refused, reset, timed out) on this upstream since it joined.
+func (u *Upstream) Failures() int64 { return u.failures.Load() }
+
+// Begin records a request sent to the upstream. Every Begin is paired with
+// exactly one End, once the response has been copied to the client.
+func (u *Upstream) Begin() {
+	u.inFlight.Add(1)
+	u.requests.Add(1)
+}
+
+// End records the end of a request started with Begin; failed says whether
+// the upstream failed it at the transport level.
+func (u *Upstream) End(failed bool) {
+	u.inFlight.Add(-1)
+	if failed {
+		u.failures.Add(1)
+	}
+}

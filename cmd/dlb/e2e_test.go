@@ -1,0 +1,362 @@
+package main
+
+// Real-engine tests: they build dlb and the demo backend, start Compose
+// projects on the local Docker Engine and send real HTTP through a real dlb
+// process. Set DLB_SKIP_DOCKER=1 to skip them on a machine without Docker;
+// otherwise a missing engine fails them with a message saying so.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// TestMain removes the binaries built for the real-engine tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// requireDocker skips the test when DLB_SKIP_DOCKER=1 and fails it, saying
+// how to fix it, when the Docker Engine cannot be reached.
+func requireDocker(t *testing.T) {
+	t.Helper()
+	if os.Getenv("DLB_SKIP_DOCKER") == "1" {
+		t.Skip("DLB_SKIP_DOCKER=1: skipping a test that needs a Docker Engine")
+	}
+	if testing.Short() {
+		t.Skip("-short: skipping a test that needs a Docker Engine")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
+		t.Fatalf("this test needs a Docker Engine and cannot reach one (%v: %s); start dockerd, or set DLB_SKIP_DOCKER=1 to skip the real-engine tests", err, bytes.TrimSpace(out))
+	}
+	buildOnce.Do(buildAll)
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+}
+
+// buildAll compiles dlb and the demo backend (static) and builds the images
+// dlb:dev and dlb-demo:dev from them: FROM scratch, nothing is pulled.
+func buildAll() {
+	var err error
+	if buildDir, err = os.MkdirTemp("", "dlb-e2e-"); err != nil {
+		buildErr = err
+		return
+	}
+	root, _ := filepath.Abs("../..")
+	steps := [][]string{
+		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "dlb"), "./cmd/dlb"},
+		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "demo"), "./examples/demo"},
+	}
+	for _, s := range steps {
+		cmd := exec.Command(s[0], s[1:]...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("%s: %v\n%s", strings.Join(s, " "), err, out)
+			return
+		}
+	}
+	for _, img := range []struct{ tag, dockerfile string }{
+		{"dlb:dev", filepath.Join(root, "Dockerfile")},
+		{"dlb-demo:dev", filepath.Join(root, "examples/demo/Dockerfile")},
+	} {
+		cmd := exec.Command("docker", "build", "-q", "-t", img.tag, "-f", img.dockerfile, buildDir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("docker build %s: %v\n%s", img.tag, err, out)
+			return
+		}
+	}
+}
+
+func dlbBinary() string { return filepath.Join(buildDir, "bin", "dlb") }
+
+// composeCommand is `docker compose` when Compose v2 is there, else docker-compose.
+var composeCommand = sync.OnceValue(func() []string {
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		return []string{"docker", "compose"}
+	}
+	return []string{"docker-compose"}
+})
+
+// project is a Compose project of a test, removed when the test ends.
+type project struct {
+	t    *testing.T
+	name string
+	file string
+}
+
+var projectSeq struct {
+	sync.Mutex
+	n int
+}
+
+// newProject writes a Compose file and returns its project, not started.
+func newProject(t *testing.T, yaml string) *project {
+	t.Helper()
+	projectSeq.Lock()
+	projectSeq.n++
+	name := fmt.Sprintf("dlbt%d%s%d", os.Getpid(), strings.ToLower(strings.ReplaceAll(t.Name(), "/", "")), projectSeq.n)
+	projectSeq.Unlock()
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, name)
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	file := filepath.Join(t.TempDir(), "docker-compose.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &project{t: t, name: name, file: file}
+	t.Cleanup(func() { p.compose("down", "-v", "--remove-orphans", "-t", "1") })
+	return p
+}
+
+// compose runs a Compose command on the project and returns its output.
+func (p *project) compose(args ...string) string {
+	p.t.Helper()
+	cc := composeCommand()
+	full := append(append(cc[1:], "-p", p.name, "-f", p.file), args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, cc[0], full...).CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("%s %s: %v\n%s", cc[0], strings.Join(full, " "), err, out)
+	}
+	return string(out)
+}
+
+// scale sets the number of replicas of service and returns once Compose has.
+func (p *project) scale(service string, n int) {
+	p.t.Helper()
+	p.compose("up", "-d", "--no-build", "--scale", fmt.Sprintf("%s=%d", service, n))
+}
+
+// network is the full name Compose gives the project's network short.
+func (p *project) network(short string) string { return p.name + "_" + short }
+
+// dlbProc is a dlb process started by a test.
+type dlbProc struct {
+	t         *testing.T
+	cmd       *exec.Cmd
+	proxyURL  string
+	adminURL  string
+	mu        sync.Mutex
+	log       bytes.Buffer
+	exited    chan struct{}
+	exitErr   error
+	proxyAddr string
+	adminAddr string
+}
+
+// startDLB runs dlb on loopback ports of its choosing with the given extra
+// flags, and waits until its /healthz says it is in sync with Docker.
+func startDLB(t *testing.T, args ...string) *dlbProc {
+	t.Helper()
+	all := append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}, args...)
+	d := &dlbProc{t: t, cmd: exec.Command(dlbBinary(), all...), exited: make(chan struct{})}
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addrs := make(chan [2]string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			d.mu.Lock()
+			d.log.Write(line)
+			d.log.WriteByte('\n')
+			d.mu.Unlock()
+			var m map[string]any
+			if json.Unmarshal(line, &m) == nil && m["message"] == "dlb starting" {
+				addrs <- [2]string{fmt.Sprint(m["listen"]), fmt.Sprint(m["admin"])}
+			}
+		}
+	}()
+	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("dlb's log:\n%s", d.logs())
+		}
+	})
+	select {
+	case a := <-addrs:
+		d.proxyAddr, d.adminAddr = a[0], a[1]
+	case <-d.exited:
+		t.Fatalf("dlb exited at start: %v\n%s", d.exitErr, d.logs())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("dlb did not start within 10s:\n%s", d.logs())
+	}
+	d.proxyURL, d.adminURL = "http://"+d.proxyAddr, "http://"+d.adminAddr
+	waitFor(t, 15*time.Second, "dlb's /healthz to say it is in sync", func() (bool, string) {
+		code, body := get(d.adminURL + "/healthz")
+		return code == 200, fmt.Sprintf("%d %s", code, body)
+	})
+	return d
+}
+
+// stop sends SIGTERM and waits for dlb to exit.
+func (d *dlbProc) stop() {
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(15 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+	}
+}
+
+func (d *dlbProc) logs() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log.String()
+}
+
+// pools returns /api/pools.
+func (d *dlbProc) pools() []poolView {
+	d.t.Helper()
+	var ps []poolView
+	code, body := get(d.adminURL + "/api/pools")
+	if code != 200 || json.Unmarshal([]byte(body), &ps) != nil {
+		d.t.Fatalf("GET /api/pools: %d %s", code, body)
+	}
+	return ps
+}
+
+type poolView struct {
+	Name, Host, Path string
+	Replicas         []struct {
+		ID, Name, Address, State string
+		InFlight                 int64 `json:"in_flight"`
+		Requests, Failures       int64
+	}
+}
+
+// ready counts the ready replicas of a pool in /api/pools.
+func (d *dlbProc) ready(pool string) int {
+	n := 0
+	for _, p := range d.pools() {
+		if p.Name == pool {
+			for _, r := range p.Replicas {
+				if r.State == "ready" {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// get returns the status and body of a GET, or 0 and the error.
+func get(url string) (int, string) {
+	return getHost(url, "")
+}
+
+func getHost(url, host string) (int, string) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitFor polls cond until it holds or the timeout passes; what says what
+// is awaited, and cond's string what it saw last.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(timeout)
+	last := ""
+	for {
+		ok, seen := cond()
+		if ok {
+			return time.Since(start)
+		}
+		last = seen
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s; last saw: %s", timeout, what, last)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// spread sends n sequential GETs and counts the answers by replica.
+func spread(t *testing.T, url string, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for i := 0; i < n; i++ {
+		code, body := get(url)
+		if code != 200 {
+			t.Fatalf("request %d of %d: got %d %q, want 200", i+1, n, code, body)
+		}
+		got[strings.TrimSpace(body)]++
+	}
+	return got
+}
+
+// logHas reports whether dlb logged a line containing every one of parts.
+func (d *dlbProc) logHas(parts ...string) bool {
+	for _, line := range strings.Split(d.logs(), "\n") {
+		all := true
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,305 @@
+// Command dlb is a Docker-native load balancer: it follows the Docker Engine,
+// and spreads HTTP traffic across every ready replica of labelled services.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/proxy"
+	"github.com/docker/docker/client"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// run is main without the exit, for tests: it returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	if err := app.Run(args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintln(stderr, "dlb:", msg)
+			}
+			return ec.ExitCode()
+		}
+		// Flag parse errors: urfave/cli has printed the usage already.
+		fmt.Fprintln(stderr, "dlb:", err)
+		return 2
+	}
+	return 0
+}
+
+func envs(name string) []string { return []string{"DLB_" + name} }
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "dlb",
+		Usage:     "a Docker-native load balancer: follows containers, spreads HTTP across ready replicas",
+		Version:   version,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Exit codes are run's business, not the library's.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: ":80", EnvVars: envs("LISTEN"), Usage: "address the proxy listens on"},
+			&cli.StringFlag{Name: "admin", Value: ":8080", EnvVars: envs("ADMIN"), Usage: "address of the admin API (health, pools, dashboard); empty disables it"},
+			&cli.StringFlag{Name: "network", EnvVars: envs("NETWORK"), Usage: "Docker network whose container addresses dlb uses (exact name, or the Compose short name: appnet finds <project>_appnet)"},
+			&cli.BoolFlag{Name: "exposed-by-default", EnvVars: envs("EXPOSED_BY_DEFAULT"), Usage: "balance every container, not only those labelled dlb.enable=true"},
+			&cli.StringFlag{Name: "project", EnvVars: envs("PROJECT"), Usage: "only containers of this Compose project"},
+			&cli.StringFlag{Name: "docker-host", EnvVars: envs("DOCKER_HOST"), Usage: "Docker Engine address (default: $DOCKER_HOST, else the local socket); tcp:// to a read-only socket proxy works"},
+			&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envs("RETRIES"), Usage: "how many other replicas a failed request may be retried on, when safe"},
+			&cli.DurationFlag{Name: "queue-timeout", Value: 5 * time.Second, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
+			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
+			&cli.IntFlag{Name: "max-header-bytes", Value: 1 << 20, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
+			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
+		},
+		Action: serve,
+		Commands: []*cli.Command{
+			lintCommand(),
+			{
+				Name:  "version",
+				Usage: "print dlb's version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintf(c.App.Writer, "dlb %s\n", version)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+// config is the serve command's checked flags.
+type config struct {
+	listen, admin   string
+	opts            discovery.Options
+	dockerHost      string
+	retries         int
+	queueTimeout    time.Duration
+	shutdownTimeout time.Duration
+	maxHeaderBytes  int
+	log             zerolog.Logger
+}
+
+func badFlag(name, value, want string) error {
+	return cli.Exit(fmt.Sprintf("--%s %q: %s", name, value, want), 2)
+}
+
+// parseConfig checks every flag and says which one is wrong and what it takes.
+func parseConfig(c *cli.Context) (*config, error) {
+	if c.NArg() > 0 {
+		return nil, cli.Exit(fmt.Sprintf("unexpected argument %q: dlb takes flags only (see dlb --help)", c.Args().First()), 2)
+	}
+	cfg := &config{
+		listen: c.String("listen"), admin: c.String("admin"),
+		opts: discovery.Options{
+			Network: strings.TrimSpace(c.String("network")), ExposedByDefault: c.Bool("exposed-by-default"),
+			Project: strings.TrimSpace(c.String("project")),
+		},
+		dockerHost: c.String("docker-host"), retries: c.Int("retries"),
+		queueTimeout: c.Duration("queue-timeout"), shutdownTimeout: c.Duration("shutdown-timeout"),
+		maxHeaderBytes: c.Int("max-header-bytes"),
+	}
+	if err := checkAddr(cfg.listen); err != nil {
+		return nil, badFlag("listen", cfg.listen, err.Error())
+	}
+	if cfg.admin != "" {
+		if err := checkAddr(cfg.admin); err != nil {
+			return nil, badFlag("admin", cfg.admin, err.Error())
+		}
+	}
+	if cfg.retries < 0 || cfg.retries > 10 {
+		return nil, badFlag("retries", fmt.Sprint(cfg.retries), "must be 0 to 10")
+	}
+	if cfg.queueTimeout < 0 {
+		return nil, badFlag("queue-timeout", cfg.queueTimeout.String(), "must not be negative (0 answers 503 at once)")
+	}
+	if cfg.shutdownTimeout < 0 {
+		return nil, badFlag("shutdown-timeout", cfg.shutdownTimeout.String(), "must not be negative")
+	}
+	if cfg.maxHeaderBytes < 1024 {
+		return nil, badFlag("max-header-bytes", fmt.Sprint(cfg.maxHeaderBytes), "must be at least 1024")
+	}
+	if h := cfg.dockerHost; h != "" && !strings.Contains(h, "://") {
+		return nil, badFlag("docker-host", h, "not a Docker address: use unix:///var/run/docker.sock or tcp://host:2375")
+	}
+	level, err := zerolog.ParseLevel(c.String("log-level"))
+	if err != nil || level < zerolog.DebugLevel || level > zerolog.ErrorLevel {
+		return nil, badFlag("log-level", c.String("log-level"), "must be debug, info, warn or error")
+	}
+	var out io.Writer = c.App.ErrWriter
+	switch c.String("log-format") {
+	case "json":
+	case "console":
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
+	default:
+		return nil, badFlag("log-format", c.String("log-format"), "must be console or json")
+	}
+	cfg.log = zerolog.New(out).Level(level).With().Timestamp().Logger()
+	return cfg, nil
+}
+
+// checkAddr checks a host:port listen address.
+func checkAddr(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return errors.New("not a listen address: use host:port or :port, e.g. :80 or 127.0.0.1:8000")
+	}
+	if _, err := discovery.ParsePort(port); err != nil && port != "0" {
+		return fmt.Errorf("port %q is not a port number (0-65535)", port)
+	}
+	return nil
+}
+
+func serve(c *cli.Context) error {
+	cfg, err := parseConfig(c)
+	if err != nil {
+		return err
+	}
+	log := cfg.log
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	docker, err := newDockerClient(cfg.dockerHost)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	defer docker.Close()
+
+	router := &proxy.Router{}
+	px := proxy.New(router, proxy.Options{
+		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout,
+		Log: log.With().Str("component", "proxy").Logger(),
+	})
+	reg := newRegistry(router, px, log.With().Str("component", "pools").Logger())
+	watcher := discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
+	reg.synced = watcher.Synced
+	if err := findSelf(ctx, docker, &cfg.opts, log); err == nil {
+		watcher = discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
+		reg.synced = watcher.Synced
+	}
+
+	proxySrv := &http.Server{
+		Handler:           px,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    cfg.maxHeaderBytes,
+		ErrorLog:          newStdLogger(log),
+	}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
+	}
+	var adminSrv *http.Server
+	var adminLn net.Listener
+	if cfg.admin != "" {
+		adminLn, err = net.Listen("tcp", cfg.admin)
+		if err != nil {
+			ln.Close()
+			return cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
+		}
+		adminSrv = &http.Server{Handler: admin.Handler(reg), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	}
+
+	log.Info().Str("version", version).Str("listen", ln.Addr().String()).Str("admin", addrOf(adminLn)).
+		Str("network", cfg.opts.Network).Bool("exposed_by_default", cfg.opts.ExposedByDefault).Msg("dlb starting")
+
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		watcher.Run(ctx)
+	}()
+	errc := make(chan error, 2)
+	go func() { errc <- proxySrv.Serve(ln) }()
+	if adminSrv != nil {
+		go func() { errc <- adminSrv.Serve(adminLn) }()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		stop()
+		return cli.Exit(fmt.Sprintf("server failed: %v", err), 1)
+	}
+	log.Info().Dur("timeout", cfg.shutdownTimeout).Msg("shutting down: no new connections, finishing requests in flight")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	if adminSrv != nil {
+		adminSrv.Close()
+	}
+	if err := proxySrv.Shutdown(sctx); err != nil {
+		log.Warn().Err(err).Msg("requests still in flight at the shutdown timeout were cut")
+	}
+	<-watchDone
+	log.Info().Msg("stopped")
+	return nil
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// newDockerClient connects as the Docker CLI does: DOCKER_HOST,
+// DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, or host when set; the API version
+// is negotiated, since the engine may be older than this client.
+func newDockerClient(host string) (*client.Client, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	c, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("Docker client: %v (check DOCKER_HOST, DOCKER_CERT_PATH or --docker-host)", err)
+	}
+	return c, nil
+}
+
+// findSelf fills in dlb's own container and its networks when dlb runs in a
+// container, so that replicas are reached on a network dlb shares with them.
+func findSelf(ctx context.Context, docker *client.Client, o *discovery.Options, log zerolog.Logger) error {
+	if _, err := os.Stat("/.dockerenv"); err != nil {
+		return err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return err
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := docker.ContainerInspect(ictx, host)
+	if err != nil || !strings.HasPrefix(info.ID, host) || info.NetworkSettings == nil {
+		if err == nil {
+			err = errors.New("hostname is not the container ID")
+		}
+		log.Debug().Err(err).Msg("running in a container, but could not find which; set --network")
+		return err
+	}
+	o.SelfID = info.ID
+	for n := range info.NetworkSettings.Networks {
+		o.SelfNetworks = append(o.SelfNetworks, n)
+	}
+	log.Info().Str("container", strings.TrimPrefix(info.Name, "/")).Strs("networks", o.SelfNetworks).Msg("running in a container")
+	return nil
+}

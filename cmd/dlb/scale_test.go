@@ -1,0 +1,172 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// appProject is a Compose project with a labelled demo service "app" on
+// network appnet, as the README's example has it (without dlb itself).
+const appProject = `
+services:
+  app:
+    image: dlb-demo:dev
+    labels:
+      dlb.enable: "true"
+      dlb.port: "80"
+    networks: [appnet]
+networks:
+  appnet: {}
+`
+
+// TestScaleThroughDLB is the README's promise, checked as a user would:
+// three replicas take turns, five do right after scaling up, one after
+// scaling down, and none gives a fast 503.
+func TestScaleThroughDLB(t *testing.T) {
+	requireDocker(t)
+	p := newProject(t, appProject)
+	p.scale("app", 3)
+	d := startDLB(t, "--network", "appnet", "--project", p.name)
+	pool := p.name + "-app"
+
+	waitFor(t, 5*time.Second, "3 ready replicas", func() (bool, string) {
+		n := d.ready(pool)
+		return n == 3, fmt.Sprintf("%d ready", n)
+	})
+	got := spread(t, d.proxyURL+"/", 300)
+	if len(got) != 3 {
+		t.Fatalf("300 requests over 3 replicas were answered by %d replicas: %v", len(got), got)
+	}
+	for replica, n := range got {
+		if n < 95 || n > 105 {
+			t.Errorf("replica %s answered %d of 300 requests, want 100±5 (all: %v)", replica, n, got)
+		}
+	}
+
+	// /api/pools shows every replica with its address on the network.
+	for _, pv := range d.pools() {
+		if pv.Name != pool {
+			continue
+		}
+		for _, r := range pv.Replicas {
+			if !strings.HasSuffix(r.Address, ":80") || r.ID == "" || !strings.HasPrefix(r.Name, p.name+"_app_") && !strings.HasPrefix(r.Name, p.name+"-app-") {
+				t.Errorf("/api/pools replica = %+v, want an id, a Compose name and an ip:80 address", r)
+			}
+		}
+	}
+
+	p.scale("app", 5)
+	took := waitFor(t, time.Second, "all 5 replicas to answer through dlb", func() (bool, string) {
+		seen := map[string]bool{}
+		for i := 0; i < 10; i++ {
+			code, body := get(d.proxyURL + "/")
+			if code != 200 {
+				return false, fmt.Sprintf("got %d %q", code, body)
+			}
+			seen[strings.TrimSpace(body)] = true
+		}
+		return len(seen) == 5, fmt.Sprintf("%d replicas answered", len(seen))
+	})
+	t.Logf("after `compose up --scale app=5` returned, all 5 replicas answered within %s", took)
+
+	p.scale("app", 1)
+	waitFor(t, time.Second, "only one replica to answer", func() (bool, string) {
+		seen := map[string]bool{}
+		for i := 0; i < 10; i++ {
+			code, body := get(d.proxyURL + "/")
+			if code != 200 {
+				return false, fmt.Sprintf("got %d %q", code, body)
+			}
+			seen[strings.TrimSpace(body)] = true
+		}
+		return len(seen) == 1, fmt.Sprintf("%d replicas answered", len(seen))
+	})
+
+	p.scale("app", 0)
+	waitFor(t, time.Second, "503 once the service has no replica", func() (bool, string) {
+		start := time.Now()
+		resp, err := httpClient.Get(d.proxyURL + "/")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		took := time.Since(start)
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			return false, fmt.Sprintf("status %d", resp.StatusCode)
+		}
+		if resp.Header.Get("Retry-After") == "" {
+			t.Errorf("503 without Retry-After")
+		}
+		if took > 50*time.Millisecond {
+			return false, fmt.Sprintf("503 took %s, want < 50ms", took)
+		}
+		return true, ""
+	})
+
+	code, body := getHost(d.proxyURL+"/anything", "unknown.example")
+	if code != http.StatusServiceUnavailable {
+		// The catch-all pool still exists (with no replica): 503, not 404.
+		t.Errorf("GET with an unknown host while the catch-all pool is empty: %d %q, want 503", code, body)
+	}
+}
+
+// TestBadLabelSkipped: a container with a malformed label is skipped with one
+// warning that names it, the label and the value; the others keep serving.
+func TestBadLabelSkipped(t *testing.T) {
+	requireDocker(t)
+	p := newProject(t, strings.Replace(appProject, "networks:\n  appnet: {}", `  bad:
+    image: dlb-demo:dev
+    labels:
+      dlb.enable: "true"
+      dlb.port: "http"
+    networks: [appnet]
+networks:
+  appnet: {}`, 1))
+	p.scale("app", 2)
+	d := startDLB(t, "--network", "appnet", "--project", p.name)
+	waitFor(t, 5*time.Second, "a warning about the bad label", func() (bool, string) {
+		return d.logHas(`"level":"warn"`, p.name, "bad", `dlb.port=\"http\"`, "not a port number"), "no such warning"
+	})
+	got := spread(t, d.proxyURL+"/", 20)
+	if len(got) != 2 {
+		t.Errorf("replicas answering = %v, want the 2 app replicas", got)
+	}
+	for _, pv := range d.pools() {
+		if strings.HasSuffix(pv.Name, "-bad") {
+			t.Errorf("the badly labelled service got a pool: %+v", pv)
+		}
+	}
+}
+
+// TestWrongNetworkSkipped: a container that is not on --network is skipped
+// with a warning that says so and names the flag.
+func TestWrongNetworkSkipped(t *testing.T) {
+	requireDocker(t)
+	p := newProject(t, `
+services:
+  app:
+    image: dlb-demo:dev
+    labels:
+      dlb.enable: "true"
+    networks: [appnet]
+  lost:
+    image: dlb-demo:dev
+    labels:
+      dlb.enable: "true"
+    networks: [other]
+networks:
+  appnet: {}
+  other: {}
+`)
+	p.compose("up", "-d", "--no-build")
+	d := startDLB(t, "--network", "appnet", "--project", p.name)
+	waitFor(t, 5*time.Second, "a warning about the container on the wrong network", func() (bool, string) {
+		return d.logHas(`"level":"warn"`, "lost", `is not on network \"appnet\" (--network)`), "no such warning"
+	})
+	if code, body := get(d.proxyURL + "/"); code != 200 {
+		t.Errorf("GET through dlb: %d %q, want 200 from app", code, body)
+	}
+}

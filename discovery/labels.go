@@ -1,0 +1,335 @@
+package discovery
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The labels dlb reads. The README's label table documents each one.
+const (
+	LabelEnable  = "dlb.enable"
+	LabelPort    = "dlb.port"
+	LabelService = "dlb.service"
+	LabelHost    = "dlb.host"
+	LabelPath    = "dlb.path"
+
+	LabelPathStrip    = "dlb.path.strip"    // true: remove the dlb.path prefix before forwarding
+	LabelBalance      = "dlb.balance"       // round_robin, least_conn, random, hash
+	LabelHashHeader   = "dlb.hash.header"   // hash on this request header instead of the client IP
+	LabelWeight       = "dlb.weight"        // relative share of this container, 1-1000
+	LabelSticky       = "dlb.sticky"        // true: pin clients to a replica with a cookie
+	LabelStickyCookie = "dlb.sticky.cookie" // the cookie's name
+	LabelScheme       = "dlb.scheme"        // http (default) or h2c
+	LabelMaxBody      = "dlb.max_body"      // largest request body, e.g. 10m; larger gets 413
+	LabelHealthPath   = "dlb.health.path"   // active HTTP check path
+	LabelHealthIntvl  = "dlb.health.interval"
+	LabelHealthTmout  = "dlb.health.timeout"
+
+	// Compose's own labels, set on every container it creates.
+	LabelComposeProject = "com.docker.compose.project"
+	LabelComposeService = "com.docker.compose.service"
+)
+
+// LabelConfig is what a container's dlb.* labels say, checked and normalised.
+// The zero value means "no dlb labels": not enabled, default port, service,
+// hosts and path.
+type LabelConfig struct {
+	// Enable is the value of dlb.enable; Set says whether the label was there.
+	Enable, EnableSet bool
+	// Port is dlb.port, or 0 when the label is absent.
+	Port int
+	// Service is dlb.service, or "" when the label is absent.
+	Service string
+	// Hosts are the lower-cased names of dlb.host; empty means any host.
+	Hosts []string
+	// Path is the dlb.path prefix without a trailing slash, "/" by default.
+	Path string
+	// StripPath is dlb.path.strip: remove Path from the request before forwarding.
+	StripPath bool
+	// Balance is dlb.balance, "" meaning round_robin.
+	Balance string
+	// HashHeader is dlb.hash.header: with Balance "hash", the request header
+	// to hash instead of the client address.
+	HashHeader string
+	// Weight is dlb.weight, 1 by default.
+	Weight int
+	// Sticky is dlb.sticky; StickyCookie is dlb.sticky.cookie ("" = default).
+	Sticky       bool
+	StickyCookie string
+	// Scheme is dlb.scheme: "http" (default) or "h2c".
+	Scheme string
+	// MaxBody is dlb.max_body in bytes; 0 means no limit.
+	MaxBody int64
+	// HealthPath is dlb.health.path: "" means no active HTTP check.
+	HealthPath string
+	// HealthInterval and HealthTimeout are dlb.health.interval and
+	// dlb.health.timeout (defaults 5s and 2s).
+	HealthInterval, HealthTimeout time.Duration
+}
+
+// LabelError says which label of a container is malformed, with what value,
+// and what would be accepted.
+type LabelError struct {
+	Label, Value, Want string
+}
+
+func (e *LabelError) Error() string {
+	return fmt.Sprintf("label %s=%q: %s", e.Label, e.Value, e.Want)
+}
+
+// ParseLabels reads the dlb.* labels of one container. It never panics; a
+// malformed label gives a *LabelError naming the label, the value and what is
+// accepted.
+func ParseLabels(labels map[string]string) (LabelConfig, error) {
+	c := LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
+	if v, ok := labels[LabelEnable]; ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return c, &LabelError{LabelEnable, v, "not a boolean (use true or false)"}
+		}
+		c.Enable, c.EnableSet = b, true
+	}
+	if v, ok := labels[LabelPort]; ok {
+		p, err := ParsePort(v)
+		if err != nil {
+			return c, &LabelError{LabelPort, v, "not a port number (1-65535)"}
+		}
+		c.Port = p
+	}
+	if v, ok := labels[LabelService]; ok {
+		s := strings.TrimSpace(v)
+		if !validServiceName(s) {
+			return c, &LabelError{LabelService, v, "not a service name (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)"}
+		}
+		c.Service = s
+	}
+	if v, ok := labels[LabelHost]; ok {
+		hosts, err := parseHosts(v)
+		if err != nil {
+			return c, &LabelError{LabelHost, v, err.Error()}
+		}
+		c.Hosts = hosts
+	}
+	if v, ok := labels[LabelPath]; ok {
+		p, err := parsePath(v)
+		if err != nil {
+			return c, &LabelError{LabelPath, v, err.Error()}
+		}
+		c.Path = p
+	}
+	if v, ok := labels[LabelPathStrip]; ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return c, &LabelError{LabelPathStrip, v, "not a boolean (use true or false)"}
+		}
+		c.StripPath = b
+	}
+	if v, ok := labels[LabelBalance]; ok {
+		b := strings.TrimSpace(v)
+		if !slices.Contains(BalanceNames, b) {
+			return c, &LabelError{LabelBalance, v, "not a policy (use " + strings.Join(BalanceNames, ", ") + ")"}
+		}
+		c.Balance = b
+	}
+	if v, ok := labels[LabelHashHeader]; ok {
+		h := strings.TrimSpace(v)
+		if !validToken(h) {
+			return c, &LabelError{LabelHashHeader, v, "not a header name (letters, digits and '-')"}
+		}
+		c.HashHeader = h
+	}
+	if v, ok := labels[LabelWeight]; ok {
+		w, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || w < 1 || w > 1000 {
+			return c, &LabelError{LabelWeight, v, "not a weight (a whole number from 1 to 1000)"}
+		}
+		c.Weight = w
+	}
+	if v, ok := labels[LabelSticky]; ok {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return c, &LabelError{LabelSticky, v, "not a boolean (use true or false)"}
+		}
+		c.Sticky = b
+	}
+	if v, ok := labels[LabelStickyCookie]; ok {
+		n := strings.TrimSpace(v)
+		if !validToken(n) {
+			return c, &LabelError{LabelStickyCookie, v, "not a cookie name (letters, digits, '-' and '_')"}
+		}
+		c.StickyCookie = n
+	}
+	if v, ok := labels[LabelScheme]; ok {
+		s := strings.ToLower(strings.TrimSpace(v))
+		if s != "http" && s != "h2c" {
+			return c, &LabelError{LabelScheme, v, "not a scheme (use http or h2c)"}
+		}
+		c.Scheme = s
+	}
+	if v, ok := labels[LabelMaxBody]; ok {
+		n, err := ParseSize(v)
+		if err != nil {
+			return c, &LabelError{LabelMaxBody, v, "not a size (a number of bytes, or with k, m or g, e.g. 10m)"}
+		}
+		c.MaxBody = n
+	}
+	if v, ok := labels[LabelHealthPath]; ok {
+		p := strings.TrimSpace(v)
+		if p != "" {
+			if _, err := parsePath(strings.SplitN(p, "?", 2)[0]); err != nil || p[0] != '/' {
+				return c, &LabelError{LabelHealthPath, v, "not a path (it must start with '/', e.g. /healthz)"}
+			}
+		}
+		c.HealthPath = p
+	}
+	if v, ok := labels[LabelHealthIntvl]; ok {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 100*time.Millisecond || d > time.Hour {
+			return c, &LabelError{LabelHealthIntvl, v, "not a duration from 100ms to 1h (e.g. 5s)"}
+		}
+		c.HealthInterval = d
+	}
+	if v, ok := labels[LabelHealthTmout]; ok {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 10*time.Millisecond || d > time.Minute {
+			return c, &LabelError{LabelHealthTmout, v, "not a duration from 10ms to 1m (e.g. 2s)"}
+		}
+		c.HealthTimeout = d
+	}
+	return c, nil
+}
+
+// BalanceNames are the policies dlb.balance accepts.
+var BalanceNames = []string{"round_robin", "least_conn", "random", "hash"}
+
+// ParseSize parses a byte count with an optional k, m or g suffix (powers
+// of 1024), e.g. 512, 64k, 10m, 1g.
+func ParseSize(v string) (int64, error) {
+	s := strings.ToLower(strings.TrimSpace(v))
+	s = strings.TrimSuffix(s, "b")
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k':
+			mult, s = 1<<10, s[:n-1]
+		case 'm':
+			mult, s = 1<<20, s[:n-1]
+		case 'g':
+			mult, s = 1<<30, s[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("%q is not a size", v)
+	}
+	return n * mult, nil
+}
+
+// validToken reports whether s is a non-empty header or cookie name made of
+// letters, digits, '-' and '_'.
+func validToken(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParsePort parses a TCP port number, 1 to 65535.
+func ParsePort(s string) (int, error) {
+	p, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
+	}
+	return p, nil
+}
+
+func validServiceName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// parseHosts splits a comma-separated list of host names, lower-cases them,
+// drops duplicates and sorts them. "*.example.com" is a wildcard for one or
+// more labels in front of example.com.
+func parseHosts(v string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, h := range strings.Split(v, ",") {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if h == "" {
+			continue
+		}
+		if !validHost(h) {
+			return nil, fmt.Errorf("%q is not a host name (letters, digits, '-' and '.', optionally starting with \"*.\"; separate several with commas)", h)
+		}
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func validHost(h string) bool {
+	h = strings.TrimPrefix(h, "*.")
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// parsePath checks a path prefix and removes its trailing slash ("/" stays).
+func parsePath(v string) (string, error) {
+	p := strings.TrimSpace(v)
+	if p == "" {
+		return "/", nil
+	}
+	if p[0] != '/' {
+		return "", fmt.Errorf("not a path prefix: it must start with '/', e.g. /api")
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c == 0x7f || c == '?' || c == '#' || c == '%' || c == '\\' {
+			return "", fmt.Errorf("not a path prefix: no spaces, control characters, '?', '#', '%%' or '\\'")
+		}
+	}
+	if strings.Contains(p, "//") || strings.Contains(p+"/", "/../") || strings.Contains(p+"/", "/./") {
+		return "", fmt.Errorf("not a clean path prefix: no empty, '.' or '..' segments")
+	}
+	if len(p) > 1 {
+		p = strings.TrimSuffix(p, "/")
+	}
+	return p, nil
+}

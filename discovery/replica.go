@@ -1,0 +1,237 @@
+// Package discovery finds the containers dlb balances across. Its Watcher
+// lists containers once, then follows the Docker Engine's event stream and
+// turns each event into a small change, reported to a Sink. The pure function
+// Build turns one container's inspect data into a Replica, or an error that
+// says what to fix.
+package discovery
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+)
+
+// Replica is one container that can serve a pool, as dlb sees it.
+type Replica struct {
+	ID      string // full container ID: the key of the replica
+	Name    string // container name, without the leading slash
+	Service string // the pool it belongs to
+	Project string // Compose project, or ""
+
+	Hosts []string // host names the pool serves; empty: any
+	Path  string   // path prefix the pool serves
+
+	Network string // the network whose address is used
+	IP      string
+	Port    int
+
+	Running bool
+	Paused  bool
+	// Health is Docker's HEALTHCHECK status: "" when the container has none,
+	// else "starting", "healthy" or "unhealthy".
+	Health string
+
+	// Labels is everything the container's dlb.* labels said.
+	Labels LabelConfig
+}
+
+// Address is the replica's ip:port.
+func (r Replica) Address() string { return net.JoinHostPort(r.IP, strconv.Itoa(r.Port)) }
+
+// Serving reports whether the container's process runs and is not paused.
+func (r Replica) Serving() bool { return r.Running && !r.Paused }
+
+// Options are the user's choices that decide which containers dlb uses, and how.
+type Options struct {
+	// Network is --network: an exact network name or a Compose short name.
+	Network string
+	// ExposedByDefault registers containers without dlb.enable=true.
+	ExposedByDefault bool
+	// Project, when set, keeps only containers of that Compose project.
+	Project string
+	// SelfID is dlb's own container ID when it runs in a container; that
+	// container is never a replica.
+	SelfID string
+	// SelfNetworks are the networks of dlb's own container, if any.
+	SelfNetworks []string
+}
+
+// ErrNotSelected is wrapped by Build's error for a container that dlb is not
+// asked to balance (not enabled, another project, dlb itself). It is not a
+// mistake and deserves no warning.
+var ErrNotSelected = errors.New("not selected")
+
+// ErrNotRunning is wrapped by Build's error for a container of dlb's whose
+// process does not run (created, exited, restarting). It wraps ErrNotSelected.
+var ErrNotRunning = fmt.Errorf("not running: %w", ErrNotSelected)
+
+// Build turns one container's inspect data into a Replica. The error says
+// why the container cannot be used and what to change; it wraps
+// ErrNotSelected when the container is simply not one of dlb's.
+func Build(c container.InspectResponse, o Options) (Replica, error) {
+	if c.ContainerJSONBase == nil || c.Config == nil {
+		return Replica{}, fmt.Errorf("container with no inspect data: %w", ErrNotSelected)
+	}
+	r := Replica{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/")}
+	labels := c.Config.Labels
+	r.Project = labels[LabelComposeProject]
+	fail := func(format string, args ...any) (Replica, error) {
+		return Replica{}, fmt.Errorf("container %s: "+format, append([]any{r.Name}, args...)...)
+	}
+	if c.ID == o.SelfID && o.SelfID != "" {
+		return fail("dlb itself: %w", ErrNotSelected)
+	}
+	if o.Project != "" && r.Project != o.Project {
+		return fail("Compose project %q is not --project %q: %w", r.Project, o.Project, ErrNotSelected)
+	}
+	cfg, err := ParseLabels(labels)
+	if err != nil {
+		if !o.ExposedByDefault && labels[LabelEnable] == "" {
+			return fail("no %s label: %w", LabelEnable, ErrNotSelected)
+		}
+		return fail("%w; container skipped", err)
+	}
+	if cfg.EnableSet && !cfg.Enable || !cfg.EnableSet && !o.ExposedByDefault {
+		return fail("%s is not true: %w", LabelEnable, ErrNotSelected)
+	}
+	r.Labels = cfg
+	r.Hosts, r.Path = cfg.Hosts, cfg.Path
+
+	r.Service = cfg.Service
+	if r.Service == "" {
+		if svc := labels[LabelComposeService]; svc != "" && r.Project != "" {
+			r.Service = r.Project + "-" + svc
+		} else {
+			r.Service = r.Name
+		}
+	}
+
+	r.Port = cfg.Port
+	if r.Port == 0 {
+		if r.Port, err = defaultPort(c.Config); err != nil {
+			return fail("%v", err)
+		}
+	}
+
+	if s := c.State; s != nil {
+		r.Running, r.Paused = s.Running, s.Paused
+		if s.Health != nil {
+			r.Health = string(s.Health.Status)
+		}
+	}
+	if r.Health == "" && c.Config.Healthcheck != nil && len(c.Config.Healthcheck.Test) > 0 && c.Config.Healthcheck.Test[0] != "NONE" {
+		r.Health = string(container.Starting)
+	}
+
+	if !r.Running {
+		return fail("%w", ErrNotRunning)
+	}
+
+	var nets map[string]string
+	if c.NetworkSettings != nil {
+		nets = make(map[string]string, len(c.NetworkSettings.Networks))
+		for name, ep := range c.NetworkSettings.Networks {
+			if ep != nil {
+				nets[name] = ep.IPAddress
+			}
+		}
+	}
+	choice, err := ChooseNetwork(nets, r.Project, o)
+	if err != nil {
+		return fail("%v", err)
+	}
+	r.Network, r.IP = choice.Network, choice.IP
+	if choice.Warning != "" {
+		err = fmt.Errorf("container %s: %s", r.Name, choice.Warning)
+	}
+	return r, err
+}
+
+// defaultPort is the port to use when dlb.port is not set: the one exposed
+// TCP port, or 80 when none is exposed.
+func defaultPort(cfg *container.Config) (int, error) {
+	var ports []string
+	for p := range cfg.ExposedPorts {
+		if p.Proto() == "tcp" {
+			ports = append(ports, string(p))
+		}
+	}
+	switch len(ports) {
+	case 0:
+		return 80, nil
+	case 1:
+		for p := range cfg.ExposedPorts {
+			if p.Proto() == "tcp" {
+				return p.Int(), nil
+			}
+		}
+	}
+	sort.Strings(ports)
+	return 0, fmt.Errorf("exposes several ports (%s) and has no %s label: set %s to the one that serves HTTP; container skipped",
+		strings.Join(ports, ", "), LabelPort, LabelPort)
+}
+
+// NetworkChoice is the network whose address dlb uses for a container.
+// Warning, when set, says why the choice may be wrong and how to fix it.
+type NetworkChoice struct {
+	Network, IP, Warning string
+}
+
+// ChooseNetwork picks the network, among a container's networks (name to IP
+// address), through which dlb reaches it:
+//   - with --network, that network, by exact name or as the Compose short name
+//     (appnet finds <project>_appnet);
+//   - else, when dlb runs in a container, a network it shares with dlb;
+//   - else the container's only network;
+//   - else the first by name, with a warning that names --network.
+func ChooseNetwork(nets map[string]string, project string, o Options) (NetworkChoice, error) {
+	names := make([]string, 0, len(nets))
+	for n := range nets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return NetworkChoice{}, errors.New("is on no network (network mode none, or not started): attach it to a bridge network shared with dlb; container skipped")
+	}
+	pick := func(n, warning string) (NetworkChoice, error) {
+		ip := nets[n]
+		if ip == "" {
+			if n == "host" {
+				return NetworkChoice{}, errors.New("uses the host network, which gives it no address of its own: put it on a bridge network and pass that as --network; container skipped")
+			}
+			return NetworkChoice{}, fmt.Errorf("has no IP address on network %s (not running yet?); container skipped", n)
+		}
+		return NetworkChoice{Network: n, IP: ip, Warning: warning}, nil
+	}
+	if want := o.Network; want != "" {
+		if _, ok := nets[want]; ok {
+			return pick(want, "")
+		}
+		if project != "" {
+			if _, ok := nets[project+"_"+want]; ok {
+				return pick(project+"_"+want, "")
+			}
+		}
+		return NetworkChoice{}, fmt.Errorf("is not on network %q (--network); it is on %s: connect it to that network or change --network; container skipped",
+			want, strings.Join(names, ", "))
+	}
+	for _, n := range names {
+		if slices.Contains(o.SelfNetworks, n) {
+			return pick(n, "")
+		}
+	}
+	if len(o.SelfNetworks) > 0 {
+		return pick(names[0], fmt.Sprintf("shares no network with dlb's own container (dlb is on %s); trying %s: connect the two to one network and pass it as --network",
+			strings.Join(o.SelfNetworks, ", "), names[0]))
+	}
+	if len(names) == 1 {
+		return pick(names[0], "")
+	}
+	return pick(names[0], fmt.Sprintf("is on several networks (%s); using %s: set --network to choose", strings.Join(names, ", "), names[0]))
+}

@@ -1,0 +1,373 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/rs/zerolog"
+)
+
+// Docker is the part of the Docker Engine API that the Watcher uses: list,
+// inspect and events, and ping to notice a connection that hangs without
+// breaking. *client.Client satisfies it; every call only reads, so a
+// read-only socket proxy in front of the engine is enough.
+type Docker interface {
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
+	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
+	Ping(ctx context.Context) (types.Ping, error)
+}
+
+// Sink receives the Watcher's changes. Its methods are called from one
+// goroutine, in the order the engine reported the events.
+type Sink interface {
+	// Sync replaces everything known with the replicas of a full list
+	// (at start and after every reconnect).
+	Sync(replicas []Replica)
+	// Update adds a replica or changes one already known (its address,
+	// health or labels changed, or it was started again).
+	Update(r Replica)
+	// Drain says the container is being stopped (or paused): no new requests.
+	Drain(id string)
+	// Stop says the container's process exited; the container may be
+	// started again (docker restart, a restart policy).
+	Stop(id string)
+	// Remove says the container is gone, or no longer one of dlb's.
+	Remove(id string)
+}
+
+// Watcher follows the Docker Engine and keeps a Sink up to date. Create one
+// with NewWatcher and call Run.
+type Watcher struct {
+	docker Docker
+	sink   Sink
+	opts   Options
+	log    zerolog.Logger
+
+	// MinBackoff and MaxBackoff bound the wait between reconnects; zero
+	// values mean 100ms and 1s.
+	MinBackoff, MaxBackoff time.Duration
+	// PingInterval is how often the engine is pinged while the event stream
+	// is quiet, so that a connection that hangs without breaking is noticed
+	// (zero means 5s); a ping gets as long again to answer.
+	PingInterval time.Duration
+
+	synced atomic.Bool
+	known  map[string]bool   // IDs given to the sink with Update or Sync
+	warned map[string]string // the last warning logged per container ID
+}
+
+// NewWatcher returns a Watcher that reads from docker and reports to sink.
+func NewWatcher(docker Docker, sink Sink, opts Options, log zerolog.Logger) *Watcher {
+	return &Watcher{docker: docker, sink: sink, opts: opts, log: log,
+		known: map[string]bool{}, warned: map[string]string{}}
+}
+
+// Synced reports whether the Watcher is connected to the engine and has
+// finished its full list since it last connected.
+func (w *Watcher) Synced() bool { return w.synced.Load() }
+
+// Run lists the containers, then follows the event stream until ctx ends.
+// When the stream breaks it keeps what the sink has, reconnects with capped
+// exponential backoff and lists again. It returns nil when ctx is done.
+func (w *Watcher) Run(ctx context.Context) error {
+	minB, maxB := w.MinBackoff, w.MaxBackoff
+	if minB <= 0 {
+		minB = 100 * time.Millisecond
+	}
+	if maxB <= 0 {
+		maxB = time.Second
+	}
+	backoff := minB
+	failures := 0
+	for {
+		synced, err := w.session(ctx)
+		w.synced.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if synced {
+			backoff, failures = minB, 0
+			w.log.Warn().Err(err).Msg("lost the Docker event stream; serving the last known pools while reconnecting")
+		} else {
+			failures++
+			ev := w.log.Debug()
+			if failures == 1 {
+				ev = w.log.Warn()
+			}
+			ev.Err(err).Dur("retry_in", backoff).Msg("cannot reach Docker; serving the last known pools, will keep retrying (check DOCKER_HOST or the socket mount)")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, maxB)
+	}
+}
+
+// session subscribes to events, lists and syncs, then applies events until
+// the stream fails. synced says whether the full list got through.
+func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f := filters.NewArgs(
+		filters.Arg("type", string(events.ContainerEventType)),
+		filters.Arg("type", string(events.NetworkEventType)),
+	)
+	for _, a := range []events.Action{
+		events.ActionStart, events.ActionDie, events.ActionStop, events.ActionKill,
+		events.ActionDestroy, events.ActionPause, events.ActionUnPause,
+		events.ActionHealthStatus, events.ActionConnect, events.ActionDisconnect,
+	} {
+		f.Add("event", string(a))
+	}
+	// Events from a second before the list are replayed: applying an event
+	// twice is harmless, missing one between list and subscribe is not.
+	since := strconv.FormatInt(time.Now().Add(-time.Second).Unix(), 10)
+	msgs, errs := w.docker.Events(ctx, events.ListOptions{Filters: f, Since: since})
+
+	start := time.Now()
+	replicas, err := w.list(ctx)
+	if err != nil {
+		return false, err
+	}
+	w.sink.Sync(replicas)
+	w.synced.Store(true)
+	pools := map[string]bool{}
+	for _, r := range replicas {
+		pools[r.Service] = true
+	}
+	w.log.Info().Int("replicas", len(replicas)).Int("pools", len(pools)).
+		Dur("took", time.Since(start)).Msg("synced with Docker; following events")
+
+	pingEvery := w.PingInterval
+	if pingEvery <= 0 {
+		pingEvery = 5 * time.Second
+	}
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-ping.C:
+			pctx, pcancel := context.WithTimeout(ctx, pingEvery)
+			_, err := w.docker.Ping(pctx)
+			pcancel()
+			if err != nil && ctx.Err() == nil {
+				return true, fmt.Errorf("the engine stopped answering pings: %w", err)
+			}
+		case err := <-errs:
+			if err == nil {
+				err = errors.New("event stream closed")
+			}
+			return true, err
+		case m, ok := <-msgs:
+			if !ok {
+				return true, errors.New("event stream closed")
+			}
+			w.handle(ctx, m)
+			ping.Reset(pingEvery)
+		}
+	}
+}
+
+// list inspects every running container and builds the replicas among them.
+func (w *Watcher) list(ctx context.Context) ([]Replica, error) {
+	cs, err := w.docker.ContainerList(ctx, container.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	type result struct {
+		r   Replica
+		err error
+	}
+	results := make([]result, len(cs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, c := range cs {
+		if !w.mayBeSelected(c.Labels) {
+			results[i].err = ErrNotSelected
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			info, err := w.docker.ContainerInspect(ctx, c.ID)
+			if err != nil {
+				results[i].err = err
+				return
+			}
+			results[i].r, results[i].err = Build(info, w.opts)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	var out []Replica
+	for _, res := range results {
+		if !w.accept(res.r, res.err) {
+			continue
+		}
+		out = append(out, res.r)
+		known[res.r.ID] = true
+	}
+	for id := range w.warned {
+		if !known[id] {
+			delete(w.warned, id)
+		}
+	}
+	w.known = known
+	return out, nil
+}
+
+// accept logs what Build said of a container and reports whether the
+// replica is usable. A warning is logged once per container and message.
+func (w *Watcher) accept(r Replica, err error) bool {
+	if err != nil && errors.Is(err, ErrNotSelected) {
+		return false
+	}
+	if err != nil && r.ID == "" {
+		if msg := err.Error(); w.warned[msgKey(msg)] != msg {
+			w.warned[msgKey(msg)] = msg
+			w.log.Warn().Msg(msg)
+		}
+		return false
+	}
+	if err != nil { // usable, with a warning
+		if msg := err.Error(); w.warned[r.ID] != msg {
+			w.warned[r.ID] = msg
+			w.log.Warn().Msg(msg)
+		}
+	}
+	return r.Serving()
+}
+
+// msgKey keys a warning for a container that Build could not turn into a
+// replica by the container name it starts with.
+func msgKey(msg string) string {
+	name, _, _ := strings.Cut(msg, ":")
+	return name
+}
+
+// mayBeSelected is a cheap look at a container's labels (from a list or an
+// event) that avoids inspecting containers dlb will never use.
+func (w *Watcher) mayBeSelected(labels map[string]string) bool {
+	if w.opts.Project != "" && labels[LabelComposeProject] != w.opts.Project {
+		return false
+	}
+	if v, ok := labels[LabelEnable]; ok {
+		return v != "false" && v != "0"
+	}
+	return w.opts.ExposedByDefault
+}
+
+// handle applies one event: it changes only the replica it concerns.
+func (w *Watcher) handle(ctx context.Context, m events.Message) {
+	id, attrs := m.Actor.ID, m.Actor.Attributes
+	action := string(m.Action)
+	if m.Type == events.NetworkEventType {
+		id = attrs["container"]
+		if id == "" || id == w.opts.SelfID {
+			return
+		}
+		w.refresh(ctx, id)
+		return
+	}
+	if id == w.opts.SelfID {
+		return
+	}
+	switch {
+	case action == string(events.ActionKill):
+		if w.known[id] && w.isStopSignal(ctx, id, attrs["signal"]) {
+			w.log.Debug().Str("container", attrs["name"]).Str("signal", attrs["signal"]).Msg("stopping: draining")
+			w.sink.Drain(id)
+		}
+	case action == string(events.ActionStop), action == string(events.ActionPause):
+		if w.known[id] {
+			w.sink.Drain(id)
+		}
+	case action == string(events.ActionDie):
+		if w.known[id] {
+			w.sink.Stop(id)
+		}
+	case action == string(events.ActionDestroy):
+		delete(w.warned, id)
+		w.forget(id)
+	default: // start, unpause, health_status: *
+		if w.known[id] || w.mayBeSelected(attrs) {
+			w.refresh(ctx, id)
+		}
+	}
+}
+
+// refresh inspects one container and updates, or removes, its replica.
+func (w *Watcher) refresh(ctx context.Context, id string) {
+	info, err := w.docker.ContainerInspect(ctx, id)
+	if err != nil {
+		if ctx.Err() == nil && w.known[id] {
+			w.log.Debug().Err(err).Str("container", id).Msg("inspect failed; removing the replica")
+		}
+		w.forget(id)
+		return
+	}
+	r, err := Build(info, w.opts)
+	if errors.Is(err, ErrNotRunning) {
+		if w.known[id] {
+			w.sink.Stop(id)
+		}
+		return
+	}
+	if !w.accept(r, err) {
+		w.forget(id)
+		return
+	}
+	w.known[id] = true
+	w.sink.Update(r)
+}
+
+func (w *Watcher) forget(id string) {
+	if w.known[id] {
+		delete(w.known, id)
+		w.sink.Remove(id)
+	}
+}
+
+// isStopSignal reports whether a kill event's signal stops the container:
+// TERM, INT, QUIT and KILL always do, any other only when it is the
+// container's own STOPSIGNAL (docker stop sends that one).
+func (w *Watcher) isStopSignal(ctx context.Context, id, sig string) bool {
+	switch strings.TrimPrefix(strings.ToUpper(sig), "SIG") {
+	case "15", "TERM", "2", "INT", "3", "QUIT", "9", "KILL":
+		return true
+	case "":
+		return false
+	}
+	info, err := w.docker.ContainerInspect(ctx, id)
+	if err != nil || info.Config == nil || info.Config.StopSignal == "" {
+		return false
+	}
+	want := strings.TrimPrefix(strings.ToUpper(info.Config.StopSignal), "SIG")
+	got := strings.TrimPrefix(strings.ToUpper(sig), "SIG")
+	return want == got || signalNumbers[want] == got
+}
+
+// signalNumbers maps the names a STOPSIGNAL may use to the numbers that kill
+// events report on Linux.
+var signalNumbers = map[string]string{
+	"HUP": "1", "USR1": "10", "USR2": "12", "WINCH": "28", "PWR": "30", "TERM": "15", "QUIT": "3", "INT": "2",
+}

@@ -1,0 +1,414 @@
+// Package proxy routes each request by host and path to a pool and forwards
+// it to a replica picked by the pool, with net/http/httputil.ReverseProxy.
+// A request that fails before any response byte came back is retried on
+// another replica when that is safe. The proxy knows nothing of Docker.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"time"
+
+	"github.com/dlb-lb/dlb/balancer"
+	"github.com/rs/zerolog"
+)
+
+// Options tune a Proxy. The zero value of each field picks the default
+// given in its comment.
+type Options struct {
+	// Retries is how many other replicas a failed request may be retried on
+	// (0: none).
+	Retries int
+	// QueueTimeout is how long a request to a pool with no ready replica
+	// waits for one before it gets 503 (default 0: answer 503 at once).
+	QueueTimeout time.Duration
+	// DialTimeout bounds connecting to a replica (default 2s).
+	DialTimeout time.Duration
+	// MaxIdlePerUpstream is the number of idle keep-alive connections kept
+	// per replica (default 1024).
+	MaxIdlePerUpstream int
+	// MaxReplayBody is the largest request body kept in memory so that the
+	// request can be retried (default 64 KiB).
+	MaxReplayBody int64
+	// Ejector takes replicas that refuse or reset connections out for a
+	// while; nil means a default Ejector.
+	Ejector *Ejector
+	// Log receives errors; the zero value logs nothing.
+	Log zerolog.Logger
+}
+
+// Proxy is an http.Handler that forwards requests to the pools of a Router.
+// Create it with New.
+type Proxy struct {
+	router *Router
+	opts   Options
+	rp     *httputil.ReverseProxy
+
+	transports sync.Map // *balancer.Upstream -> *http.Transport
+}
+
+// New returns a Proxy that routes with router.
+func New(router *Router, opts Options) *Proxy {
+	opts.Retries = max(opts.Retries, 0)
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 2 * time.Second
+	}
+	if opts.MaxIdlePerUpstream <= 0 {
+		opts.MaxIdlePerUpstream = 1024
+	}
+	if opts.MaxReplayBody <= 0 {
+		opts.MaxReplayBody = 64 << 10
+	}
+	if opts.Ejector == nil {
+		opts.Ejector = &Ejector{}
+	}
+	p := &Proxy{router: router, opts: opts}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    (*retryTransport)(p),
+		ErrorHandler: p.errorHandler,
+		BufferPool:   bufferPool{},
+		ErrorLog:     nil,
+	}
+	return p
+}
+
+type stateKey struct{}
+
+// attempt is the state of one proxied request, shared by the handler, the
+// Rewrite hook and the transport (which all run on the request's goroutine).
+type attempt struct {
+	route    *Route
+	up       *balancer.Upstream // the replica being tried now
+	tried    []*balancer.Upstream
+	triedBuf [3]*balancer.Upstream
+	failed   bool
+	body     *replayBody // nil when the request has no body
+}
+
+// ServeHTTP routes the request and forwards it.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	route := p.router.Lookup(r.Host, r.URL.Path)
+	if route == nil {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, "dlb: no service for host %q and path %q\n", hostOnly(r.Host), r.URL.Path)
+		return
+	}
+	up := route.Pool.Pick(0, nil)
+	// A pool with replicas, none ready (starting, restarting, unhealthy),
+	// is worth waiting for; an empty one (scaled to 0) is answered at once.
+	if up == nil && p.opts.QueueTimeout > 0 && route.Pool.Len() > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), p.opts.QueueTimeout)
+		for up == nil && route.Pool.WaitReady(ctx) {
+			up = route.Pool.Pick(0, nil)
+		}
+		cancel()
+	}
+	if up == nil {
+		serviceUnavailable(w, route.Service)
+		return
+	}
+	a := &attempt{route: route, up: up}
+	a.tried = a.triedBuf[:0]
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		a.body = newReplayBody(r.Body, r.ContentLength, p.opts.MaxReplayBody)
+		r.Body = a.body
+	}
+	up.Begin()
+	defer func() { a.up.End(a.failed) }()
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, a)))
+}
+
+func serviceUnavailable(w http.ResponseWriter, service string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintf(w, "dlb: service %q has no ready replica\n", service)
+}
+
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return h
+}
+
+// rewrite points the outbound request at the picked replica. The Host header
+// is passed through; X-Forwarded-For, -Host and -Proto are set.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	a := pr.In.Context().Value(stateKey{}).(*attempt)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = a.up.Address()
+	pr.Out.Host = pr.In.Host
+	pr.SetXForwarded()
+}
+
+// errNoReplica is the transport's error when no replica is left to retry on.
+var errNoReplica = errors.New("no ready replica left to try")
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	a, _ := r.Context().Value(stateKey{}).(*attempt)
+	service := ""
+	if a != nil {
+		service = a.route.Service
+	}
+	switch {
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody is left to answer.
+		return
+	case errors.Is(err, errNoReplica):
+		serviceUnavailable(w, service)
+	default:
+		ev := p.opts.Log.Warn().Err(err).Str("service", service).Str("method", r.Method).Str("path", r.URL.Path)
+		if a != nil {
+			ev = ev.Str("replica", a.up.Name()).Str("address", a.up.Address())
+		}
+		ev.Msg("request failed")
+		status := http.StatusBadGateway
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			status = http.StatusGatewayTimeout
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "dlb: service %q: the replica failed to answer\n", service)
+	}
+}
+
+// Release closes the idle connections to an upstream that is draining or
+// gone. Once it is removed, connection attempts to it still under way are
+// cancelled too (so that they fail over at once instead of waiting for the
+// dial timeout on an address nobody answers), and its transport is dropped.
+func (p *Proxy) Release(u *balancer.Upstream, removed bool) {
+	v, ok := p.transports.Load(u)
+	if !ok {
+		return
+	}
+	ut := v.(*upstreamTransport)
+	ut.CloseIdleConnections()
+	if removed {
+		ut.cancel()
+		p.transports.Delete(u)
+		p.opts.Ejector.Forget(u)
+	}
+}
+
+// upstreamTransport is the transport of one replica, with a context that
+// ends when the replica is removed.
+type upstreamTransport struct {
+	*http.Transport
+	gone   context.Context
+	cancel context.CancelFunc
+}
+
+func (p *Proxy) transportFor(u *balancer.Upstream) *upstreamTransport {
+	if t, ok := p.transports.Load(u); ok {
+		return t.(*upstreamTransport)
+	}
+	// Losing a race here costs an unused transport, nothing more.
+	t, _ := p.transports.LoadOrStore(u, p.newTransport())
+	return t.(*upstreamTransport)
+}
+
+// newTransport returns the transport for one replica: keep-alive sized for
+// load, no compression (bodies pass through as they are), HTTP/1.1 only.
+func (p *Proxy) newTransport() *upstreamTransport {
+	ut := &upstreamTransport{}
+	ut.gone, ut.cancel = context.WithCancel(context.Background())
+	d := &net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second}
+	ut.Transport = &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stop := context.AfterFunc(ut.gone, cancel)
+			defer stop()
+			return d.DialContext(ctx, network, addr)
+		},
+		MaxIdleConnsPerHost:   p.opts.MaxIdlePerUpstream,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ExpectContinueTimeout: time.Second,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+		// A non-nil empty map turns HTTP/2 off: upstreams speak HTTP/1.1.
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	return ut
+}
+
+// retryTransport sends a request to the attempt's replica and, when that
+// fails before any response came back and a retry is safe, to others.
+type retryTransport Proxy
+
+func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := (*Proxy)(rt)
+	a := req.Context().Value(stateKey{}).(*attempt)
+	for {
+		resp, err := p.transportFor(a.up).RoundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		if ejectable(err) && a.up.State() == balancer.Ready {
+			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
+				p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
+					Dur("for", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
+			}
+		}
+		if !p.retryable(req, a, err) {
+			a.failed = true
+			return nil, err
+		}
+		next := p.next(req.Context(), a)
+		if next == nil {
+			a.failed = true
+			if isDialError(err) {
+				// Nothing reached a replica and none is left: the
+				// service has no replica that can take the request.
+				return nil, fmt.Errorf("%w (last: %v)", errNoReplica, err)
+			}
+			return nil, err
+		}
+		p.opts.Log.Debug().Err(err).Str("service", a.route.Service).Str("from", a.up.Name()).
+			Str("to", next.Name()).Msg("retrying on another replica")
+		a.tried = append(a.tried, a.up)
+		a.up.End(true)
+		next.Begin()
+		a.up = next
+		retry := req.Clone(req.Context())
+		retry.URL.Host = next.Address()
+		if a.body != nil {
+			retry.Body = a.body.replay()
+		}
+		req = retry
+	}
+}
+
+// next picks a replica not yet tried for a retry. When none is ready it
+// waits for one as a new request would, up to the queue timeout.
+func (p *Proxy) next(ctx context.Context, a *attempt) *balancer.Upstream {
+	tried := append(a.tried, a.up)
+	u := a.route.Pool.Pick(0, tried)
+	if u != nil || p.opts.QueueTimeout <= 0 || a.route.Pool.Len() == 0 {
+		return u
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.QueueTimeout)
+	defer cancel()
+	for u == nil && a.route.Pool.WaitReady(ctx) {
+		u = a.route.Pool.Pick(0, tried)
+		if u == nil { // only replicas already tried are ready: wait for a change
+			select {
+			case <-a.route.Pool.Changed():
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+	return u
+}
+
+// retryable reports whether a request that failed with err, with no
+// response, may be sent to another replica: never after Retries retries or
+// when the client left; when the connection was never made, always, if the
+// body can be sent again; otherwise only for idempotent methods (RFC 9110
+// section 9.2.2) whose body can be sent again.
+func (p *Proxy) retryable(req *http.Request, a *attempt, err error) bool {
+	if len(a.tried) >= p.opts.Retries || req.Context().Err() != nil {
+		return false
+	}
+	dial := isDialError(err)
+	if a.body != nil && !a.body.replayable(dial) {
+		return false
+	}
+	if dial {
+		return true
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// isDialError reports whether err happened while connecting, so the replica
+// never saw the request.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// replayBody is a request body that can be sent again after a failed try:
+// small bodies are kept in memory; a large one can be resent only while none
+// of it has been read.
+type replayBody struct {
+	src    io.ReadCloser
+	buf    []byte // the whole body, when small enough to keep
+	kept   bool
+	r      bytes.Reader
+	read   bool // a byte of a large body was read
+	srcErr error
+}
+
+func newReplayBody(src io.ReadCloser, length, maxKeep int64) *replayBody {
+	b := &replayBody{src: src}
+	if length > 0 && length <= maxKeep {
+		b.buf = make([]byte, length)
+		n, err := io.ReadFull(src, b.buf)
+		b.buf, b.kept = b.buf[:n], true
+		if err != nil {
+			b.srcErr = err
+		}
+		b.r.Reset(b.buf)
+	}
+	return b
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	if b.kept {
+		n, err := b.r.Read(p)
+		if err == io.EOF && b.srcErr != nil {
+			err = b.srcErr
+		}
+		return n, err
+	}
+	n, err := b.src.Read(p)
+	if n > 0 {
+		b.read = true
+	}
+	return n, err
+}
+
+// Close does not close a large body: the server does that when the handler
+// returns, and a retry may still need it.
+func (b *replayBody) Close() error { return nil }
+
+// replayable reports whether the body can be sent again: a kept one always;
+// a large one only when the failed try never connected (so the transport
+// will not read it any more) and nothing of it was read.
+func (b *replayBody) replayable(dialFailed bool) bool { return b.kept || dialFailed && !b.read }
+
+// replay returns the body for another try. A kept body gets a new reader,
+// since the failed try's transport may still read the old one.
+func (b *replayBody) replay() io.ReadCloser {
+	if b.kept {
+		return io.NopCloser(bytes.NewReader(b.buf))
+	}
+	return b
+}
+
+// bufferPool lends the 32 KiB buffers ReverseProxy copies bodies with.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
