@@ -61,7 +61,7 @@ fuzz:
 # dlb, nginx and HAProxy in front of the same demo containers, plus the direct
 # ceiling; writes docs/benchmarks.md and .png. Knobs: BENCH_REPLICAS, BENCH_ROUNDS,
 # BENCH_DURATION, BENCH_CONNS; BENCH_QUICK=1 for a smoke run (see bench/bench.sh).
-bench:
+bench: docker-ready
 	bash bench/bench.sh
 
 clean:

@@ -173,8 +173,11 @@ start_backends() {
 	local i name ip
 	for ((i = 1; i <= REPLICAS; i++)); do
 		name="$NET-app-$i"
+		# dlb.service puts the replicas in one pool (without it, each
+		# container outside Compose is a service of its own).
 		dk run -d --pull never --name "$name" --network "$NET" --label "$LABEL" \
-			--label dlb.enable=true --label dlb.port=80 "$IMAGE" >/dev/null
+			--label dlb.enable=true --label dlb.port=80 --label dlb.service=bench \
+			--label dlb.balance=round_robin "$IMAGE" >/dev/null
 		ip=$(dk inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$name")
 		[[ $ip =~ ^[0-9]+(\.[0-9]+){3}$ ]] || die "container $name has no address on $NET (got \"$ip\")"
 		BACKENDS+=("$ip")
@@ -296,6 +299,10 @@ start_dlb() {
 	wait_for 30 "dlb's /healthz on 127.0.0.1:$aport" "${PROC[dlb]}" http_ok "http://127.0.0.1:$aport/healthz"
 	wait_for 60 "dlb to list $REPLICAS ready replicas in /api/pools (its last answer: $dir/pools.json)" \
 		"${PROC[dlb]}" dlb_ready "http://127.0.0.1:$aport"
+	local pools
+	pools=$(jq -r '[.[] | select((.replicas // []) | length > 0) | "\(.name) (\(.policy))"] | join(", ")' "$dir/pools.json")
+	[[ $pools == "bench (round_robin)" ]] ||
+		die "dlb's pools are \"$pools\", want the one pool \"bench (round_robin)\" (see $dir/pools.json)"
 }
 
 # check_spread TARGET: the proxy reaches every backend (round robin).

@@ -73,7 +73,7 @@ func writeMarkdown(w io.Writer, p page, rows []Summary) error {
 	}
 
 	pf("## How it was measured\n\n")
-	pf("- **Backends:** %d containers of the demo backend (`examples/demo`, whose `GET /` answers its hostname, about 20 bytes; the image is built for the run and removed after it) ", p.Replicas)
+	pf("- **Backends:** %d containers of the demo backend (`examples/demo`, whose `GET /` answers its hostname, about 20 bytes; the image is built for the run and removed after it), labelled `dlb.enable=true`, `dlb.port=80`, `dlb.service=bench`, `dlb.balance=round_robin`, ", p.Replicas)
 	pf("on a Docker bridge network that the bench creates and removes. Every proxy forwards to the same container addresses.\n")
 	pf("- **Equivalent settings:** round robin; keep-alive connections to the backends ")
 	pf("(nginx `keepalive 64` with `proxy_http_version 1.1` and an empty `Connection` header, HAProxy `http-reuse always`, ")
