@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
@@ -177,7 +178,9 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 			if !ok {
 				return true, errors.New("event stream closed")
 			}
-			w.handle(ctx, m)
+			if err := w.handle(ctx, m); err != nil {
+				return true, err
+			}
 			ping.Reset(pingEvery)
 		}
 	}
@@ -271,25 +274,29 @@ func (w *Watcher) mayBeSelected(labels map[string]string) bool {
 		return false
 	}
 	if v, ok := labels[LabelEnable]; ok {
-		return v != "false" && v != "0"
+		enabled, err := strconv.ParseBool(strings.TrimSpace(v))
+		return enabled || err != nil // a malformed value is inspected, and warned about
 	}
 	return w.opts.ExposedByDefault
 }
 
-// handle applies one event: it changes only the replica it concerns.
-func (w *Watcher) handle(ctx context.Context, m events.Message) {
+// handle applies one event: it changes only the replica it concerns. An
+// error means the engine could not be asked about it: the session ends and
+// a full resync follows.
+func (w *Watcher) handle(ctx context.Context, m events.Message) error {
 	id, attrs := m.Actor.ID, m.Actor.Attributes
 	action := string(m.Action)
+	w.log.Debug().Str("type", string(m.Type)).Str("action", action).Str("actor", attrs["name"]).
+		Str("container", attrs["container"]).Msg("docker event")
 	if m.Type == events.NetworkEventType {
 		id = attrs["container"]
 		if id == "" || id == w.opts.SelfID {
-			return
+			return nil
 		}
-		w.refresh(ctx, id)
-		return
+		return w.refresh(ctx, id)
 	}
 	if id == w.opts.SelfID {
-		return
+		return nil
 	}
 	switch {
 	case action == string(events.ActionKill):
@@ -310,34 +317,38 @@ func (w *Watcher) handle(ctx context.Context, m events.Message) {
 		w.forget(id)
 	default: // start, unpause, health_status: *
 		if w.known[id] || w.mayBeSelected(attrs) {
-			w.refresh(ctx, id)
+			return w.refresh(ctx, id)
 		}
 	}
+	return nil
 }
 
-// refresh inspects one container and updates, or removes, its replica.
-func (w *Watcher) refresh(ctx context.Context, id string) {
+// refresh inspects one container and updates, or removes, its replica. A
+// container that is gone is forgotten; any other failure to inspect it is
+// returned, and changes nothing: the engine is not answering.
+func (w *Watcher) refresh(ctx context.Context, id string) error {
 	info, err := w.docker.ContainerInspect(ctx, id)
 	if err != nil {
-		if ctx.Err() == nil && w.known[id] {
-			w.log.Debug().Err(err).Str("container", id).Msg("inspect failed; removing the replica")
+		if cerrdefs.IsNotFound(err) {
+			w.forget(id)
+			return nil
 		}
-		w.forget(id)
-		return
+		return fmt.Errorf("inspecting container %.12s: %w", id, err)
 	}
 	r, err := Build(info, w.opts)
 	if errors.Is(err, ErrNotRunning) {
 		if w.known[id] {
 			w.sink.Stop(id)
 		}
-		return
+		return nil
 	}
 	if !w.accept(r, err) {
 		w.forget(id)
-		return
+		return nil
 	}
 	w.known[id] = true
 	w.sink.Update(r)
+	return nil
 }
 
 func (w *Watcher) forget(id string) {

@@ -38,6 +38,9 @@ type Options struct {
 	// MaxReplayBody is the largest request body kept in memory so that the
 	// request can be retried (default 64 KiB).
 	MaxReplayBody int64
+	// TrustedProxies are the clients whose X-Forwarded-* headers are kept
+	// (nil: nobody's).
+	TrustedProxies TrustedProxies
 	// Ejector takes replicas that refuse or reset connections out for a
 	// while; nil means a default Ejector.
 	Ejector *Ejector
@@ -103,6 +106,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "dlb: no service for host %q and path %q\n", hostOnly(r.Host), r.URL.Path)
 		return
 	}
+	if !limitBody(w, r, route) {
+		return
+	}
 	up := route.Pool.Pick(0, nil)
 	// A pool with replicas, none ready (starting, restarting, unhealthy),
 	// is worth waiting for; an empty one (scaled to 0) is answered at once.
@@ -144,13 +150,13 @@ func hostOnly(h string) string {
 }
 
 // rewrite points the outbound request at the picked replica. The Host header
-// is passed through; X-Forwarded-For, -Host and -Proto are set.
+// is passed through; X-Forwarded-For, -Host and -Proto are set (forwarded.go).
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	a := pr.In.Context().Value(stateKey{}).(*attempt)
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = a.up.Address()
 	pr.Out.Host = pr.In.Host
-	pr.SetXForwarded()
+	setForwarded(pr, p.opts.TrustedProxies)
 }
 
 // errNoReplica is the transport's error when no replica is left to retry on.
@@ -162,12 +168,20 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if a != nil {
 		service = a.route.Service
 	}
+	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.
 		return
 	case errors.Is(err, errNoReplica):
 		serviceUnavailable(w, service)
+	case errors.As(err, &tooLarge):
+		// A body of unknown length grew past dlb.max_body: the client's
+		// fault, not the replica's.
+		if a != nil {
+			a.failed = false
+		}
+		bodyTooLarge(w, service, tooLarge.Limit)
 	default:
 		ev := p.opts.Log.Warn().Err(err).Str("service", service).Str("method", r.Method).Str("path", r.URL.Path)
 		if a != nil {
@@ -209,6 +223,7 @@ type upstreamTransport struct {
 	*http.Transport
 	gone   context.Context
 	cancel context.CancelFunc
+	h2c    *http.Transport // for dlb.scheme=h2c (transport.go)
 }
 
 func (p *Proxy) transportFor(u *balancer.Upstream) *upstreamTransport {
@@ -243,6 +258,7 @@ func (p *Proxy) newTransport() *upstreamTransport {
 		// A non-nil empty map turns HTTP/2 off: upstreams speak HTTP/1.1.
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
+	ut.h2c = newH2CTransport(ut.Transport)
 	return ut
 }
 
@@ -254,7 +270,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := (*Proxy)(rt)
 	a := req.Context().Value(stateKey{}).(*attempt)
 	for {
-		resp, err := p.transportFor(a.up).RoundTrip(req)
+		resp, err := p.transportFor(a.up).forScheme(a.route.Scheme).RoundTrip(req)
 		if err == nil {
 			return resp, nil
 		}
