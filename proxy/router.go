@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"fmt"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -14,14 +16,17 @@ type Route struct {
 	// Service names the route in logs and errors.
 	Service string
 	// Hosts are lower-case host names without port; empty means any host.
+	// "*.example.com" is a wildcard: it matches one or more labels in front
+	// of example.com (a.example.com, a.b.example.com), not example.com.
 	Hosts []string
 	// Path is a path prefix without a trailing slash ("/" matches every path).
 	// It matches whole segments: /api matches /api and /api/x, not /apix.
 	Path string
-	// StripPath removes Path from the request's path before forwarding.
+	// StripPath removes Path from the request's path before forwarding:
+	// /api/users goes out as /users, /api as /.
 	StripPath bool
 	// Sticky pins each client to a replica with a cookie named StickyCookie
-	// ("" means a name derived from Service).
+	// ("" means a name derived from Service: dlb_ and the service's name).
 	Sticky       bool
 	StickyCookie string
 	// HashHeader, for the hash policy, names the request header to hash
@@ -33,28 +38,40 @@ type Route struct {
 	MaxBody int64
 	// Pool serves the route's requests.
 	Pool *balancer.Pool
+
+	// Derived by Router.Set, so that requests need not derive them.
+	hashHeader string // HashHeader in canonical form ("X-User")
+	cookieName string // StickyCookie, or the default one
 }
 
 // Router finds the route of a request by host, then by the longest path
-// prefix. Its table is replaced atomically by Set; Lookup takes no lock and
-// does not allocate. The zero value routes nothing.
+// prefix. A route for the exact host wins over one for a wildcard host
+// (the most specific wildcard first), which wins over one for any host;
+// when no route of a host matches the path, the next kind is tried. Its
+// table is replaced atomically by Set; Lookup takes no lock, does not
+// allocate, and costs the same whatever the number of routes or replicas.
+// The zero value routes nothing.
 type Router struct {
 	table atomic.Pointer[routeTable]
 }
 
 type routeTable struct {
-	byHost map[string][]*Route // each sorted by path length, longest first
-	any    []*Route            // routes for any host, same order
+	exact map[string][]*Route // by host; each sorted by path length, longest first
+	wild  map[string][]*Route // by the suffix of "*.suffix", same order
+	any   []*Route            // routes for any host, same order
 }
 
-// Set replaces the routing table. Two routes that claim the same host and
-// path cannot both win: the one whose service name sorts first does, and
-// Set returns a message naming both for each such pair.
+// Set replaces the routing table with a copy of routes. Two routes that
+// claim the same host (or wildcard) and path cannot both win: the one whose
+// service name sorts first does, and Set returns a message naming both for
+// each such pair.
 func (rt *Router) Set(routes []Route) (conflicts []string) {
-	t := &routeTable{byHost: map[string][]*Route{}}
-	sorted := make([]*Route, len(routes))
-	for i := range routes {
-		sorted[i] = &routes[i]
+	own := slices.Clone(routes)
+	t := &routeTable{exact: map[string][]*Route{}, wild: map[string][]*Route{}}
+	sorted := make([]*Route, len(own))
+	for i := range own {
+		own[i].prepare()
+		sorted[i] = &own[i]
 	}
 	slices.SortStableFunc(sorted, func(a, b *Route) int {
 		if d := len(b.Path) - len(a.Path); d != 0 {
@@ -77,15 +94,27 @@ func (rt *Router) Set(routes []Route) (conflicts []string) {
 				continue
 			}
 			owner[c] = r.Service
-			if h == "" {
+			switch {
+			case h == "":
 				t.any = append(t.any, r)
-			} else {
-				t.byHost[h] = append(t.byHost[h], r)
+			case strings.HasPrefix(h, "*."):
+				t.wild[h[2:]] = append(t.wild[h[2:]], r)
+			default:
+				t.exact[h] = append(t.exact[h], r)
 			}
 		}
 	}
 	rt.table.Store(t)
 	return conflicts
+}
+
+// prepare derives what requests would otherwise compute each time.
+func (r *Route) prepare() {
+	r.hashHeader = http.CanonicalHeaderKey(r.HashHeader)
+	r.cookieName = r.StickyCookie
+	if r.cookieName == "" {
+		r.cookieName = defaultCookieName(r.Service)
+	}
 }
 
 func orAny(h string) string {
@@ -95,16 +124,35 @@ func orAny(h string) string {
 	return h
 }
 
+// maxHost is the longest host name (RFC 1035 section 2.3.4) Lookup matches
+// against host routes; a longer Host header can only match a route for any
+// host.
+const maxHost = 253
+
 // Lookup returns the route for a request's Host header and path, or nil.
-// Routes for the request's host win over routes for any host.
 func (rt *Router) Lookup(host, path string) *Route {
 	t := rt.table.Load()
 	if t == nil {
 		return nil
 	}
-	if len(t.byHost) > 0 {
-		if r := matchPath(t.byHost[normalizeHost(host)], path); r != nil {
-			return r
+	if len(t.exact) > 0 || len(t.wild) > 0 {
+		// The host, lower-cased, without port and trailing dot, in a buffer
+		// on the stack: map lookups with string(b) do not allocate.
+		var buf [maxHost]byte
+		if b, ok := normalizeHost(host, buf[:0]); ok {
+			if r := matchPath(t.exact[string(b)], path); r != nil {
+				return r
+			}
+			if len(t.wild) > 0 {
+				// a.b.example.com: try *.b.example.com, then *.example.com, then *.com.
+				for i := 0; i < len(b); i++ {
+					if b[i] == '.' {
+						if r := matchPath(t.wild[string(b[i+1:])], path); r != nil {
+							return r
+						}
+					}
+				}
+			}
 		}
 	}
 	return matchPath(t.any, path)
@@ -130,17 +178,67 @@ func hasPathPrefix(path, prefix string) bool {
 	return len(path) == len(prefix) || path[len(prefix)] == '/'
 }
 
-// normalizeHost strips the port and a trailing dot and lower-cases the host,
-// allocating only when the host has upper-case letters.
-func normalizeHost(h string) string {
+// normalizeHost appends to b the host of a Host header lower-cased, without
+// port and trailing dot. ok is false when the host is empty or longer than
+// maxHost, so cannot be a route's.
+func normalizeHost(h string, b []byte) (_ []byte, ok bool) {
 	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
 		h = h[:i]
 	}
 	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > maxHost {
+		return b, false
+	}
 	for i := 0; i < len(h); i++ {
-		if 'A' <= h[i] && h[i] <= 'Z' {
-			return strings.ToLower(h)
+		c := h[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b, true
+}
+
+// stripPrefix removes the route's path prefix from an outgoing request's
+// URL: /api/users becomes /users and /api becomes /. The prefix matched
+// u.Path (decoded); u.RawPath, when set (the path has escapes that its
+// decoded form cannot show, like %2F), loses the same segments.
+func stripPrefix(u *url.URL, prefix string) {
+	if prefix == "/" || !hasPathPrefix(u.Path, prefix) {
+		return
+	}
+	u.Path = u.Path[len(prefix):]
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	if u.RawPath == "" {
+		return
+	}
+	// The raw path's first segments decode to the prefix; find where they
+	// end. The prefix has no '%' (dlb.path forbids it), so a raw path that
+	// starts with it literally is the common case.
+	raw := u.RawPath
+	if hasPathPrefix(raw, prefix) {
+		raw = raw[len(prefix):]
+	} else {
+		raw = ""
+		for i := 1; i <= len(u.RawPath); i++ {
+			if i == len(u.RawPath) || u.RawPath[i] == '/' {
+				if dec, err := url.PathUnescape(u.RawPath[:i]); err == nil && dec == prefix {
+					raw = u.RawPath[i:]
+					break
+				}
+			}
 		}
 	}
-	return h
+	if raw == "" {
+		raw = "/"
+	}
+	// Keep RawPath only while it still encodes Path (else net/url ignores
+	// it and escapes Path itself, which is right too).
+	if dec, err := url.PathUnescape(raw); err == nil && dec == u.Path {
+		u.RawPath = raw
+	} else {
+		u.RawPath = ""
+	}
 }

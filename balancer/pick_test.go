@@ -1,0 +1,122 @@
+package balancer
+
+import (
+	"fmt"
+	"testing"
+)
+
+// poolOf returns a pool with policy name and n ready members; every third
+// has weight 3 when weighted. It fills the pool in one change (Put and
+// MarkReady publish a snapshot each, O(n) apiece).
+func poolOf(tb testing.TB, name string, n int, weighted bool) *Pool {
+	tb.Helper()
+	p := NewPool("app")
+	if !p.SetPolicy(name) {
+		tb.Fatalf("SetPolicy(%q) = false", name)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range n {
+		w := 1
+		if weighted && i%3 == 0 {
+			w = 3
+		}
+		u := newTestUpstream(fmt.Sprintf("c%05d", i), w)
+		p.members[u.id] = &member{up: u, life: lifeRunning}
+	}
+	p.publish()
+	return p
+}
+
+var pickSizes = []int{3, 100, 10000}
+
+// TestPickAllocatesNothing: a pick from an unchanged pool allocates nothing,
+// whatever the policy, the pool's size and its weights.
+func TestPickAllocatesNothing(t *testing.T) {
+	for _, name := range PolicyNames {
+		for _, n := range pickSizes {
+			for _, weighted := range []bool{false, true} {
+				p := poolOf(t, name, n, weighted)
+				key := KeyOf("192.0.2.7")
+				runs := 100
+				if n > 1000 && name == "hash" {
+					runs = 5 // O(n) a pick
+				}
+				if got := testing.AllocsPerRun(runs, func() { p.Pick(key, nil) }); got != 0 {
+					t.Errorf("%s, %d upstreams, weighted %v: Pick allocates %.1f times, want 0", name, n, weighted, got)
+				}
+			}
+		}
+	}
+}
+
+// TestPickAvoidsTried: a retry never goes to an upstream that already
+// failed the request, whatever the policy, key included.
+func TestPickAvoidsTried(t *testing.T) {
+	for _, name := range PolicyNames {
+		p := poolOf(t, name, 3, true)
+		for k := range 200 {
+			key := KeyOf(fmt.Sprint("client-", k))
+			first := p.Pick(key, nil)
+			second := p.Pick(key, []*Upstream{first})
+			if second == nil || second == first {
+				t.Fatalf("%s: retry of key %d after %s failed picked %v", name, k, first.Name(), second)
+			}
+			if third := p.Pick(key, []*Upstream{first, second}); third == nil || third == first || third == second {
+				t.Fatalf("%s: second retry of key %d after %s and %s failed picked %v", name, k, first.Name(), second.Name(), third)
+			}
+			if none := p.Pick(key, p.Upstreams()); none != nil {
+				t.Fatalf("%s: all tried, Pick = %s, want nil", name, none.Name())
+			}
+		}
+	}
+}
+
+func TestSetPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ok       bool
+		want     string
+		needsKey bool
+	}{
+		{"", true, "round_robin", false},
+		{"round_robin", true, "round_robin", false},
+		{"least_conn", true, "least_conn", false},
+		{"random", true, "random", false},
+		{"hash", true, "hash", true},
+		{"fastest", false, "round_robin", false},
+	} {
+		p := NewPool("app")
+		if ok := p.SetPolicy(tc.name); ok != tc.ok || p.Policy() != tc.want || p.NeedsKey() != tc.needsKey {
+			t.Errorf("SetPolicy(%q) = %v, then Policy() = %q, NeedsKey() = %v; want %v, %q, %v", tc.name, ok, p.Policy(), p.NeedsKey(), tc.ok, tc.want, tc.needsKey)
+		}
+	}
+}
+
+// BenchmarkPick picks from pools of 3, 100 and 10,000 ready upstreams, equal
+// and weighted, with each policy, as the proxy does (through Pool.Pick).
+func BenchmarkPick(b *testing.B) {
+	for _, name := range PolicyNames {
+		for _, n := range pickSizes {
+			for _, weighted := range []bool{false, true} {
+				label := fmt.Sprintf("%s/%d", name, n)
+				if weighted {
+					label += "/weighted"
+				}
+				b.Run(label, func(b *testing.B) {
+					p := poolOf(b, name, n, weighted)
+					key := KeyOf("192.0.2.7")
+					b.ReportAllocs()
+					b.ResetTimer()
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							if p.Pick(key, nil) == nil {
+								b.Fatal("nil pick")
+							}
+						}
+					})
+				})
+			}
+		}
+	}
+}
