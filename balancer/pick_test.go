@@ -6,25 +6,21 @@ import (
 )
 
 // poolOf returns a pool with policy name and n ready members; every third
-// has weight 3 when weighted. It fills the pool in one change (Put and
-// MarkReady publish a snapshot each, O(n) apiece).
+// has weight 3 when weighted.
 func poolOf(tb testing.TB, name string, n int, weighted bool) *Pool {
 	tb.Helper()
-	p := NewPool("app")
+	ms := make([]Member, n)
+	for i := range ms {
+		id := fmt.Sprintf("c%05d", i)
+		ms[i] = Member{ID: id, Name: "app-" + id, Address: fmt.Sprintf("10.0.%d.%d:80", i>>8, i&255), Weight: 1}
+		if weighted && i%3 == 0 {
+			ms[i].Weight = 3
+		}
+	}
+	p := NewReadyPool("app", ms)
 	if !p.SetPolicy(name) {
 		tb.Fatalf("SetPolicy(%q) = false", name)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := range n {
-		w := 1
-		if weighted && i%3 == 0 {
-			w = 3
-		}
-		u := newTestUpstream(fmt.Sprintf("c%05d", i), w)
-		p.members[u.id] = &member{up: u, life: lifeRunning}
-	}
-	p.publish()
 	return p
 }
 
@@ -89,34 +85,6 @@ func TestSetPolicy(t *testing.T) {
 		p := NewPool("app")
 		if ok := p.SetPolicy(tc.name); ok != tc.ok || p.Policy() != tc.want || p.NeedsKey() != tc.needsKey {
 			t.Errorf("SetPolicy(%q) = %v, then Policy() = %q, NeedsKey() = %v; want %v, %q, %v", tc.name, ok, p.Policy(), p.NeedsKey(), tc.ok, tc.want, tc.needsKey)
-		}
-	}
-}
-
-// BenchmarkPick picks from pools of 3, 100 and 10,000 ready upstreams, equal
-// and weighted, with each policy, as the proxy does (through Pool.Pick).
-func BenchmarkPick(b *testing.B) {
-	for _, name := range PolicyNames {
-		for _, n := range pickSizes {
-			for _, weighted := range []bool{false, true} {
-				label := fmt.Sprintf("%s/%d", name, n)
-				if weighted {
-					label += "/weighted"
-				}
-				b.Run(label, func(b *testing.B) {
-					p := poolOf(b, name, n, weighted)
-					key := KeyOf("192.0.2.7")
-					b.ReportAllocs()
-					b.ResetTimer()
-					b.RunParallel(func(pb *testing.PB) {
-						for pb.Next() {
-							if p.Pick(key, nil) == nil {
-								b.Fatal("nil pick")
-							}
-						}
-					})
-				})
-			}
 		}
 	}
 }

@@ -90,15 +90,22 @@ func Build(c container.InspectResponse, o Options) (Replica, error) {
 	if o.Project != "" && r.Project != o.Project {
 		return fail("Compose project %q is not --project %q: %w", r.Project, o.Project, ErrNotSelected)
 	}
+	// Whether dlb should use the container at all comes first: a container
+	// that is not enabled gets no warning about its other labels.
+	if v, ok := labels[LabelEnable]; ok {
+		enabled, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fail("%w; container skipped", &LabelError{LabelEnable, v, "not a boolean (use true or false)"})
+		}
+		if !enabled {
+			return fail("%s is not true: %w", LabelEnable, ErrNotSelected)
+		}
+	} else if !o.ExposedByDefault {
+		return fail("no %s label: %w", LabelEnable, ErrNotSelected)
+	}
 	cfg, err := ParseLabels(labels)
 	if err != nil {
-		if !o.ExposedByDefault && labels[LabelEnable] == "" {
-			return fail("no %s label: %w", LabelEnable, ErrNotSelected)
-		}
 		return fail("%w; container skipped", err)
-	}
-	if cfg.EnableSet && !cfg.Enable || !cfg.EnableSet && !o.ExposedByDefault {
-		return fail("%s is not true: %w", LabelEnable, ErrNotSelected)
 	}
 	r.Labels = cfg
 	r.Hosts, r.Path = cfg.Hosts, cfg.Path

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -17,12 +19,14 @@ import (
 )
 
 // Docker is the part of the Docker Engine API that the Watcher uses: list,
-// inspect and events. *client.Client satisfies it; all three calls only read,
-// so a read-only socket proxy in front of the engine is enough.
+// inspect and events, and ping to notice a connection that hangs without
+// breaking. *client.Client satisfies it; every call only reads, so a
+// read-only socket proxy in front of the engine is enough.
 type Docker interface {
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
+	Ping(ctx context.Context) (types.Ping, error)
 }
 
 // Sink receives the Watcher's changes. Its methods are called from one
@@ -52,8 +56,12 @@ type Watcher struct {
 	log    zerolog.Logger
 
 	// MinBackoff and MaxBackoff bound the wait between reconnects; zero
-	// values mean 100ms and 5s.
+	// values mean 100ms and 1s.
 	MinBackoff, MaxBackoff time.Duration
+	// PingInterval is how often the engine is pinged while the event stream
+	// is quiet, so that a connection that hangs without breaking is noticed
+	// (zero means 5s); a ping gets as long again to answer.
+	PingInterval time.Duration
 
 	synced atomic.Bool
 	known  map[string]bool   // IDs given to the sink with Update or Sync
@@ -79,7 +87,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		minB = 100 * time.Millisecond
 	}
 	if maxB <= 0 {
-		maxB = 5 * time.Second
+		maxB = time.Second
 	}
 	backoff := minB
 	failures := 0
@@ -144,10 +152,23 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 	w.log.Info().Int("replicas", len(replicas)).Int("pools", len(pools)).
 		Dur("took", time.Since(start)).Msg("synced with Docker; following events")
 
+	pingEvery := w.PingInterval
+	if pingEvery <= 0 {
+		pingEvery = 5 * time.Second
+	}
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return true, ctx.Err()
+		case <-ping.C:
+			pctx, pcancel := context.WithTimeout(ctx, pingEvery)
+			_, err := w.docker.Ping(pctx)
+			pcancel()
+			if err != nil && ctx.Err() == nil {
+				return true, fmt.Errorf("the engine stopped answering pings: %w", err)
+			}
 		case err := <-errs:
 			if err == nil {
 				err = errors.New("event stream closed")
@@ -157,7 +178,10 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 			if !ok {
 				return true, errors.New("event stream closed")
 			}
-			w.handle(ctx, m)
+			if err := w.handle(ctx, m); err != nil {
+				return true, err
+			}
+			ping.Reset(pingEvery)
 		}
 	}
 }
@@ -250,25 +274,29 @@ func (w *Watcher) mayBeSelected(labels map[string]string) bool {
 		return false
 	}
 	if v, ok := labels[LabelEnable]; ok {
-		return v != "false" && v != "0"
+		enabled, err := strconv.ParseBool(strings.TrimSpace(v))
+		return enabled || err != nil // a malformed value is inspected, and warned about
 	}
 	return w.opts.ExposedByDefault
 }
 
-// handle applies one event: it changes only the replica it concerns.
-func (w *Watcher) handle(ctx context.Context, m events.Message) {
+// handle applies one event: it changes only the replica it concerns. An
+// error means the engine could not be asked about it: the session ends and
+// a full resync follows.
+func (w *Watcher) handle(ctx context.Context, m events.Message) error {
 	id, attrs := m.Actor.ID, m.Actor.Attributes
 	action := string(m.Action)
+	w.log.Debug().Str("type", string(m.Type)).Str("action", action).Str("actor", attrs["name"]).
+		Str("container", attrs["container"]).Msg("docker event")
 	if m.Type == events.NetworkEventType {
 		id = attrs["container"]
 		if id == "" || id == w.opts.SelfID {
-			return
+			return nil
 		}
-		w.refresh(ctx, id)
-		return
+		return w.refresh(ctx, id)
 	}
 	if id == w.opts.SelfID {
-		return
+		return nil
 	}
 	switch {
 	case action == string(events.ActionKill):
@@ -289,34 +317,38 @@ func (w *Watcher) handle(ctx context.Context, m events.Message) {
 		w.forget(id)
 	default: // start, unpause, health_status: *
 		if w.known[id] || w.mayBeSelected(attrs) {
-			w.refresh(ctx, id)
+			return w.refresh(ctx, id)
 		}
 	}
+	return nil
 }
 
-// refresh inspects one container and updates, or removes, its replica.
-func (w *Watcher) refresh(ctx context.Context, id string) {
+// refresh inspects one container and updates, or removes, its replica. A
+// container that is gone is forgotten; any other failure to inspect it is
+// returned, and changes nothing: the engine is not answering.
+func (w *Watcher) refresh(ctx context.Context, id string) error {
 	info, err := w.docker.ContainerInspect(ctx, id)
 	if err != nil {
-		if ctx.Err() == nil && w.known[id] {
-			w.log.Debug().Err(err).Str("container", id).Msg("inspect failed; removing the replica")
+		if cerrdefs.IsNotFound(err) {
+			w.forget(id)
+			return nil
 		}
-		w.forget(id)
-		return
+		return fmt.Errorf("inspecting container %.12s: %w", id, err)
 	}
 	r, err := Build(info, w.opts)
 	if errors.Is(err, ErrNotRunning) {
 		if w.known[id] {
 			w.sink.Stop(id)
 		}
-		return
+		return nil
 	}
 	if !w.accept(r, err) {
 		w.forget(id)
-		return
+		return nil
 	}
 	w.known[id] = true
 	w.sink.Update(r)
+	return nil
 }
 
 func (w *Watcher) forget(id string) {

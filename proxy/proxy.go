@@ -38,6 +38,9 @@ type Options struct {
 	// MaxReplayBody is the largest request body kept in memory so that the
 	// request can be retried (default 64 KiB).
 	MaxReplayBody int64
+	// Ejector takes replicas that refuse or reset connections out for a
+	// while; nil means a default Ejector.
+	Ejector *Ejector
 	// Log receives errors; the zero value logs nothing.
 	Log zerolog.Logger
 }
@@ -64,6 +67,9 @@ func New(router *Router, opts Options) *Proxy {
 	}
 	if opts.MaxReplayBody <= 0 {
 		opts.MaxReplayBody = 64 << 10
+	}
+	if opts.Ejector == nil {
+		opts.Ejector = &Ejector{}
 	}
 	p := &Proxy{router: router, opts: opts, sticky: newStickyPins()}
 	p.rp = &httputil.ReverseProxy{
@@ -212,6 +218,7 @@ func (p *Proxy) Release(u *balancer.Upstream, removed bool) {
 	if removed {
 		ut.cancel()
 		p.transports.Delete(u)
+		p.opts.Ejector.Forget(u)
 	}
 }
 
@@ -269,6 +276,12 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := p.transportFor(a.up).RoundTrip(req)
 		if err == nil {
 			return resp, nil
+		}
+		if ejectable(err) && a.up.State() == balancer.Ready {
+			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
+				p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
+					Dur("for", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
+			}
 		}
 		if !p.retryable(req, a, err) {
 			a.failed = true

@@ -63,8 +63,9 @@ type routeTable struct {
 
 // Set replaces the routing table with a copy of routes. Two routes that
 // claim the same host (or wildcard) and path cannot both win: the one whose
-// service name sorts first does, and Set returns a message naming both for
-// each such pair.
+// service name sorts first does while its pool has replicas (the other
+// serves while it has none), and Set returns a message naming both for each
+// such pair.
 func (rt *Router) Set(routes []Route) (conflicts []string) {
 	own := slices.Clone(routes)
 	t := &routeTable{exact: map[string][]*Route{}, wild: map[string][]*Route{}}
@@ -89,11 +90,12 @@ func (rt *Router) Set(routes []Route) (conflicts []string) {
 		for _, h := range hosts {
 			c := claim{h, r.Path}
 			if first, taken := owner[c]; taken {
-				conflicts = append(conflicts, fmt.Sprintf("services %q and %q both claim host %q path %q; %q wins (it sorts first); give one of them another dlb.host or dlb.path",
+				conflicts = append(conflicts, fmt.Sprintf("services %q and %q both claim host %q path %q; %q wins while it has replicas (it sorts first); give one of them another dlb.host or dlb.path",
 					first, r.Service, orAny(h), r.Path, first))
-				continue
+				// Kept after the winner: it serves while the winner's pool is empty.
+			} else {
+				owner[c] = r.Service
 			}
-			owner[c] = r.Service
 			switch {
 			case h == "":
 				t.any = append(t.any, r)
@@ -158,11 +160,26 @@ func (rt *Router) Lookup(host, path string) *Route {
 	return matchPath(t.any, path)
 }
 
+// matchPath returns the first route whose prefix matches path. Routes that
+// claim the same path sit next to each other (see Set); a route whose pool
+// is empty gives way to the next one of the same path that has replicas, so
+// that a service scaled to 0 does not hide one that took over its route.
 func matchPath(routes []*Route, path string) *Route {
-	for _, r := range routes {
-		if hasPathPrefix(path, r.Path) {
-			return r
+	for i, r := range routes {
+		if !hasPathPrefix(path, r.Path) {
+			continue
 		}
+		if r.Pool != nil && r.Pool.Len() == 0 {
+			for _, alt := range routes[i+1:] {
+				if alt.Path != r.Path {
+					break
+				}
+				if alt.Pool != nil && alt.Pool.Len() > 0 {
+					return alt
+				}
+			}
+		}
+		return r
 	}
 	return nil
 }

@@ -154,10 +154,11 @@ func (p *project) compose(args ...string) string {
 	return string(out)
 }
 
-// scale sets the number of replicas of service and returns once Compose has.
+// scale sets the number of replicas of service, leaving the project's other
+// services alone, and returns once Compose has.
 func (p *project) scale(service string, n int) {
 	p.t.Helper()
-	p.compose("up", "-d", "--no-build", "--scale", fmt.Sprintf("%s=%d", service, n))
+	p.compose("up", "-d", "--no-build", "--scale", fmt.Sprintf("%s=%d", service, n), service)
 }
 
 // network is the full name Compose gives the project's network short.

@@ -16,12 +16,13 @@ import (
 // registry turns the watcher's replicas into pools and routes: it is the
 // discovery.Sink, and the admin API's Source.
 type registry struct {
-	pools  balancer.Pools
-	router *proxy.Router
-	proxy  *proxy.Proxy
-	gate   *proxy.Gate
-	log    zerolog.Logger
-	synced func() bool
+	pools   balancer.Pools
+	router  *proxy.Router
+	proxy   *proxy.Proxy
+	gate    *proxy.Gate
+	checker *proxy.Checker
+	log     zerolog.Logger
+	synced  func() bool
 
 	mu       sync.Mutex
 	replicas map[string]placed             // by container ID
@@ -62,10 +63,11 @@ var _ discovery.Sink = (*registry)(nil)
 var _ admin.Source = (*registry)(nil)
 
 func newRegistry(router *proxy.Router, px *proxy.Proxy, log zerolog.Logger) *registry {
-	g := &registry{router: router, proxy: px, log: log, gate: &proxy.Gate{},
+	g := &registry{router: router, proxy: px, log: log, gate: &proxy.Gate{}, checker: &proxy.Checker{},
 		replicas: map[string]placed{}, services: map[string]*service{}}
 	ch := make(chan struct{})
 	g.changed.Store(&ch)
+	g.checker.OnChange = g.notify
 	g.synced = func() bool { return false }
 	return g
 }
@@ -101,7 +103,7 @@ func (g *registry) Update(r discovery.Replica) {
 func (g *registry) Drain(id string) {
 	g.mu.Lock()
 	if p, ok := g.replicas[id]; ok {
-		g.gate.Stop(id)
+		g.unwatch(id)
 		p.pool.Drain(id)
 		if u := p.pool.Get(id); u != nil {
 			g.proxy.Release(u, false)
@@ -117,7 +119,7 @@ func (g *registry) Drain(id string) {
 func (g *registry) Stop(id string) {
 	g.mu.Lock()
 	if p, ok := g.replicas[id]; ok {
-		g.gate.Stop(id)
+		g.unwatch(id)
 		p.pool.Stop(id)
 		if u := p.pool.Get(id); u != nil {
 			g.proxy.Release(u, true)
@@ -145,7 +147,7 @@ func (g *registry) remove(id string) {
 		return
 	}
 	delete(g.replicas, id)
-	g.gate.Stop(id)
+	g.unwatch(id)
 	u := p.pool.Get(id)
 	p.pool.Remove(id)
 	if u != nil {
@@ -168,13 +170,13 @@ func (g *registry) update(r discovery.Replica) {
 	}
 	g.setRoute(svc, r)
 	before := pool.Get(r.ID)
-	wasServing := known && old.r.Serving() && before != nil && before.State() != balancer.Draining
+	moved := known && old.r.Address() != r.Address()
+	// A replica at a new address must show again that it answers there.
+	wasServing := known && !moved && old.r.Serving() && before != nil && before.State() != balancer.Draining
 	pool.Put(balancer.Member{ID: r.ID, Name: r.Name, Address: r.Address(), Weight: r.Labels.Weight})
 	g.replicas[r.ID] = placed{r: r, pool: pool}
-	if known && old.r.Address() != r.Address() {
-		if before != nil {
-			g.proxy.Release(before, false)
-		}
+	if moved && before != nil {
+		g.proxy.Release(before, false)
 	}
 
 	// Docker's HEALTHCHECK, when the container has one, decides readiness.
@@ -185,6 +187,10 @@ func (g *registry) update(r discovery.Replica) {
 	case !wasServing:
 		if known {
 			pool.Restart(r.ID)
+			// A restarted container starts afresh: no verdict of the
+			// old process holds.
+			pool.SetHealth(r.ID, balancer.CheckPassive, true)
+			pool.SetHealth(r.ID, balancer.CheckActive, true)
 		}
 		g.log.Info().Str("service", r.Service).Str("replica", r.Name).Str("address", r.Address()).Msg("replica starting")
 		g.admit(r, pool)
@@ -197,11 +203,22 @@ func (g *registry) update(r discovery.Replica) {
 // says it is healthy if it has a HEALTHCHECK, else when it accepts a TCP
 // connection on its port.
 func (g *registry) admit(r discovery.Replica, pool *balancer.Pool) {
+	if r.Labels.HealthPath != "" {
+		hc := proxy.HealthCheck{Path: r.Labels.HealthPath, Interval: r.Labels.HealthInterval,
+			Timeout: r.Labels.HealthTimeout, Admit: r.Health == ""}
+		if len(r.Hosts) > 0 && !strings.HasPrefix(r.Hosts[0], "*") {
+			hc.Host = r.Hosts[0]
+		}
+		g.checker.Watch(pool, pool.Get(r.ID), hc)
+	}
 	if r.Health != "" {
 		if r.Health == "healthy" {
 			pool.MarkReady(r.ID)
 		}
 		return
+	}
+	if r.Labels.HealthPath != "" {
+		return // the first passing HTTP check admits it
 	}
 	g.gate.Start(r.ID, r.Address(), func() {
 		if pool.MarkReady(r.ID) {
@@ -209,6 +226,12 @@ func (g *registry) admit(r discovery.Replica, pool *balancer.Pool) {
 			g.notify()
 		}
 	})
+}
+
+// unwatch stops the readiness probe and health checks of a replica.
+func (g *registry) unwatch(id string) {
+	g.gate.Stop(id)
+	g.checker.Unwatch(id)
 }
 
 // setRoute records the route a replica's labels ask for, and rebuilds the

@@ -125,7 +125,7 @@ func TestBadLabelSkipped(t *testing.T) {
     networks: [appnet]
 networks:
   appnet: {}`, 1))
-	p.scale("app", 2)
+	p.compose("up", "-d", "--no-build", "--scale", "app=2", "--scale", "bad=1")
 	d := startDLB(t, "--network", "appnet", "--project", p.name)
 	waitFor(t, 5*time.Second, "a warning about the bad label", func() (bool, string) {
 		return d.logHas(`"level":"warn"`, p.name, "bad", `dlb.port=\"http\"`, "not a port number"), "no such warning"

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runDLB runs dlb with args and returns its exit code, stdout and stderr.
+// None of the cases may start the server: run must return at once.
+func runDLB(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(append([]string{"dlb"}, args...), &out, &errOut) }()
+	select {
+	case code = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("dlb %q: still running after 10s, want it to return (did it start the server?)", args)
+	}
+	return code, out.String(), errOut.String()
+}
+
+func TestRunExitCodes(t *testing.T) {
+	// guard is a bad flag checked after the others: if the check under test
+	// let a value through, parseConfig still stops before serving (and the
+	// test fails on the message, instead of hanging).
+	guard := []string{"--log-format", "guard"}
+	tests := []struct {
+		name       string
+		args       []string
+		want       int
+		wantStderr []string
+		wantStdout []string
+	}{
+		{
+			name:       "bad --log-level",
+			args:       append([]string{"--log-level", "loud"}, guard...),
+			want:       2,
+			wantStderr: []string{"--log-level", `"loud"`, "debug, info, warn or error"},
+		},
+		{
+			name:       "--log-level trace is not offered",
+			args:       append([]string{"--log-level", "trace"}, guard...),
+			want:       2,
+			wantStderr: []string{"--log-level", `"trace"`, "debug, info, warn or error"},
+		},
+		{
+			name:       "--log-level empty",
+			args:       append([]string{"--log-level="}, guard...),
+			want:       2,
+			wantStderr: []string{"--log-level", `""`},
+		},
+		{
+			name:       "bad --log-format",
+			args:       []string{"--log-format", "xml", "--listen", "127.0.0.1:0", "--admin="},
+			want:       2,
+			wantStderr: []string{"--log-format", `"xml"`, "console or json"},
+		},
+		{
+			name:       "unknown flag",
+			args:       append([]string{"--nope"}, guard...),
+			want:       2,
+			wantStderr: []string{"flag provided but not defined", "nope"},
+		},
+		{
+			name:       "--listen nonsense",
+			args:       append([]string{"--listen", "nonsense"}, guard...),
+			want:       2,
+			wantStderr: []string{"--listen", `"nonsense"`, "host:port"},
+		},
+		{
+			name:       "--listen port out of range",
+			args:       append([]string{"--listen", ":99999"}, guard...),
+			want:       2,
+			wantStderr: []string{"--listen", `":99999"`, "0-65535"},
+		},
+		{
+			name:       "--admin nonsense",
+			args:       append([]string{"--admin", "8080"}, guard...),
+			want:       2,
+			wantStderr: []string{"--admin", `"8080"`, "host:port"},
+		},
+		{
+			name:       "--retries too many",
+			args:       append([]string{"--retries", "11"}, guard...),
+			want:       2,
+			wantStderr: []string{"--retries", `"11"`, "0 to 10"},
+		},
+		{
+			name:       "--retries negative",
+			args:       append([]string{"--retries", "-1"}, guard...),
+			want:       2,
+			wantStderr: []string{"--retries", "0 to 10"},
+		},
+		{
+			name:       "--queue-timeout negative",
+			args:       append([]string{"--queue-timeout", "-1s"}, guard...),
+			want:       2,
+			wantStderr: []string{"--queue-timeout", "negative"},
+		},
+		{
+			name:       "--shutdown-timeout negative",
+			args:       append([]string{"--shutdown-timeout", "-1s"}, guard...),
+			want:       2,
+			wantStderr: []string{"--shutdown-timeout", "negative"},
+		},
+		{
+			name:       "--max-header-bytes too small",
+			args:       append([]string{"--max-header-bytes", "100"}, guard...),
+			want:       2,
+			wantStderr: []string{"--max-header-bytes", "1024"},
+		},
+		{
+			name:       "--docker-host without a scheme",
+			args:       append([]string{"--docker-host", "/var/run/docker.sock"}, guard...),
+			want:       2,
+			wantStderr: []string{"--docker-host", "unix://"},
+		},
+		{
+			name:       "an argument",
+			args:       append([]string{"serve"}, guard...),
+			want:       2,
+			wantStderr: []string{"unexpected argument", `"serve"`},
+		},
+		{
+			name:       "version",
+			args:       []string{"version"},
+			want:       0,
+			wantStdout: []string{"dlb " + version},
+		},
+		{
+			name:       "help",
+			args:       []string{"--help"},
+			want:       0,
+			wantStdout: []string{"--listen", "--network", "--log-level"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runDLB(t, tt.args...)
+			if code != tt.want {
+				t.Errorf("dlb %q: got exit code %d, want %d (stderr %q)", tt.args, code, tt.want, stderr)
+			}
+			for _, s := range tt.wantStderr {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("dlb %q: got stderr %q, want it to contain %q", tt.args, stderr, s)
+				}
+			}
+			for _, s := range tt.wantStdout {
+				if !strings.Contains(stdout, s) {
+					t.Errorf("dlb %q: got stdout %q, want it to contain %q", tt.args, stdout, s)
+				}
+			}
+		})
+	}
+}
