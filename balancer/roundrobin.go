@@ -40,6 +40,9 @@ func (rr *RoundRobin) Pick(ready []*Upstream, _ uint64) *Upstream {
 	}
 	// A cycle too long to lay out: (n mod W)·g mod W on the line of
 	// weights, without overflow whatever W is.
+	if t.total < 1<<32 {
+		return t.index(n % t.total * t.step % t.total)
+	}
 	hi, lo := bits.Mul64(n%t.total, t.step)
 	_, x := bits.Div64(hi, lo, t.total)
 	return t.index(x)

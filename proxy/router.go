@@ -48,17 +48,36 @@ type Route struct {
 // prefix. A route for the exact host wins over one for a wildcard host
 // (the most specific wildcard first), which wins over one for any host;
 // when no route of a host matches the path, the next kind is tried. Its
-// table is replaced atomically by Set; Lookup takes no lock, does not
-// allocate, and costs the same whatever the number of routes or replicas.
-// The zero value routes nothing.
+// table is replaced atomically by Set; Lookup takes no lock and does not
+// allocate. It looks hosts and path prefixes up in maps: its cost grows
+// with the number of labels of the host and of segments of the routes'
+// paths, not with the number of routes or replicas. The zero value routes
+// nothing.
 type Router struct {
 	table atomic.Pointer[routeTable]
 }
 
 type routeTable struct {
-	exact map[string][]*Route // by host; each sorted by path length, longest first
-	wild  map[string][]*Route // by the suffix of "*.suffix", same order
-	any   []*Route            // routes for any host, same order
+	exact map[string]*pathTable // by host
+	wild  map[string]*pathTable // by the suffix of "*.suffix"
+	any   *pathTable            // routes for any host; nil if none
+}
+
+// pathTable holds the routes of one host (or wildcard, or of any host).
+type pathTable struct {
+	// byPath holds the routes by path prefix; routes that claim the same
+	// path are in the order they win (see matchPath).
+	byPath map[string][]*Route
+	// depth is the most segments of any of its paths ("/" has 0, "/api"
+	// 1, "/api/v1" 2): a request's path is cut to that many to start with.
+	depth int
+}
+
+func (pt *pathTable) add(r *Route) {
+	pt.byPath[r.Path] = append(pt.byPath[r.Path], r)
+	if r.Path != "/" {
+		pt.depth = max(pt.depth, strings.Count(r.Path, "/"))
+	}
 }
 
 // Set replaces the routing table with a copy of routes. Two routes that
@@ -68,7 +87,15 @@ type routeTable struct {
 // such pair.
 func (rt *Router) Set(routes []Route) (conflicts []string) {
 	own := slices.Clone(routes)
-	t := &routeTable{exact: map[string][]*Route{}, wild: map[string][]*Route{}}
+	t := &routeTable{exact: map[string]*pathTable{}, wild: map[string]*pathTable{}}
+	table := func(m map[string]*pathTable, key string) *pathTable {
+		pt := m[key]
+		if pt == nil {
+			pt = &pathTable{byPath: map[string][]*Route{}}
+			m[key] = pt
+		}
+		return pt
+	}
 	sorted := make([]*Route, len(own))
 	for i := range own {
 		own[i].prepare()
@@ -98,11 +125,14 @@ func (rt *Router) Set(routes []Route) (conflicts []string) {
 			}
 			switch {
 			case h == "":
-				t.any = append(t.any, r)
+				if t.any == nil {
+					t.any = &pathTable{byPath: map[string][]*Route{}}
+				}
+				t.any.add(r)
 			case strings.HasPrefix(h, "*."):
-				t.wild[h[2:]] = append(t.wild[h[2:]], r)
+				table(t.wild, h[2:]).add(r)
 			default:
-				t.exact[h] = append(t.exact[h], r)
+				table(t.exact, h).add(r)
 			}
 		}
 	}
@@ -112,6 +142,9 @@ func (rt *Router) Set(routes []Route) (conflicts []string) {
 
 // prepare derives what requests would otherwise compute each time.
 func (r *Route) prepare() {
+	if r.Path == "" {
+		r.Path = "/"
+	}
 	r.hashHeader = http.CanonicalHeaderKey(r.HashHeader)
 	r.cookieName = r.StickyCookie
 	if r.cookieName == "" {
@@ -142,14 +175,14 @@ func (rt *Router) Lookup(host, path string) *Route {
 		// on the stack: map lookups with string(b) do not allocate.
 		var buf [maxHost]byte
 		if b, ok := normalizeHost(host, buf[:0]); ok {
-			if r := matchPath(t.exact[string(b)], path); r != nil {
+			if r := t.exact[string(b)].match(path); r != nil {
 				return r
 			}
 			if len(t.wild) > 0 {
 				// a.b.example.com: try *.b.example.com, then *.example.com, then *.com.
 				for i := 0; i < len(b); i++ {
 					if b[i] == '.' {
-						if r := matchPath(t.wild[string(b[i+1:])], path); r != nil {
+						if r := t.wild[string(b[i+1:])].match(path); r != nil {
 							return r
 						}
 					}
@@ -157,31 +190,56 @@ func (rt *Router) Lookup(host, path string) *Route {
 			}
 		}
 	}
-	return matchPath(t.any, path)
+	return t.any.match(path)
 }
 
-// matchPath returns the first route whose prefix matches path. Routes that
-// claim the same path sit next to each other (see Set); a route whose pool
-// is empty gives way to the next one of the same path that has replicas, so
-// that a service scaled to 0 does not hide one that took over its route.
-func matchPath(routes []*Route, path string) *Route {
-	for i, r := range routes {
-		if !hasPathPrefix(path, r.Path) {
-			continue
+// match returns the route of the longest prefix of path, on segment
+// boundaries, that has one; nil when none has (or pt is nil). It tries the
+// path cut to the table's depth, then one segment less each time, then "/".
+func (pt *pathTable) match(path string) *Route {
+	if pt == nil {
+		return nil
+	}
+	// Cut after depth segments: at the slash that would start one more.
+	cut, slashes := len(path), 0
+	for i := 0; i < len(path); i++ {
+		if path[i] == '/' {
+			if slashes == pt.depth {
+				cut = i
+				break
+			}
+			slashes++
 		}
-		if r.Pool != nil && r.Pool.Len() == 0 {
-			for _, alt := range routes[i+1:] {
-				if alt.Path != r.Path {
-					break
-				}
-				if alt.Pool != nil && alt.Pool.Len() > 0 {
-					return alt
-				}
+	}
+	for p := path[:cut]; len(p) > 1; {
+		if rs := pt.byPath[p]; rs != nil {
+			return matchPath(rs)
+		}
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return matchPath(pt.byPath["/"])
+}
+
+// matchPath returns the route that wins among routes that claim the same
+// path, in the order Set sorted them: the first, unless its pool is empty
+// and a later one's is not, so that a service scaled to 0 does not hide one
+// that took over its route.
+func matchPath(routes []*Route) *Route {
+	if len(routes) == 0 {
+		return nil
+	}
+	if r := routes[0]; r.Pool != nil && r.Pool.Len() == 0 {
+		for _, alt := range routes[1:] {
+			if alt.Pool != nil && alt.Pool.Len() > 0 {
+				return alt
 			}
 		}
-		return r
 	}
-	return nil
+	return routes[0]
 }
 
 // hasPathPrefix reports whether prefix matches path on segment boundaries.
