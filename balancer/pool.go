@@ -75,6 +75,7 @@ type Pool struct {
 
 	mu      sync.Mutex
 	members map[string]*member
+	order   []*member     // the members sorted by name, then ID
 	changed chan struct{} // closed and replaced on every change
 
 	snap atomic.Pointer[snapshot]
@@ -193,6 +194,8 @@ func (p *Pool) Put(m Member) *Upstream {
 		mem = &member{up: &Upstream{id: m.ID, name: m.Name}}
 		mem.up.address.Store(&m.Address)
 		p.members[m.ID] = mem
+		i, _ := slices.BinarySearchFunc(p.order, mem.up, compareMember)
+		p.order = slices.Insert(p.order, i, mem)
 	} else if mem.up.Address() != m.Address {
 		addr := m.Address
 		mem.up.address.Store(&addr)
@@ -268,6 +271,9 @@ func (p *Pool) Remove(id string) bool {
 		return false
 	}
 	delete(p.members, id)
+	if i, found := slices.BinarySearchFunc(p.order, m.up, compareMember); found {
+		p.order = slices.Delete(p.order, i, i+1)
+	}
 	m.up.state.Store(int32(Down))
 	p.publish()
 	return true
@@ -288,20 +294,27 @@ func (p *Pool) change(id string, f func(*member)) bool {
 	return true
 }
 
-// publish stores each member's state and a new snapshot, and wakes waiters.
-// The caller holds p.mu.
-func (p *Pool) publish() {
-	s := &snapshot{all: make([]*Upstream, 0, len(p.members))}
-	for _, m := range p.members {
-		m.up.state.Store(int32(m.state()))
-		s.all = append(s.all, m.up)
+func compareMember(m *member, u *Upstream) int {
+	if c := strings.Compare(m.up.name, u.name); c != 0 {
+		return c
 	}
-	slices.SortFunc(s.all, func(a, b *Upstream) int {
-		if c := strings.Compare(a.name, b.name); c != 0 {
-			return c
+	return strings.Compare(m.up.id, u.id)
+}
+
+// publish stores each member's state and a new snapshot, and wakes waiters.
+// It costs one pass over the members, kept in order. The caller holds p.mu.
+func (p *Pool) publish() {
+	s := &snapshot{all: make([]*Upstream, len(p.order))}
+	nready := 0
+	for i, m := range p.order {
+		st := m.state()
+		m.up.state.Store(int32(st))
+		s.all[i] = m.up
+		if st == Ready {
+			nready++
 		}
-		return strings.Compare(a.id, b.id)
-	})
+	}
+	s.ready = make([]*Upstream, 0, nready)
 	for _, u := range s.all {
 		if u.State() == Ready {
 			s.ready = append(s.ready, u)

@@ -9,7 +9,7 @@ import (
 	"github.com/dlb-lb/dlb/balancer"
 )
 
-func TestClientIP(t *testing.T) {
+func TestHostOfAddr(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"192.0.2.1:5000", "192.0.2.1"},
 		{"[2001:db8::1]:5000", "2001:db8::1"},
@@ -18,8 +18,64 @@ func TestClientIP(t *testing.T) {
 		{"", ""},
 		{"@", "@"},
 	} {
-		if got := clientIP(tc.in); got != tc.want {
-			t.Errorf("clientIP(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := hostOfAddr(tc.in); got != tc.want {
+			t.Errorf("hostOfAddr(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	trusted, err := ParseTrustedProxies("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, remote string
+		xff          []string
+		want         string
+	}{
+		{"direct client", "192.0.2.1:5000", nil, "192.0.2.1"},
+		{"direct client's X-Forwarded-For is ignored", "192.0.2.1:5000", []string{"198.51.100.9"}, "192.0.2.1"},
+		{"behind a trusted proxy", "10.0.0.5:5000", []string{"198.51.100.9"}, "198.51.100.9"},
+		{"the rightmost untrusted entry", "10.0.0.5:5000", []string{"203.0.113.66, 198.51.100.9, 10.1.1.1"}, "198.51.100.9"},
+		{"several header lines", "10.0.0.5:5000", []string{"203.0.113.66", "198.51.100.9 , 10.1.1.1"}, "198.51.100.9"},
+		{"only trusted entries: the peer", "10.0.0.5:5000", []string{"10.2.2.2"}, "10.0.0.5"},
+		{"trusted proxy, no header", "10.0.0.5:5000", nil, "10.0.0.5"},
+		{"garbage is an address like any", "10.0.0.5:5000", []string{"unknown"}, "unknown"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tc.remote
+		r.Header["X-Forwarded-For"] = tc.xff
+		if got := clientIP(r, trusted); got != tc.want {
+			t.Errorf("%s: clientIP = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "10.0.0.5:5000"
+	r.Header["X-Forwarded-For"] = []string{"203.0.113.66, 198.51.100.9, 10.1.1.1"}
+	if n := testing.AllocsPerRun(100, func() { clientIP(r, trusted) }); n != 0 {
+		t.Errorf("clientIP behind a trusted proxy allocates %.1f times, want 0", n)
+	}
+}
+
+func TestOverTLS(t *testing.T) {
+	trusted, _ := ParseTrustedProxies("10.0.0.0/8")
+	for _, tc := range []struct {
+		name, remote, proto string
+		want                bool
+	}{
+		{"plain HTTP", "192.0.2.1:5000", "", false},
+		{"a client's X-Forwarded-Proto is ignored", "192.0.2.1:5000", "https", false},
+		{"a trusted proxy's https", "10.0.0.5:5000", "https", true},
+		{"a trusted proxy's http", "10.0.0.5:5000", "http", false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tc.remote
+		if tc.proto != "" {
+			r.Header.Set("X-Forwarded-Proto", tc.proto)
+		}
+		if got := overTLS(r, trusted); got != tc.want {
+			t.Errorf("%s: overTLS = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
@@ -45,12 +101,12 @@ func TestRequestKey(t *testing.T) {
 		{"no header: the client IP", req("192.0.2.1:1", ""), balancer.KeyOf("192.0.2.1")},
 		{"no header: the port does not matter", req("192.0.2.1:2", ""), balancer.KeyOf("192.0.2.1")},
 	} {
-		if got := requestKey(tc.r, &route); got != tc.want {
+		if got := requestKey(tc.r, &route, nil); got != tc.want {
 			t.Errorf("%s: requestKey = %#x, want %#x", tc.name, got, tc.want)
 		}
 	}
 	r := req("192.0.2.1:1", "alice")
-	if n := testing.AllocsPerRun(100, func() { requestKey(r, &route) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { requestKey(r, &route, nil) }); n != 0 {
 		t.Errorf("requestKey allocates %.1f times, want 0", n)
 	}
 }

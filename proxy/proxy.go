@@ -38,6 +38,9 @@ type Options struct {
 	// MaxReplayBody is the largest request body kept in memory so that the
 	// request can be retried (default 64 KiB).
 	MaxReplayBody int64
+	// TrustedProxies are the clients whose X-Forwarded-* headers are kept
+	// (nil: nobody's).
+	TrustedProxies TrustedProxies
 	// Ejector takes replicas that refuse or reset connections out for a
 	// while; nil means a default Ejector.
 	Ejector *Ejector
@@ -96,7 +99,7 @@ type attempt struct {
 	body     *replayBody // nil when the request has no body
 	key      uint64      // affinity key, when the pool's policy uses one
 	pinned   string      // the sticky cookie's token the request came with
-	secure   bool        // the request came over TLS
+	secure   bool        // the client spoke TLS (looked at for sticky routes only)
 }
 
 // ServeHTTP routes the request and forwards it.
@@ -108,9 +111,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "dlb: no service for host %q and path %q\n", hostOnly(r.Host), r.URL.Path)
 		return
 	}
+	if !limitBody(w, r, route) {
+		return
+	}
 	var key uint64
 	if route.Pool.NeedsKey() {
-		key = requestKey(r, route)
+		key = requestKey(r, route, p.opts.TrustedProxies)
 	}
 	var up *balancer.Upstream
 	var pinned string
@@ -133,7 +139,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serviceUnavailable(w, route.Service)
 		return
 	}
-	a := &attempt{route: route, up: up, key: key, pinned: pinned, secure: r.TLS != nil}
+	a := &attempt{route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies)}
 	a.tried = a.triedBuf[:0]
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		a.body = newReplayBody(r.Body, r.ContentLength, p.opts.MaxReplayBody)
@@ -160,7 +166,7 @@ func hostOnly(h string) string {
 }
 
 // rewrite points the outbound request at the picked replica. The Host header
-// is passed through; X-Forwarded-For, -Host and -Proto are set.
+// is passed through; X-Forwarded-For, -Host and -Proto are set (forwarded.go).
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	a := pr.In.Context().Value(stateKey{}).(*attempt)
 	pr.Out.URL.Scheme = "http"
@@ -169,7 +175,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		stripPrefix(pr.Out.URL, a.route.Path)
 	}
 	pr.Out.Host = pr.In.Host
-	pr.SetXForwarded()
+	setForwarded(pr, p.opts.TrustedProxies)
 }
 
 // errNoReplica is the transport's error when no replica is left to retry on.
@@ -181,12 +187,20 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if a != nil {
 		service = a.route.Service
 	}
+	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.
 		return
 	case errors.Is(err, errNoReplica):
 		serviceUnavailable(w, service)
+	case errors.As(err, &tooLarge):
+		// A body of unknown length grew past dlb.max_body: the client's
+		// fault, not the replica's.
+		if a != nil {
+			a.failed = false
+		}
+		bodyTooLarge(w, service, tooLarge.Limit)
 	default:
 		ev := p.opts.Log.Warn().Err(err).Str("service", service).Str("method", r.Method).Str("path", r.URL.Path)
 		if a != nil {
@@ -228,6 +242,7 @@ type upstreamTransport struct {
 	*http.Transport
 	gone   context.Context
 	cancel context.CancelFunc
+	h2c    *http.Transport // for dlb.scheme=h2c (transport.go)
 }
 
 func (p *Proxy) transportFor(u *balancer.Upstream) *upstreamTransport {
@@ -262,6 +277,7 @@ func (p *Proxy) newTransport() *upstreamTransport {
 		// A non-nil empty map turns HTTP/2 off: upstreams speak HTTP/1.1.
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
+	ut.h2c = newH2CTransport(ut.Transport)
 	return ut
 }
 
@@ -273,7 +289,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := (*Proxy)(rt)
 	a := req.Context().Value(stateKey{}).(*attempt)
 	for {
-		resp, err := p.transportFor(a.up).RoundTrip(req)
+		resp, err := p.transportFor(a.up).forScheme(a.route.Scheme).RoundTrip(req)
 		if err == nil {
 			return resp, nil
 		}
