@@ -88,3 +88,28 @@ func TestSetPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestPickFollowsAWeightChange: the weighted policies cache what they derive
+// from a snapshot's ready slice; a Put that changes only a weight must still
+// publish a new snapshot, so that they see the change.
+func TestPickFollowsAWeightChange(t *testing.T) {
+	p := NewPool("app")
+	for _, id := range []string{"a", "b"} {
+		p.Put(Member{ID: id, Name: id, Address: id + ":80", Weight: 1})
+		p.MarkReady(id)
+	}
+	shares := func() map[string]int {
+		got := map[string]int{}
+		for range 100 {
+			got[p.Pick(0, nil).Name()]++
+		}
+		return got
+	}
+	if got := shares(); got["a"] != 50 || got["b"] != 50 {
+		t.Fatalf("weights 1 and 1: %v, want 50 each", got)
+	}
+	p.Put(Member{ID: "b", Name: "b", Address: "b:80", Weight: 3})
+	if got := shares(); got["a"] != 25 || got["b"] != 75 {
+		t.Errorf("after b's weight became 3: %v, want a 25, b 75", got)
+	}
+}
