@@ -74,12 +74,19 @@ down:
 test: docker-ready test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 test-unit:
 	DLB_SKIP_DOCKER=1 $(GO) test -race -count=1 ./...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseLabels -fuzztime 30s ./discovery
+
+# dlb, nginx and HAProxy in front of the same demo containers, plus the direct
+# ceiling; writes docs/benchmarks.md and .png. Knobs: BENCH_REPLICAS, BENCH_ROUNDS,
+# BENCH_DURATION, BENCH_CONNS; BENCH_QUICK=1 for a smoke run (see bench/bench.sh).
+bench: docker-ready
+	bash bench/bench.sh
 
 clean:
 	rm -rf bin

@@ -84,8 +84,9 @@ type Pool struct {
 }
 
 type policyBox struct {
-	name string
-	p    Policy
+	name  string
+	p     Policy
+	keyed bool // p picks by the request's key
 }
 
 // PoolOption changes how NewPool sets up a pool.
@@ -127,9 +128,13 @@ func (p *Pool) SetPolicy(name string) bool {
 	if !ok {
 		return false
 	}
-	p.policy.Store(&policyBox{name: name, p: pol})
+	p.policy.Store(&policyBox{name: name, p: pol, keyed: usesKey(pol)})
 	return true
 }
+
+// NeedsKey reports whether the pool's policy picks by the request's key, so
+// that callers compute one only when it is used.
+func (p *Pool) NeedsKey() bool { return p.policy.Load().keyed }
 
 // Pick returns a ready upstream for a request with affinity key key, avoiding
 // the upstreams in tried (those that already failed this request). It returns

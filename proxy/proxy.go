@@ -57,6 +57,7 @@ type Proxy struct {
 	router *Router
 	opts   Options
 	rp     *httputil.ReverseProxy
+	sticky *stickyPins
 
 	transports sync.Map // *balancer.Upstream -> *http.Transport
 }
@@ -76,13 +77,14 @@ func New(router *Router, opts Options) *Proxy {
 	if opts.Ejector == nil {
 		opts.Ejector = &Ejector{}
 	}
-	p := &Proxy{router: router, opts: opts}
+	p := &Proxy{router: router, opts: opts, sticky: newStickyPins()}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    (*retryTransport)(p),
-		ErrorHandler: p.errorHandler,
-		BufferPool:   bufferPool{},
-		ErrorLog:     nil,
+		Rewrite:        p.rewrite,
+		ModifyResponse: p.modifyResponse,
+		Transport:      (*retryTransport)(p),
+		ErrorHandler:   p.errorHandler,
+		BufferPool:     bufferPool{},
+		ErrorLog:       nil,
 	}
 	return p
 }
@@ -99,6 +101,9 @@ type attempt struct {
 	failed   bool
 	first    *balancer.Upstream // a replica that got its first request since it turned Ready
 	body     *replayBody        // nil when the request has no body
+	key      uint64             // affinity key, when the pool's policy uses one
+	pinned   string             // the sticky cookie's token the request came with
+	secure   bool               // the client spoke TLS (looked at for sticky routes only)
 }
 
 // ServeHTTP routes the request and forwards it.
@@ -118,13 +123,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !limitBody(w, r, route) {
 		return
 	}
-	up := route.Pool.Pick(0, nil)
+	var key uint64
+	if route.Pool.NeedsKey() {
+		key = requestKey(r, route, p.opts.TrustedProxies)
+	}
+	var up *balancer.Upstream
+	var pinned string
+	if route.Sticky {
+		up, pinned = p.sticky.pinned(r, route)
+	}
+	if up == nil {
+		up = route.Pool.Pick(key, nil)
+	}
 	// A pool with replicas, none ready (starting, restarting, unhealthy),
 	// is worth waiting for; an empty one (scaled to 0) is answered at once.
 	if up == nil && p.opts.QueueTimeout > 0 && route.Pool.Len() > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), p.opts.QueueTimeout)
 		for up == nil && route.Pool.WaitReady(ctx) {
-			up = route.Pool.Pick(0, nil)
+			up = route.Pool.Pick(key, nil)
 		}
 		cancel()
 	}
@@ -132,7 +148,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serviceUnavailable(w, route.Service)
 		return
 	}
-	a := &attempt{route: route, up: up}
+	a := &attempt{route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies)}
 	observing(w).setAttempt(a)
 	a.tried = a.triedBuf[:0]
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
@@ -167,6 +183,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	a := pr.In.Context().Value(stateKey{}).(*attempt)
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = a.up.Address()
+	if a.route.StripPath {
+		stripPrefix(pr.Out.URL, a.route.Path)
+	}
 	pr.Out.Host = pr.In.Host
 	setForwarded(pr, p.opts.TrustedProxies)
 }
@@ -328,14 +347,14 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // waits for one as a new request would, up to the queue timeout.
 func (p *Proxy) next(ctx context.Context, a *attempt) *balancer.Upstream {
 	tried := append(a.tried, a.up)
-	u := a.route.Pool.Pick(0, tried)
+	u := a.route.Pool.Pick(a.key, tried)
 	if u != nil || p.opts.QueueTimeout <= 0 || a.route.Pool.Len() == 0 {
 		return u
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.QueueTimeout)
 	defer cancel()
 	for u == nil && a.route.Pool.WaitReady(ctx) {
-		u = a.route.Pool.Pick(0, tried)
+		u = a.route.Pool.Pick(a.key, tried)
 		if u == nil { // only replicas already tried are ready: wait for a change
 			select {
 			case <-a.route.Pool.Changed():

@@ -299,8 +299,8 @@ func (d *dlbProc) pools() []poolView {
 }
 
 type poolView struct {
-	Name, Host, Path string
-	Replicas         []struct {
+	Name, Host, Path, Policy string
+	Replicas                 []struct {
 		ID, Name, Address, State string
 		InFlight                 int64 `json:"in_flight"`
 		Requests, Failures       int64
