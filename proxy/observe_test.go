@@ -264,38 +264,8 @@ func TestObserverKeepsStreaming(t *testing.T) {
 // With an Observer, a protocol switch (as WebSocket does) still goes through
 // and the connection carries bytes both ways afterwards.
 func TestObserverKeepsUpgrades(t *testing.T) {
-	op := newObservedProxy(t, Options{}, replicaAt(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "echo" {
-			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
-			return
-		}
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Errorf("backend: hijack: %v", err)
-			return
-		}
-		defer c.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-		brw.Flush()
-		line, _ := brw.ReadString('\n')
-		brw.WriteString("echo: " + line)
-		brw.Flush()
-	}))
-	c, err := net.Dial("tcp", strings.TrimPrefix(op.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("reading the upgrade response: %v", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: status %d, want 101", resp.StatusCode)
-	}
+	op := newObservedProxy(t, Options{}, replicaAt(t, echoUpgrade("echo: ")))
+	c, br := dialUpgrade(t, strings.TrimPrefix(op.url, "http://"), "web", "/ws")
 	io.WriteString(c, "ping\n")
 	line, err := br.ReadString('\n')
 	if err != nil || line != "echo: ping\n" {

@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"bufio"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -121,43 +119,8 @@ func TestH2CReplicaTrailers(t *testing.T) {
 // does) gets through the retrying transport: the 101 response keeps a
 // writable body and the bytes flow both ways afterwards.
 func TestUpgradePassesThrough(t *testing.T) {
-	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "echo" {
-			http.Error(w, "upgrade to echo expected", http.StatusBadRequest)
-			return
-		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-		brw.Flush()
-		for {
-			line, err := brw.ReadString('\n')
-			if err != nil {
-				return
-			}
-			brw.WriteString("echo " + line)
-			brw.Flush()
-		}
-	})
-	front := newTestFront(t, echo, Route{}, Options{Retries: 2}, false)
-	conn, err := net.DialTimeout("tcp", front.Listener.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "GET /chat HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("reading the upgrade's response: %v", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "echo" {
-		t.Fatalf("got %s with Upgrade %q, want 101 Switching Protocols with Upgrade echo", resp.Status, resp.Header.Get("Upgrade"))
-	}
+	front := newTestFront(t, echoUpgrade("echo "), Route{}, Options{Retries: 2}, false)
+	conn, br := dialUpgrade(t, front.Listener.Addr().String(), "app.test", "/chat")
 	for _, msg := range []string{"ping\n", "pong\n"} {
 		io.WriteString(conn, msg)
 		got, err := br.ReadString('\n')
