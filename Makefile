@@ -7,17 +7,20 @@ SCALE ?= 3
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build images demo down test test-unit fuzz bench clean docker-ready
+.PHONY: all build images demo down test test-unit fuzz bench clean docker-ready test-deps
 
 all: build
 
-build: bin/dlb bin/demo
+build: bin/dlb bin/demo bin/grpc-demo
 
 bin/dlb: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dlb ./cmd/dlb
 
 bin/demo: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/demo ./examples/demo
+
+bin/grpc-demo: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/grpc-demo ./examples/grpc
 
 # Makes sure a Docker Engine answers: starts dockerd when it is installed but
 # not running, and installs Compose from Debian when neither v2 nor v1 is there.
@@ -32,10 +35,30 @@ docker-ready:
 	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq docker-compose; }
 
+# Tools some real-engine tests drive, installed from Debian when missing:
+# curl and h2load for HTTP/2; Chromium for the dashboard test (headless,
+# driven over the DevTools protocol), unless DLB_SKIP_BROWSER=1 or
+# DLB_SKIP_DOCKER=1. Works without a terminal (CI=true, no stdin).
+test-deps:
+	@missing=""; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
+	if [ "$${DLB_SKIP_BROWSER:-}" != 1 ] && [ "$${DLB_SKIP_DOCKER:-}" != 1 ]; then \
+	  browser=""; \
+	  for b in chromium chromium-browser google-chrome google-chrome-stable; do command -v $$b >/dev/null && browser=$$b && break; done; \
+	  [ -n "$$browser" ] || missing="$$missing chromium fonts-liberation"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (log: /tmp/dlb-test-deps.log)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } </dev/null >/tmp/dlb-test-deps.log 2>&1 || \
+	    echo "could not install$$missing (see /tmp/dlb-test-deps.log); the tests that need them will say how to install them" >&2; \
+	fi
+
 # Images are FROM scratch: they only COPY the static binaries built above.
 images: build
 	docker build -q -t dlb:dev .
 	docker build -q -t dlb-demo:dev -f examples/demo/Dockerfile .
+	docker build -q -t dlb-grpc:dev -f examples/grpc/Dockerfile .
 
 # The main job: the example stack, dlb in front of the app scaled to $(SCALE).
 demo: docker-ready images
@@ -48,15 +71,22 @@ down:
 	$(COMPOSE) down --remove-orphans
 
 # Everything CI runs: vet, then unit and real-engine tests under the race detector.
-test: docker-ready
+test: docker-ready test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 test-unit:
 	DLB_SKIP_DOCKER=1 $(GO) test -race -count=1 ./...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseLabels -fuzztime 30s ./discovery
+
+# dlb, nginx and HAProxy in front of the same demo containers, plus the direct
+# ceiling; writes docs/benchmarks.md and .png. Knobs: BENCH_REPLICAS, BENCH_ROUNDS,
+# BENCH_DURATION, BENCH_CONNS; BENCH_QUICK=1 for a smoke run (see bench/bench.sh).
+bench: docker-ready
+	bash bench/bench.sh
 
 clean:
 	rm -rf bin

@@ -9,15 +9,34 @@ type Policy interface {
 	Pick(ready []*Upstream, key uint64) *Upstream
 }
 
-// NewPolicy returns the policy of the given name; the empty name is round
+// Affinity is implemented by policies that pick by the request's key. The
+// proxy computes a key (Pool.NeedsKey) only for pools whose policy has
+// affinity; the others are given 0.
+type Affinity interface {
+	Affinity() bool
+}
+
+// NewPolicy returns a new policy of the given name; the empty name is round
 // robin. ok is false for an unknown name.
 func NewPolicy(name string) (p Policy, ok bool) {
 	switch name {
 	case "", "round_robin":
 		return &RoundRobin{}, true
+	case "least_conn":
+		return &LeastConn{}, true
+	case "random":
+		return &Random{}, true
+	case "hash":
+		return &Hash{}, true
 	}
 	return nil, false
 }
 
 // PolicyNames lists the names NewPolicy accepts, for error messages.
-var PolicyNames = []string{"round_robin"}
+var PolicyNames = []string{"round_robin", "least_conn", "random", "hash"}
+
+// usesKey reports whether p picks by the request's key.
+func usesKey(p Policy) bool {
+	a, ok := p.(Affinity)
+	return ok && a.Affinity()
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Member describes an upstream to add to a pool or to update in it.
@@ -72,6 +73,7 @@ type snapshot struct {
 type Pool struct {
 	name   string
 	policy atomic.Pointer[policyBox]
+	now    func() time.Time
 
 	mu      sync.Mutex
 	members map[string]*member
@@ -82,13 +84,26 @@ type Pool struct {
 }
 
 type policyBox struct {
-	name string
-	p    Policy
+	name  string
+	p     Policy
+	keyed bool // p picks by the request's key
+}
+
+// PoolOption changes how NewPool sets up a pool.
+type PoolOption func(*Pool)
+
+// WithClock makes the pool read the time from now instead of time.Now (it
+// stamps Upstream.ReadySince).
+func WithClock(now func() time.Time) PoolOption {
+	return func(p *Pool) { p.now = now }
 }
 
 // NewPool returns an empty pool named name that picks with round robin.
-func NewPool(name string) *Pool {
-	p := &Pool{name: name, members: map[string]*member{}, changed: make(chan struct{})}
+func NewPool(name string, opts ...PoolOption) *Pool {
+	p := &Pool{name: name, members: map[string]*member{}, changed: make(chan struct{}), now: time.Now}
+	for _, o := range opts {
+		o(p)
+	}
 	p.snap.Store(&snapshot{})
 	p.policy.Store(&policyBox{name: "round_robin", p: &RoundRobin{}})
 	return p
@@ -113,9 +128,13 @@ func (p *Pool) SetPolicy(name string) bool {
 	if !ok {
 		return false
 	}
-	p.policy.Store(&policyBox{name: name, p: pol})
+	p.policy.Store(&policyBox{name: name, p: pol, keyed: usesKey(pol)})
 	return true
 }
+
+// NeedsKey reports whether the pool's policy picks by the request's key, so
+// that callers compute one only when it is used.
+func (p *Pool) NeedsKey() bool { return p.policy.Load().keyed }
 
 // Pick returns a ready upstream for a request with affinity key key, avoiding
 // the upstreams in tried (those that already failed this request). It returns
@@ -269,7 +288,8 @@ func (p *Pool) Remove(id string) bool {
 	if i, found := slices.BinarySearchFunc(p.order, m.up, compareMember); found {
 		p.order = slices.Delete(p.order, i, i+1)
 	}
-	m.up.state.Store(int32(Down))
+	m.up.removed.Store(true)
+	m.up.setState(Down, time.Time{})
 	p.publish()
 	return true
 }
@@ -301,9 +321,13 @@ func compareMember(m *member, u *Upstream) int {
 func (p *Pool) publish() {
 	s := &snapshot{all: make([]*Upstream, len(p.order))}
 	nready := 0
+	var now time.Time
 	for i, m := range p.order {
 		st := m.state()
-		m.up.state.Store(int32(st))
+		if st == Ready && m.up.State() != Ready && now.IsZero() {
+			now = p.now()
+		}
+		m.up.setState(st, now)
 		s.all[i] = m.up
 		if st == Ready {
 			nready++

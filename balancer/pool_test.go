@@ -395,7 +395,10 @@ func TestPoolPolicy(t *testing.T) {
 	}{
 		{"empty is round robin", "", true, "round_robin"},
 		{"round robin", "round_robin", true, "round_robin"},
-		{"unknown keeps the old one", "random", false, "round_robin"},
+		{"least_conn", "least_conn", true, "least_conn"},
+		{"random", "random", true, "random"},
+		{"hash", "hash", true, "hash"},
+		{"unknown keeps the old one", "fastest", false, "round_robin"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -522,28 +525,46 @@ func TestPoolConcurrentPickAndChange(t *testing.T) {
 	}
 }
 
-// BenchmarkPick is the cost of picking for a request; it must not allocate.
+// BenchmarkPick is the cost of picking for a request, with each policy,
+// from pools of 3, 100 and 10,000 upstreams of equal weights and of mixed
+// ones (every third of weight 3); it must not allocate. The key changes
+// every pick, as client addresses do.
 func BenchmarkPick(b *testing.B) {
-	for _, n := range []int{3, 100, 10000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			p := readyPool(b, n)
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				if p.Pick(uint64(i), nil) == nil {
-					b.Fatal("Pick: got nil, want an upstream")
+	for _, policy := range balancer.PolicyNames {
+		for _, n := range []int{3, 100, 10000} {
+			for _, weighted := range []bool{false, true} {
+				name := fmt.Sprintf("%s/%d", policy, n)
+				if weighted {
+					name += "/weighted"
 				}
+				b.Run(name, func(b *testing.B) {
+					p := readyPool(b, n, weighted)
+					if !p.SetPolicy(policy) {
+						b.Fatalf("SetPolicy(%q): got false", policy)
+					}
+					b.ReportAllocs()
+					for i := uint64(0); b.Loop(); i++ {
+						if p.Pick(i*0x9e3779b97f4a7c15, nil) == nil {
+							b.Fatal("Pick: got nil, want an upstream")
+						}
+					}
+				})
 			}
-		})
+		}
 	}
 }
 
-// readyPool returns a pool of n ready upstreams, built in one change.
-func readyPool(b *testing.B, n int) *balancer.Pool {
+// readyPool returns a pool of n ready upstreams, built in one change; when
+// weighted, every third has weight 3.
+func readyPool(b *testing.B, n int, weighted bool) *balancer.Pool {
 	b.Helper()
 	ms := make([]balancer.Member, n)
 	for i := range ms {
 		id := fmt.Sprintf("web-%05d", i)
-		ms[i] = balancer.Member{ID: id, Name: id, Address: fmt.Sprintf("10.0.%d.%d:80", i/250, i%250)}
+		ms[i] = balancer.Member{ID: id, Name: id, Address: fmt.Sprintf("10.0.%d.%d:80", i/250, i%250), Weight: 1}
+		if weighted && i%3 == 0 {
+			ms[i].Weight = 3
+		}
 	}
 	p := balancer.NewReadyPool("web", ms)
 	if got := p.ReadyCount(); got != n {

@@ -6,6 +6,7 @@ package balancer
 
 import (
 	"sync/atomic"
+	"time"
 )
 
 // State is where an upstream is in its life. Only Ready upstreams are picked.
@@ -48,6 +49,10 @@ type Upstream struct {
 	inFlight atomic.Int64
 	requests atomic.Int64
 	failures atomic.Int64
+
+	readySince atomic.Int64 // unix nanoseconds; 0 while not Ready
+	unserved   atomic.Bool  // Ready, and no request has begun since
+	removed    atomic.Bool
 }
 
 // ID is the stable key of the upstream (for a container, its full ID).
@@ -75,11 +80,28 @@ func (u *Upstream) Requests() int64 { return u.requests.Load() }
 // (refused, reset, timed out) on this upstream since it joined.
 func (u *Upstream) Failures() int64 { return u.failures.Load() }
 
+// ReadySince is when the upstream last turned Ready, by its pool's clock;
+// the zero time while it is not Ready.
+func (u *Upstream) ReadySince() time.Time {
+	if ns := u.readySince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// Removed reports whether the upstream has left its pool for good (an
+// upstream put back under the same ID is a new Upstream).
+func (u *Upstream) Removed() bool { return u.removed.Load() }
+
 // Begin records a request sent to the upstream. Every Begin is paired with
-// exactly one End, once the response has been copied to the client.
-func (u *Upstream) Begin() {
+// exactly one End, once the response has been copied to the client. first
+// is true for exactly one request after each time the upstream turned
+// Ready: the first it was sent since (how long it waited for traffic is the
+// time since ReadySince).
+func (u *Upstream) Begin() (first bool) {
 	u.inFlight.Add(1)
 	u.requests.Add(1)
+	return u.unserved.Load() && u.unserved.CompareAndSwap(true, false)
 }
 
 // End records the end of a request started with Begin; failed says whether
@@ -89,4 +111,18 @@ func (u *Upstream) End(failed bool) {
 	if failed {
 		u.failures.Add(1)
 	}
+}
+
+// setState stores the upstream's state; now is the time, needed only when
+// the upstream turns Ready. The caller is the upstream's pool, under its lock.
+func (u *Upstream) setState(s State, now time.Time) {
+	switch was := u.State(); {
+	case s == Ready && was != Ready:
+		u.readySince.Store(now.UnixNano())
+		u.unserved.Store(true)
+	case s != Ready && was == Ready:
+		u.readySince.Store(0)
+		u.unserved.Store(false)
+	}
+	u.state.Store(int32(s))
 }

@@ -86,121 +86,145 @@ func (e *LabelError) Error() string {
 // accepted.
 func ParseLabels(labels map[string]string) (LabelConfig, error) {
 	c := LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
-	if v, ok := labels[LabelEnable]; ok {
-		b, err := strconv.ParseBool(strings.TrimSpace(v))
-		if err != nil {
-			return c, &LabelError{LabelEnable, v, "not a boolean (use true or false)"}
+	for _, lp := range labelParsers {
+		if v, ok := labels[lp.label]; ok {
+			if want := lp.parse(&c, v); want != "" {
+				return c, &LabelError{lp.label, v, want}
+			}
 		}
-		c.Enable, c.EnableSet = b, true
 	}
-	if v, ok := labels[LabelPort]; ok {
+	return c, nil
+}
+
+const wantBool = "not a boolean (use true or false)"
+
+// labelParsers read one label each into a LabelConfig; parse returns ""
+// when the value is good, else what the label accepts.
+var labelParsers = []struct {
+	label string
+	parse func(c *LabelConfig, v string) (want string)
+}{
+	{LabelEnable, func(c *LabelConfig, v string) string {
+		return parseBool(v, &c.Enable, &c.EnableSet)
+	}},
+	{LabelPort, func(c *LabelConfig, v string) string {
 		p, err := ParsePort(v)
 		if err != nil {
-			return c, &LabelError{LabelPort, v, "not a port number (1-65535)"}
+			return "not a port number (1-65535)"
 		}
 		c.Port = p
-	}
-	if v, ok := labels[LabelService]; ok {
+		return ""
+	}},
+	{LabelService, func(c *LabelConfig, v string) string {
 		s := strings.TrimSpace(v)
 		if !validServiceName(s) {
-			return c, &LabelError{LabelService, v, "not a service name (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)"}
+			return "not a service name (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)"
 		}
 		c.Service = s
-	}
-	if v, ok := labels[LabelHost]; ok {
+		return ""
+	}},
+	{LabelHost, func(c *LabelConfig, v string) string {
 		hosts, err := parseHosts(v)
 		if err != nil {
-			return c, &LabelError{LabelHost, v, err.Error()}
+			return err.Error()
 		}
 		c.Hosts = hosts
-	}
-	if v, ok := labels[LabelPath]; ok {
+		return ""
+	}},
+	{LabelPath, func(c *LabelConfig, v string) string {
 		p, err := parsePath(v)
 		if err != nil {
-			return c, &LabelError{LabelPath, v, err.Error()}
+			return err.Error()
 		}
 		c.Path = p
-	}
-	if v, ok := labels[LabelPathStrip]; ok {
-		b, err := strconv.ParseBool(strings.TrimSpace(v))
-		if err != nil {
-			return c, &LabelError{LabelPathStrip, v, "not a boolean (use true or false)"}
-		}
-		c.StripPath = b
-	}
-	if v, ok := labels[LabelBalance]; ok {
+		return ""
+	}},
+	{LabelPathStrip, func(c *LabelConfig, v string) string { return parseBool(v, &c.StripPath, nil) }},
+	{LabelBalance, func(c *LabelConfig, v string) string {
 		b := strings.TrimSpace(v)
 		if !slices.Contains(BalanceNames, b) {
-			return c, &LabelError{LabelBalance, v, "not a policy (use " + strings.Join(BalanceNames, ", ") + ")"}
+			return "not a policy (use " + strings.Join(BalanceNames, ", ") + ")"
 		}
 		c.Balance = b
-	}
-	if v, ok := labels[LabelHashHeader]; ok {
-		h := strings.TrimSpace(v)
-		if !validToken(h) {
-			return c, &LabelError{LabelHashHeader, v, "not a header name (letters, digits and '-')"}
-		}
-		c.HashHeader = h
-	}
-	if v, ok := labels[LabelWeight]; ok {
+		return ""
+	}},
+	{LabelHashHeader, func(c *LabelConfig, v string) string {
+		return parseToken(v, &c.HashHeader, "not a header name (letters, digits and '-')")
+	}},
+	{LabelWeight, func(c *LabelConfig, v string) string {
 		w, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || w < 1 || w > 1000 {
-			return c, &LabelError{LabelWeight, v, "not a weight (a whole number from 1 to 1000)"}
+			return "not a weight (a whole number from 1 to 1000)"
 		}
 		c.Weight = w
-	}
-	if v, ok := labels[LabelSticky]; ok {
-		b, err := strconv.ParseBool(strings.TrimSpace(v))
-		if err != nil {
-			return c, &LabelError{LabelSticky, v, "not a boolean (use true or false)"}
-		}
-		c.Sticky = b
-	}
-	if v, ok := labels[LabelStickyCookie]; ok {
-		n := strings.TrimSpace(v)
-		if !validToken(n) {
-			return c, &LabelError{LabelStickyCookie, v, "not a cookie name (letters, digits, '-' and '_')"}
-		}
-		c.StickyCookie = n
-	}
-	if v, ok := labels[LabelScheme]; ok {
+		return ""
+	}},
+	{LabelSticky, func(c *LabelConfig, v string) string { return parseBool(v, &c.Sticky, nil) }},
+	{LabelStickyCookie, func(c *LabelConfig, v string) string {
+		return parseToken(v, &c.StickyCookie, "not a cookie name (letters, digits, '-' and '_')")
+	}},
+	{LabelScheme, func(c *LabelConfig, v string) string {
 		s := strings.ToLower(strings.TrimSpace(v))
 		if s != "http" && s != "h2c" {
-			return c, &LabelError{LabelScheme, v, "not a scheme (use http or h2c)"}
+			return "not a scheme (use http or h2c)"
 		}
 		c.Scheme = s
-	}
-	if v, ok := labels[LabelMaxBody]; ok {
+		return ""
+	}},
+	{LabelMaxBody, func(c *LabelConfig, v string) string {
 		n, err := ParseSize(v)
 		if err != nil {
-			return c, &LabelError{LabelMaxBody, v, "not a size (a number of bytes, or with k, m or g, e.g. 10m)"}
+			return "not a size (a number of bytes, or with k, m or g, e.g. 10m)"
 		}
 		c.MaxBody = n
-	}
-	if v, ok := labels[LabelHealthPath]; ok {
+		return ""
+	}},
+	{LabelHealthPath, func(c *LabelConfig, v string) string {
 		p := strings.TrimSpace(v)
 		if p != "" {
 			if _, err := parsePath(strings.SplitN(p, "?", 2)[0]); err != nil || p[0] != '/' {
-				return c, &LabelError{LabelHealthPath, v, "not a path (it must start with '/', e.g. /healthz)"}
+				return "not a path (it must start with '/', e.g. /healthz)"
 			}
 		}
 		c.HealthPath = p
+		return ""
+	}},
+	{LabelHealthIntvl, func(c *LabelConfig, v string) string {
+		return parseDuration(v, &c.HealthInterval, 100*time.Millisecond, time.Hour, "not a duration from 100ms to 1h (e.g. 5s)")
+	}},
+	{LabelHealthTmout, func(c *LabelConfig, v string) string {
+		return parseDuration(v, &c.HealthTimeout, 10*time.Millisecond, time.Minute, "not a duration from 10ms to 1m (e.g. 2s)")
+	}},
+}
+
+func parseBool(v string, dst, set *bool) string {
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return wantBool
 	}
-	if v, ok := labels[LabelHealthIntvl]; ok {
-		d, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil || d < 100*time.Millisecond || d > time.Hour {
-			return c, &LabelError{LabelHealthIntvl, v, "not a duration from 100ms to 1h (e.g. 5s)"}
-		}
-		c.HealthInterval = d
+	*dst = b
+	if set != nil {
+		*set = true
 	}
-	if v, ok := labels[LabelHealthTmout]; ok {
-		d, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil || d < 10*time.Millisecond || d > time.Minute {
-			return c, &LabelError{LabelHealthTmout, v, "not a duration from 10ms to 1m (e.g. 2s)"}
-		}
-		c.HealthTimeout = d
+	return ""
+}
+
+func parseToken(v string, dst *string, want string) string {
+	t := strings.TrimSpace(v)
+	if !validToken(t) {
+		return want
 	}
-	return c, nil
+	*dst = t
+	return ""
+}
+
+func parseDuration(v string, dst *time.Duration, lo, hi time.Duration, want string) string {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < lo || d > hi {
+		return want
+	}
+	*dst = d
+	return ""
 }
 
 // BalanceNames are the policies dlb.balance accepts.

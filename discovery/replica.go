@@ -95,7 +95,7 @@ func Build(c container.InspectResponse, o Options) (Replica, error) {
 	if v, ok := labels[LabelEnable]; ok {
 		enabled, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {
-			return fail("%w; container skipped", &LabelError{LabelEnable, v, "not a boolean (use true or false)"})
+			return fail("%w; container skipped", &LabelError{LabelEnable, v, wantBool})
 		}
 		if !enabled {
 			return fail("%s is not true: %w", LabelEnable, ErrNotSelected)

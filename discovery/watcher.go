@@ -62,6 +62,10 @@ type Watcher struct {
 	// is quiet, so that a connection that hangs without breaking is noticed
 	// (zero means 5s); a ping gets as long again to answer.
 	PingInterval time.Duration
+	// OnEvent, if set, is called with the action of every event the
+	// Watcher handles ("start", "die", "health_status: healthy",
+	// "connect"...), on the Watcher's goroutine; it must not block.
+	OnEvent func(action string)
 
 	synced atomic.Bool
 	known  map[string]bool   // IDs given to the sink with Update or Sync
@@ -288,6 +292,9 @@ func (w *Watcher) handle(ctx context.Context, m events.Message) error {
 	action := string(m.Action)
 	w.log.Debug().Str("type", string(m.Type)).Str("action", action).Str("actor", attrs["name"]).
 		Str("container", attrs["container"]).Msg("docker event")
+	if w.OnEvent != nil {
+		w.OnEvent(action)
+	}
 	if m.Type == events.NetworkEventType {
 		id = attrs["container"]
 		if id == "" || id == w.opts.SelfID {

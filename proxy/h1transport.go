@@ -365,24 +365,6 @@ func (t *h1Transport) closeIdle() {
 	}
 }
 
-// RoundTrip sends req through the replica's fast transport when it has one
-// (which hands what it cannot take to the standard one), else through the
-// standard transport.
-func (ut *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if ut.fast != nil {
-		return ut.fast.RoundTrip(req)
-	}
-	return ut.Transport.RoundTrip(req)
-}
-
-// CloseIdleConnections closes the idle connections of both transports.
-func (ut *upstreamTransport) CloseIdleConnections() {
-	if ut.fast != nil {
-		ut.fast.closeIdle()
-	}
-	ut.Transport.CloseIdleConnections()
-}
-
 // newFastTransport returns an h1Transport that dials with std's dialer and
 // hands std what it does not handle.
 func newFastTransport(std *http.Transport, maxBody int64) *h1Transport {

@@ -150,13 +150,23 @@ type idleConn struct {
 	deadline  time.Time   // the server's own read deadline while idle
 	fullRead  int         // the size of the server's reads into an empty buffer
 	parkIt    atomic.Bool // Close parks rather than closes
+	http2     bool        // the client speaks HTTP/2 (h2c): never parked
 }
+
+// h2Preface starts every HTTP/2 connection with prior knowledge (RFC 9113
+// section 3.4). The HTTP/2 server reports idle connections too, but it
+// reads frames on its own schedule, so such connections are never parked.
+const h2Preface = "PRI * HTTP/2.0"
 
 func (c *idleConn) Read(p []byte) (int, error) {
 	if c.fullRead == 0 {
 		c.fullRead = len(p)
+		n, err := c.Conn.Read(p)
+		k := min(n, len(h2Preface))
+		c.http2 = n > 0 && string(p[:k]) == h2Preface[:k]
+		return n, err
 	}
-	if !c.idle.Load() {
+	if !c.idle.Load() || c.http2 {
 		if c.shortened.Load() { // a partial first read while idle: restore the server's deadline
 			c.shortened.Store(false)
 			c.Conn.SetReadDeadline(c.deadline)
@@ -182,7 +192,7 @@ func (c *idleConn) Read(p []byte) (int, error) {
 // SetReadDeadline cuts the server's wait for the next request to the
 // listener's after.
 func (c *idleConn) SetReadDeadline(t time.Time) error {
-	if c.idle.Load() {
+	if c.idle.Load() && !c.http2 {
 		c.deadline = t
 		if cut := time.Now().Add(c.l.after); t.IsZero() || cut.Before(t) {
 			c.shortened.Store(true)

@@ -162,3 +162,51 @@ func TestIdleListenerSlowRequest(t *testing.T) {
 		t.Errorf("GET sent in two parts: got %d %q, want 200 \"ok\"", resp.StatusCode, b)
 	}
 }
+
+// An HTTP/2 connection with prior knowledge (h2c) is never parked: the
+// HTTP/2 server reports it idle too, but reads it on its own schedule.
+func TestIdleListenerLeavesHTTP2Alone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	il := NewIdleListener(ln, 10*time.Millisecond)
+	if _, ok := il.(*IdleListener); !ok {
+		ln.Close()
+		t.Skip("parking idle connections is not supported here")
+	}
+	var conns atomic.Int32
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s", r.Proto)
+	})}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	srv.ConnState = ConnState(il, func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	})
+	go srv.Serve(il)
+	t.Cleanup(func() { srv.Close() })
+
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	for i := range 3 {
+		resp, err := client.Get("http://" + ln.Addr().String() + "/")
+		if err != nil {
+			t.Fatalf("h2c GET #%d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "HTTP/2.0" {
+			t.Fatalf("h2c GET #%d: got %q, want HTTP/2.0", i, b)
+		}
+		time.Sleep(50 * time.Millisecond) // idle past the park time
+	}
+	if got := conns.Load(); got != 1 {
+		t.Errorf("h2c connections the server took for 3 GETs: got %d, want 1", got)
+	}
+}

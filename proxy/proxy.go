@@ -38,9 +38,15 @@ type Options struct {
 	// MaxReplayBody is the largest request body kept in memory so that the
 	// request can be retried (default 64 KiB).
 	MaxReplayBody int64
+	// TrustedProxies are the clients whose X-Forwarded-* headers are kept
+	// (nil: nobody's).
+	TrustedProxies TrustedProxies
 	// Ejector takes replicas that refuse or reset connections out for a
 	// while; nil means a default Ejector.
 	Ejector *Ejector
+	// Observer, if set, is told about every request once it is done (for
+	// metrics and access logs); nil costs nothing.
+	Observer Observer
 	// Log receives errors; the zero value logs nothing.
 	Log zerolog.Logger
 	// UpstreamTransport picks how requests reach replicas: TransportFast or
@@ -54,6 +60,7 @@ type Proxy struct {
 	router *Router
 	opts   Options
 	rp     *httputil.ReverseProxy
+	sticky *stickyPins
 
 	transports sync.Map // *balancer.Upstream -> *http.Transport
 }
@@ -73,13 +80,14 @@ func New(router *Router, opts Options) *Proxy {
 	if opts.Ejector == nil {
 		opts.Ejector = &Ejector{}
 	}
-	p := &Proxy{router: router, opts: opts}
+	p := &Proxy{router: router, opts: opts, sticky: newStickyPins()}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    (*retryTransport)(p),
-		ErrorHandler: p.errorHandler,
-		BufferPool:   bufferPool{},
-		ErrorLog:     nil,
+		Rewrite:        p.rewrite,
+		ModifyResponse: p.modifyResponse,
+		Transport:      (*retryTransport)(p),
+		ErrorHandler:   p.errorHandler,
+		BufferPool:     bufferPool{},
+		ErrorLog:       nil,
 	}
 	return p
 }
@@ -96,25 +104,48 @@ type attempt struct {
 	tried    []*balancer.Upstream
 	triedBuf [3]*balancer.Upstream
 	failed   bool
-	body     *replayBody // nil when the request has no body
+	first    *balancer.Upstream // a replica that got its first request since it turned Ready
+	body     *replayBody        // nil when the request has no body
+	key      uint64             // affinity key, when the pool's policy uses one
+	pinned   string             // the sticky cookie's token the request came with
+	secure   bool               // the client spoke TLS (looked at for sticky routes only)
 }
 
 // ServeHTTP routes the request and forwards it.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ob := p.observe(w, r); ob != nil {
+		defer ob.done()
+		w = ob
+	}
 	route := p.router.Lookup(r.Host, r.URL.Path)
+	observing(w).setRoute(route)
 	if route == nil {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusNotFound)
 		fmt.Fprintf(w, "dlb: no service for host %q and path %q\n", hostOnly(r.Host), r.URL.Path)
 		return
 	}
-	up := route.Pool.Pick(0, nil)
+	if !limitBody(w, r, route) {
+		return
+	}
+	var key uint64
+	if route.Pool.NeedsKey() {
+		key = requestKey(r, route, p.opts.TrustedProxies)
+	}
+	var up *balancer.Upstream
+	var pinned string
+	if route.Sticky {
+		up, pinned = p.sticky.pinned(r, route)
+	}
+	if up == nil {
+		up = route.Pool.Pick(key, nil)
+	}
 	// A pool with replicas, none ready (starting, restarting, unhealthy),
 	// is worth waiting for; an empty one (scaled to 0) is answered at once.
 	if up == nil && p.opts.QueueTimeout > 0 && route.Pool.Len() > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), p.opts.QueueTimeout)
 		for up == nil && route.Pool.WaitReady(ctx) {
-			up = route.Pool.Pick(0, nil)
+			up = route.Pool.Pick(key, nil)
 		}
 		cancel()
 	}
@@ -122,13 +153,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serviceUnavailable(w, route.Service)
 		return
 	}
-	a := &attempt{Context: r.Context(), route: route, up: up}
+	a := &attempt{Context: r.Context(), route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies)}
+	observing(w).setAttempt(a)
 	a.tried = a.triedBuf[:0]
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		a.body = newReplayBody(r.Body, r.ContentLength, p.opts.MaxReplayBody)
 		r.Body = a.body
 	}
-	up.Begin()
+	if up.Begin() {
+		a.first = up
+	}
 	defer func() { a.up.End(a.failed) }()
 	p.rp.ServeHTTP(w, r.WithContext(a))
 }
@@ -149,13 +183,16 @@ func hostOnly(h string) string {
 }
 
 // rewrite points the outbound request at the picked replica. The Host header
-// is passed through; X-Forwarded-For, -Host and -Proto are set.
+// is passed through; X-Forwarded-For, -Host and -Proto are set (forwarded.go).
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	a := pr.In.Context().Value(stateKey{}).(*attempt)
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = a.up.Address()
+	if a.route.StripPath {
+		stripPrefix(pr.Out.URL, a.route.Path)
+	}
 	pr.Out.Host = pr.In.Host
-	pr.SetXForwarded()
+	setForwarded(pr, p.opts.TrustedProxies)
 }
 
 // errNoReplica is the transport's error when no replica is left to retry on.
@@ -167,12 +204,20 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if a != nil {
 		service = a.route.Service
 	}
+	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.
 		return
 	case errors.Is(err, errNoReplica):
 		serviceUnavailable(w, service)
+	case errors.As(err, &tooLarge):
+		// A body of unknown length grew past dlb.max_body: the client's
+		// fault, not the replica's.
+		if a != nil {
+			a.failed = false
+		}
+		bodyTooLarge(w, service, tooLarge.Limit)
 	default:
 		ev := p.opts.Log.Warn().Err(err).Str("service", service).Str("method", r.Method).Str("path", r.URL.Path)
 		if a != nil {
@@ -215,6 +260,7 @@ type upstreamTransport struct {
 	fast   *h1Transport // nil unless Options.UpstreamTransport is TransportFast
 	gone   context.Context
 	cancel context.CancelFunc
+	h2c    *http.Transport // for dlb.scheme=h2c (transport.go)
 }
 
 func (p *Proxy) transportFor(u *balancer.Upstream) *upstreamTransport {
@@ -249,6 +295,7 @@ func (p *Proxy) newTransport() *upstreamTransport {
 		// A non-nil empty map turns HTTP/2 off: upstreams speak HTTP/1.1.
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
+	ut.h2c = newH2CTransport(ut.Transport)
 	if p.opts.UpstreamTransport != TransportStd {
 		ut.fast = newFastTransport(ut.Transport, p.opts.MaxReplayBody)
 	}
@@ -263,7 +310,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := (*Proxy)(rt)
 	a := req.Context().Value(stateKey{}).(*attempt)
 	for {
-		resp, err := p.transportFor(a.up).RoundTrip(req)
+		resp, err := p.transportFor(a.up).forScheme(a.route.Scheme).RoundTrip(req)
 		if err == nil {
 			return resp, nil
 		}
@@ -271,6 +318,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
 				p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
 					Dur("for", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
+				p.ejected(a.route, a.up)
 			}
 		}
 		if !p.retryable(req, a, err) {
@@ -291,7 +339,9 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			Str("to", next.Name()).Msg("retrying on another replica")
 		a.tried = append(a.tried, a.up)
 		a.up.End(true)
-		next.Begin()
+		if next.Begin() {
+			a.first = next
+		}
 		a.up = next
 		retry := req.Clone(req.Context())
 		retry.URL.Host = next.Address()
@@ -306,14 +356,14 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // waits for one as a new request would, up to the queue timeout.
 func (p *Proxy) next(ctx context.Context, a *attempt) *balancer.Upstream {
 	tried := append(a.tried, a.up)
-	u := a.route.Pool.Pick(0, tried)
+	u := a.route.Pool.Pick(a.key, tried)
 	if u != nil || p.opts.QueueTimeout <= 0 || a.route.Pool.Len() == 0 {
 		return u
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.QueueTimeout)
 	defer cancel()
 	for u == nil && a.route.Pool.WaitReady(ctx) {
-		u = a.route.Pool.Pick(0, tried)
+		u = a.route.Pool.Pick(a.key, tried)
 		if u == nil { // only replicas already tried are ready: wait for a change
 			select {
 			case <-a.route.Pool.Changed():

@@ -533,38 +533,11 @@ func TestProxyStreamsServerSentEvents(t *testing.T) {
 
 func TestProxyUpgrade(t *testing.T) {
 	r, p := poolRoute("ws")
-	echo := newBackend(t, "ws-1", func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "echo") || !strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade") {
-			http.Error(w, "want Connection: Upgrade, Upgrade: echo", http.StatusBadRequest)
-			return
-		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-		brw.Flush()
-		io.Copy(conn, brw.Reader)
-	})
+	echo := newBackend(t, "ws-1", echoUpgrade(""))
 	u := ready(t, p, "ws-1", echo.addr())
 	f := newFront(t, Options{}, []Route{r}, nil)
 
-	conn, err := net.Dial("tcp", f.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("reading the handshake answer: %v", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "echo" {
-		t.Fatalf("handshake: got %s, Upgrade %q; want 101 Switching Protocols, Upgrade echo", resp.Status, resp.Header.Get("Upgrade"))
-	}
+	conn, br := dialUpgrade(t, f.srv.Listener.Addr().String(), "app.example.com", "/ws")
 	for _, msg := range []string{"ping\n", "second message\n"} {
 		io.WriteString(conn, msg)
 		got, err := br.ReadString('\n')
@@ -624,4 +597,52 @@ func TestProxyCountsRequestsInFlight(t *testing.T) {
 	if got := ups[0].Requests() + ups[1].Requests(); got != n {
 		t.Errorf("Requests: got %d, want %d", got, n)
 	}
+}
+
+// echoUpgrade is a replica that accepts "Upgrade: echo" and then answers
+// each line it reads with prefix and the line.
+func echoUpgrade(prefix string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "echo") || !strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade") {
+			http.Error(w, "want Connection: Upgrade, Upgrade: echo", http.StatusBadRequest)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			brw.WriteString(prefix + line)
+			brw.Flush()
+		}
+	}
+}
+
+// dialUpgrade opens a connection to addr, asks for "Upgrade: echo" on path
+// with the given Host, and checks the 101. The connection closes with the test.
+func dialUpgrade(t *testing.T, addr, host, path string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", path, host)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the answer to the upgrade: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "echo" {
+		t.Fatalf("upgrade: got %s with Upgrade %q, want 101 Switching Protocols with Upgrade echo", resp.Status, resp.Header.Get("Upgrade"))
+	}
+	return conn, br
 }

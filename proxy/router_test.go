@@ -224,7 +224,7 @@ func TestNormalizeHost(t *testing.T) {
 		{"", ""},
 	}
 	for _, tt := range tests {
-		if got := normalizeHost(tt.input); got != tt.want {
+		if got, _ := normalizeHost(tt.input, nil); string(got) != tt.want {
 			t.Errorf("normalizeHost(%q): got %q, want %q", tt.input, got, tt.want)
 		}
 	}
@@ -237,6 +237,8 @@ func TestRouterLookupDoesNotAllocate(t *testing.T) {
 		{"host with port", "svc43.example.com:8080", "/api/v43/users"},
 		{"catch-all", "unknown.example.com", "/p17/x"},
 		{"miss", "unknown.example.com", "/nothing"},
+		{"wildcard", "a.b.t07.example.com", "/x"},
+		{"upper case", "SVC42.Example.com", "/"},
 	}
 	for _, tt := range tests {
 		if got := testing.AllocsPerRun(100, func() { rt.Lookup(tt.host, tt.path) }); got != 0 {
@@ -245,8 +247,9 @@ func TestRouterLookupDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// benchRouter is a table of 100 routes: 80 for hosts svc00..svc79 (half of
-// them with a path), 20 for any host with paths /p00../p19.
+// benchRouter is a table of 120 routes: 80 for hosts svc00..svc79 (half of
+// them with a path), 20 for wildcards *.t00.example.com..*.t19.example.com,
+// 20 for any host with paths /p00../p19.
 func benchRouter() *Router {
 	var routes []Route
 	for i := range 80 {
@@ -258,6 +261,7 @@ func benchRouter() *Router {
 	}
 	for i := range 20 {
 		routes = append(routes, route(fmt.Sprintf("any%02d", i), fmt.Sprintf("/p%02d", i)))
+		routes = append(routes, route(fmt.Sprintf("wild%02d", i), "/", fmt.Sprintf("*.t%02d.example.com", i)))
 	}
 	rt := &Router{}
 	rt.Set(routes)
@@ -273,6 +277,8 @@ func BenchmarkLookup(b *testing.B) {
 		{"host with port and path", "svc43.example.com:8080", "/api/v43/users/1", "svc43"},
 		{"catch-all", "unknown.example.com", "/p17/x", "any17"},
 		{"miss", "unknown.example.com", "/nothing", ""},
+		{"wildcard", "a.b.t07.example.com", "/x", "wild07"},
+		{"upper case", "SVC42.Example.com", "/", "svc42"},
 	}
 	for _, c := range cases {
 		if got := lookup(rt, c.host, c.path); got != c.want {

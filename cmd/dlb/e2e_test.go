@@ -29,13 +29,23 @@ var (
 	buildErr  error
 )
 
-// TestMain removes the binaries built for the real-engine tests.
+// TestMain removes the binaries built for the real-engine tests, and this
+// process's image tags.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
+		exec.Command("docker", "rmi", runImage("dlb:dev"), runImage("dlb-demo:dev"), runImage("dlb-grpc:dev")).Run()
 	}
 	os.Exit(code)
+}
+
+// runImage is the tag an image built as tag (e.g. dlb-demo:dev) also gets
+// for this test process. newProject uses it, so that tests running at the
+// same time from another checkout, which build :dev from their own code,
+// cannot swap the images under this one's feet.
+func runImage(tag string) string {
+	return strings.TrimSuffix(tag, ":dev") + fmt.Sprintf(":e2e-%d", os.Getpid())
 }
 
 // requireDocker skips the test when DLB_SKIP_DOCKER=1 and fails it, saying
@@ -59,8 +69,8 @@ func requireDocker(t *testing.T) {
 	}
 }
 
-// buildAll compiles dlb and the demo backend (static) and builds the images
-// dlb:dev and dlb-demo:dev from them: FROM scratch, nothing is pulled.
+// buildAll compiles dlb and the demo backends (static) and builds the images
+// dlb:dev, dlb-demo:dev and dlb-grpc:dev from them: FROM scratch, nothing is pulled.
 func buildAll() {
 	var err error
 	if buildDir, err = os.MkdirTemp("", "dlb-e2e-"); err != nil {
@@ -71,6 +81,7 @@ func buildAll() {
 	steps := [][]string{
 		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "dlb"), "./cmd/dlb"},
 		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "demo"), "./examples/demo"},
+		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "grpc-demo"), "./examples/grpc"},
 	}
 	for _, s := range steps {
 		cmd := exec.Command(s[0], s[1:]...)
@@ -84,8 +95,9 @@ func buildAll() {
 	for _, img := range []struct{ tag, dockerfile string }{
 		{"dlb:dev", filepath.Join(root, "Dockerfile")},
 		{"dlb-demo:dev", filepath.Join(root, "examples/demo/Dockerfile")},
+		{"dlb-grpc:dev", filepath.Join(root, "examples/grpc/Dockerfile")},
 	} {
-		cmd := exec.Command("docker", "build", "-q", "-t", img.tag, "-f", img.dockerfile, buildDir)
+		cmd := exec.Command("docker", "build", "-q", "-t", img.tag, "-t", runImage(img.tag), "-f", img.dockerfile, buildDir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("docker build %s: %v\n%s", img.tag, err, out)
 			return
@@ -132,6 +144,9 @@ func newProject(t *testing.T, yaml string) *project {
 		name = name[:40]
 	}
 	file := filepath.Join(t.TempDir(), "docker-compose.yaml")
+	for _, img := range []string{"dlb:dev", "dlb-demo:dev", "dlb-grpc:dev"} {
+		yaml = strings.ReplaceAll(yaml, "image: "+img, "image: "+runImage(img))
+	}
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +191,25 @@ type dlbProc struct {
 	exitErr   error
 	proxyAddr string
 	adminAddr string
+	stdout    lockedBuffer // the access log, with --access-log
+}
+
+// lockedBuffer is a bytes.Buffer that a process writes while a test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startDLB runs dlb on loopback ports of its choosing with the given extra
@@ -184,6 +218,7 @@ func startDLB(t *testing.T, args ...string) *dlbProc {
 	t.Helper()
 	all := append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}, args...)
 	d := &dlbProc{t: t, cmd: exec.Command(dlbBinary(), all...), exited: make(chan struct{})}
+	d.cmd.Stdout = &d.stdout
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -264,8 +299,8 @@ func (d *dlbProc) pools() []poolView {
 }
 
 type poolView struct {
-	Name, Host, Path string
-	Replicas         []struct {
+	Name, Host, Path, Policy string
+	Replicas                 []struct {
 		ID, Name, Address, State string
 		InFlight                 int64 `json:"in_flight"`
 		Requests, Failures       int64
@@ -343,6 +378,28 @@ func spread(t *testing.T, url string, n int) map[string]int {
 		got[strings.TrimSpace(body)]++
 	}
 	return got
+}
+
+// answeredBy sends tries GETs to url and returns how many distinct replicas
+// answered, or -1 and what went wrong when a request failed.
+func answeredBy(url string, tries int) (int, string) {
+	seen := map[string]bool{}
+	for i := 0; i < tries; i++ {
+		code, body := get(url)
+		if code != 200 {
+			return -1, fmt.Sprintf("got %d %q", code, body)
+		}
+		seen[strings.TrimSpace(body)] = true
+	}
+	return len(seen), fmt.Sprintf("%d replicas answered", len(seen))
+}
+
+// answeredByN is a waitFor condition: exactly n replicas answer url.
+func answeredByN(url string, n int) func() (bool, string) {
+	return func() (bool, string) {
+		got, seen := answeredBy(url, 2*n+5)
+		return got == n, seen
+	}
 }
 
 // logHas reports whether dlb logged a line containing every one of parts.

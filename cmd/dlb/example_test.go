@@ -56,22 +56,9 @@ func TestExampleStack(t *testing.T) {
 	run("up", "-d", "--no-build", "--scale", "app=3")
 	url := "http://127.0.0.1:" + port + "/"
 
-	answering := func(n int) func() (bool, string) {
-		return func() (bool, string) {
-			seen := map[string]bool{}
-			for i := 0; i < 3*n; i++ {
-				code, body := get(url)
-				if code != 200 {
-					return false, fmt.Sprintf("%d %q", code, body)
-				}
-				seen[strings.TrimSpace(body)] = true
-			}
-			return len(seen) == n, fmt.Sprintf("%d replicas answered", len(seen))
-		}
-	}
-	waitFor(t, 20*time.Second, "3 replicas to take turns behind the example's dlb", answering(3))
+	waitFor(t, 20*time.Second, "3 replicas to take turns behind the example's dlb", answeredByN(url, 3))
 	run("up", "-d", "--no-build", "--scale", "app=5", "app")
-	took := waitFor(t, 2*time.Second, "5 replicas to take turns after scaling", answering(5))
+	took := waitFor(t, 2*time.Second, "5 replicas to take turns after scaling", answeredByN(url, 5))
 	t.Logf("example stack: 5 replicas answered %s after compose returned", took)
 	if code, body := get("http://127.0.0.1:" + adminPort + "/healthz"); code != 200 {
 		t.Errorf("admin /healthz on the published admin port: %d %q, want 200", code, body)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +16,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/docker/docker/client"
 	"github.com/rs/zerolog"
@@ -61,6 +63,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: ":80", EnvVars: envs("LISTEN"), Usage: "address the proxy listens on"},
+			&cli.StringFlag{Name: "listen-tls", EnvVars: envs("LISTEN_TLS"), Usage: "address of the HTTPS listener (HTTP/2 and HTTP/1.1, TLS 1.2+), e.g. :443; needs --tls-cert and --tls-key; empty: no HTTPS"},
+			&cli.StringFlag{Name: "tls-cert", EnvVars: envs("TLS_CERT"), Usage: "PEM file with the certificate (chain) that --listen-tls serves"},
+			&cli.StringFlag{Name: "tls-key", EnvVars: envs("TLS_KEY"), Usage: "PEM file with the private key of --tls-cert"},
+			&cli.BoolFlag{Name: "h2c", EnvVars: envs("H2C"), Usage: "also speak HTTP/2 without TLS (prior knowledge, as gRPC clients do) on --listen"},
+			&cli.StringFlag{Name: "trusted-proxies", EnvVars: envs("TRUSTED_PROXIES"), Usage: "comma-separated CIDRs or IPs of proxies in front of dlb whose X-Forwarded-For, -Proto and -Host are kept; anyone else's are replaced"},
 			&cli.StringFlag{Name: "admin", Value: ":8080", EnvVars: envs("ADMIN"), Usage: "address of the admin API (health, pools, dashboard); empty disables it"},
 			&cli.StringFlag{Name: "network", EnvVars: envs("NETWORK"), Usage: "Docker network whose container addresses dlb uses (exact name, or the Compose short name: appnet finds <project>_appnet)"},
 			&cli.BoolFlag{Name: "exposed-by-default", EnvVars: envs("EXPOSED_BY_DEFAULT"), Usage: "balance every container, not only those labelled dlb.enable=true"},
@@ -77,10 +84,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "pprof", EnvVars: envs("PPROF"), Usage: "serve Go's profiler at /debug/pprof/ on the admin address (for performance work)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
+			&cli.BoolFlag{Name: "access-log", EnvVars: envs("ACCESS_LOG"), Usage: "write one line per request to stdout (time, client, method, host, path, status, bytes, duration in ms, service, replica), in the --log-format"},
 		},
 		Action: serve,
 		Commands: []*cli.Command{
 			lintCommand(),
+			statusCommand(),
 			{
 				Name:  "version",
 				Usage: "print dlb's version",
@@ -106,6 +115,13 @@ type config struct {
 	parkIdleAfter   time.Duration
 	gc              gcSettings
 	log             zerolog.Logger
+	logFormat       string
+	accessLog       bool
+
+	listenTLS      string
+	tls            *tls.Config // nil without --listen-tls
+	h2c            bool
+	trustedProxies proxy.TrustedProxies
 }
 
 func badFlag(name, value, want string) error {
@@ -125,8 +141,10 @@ func parseConfig(c *cli.Context) (*config, error) {
 		},
 		dockerHost: c.String("docker-host"), retries: c.Int("retries"),
 		queueTimeout: c.Duration("queue-timeout"), shutdownTimeout: c.Duration("shutdown-timeout"),
-		maxHeaderBytes: c.Int("max-header-bytes"), transport: c.String("upstream-transport"),
-		parkIdleAfter: c.Duration("park-idle-after"),
+		maxHeaderBytes: c.Int("max-header-bytes"),
+		logFormat:      c.String("log-format"), accessLog: c.Bool("access-log"),
+		listenTLS: c.String("listen-tls"), h2c: c.Bool("h2c"),
+		transport: c.String("upstream-transport"), parkIdleAfter: c.Duration("park-idle-after"),
 	}
 	if err := checkAddr(cfg.listen); err != nil {
 		return nil, badFlag("listen", cfg.listen, err.Error())
@@ -135,6 +153,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 		if err := checkAddr(cfg.admin); err != nil {
 			return nil, badFlag("admin", cfg.admin, err.Error())
 		}
+	}
+	if err := parseProtocolFlags(c, cfg); err != nil {
+		return nil, err
 	}
 	if cfg.retries < 0 || cfg.retries > 10 {
 		return nil, badFlag("retries", fmt.Sprint(cfg.retries), "must be 0 to 10")
@@ -210,40 +231,60 @@ func serve(c *cli.Context) error {
 	defer docker.Close()
 
 	router := &proxy.Router{}
+	var reg *registry
+	var met *metrics.Metrics
+	var obs []proxy.Observer
+	if cfg.admin != "" {
+		// The registry, made below, holds the pools; scrapes come later.
+		met = metrics.New(metrics.PoolsFunc(func() []*balancer.Pool { return reg.pools.All() }))
+		obs = append(obs, met)
+	}
+	if cfg.accessLog {
+		obs = append(obs, newAccessLog(c.App.Writer, cfg.logFormat))
+	}
 	px := proxy.New(router, proxy.Options{
-		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, UpstreamTransport: cfg.transport,
+		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
+		Observer: observerOf(obs...), UpstreamTransport: cfg.transport,
 		Log: log.With().Str("component", "proxy").Logger(),
 	})
-	reg := newRegistry(router, px, log.With().Str("component", "pools").Logger())
+	reg = newRegistry(router, px, log.With().Str("component", "pools").Logger())
+	if met != nil {
+		reg.left = met.Forget
+	}
 	watcher := discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
 	reg.synced = watcher.Synced
 	if err := findSelf(ctx, docker, &cfg.opts, log); err == nil {
 		watcher = discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
 		reg.synced = watcher.Synced
 	}
-
-	proxySrv := &http.Server{
-		Handler:           px,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    cfg.maxHeaderBytes,
-		ErrorLog:          newStdLogger(log),
+	if met != nil {
+		watcher.OnEvent = met.DockerEvent
 	}
+
+	proxySrv := newProxyServer(px, cfg, nil, log)
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
 	}
 	ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
 	proxySrv.ConnState = proxy.ConnState(ln, proxySrv.ConnState)
+	tlsSrv, tlsLn, err := listenTLS(px, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	var adminSrv *http.Server
 	var adminLn net.Listener
 	if cfg.admin != "" {
 		adminLn, err = net.Listen("tcp", cfg.admin)
 		if err != nil {
 			ln.Close()
+			if tlsLn != nil {
+				tlsLn.Close()
+			}
 			return cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
 		}
-		var h http.Handler = admin.Handler(reg)
+		h := adminHandler(reg, met)
 		if c.Bool("pprof") {
 			h = withPprof(h)
 		}
@@ -251,7 +292,8 @@ func serve(c *cli.Context) error {
 	}
 
 	gcInfo := cfg.gc.apply()
-	log.Info().Str("version", version).Str("listen", ln.Addr().String()).Str("admin", addrOf(adminLn)).
+	log.Info().Str("version", version).Str("listen", ln.Addr().String()).Str("listen_tls", addrOf(tlsLn)).
+		Bool("h2c", cfg.h2c).Str("admin", addrOf(adminLn)).
 		Str("network", cfg.opts.Network).Bool("exposed_by_default", cfg.opts.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
 
 	watchDone := make(chan struct{})
@@ -259,8 +301,11 @@ func serve(c *cli.Context) error {
 		defer close(watchDone)
 		watcher.Run(ctx)
 	}()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- proxySrv.Serve(ln) }()
+	if tlsSrv != nil {
+		go func() { errc <- tlsSrv.ServeTLS(tlsLn, "", "") }()
+	}
 	if adminSrv != nil {
 		go func() { errc <- adminSrv.Serve(adminLn) }()
 	}
@@ -277,9 +322,7 @@ func serve(c *cli.Context) error {
 	if adminSrv != nil {
 		adminSrv.Close()
 	}
-	if err := proxySrv.Shutdown(sctx); err != nil {
-		log.Warn().Err(err).Msg("requests still in flight at the shutdown timeout were cut")
-	}
+	shutdownAll(sctx, log, proxySrv, tlsSrv)
 	<-watchDone
 	log.Info().Msg("stopped")
 	return nil

@@ -23,6 +23,7 @@ type registry struct {
 	checker *proxy.Checker
 	log     zerolog.Logger
 	synced  func() bool
+	left    func(*balancer.Upstream) // if set, told of each replica that left its pool
 
 	mu       sync.Mutex
 	replicas map[string]placed             // by container ID
@@ -100,33 +101,31 @@ func (g *registry) Update(r discovery.Replica) {
 }
 
 // Drain stops new requests to a replica; those in flight finish.
-func (g *registry) Drain(id string) {
-	g.mu.Lock()
-	if p, ok := g.replicas[id]; ok {
-		g.unwatch(id)
-		p.pool.Drain(id)
-		if u := p.pool.Get(id); u != nil {
-			g.proxy.Release(u, false)
-		}
-		g.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Msg("replica draining")
-	}
-	g.mu.Unlock()
-	g.notify()
-}
+func (g *registry) Drain(id string) { g.retire(id, false) }
 
 // Stop marks a replica whose process exited as down; it stays in its pool
 // until it is started again or removed, so requests wait for it.
-func (g *registry) Stop(id string) {
+func (g *registry) Stop(id string) { g.retire(id, true) }
+
+// retire takes a replica out of rotation without removing it: draining
+// while its process runs, down once it exited (its transport is dropped).
+func (g *registry) retire(id string, exited bool) {
 	g.mu.Lock()
 	if p, ok := g.replicas[id]; ok {
 		g.unwatch(id)
-		p.pool.Stop(id)
-		if u := p.pool.Get(id); u != nil {
-			g.proxy.Release(u, true)
+		msg := "replica draining"
+		if exited {
+			p.pool.Stop(id)
+			p.r.Running = false
+			g.replicas[id] = p
+			msg = "replica stopped"
+		} else {
+			p.pool.Drain(id)
 		}
-		p.r.Running = false
-		g.replicas[id] = p
-		g.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Int("ready", p.pool.ReadyCount()).Msg("replica stopped")
+		if u := p.pool.Get(id); u != nil {
+			g.proxy.Release(u, exited)
+		}
+		g.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Int("ready", p.pool.ReadyCount()).Msg(msg)
 	}
 	g.mu.Unlock()
 	g.notify()
@@ -152,6 +151,9 @@ func (g *registry) remove(id string) {
 	p.pool.Remove(id)
 	if u != nil {
 		g.proxy.Release(u, true)
+		if g.left != nil {
+			g.left(u)
+		}
 	}
 	g.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Int("ready", p.pool.ReadyCount()).Msg("replica removed")
 }

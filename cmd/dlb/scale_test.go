@@ -59,31 +59,11 @@ func TestScaleThroughDLB(t *testing.T) {
 	}
 
 	p.scale("app", 5)
-	took := waitFor(t, time.Second, "all 5 replicas to answer through dlb", func() (bool, string) {
-		seen := map[string]bool{}
-		for i := 0; i < 10; i++ {
-			code, body := get(d.proxyURL + "/")
-			if code != 200 {
-				return false, fmt.Sprintf("got %d %q", code, body)
-			}
-			seen[strings.TrimSpace(body)] = true
-		}
-		return len(seen) == 5, fmt.Sprintf("%d replicas answered", len(seen))
-	})
+	took := waitFor(t, time.Second, "all 5 replicas to answer through dlb", answeredByN(d.proxyURL+"/", 5))
 	t.Logf("after `compose up --scale app=5` returned, all 5 replicas answered within %s", took)
 
 	p.scale("app", 1)
-	waitFor(t, time.Second, "only one replica to answer", func() (bool, string) {
-		seen := map[string]bool{}
-		for i := 0; i < 10; i++ {
-			code, body := get(d.proxyURL + "/")
-			if code != 200 {
-				return false, fmt.Sprintf("got %d %q", code, body)
-			}
-			seen[strings.TrimSpace(body)] = true
-		}
-		return len(seen) == 1, fmt.Sprintf("%d replicas answered", len(seen))
-	})
+	waitFor(t, time.Second, "only one replica to answer", answeredByN(d.proxyURL+"/", 1))
 
 	p.scale("app", 0)
 	waitFor(t, time.Second, "503 once the service has no replica", func() (bool, string) {

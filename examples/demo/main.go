@@ -7,6 +7,8 @@
 //	GET  /healthz      200 "ok"
 //	GET  /slow?ms=N    waits N milliseconds, then answers like /
 //	GET  /sse?n=N      N server-sent events, one every 100 ms
+//	GET  /stream?n=N&ms=M  N text lines, one every M ms (default 5, 100), chunked
+//	GET  /ws           a WebSocket echo (RFC 6455); the 101 names the replica
 //	POST /upload       reads the whole body and answers with its byte count
 //	GET  /download?bytes=N  N bytes of zeros, streamed
 //	GET  /echo-headers the request's headers, one per line
@@ -85,6 +87,31 @@ func main() {
 			}
 		}
 	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil || n <= 0 {
+			n = 5
+		}
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 {
+			ms = 100
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Replica", host)
+		rc := http.NewResponseController(w)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				select {
+				case <-time.After(time.Duration(ms) * time.Millisecond):
+				case <-r.Context().Done():
+					return
+				}
+			}
+			fmt.Fprintf(w, "line %d %s\n", i, host)
+			rc.Flush()
+		}
+	})
+	mux.HandleFunc("/ws", websocketEcho(host))
 	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
 		n, err := io.Copy(io.Discard, r.Body)
 		if err != nil {

@@ -1,0 +1,518 @@
+#!/usr/bin/env bash
+# make bench: dlb, nginx and HAProxy on 127.0.0.1 in front of the same demo
+# backend containers, plus wrk straight to one backend container (the ceiling).
+# Writes benchmarks.md, benchmarks.png and benchmarks-runs.tsv (see docs/).
+#
+# Knobs (environment):
+#   BENCH_REPLICAS=3      backend containers (1-50)
+#   BENCH_ROUNDS=3        rounds; in each, every target runs once per concurrency
+#   BENCH_DURATION=10     seconds per wrk run
+#   BENCH_CONNS="64 256"  wrk connection counts, each run with -t2
+#   BENCH_QUICK=1         smoke test: 1 round of 3 s (unless the two above are set),
+#                         written to the run's folder under test-artifacts/, not docs/
+#   BENCH_OUT=DIR         where the page, chart and runs go (default docs/, or the
+#                         run's folder when quick)
+#   BENCH_PORT_BASE=18400 first loopback port to try for the proxies
+#   BENCH_CONVERGENCE=1   also run the convergence measurement (a placeholder for now)
+#
+# Needs Docker, Go, and (installed from Debian when missing, as root) wrk,
+# nginx, haproxy, curl, jq. Sends traffic only to 127.0.0.1 and to the
+# containers it starts; every run and every wait has a deadline; an EXIT trap
+# removes its containers, its network and the processes it started, on
+# failure and on Ctrl-C too. Logs and configs stay in test-artifacts/bench/RUN/.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+QUICK=${BENCH_QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+	ROUNDS=${BENCH_ROUNDS:-1} DURATION=${BENCH_DURATION:-3} WARMUP=1
+else
+	ROUNDS=${BENCH_ROUNDS:-3} DURATION=${BENCH_DURATION:-10} WARMUP=3
+fi
+REPLICAS=${BENCH_REPLICAS:-3}
+CONNS=${BENCH_CONNS:-64 256}
+PORT_BASE=${BENCH_PORT_BASE:-18400}
+THREADS=2 # wrk threads
+WORKERS=2 # nginx worker_processes, HAProxy nbthread, dlb GOMAXPROCS
+
+RUN_ID="$(date -u +%Y%m%d-%H%M%S)-$$"
+WORK="$ROOT/test-artifacts/bench/$RUN_ID"
+OUT=${BENCH_OUT:-}
+[[ -n $OUT ]] || if [[ $QUICK == 1 ]]; then OUT=$WORK; else OUT=$ROOT/docs; fi
+NET="dlb-bench-$RUN_ID"      # the bench's own bridge network
+IMAGE="dlb-demo:bench-$RUN_ID" # the backend image, removed on exit
+LABEL="dlb-bench.run=$RUN_ID" # on everything it creates in Docker, for cleanup
+
+TARGETS=()       # what the rounds measure, in order
+SKIPPED=()       # TARGET=REASON for the report
+BACKENDS=()      # the backend containers' addresses on $NET
+STARTED=()       # PIDs of the processes this script started
+declare -A URL   # target -> URL wrk loads
+declare -A PROC  # target -> PID of the proxy (none for direct)
+NET_CREATED=0
+IMAGE_BUILT=0
+WRK_PID=""
+NEXT_PORT=$PORT_BASE
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+# dk runs a docker command with a deadline, so a stuck engine cannot hang the bench.
+dk() { timeout 300 docker "$@"; }
+
+# in_range VALUE MIN MAX: VALUE is a whole number from MIN to MAX.
+in_range() { [[ $1 =~ ^[0-9]{1,6}$ ]] && ((10#$1 >= $2 && 10#$1 <= $3)); }
+
+check_knobs() {
+	local name value min max
+	while read -r name value min max; do
+		in_range "$value" "$min" "$max" || die "$name=$value: want a whole number from $min to $max"
+	done <<-EOF
+		BENCH_REPLICAS $REPLICAS 1 50
+		BENCH_ROUNDS $ROUNDS 1 20
+		BENCH_DURATION $DURATION 1 600
+		BENCH_PORT_BASE $PORT_BASE 1024 64000
+	EOF
+	[[ -n ${CONNS// /} ]] || die "BENCH_CONNS is empty: want connection counts such as \"64 256\""
+	local c list=()
+	for c in $CONNS; do
+		in_range "$c" "$THREADS" 10000 ||
+			die "BENCH_CONNS=\"$CONNS\": \"$c\" is not a connection count from $THREADS (wrk's -t) to 10000"
+		list+=($((10#$c)))
+	done
+	# Base 10 from here on: bash would read 08 as a bad octal number.
+	CONNS=${list[*]}
+	REPLICAS=$((10#$REPLICAS)) ROUNDS=$((10#$ROUNDS)) DURATION=$((10#$DURATION)) PORT_BASE=$((10#$PORT_BASE))
+	NEXT_PORT=$PORT_BASE
+}
+
+# install_tools installs from Debian whatever the bench needs and lacks:
+# one apt-get update, then one apt-get install.
+install_tools() {
+	local missing=() tool
+	for tool in wrk nginx haproxy curl jq; do
+		command -v "$tool" >/dev/null || missing+=("$tool")
+	done
+	command -v ps >/dev/null || missing+=(procps)
+	command -v ss >/dev/null || missing+=(iproute2)
+	command -v docker >/dev/null || die "docker is not installed: the bench runs its backends as containers"
+	command -v go >/dev/null || die "go is not installed: the bench builds the backends, dlb and its report with it"
+	((${#missing[@]} == 0)) && return 0
+	((EUID == 0)) || die "missing ${missing[*]}: install them (sudo apt-get install -y ${missing[*]}) or run the bench as root"
+	command -v apt-get >/dev/null || die "missing ${missing[*]}, and there is no apt-get to install them with"
+	log "installing from Debian: ${missing[*]}"
+	# The lock timeout waits for another apt run on the machine instead of failing at once.
+	timeout 900 apt-get -o DPkg::Lock::Timeout=300 update -qq ||
+		die "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -o DPkg::Lock::Timeout=300 \
+		install -y -qq --no-install-recommends "${missing[@]}" >"$WORK/apt.log" 2>&1 ||
+		die "apt-get install ${missing[*]} failed (see $WORK/apt.log)"
+}
+
+# build: the binaries, the report tool, and the backend image under a tag of
+# this run's own, so that the bench never retags the dlb:dev or dlb-demo:dev
+# images that other work on the same Docker Engine may be using (dlb itself
+# runs on the host, from bin/dlb).
+build() {
+	local bins=(bin/demo)
+	if [[ -f cmd/dlb/main.go ]]; then
+		bins+=(bin/dlb)
+		TARGETS+=(dlb)
+	else
+		log "dlb: SKIPPED: cmd/dlb/main.go does not exist yet; measuring nginx, HAProxy and direct only"
+		SKIPPED+=("dlb=cmd/dlb does not exist yet")
+	fi
+	TARGETS+=(nginx haproxy direct)
+	log "building ${bins[*]}, bench/report and the $IMAGE image"
+	{
+		make --no-print-directory "${bins[@]}" &&
+			(cd bench && go build -o "$WORK/report" ./report) &&
+			dk build -q --label "$LABEL" -t "$IMAGE" -f examples/demo/Dockerfile .
+	} >"$WORK/build.log" 2>&1 || die "the build failed (see $WORK/build.log)"
+	IMAGE_BUILT=1
+}
+
+# wait_for SECONDS WHAT PID CMD...: run CMD until it succeeds; fail when the
+# deadline passes or when PID (unless "-") has exited.
+wait_for() {
+	local secs=$1 what=$2 pid=$3
+	shift 3
+	local end=$((SECONDS + secs))
+	until "$@"; do
+		if [[ $pid != - ]] && ! kill -0 "$pid" 2>/dev/null; then
+			die "$what: the process exited early (its log is in $WORK)"
+		fi
+		((SECONDS < end)) || die "timed out after ${secs}s waiting for $what (logs are in $WORK)"
+		sleep 0.2
+	done
+}
+
+# assert_allowed URL: the bench loads only loopback and its own containers.
+assert_allowed() {
+	local host=${1#http://}
+	host=${host%%[:/]*}
+	[[ $host == 127.0.0.1 ]] && return 0
+	local b
+	for b in "${BACKENDS[@]}"; do [[ $host == "$b" ]] && return 0; done
+	die "refusing to load $1: not 127.0.0.1 nor a container this bench started"
+}
+
+# fetch URL: one bounded request, body on stdout; never through a proxy.
+fetch() { curl -fsS --noproxy '*' --max-time 2 "$1"; }
+http_ok() { fetch "$1" >/dev/null 2>&1; }
+
+start_backends() {
+	log "starting $REPLICAS backend containers ($IMAGE) on network $NET"
+	dk network create --driver bridge --label "$LABEL" "$NET" >/dev/null
+	NET_CREATED=1
+	local i name ip
+	for ((i = 1; i <= REPLICAS; i++)); do
+		name="$NET-app-$i"
+		# dlb.service puts the replicas in one pool (without it, each
+		# container outside Compose is a service of its own).
+		dk run -d --pull never --name "$name" --network "$NET" --label "$LABEL" \
+			--label dlb.enable=true --label dlb.port=80 --label dlb.service=bench \
+			--label dlb.balance=round_robin "$IMAGE" >/dev/null
+		ip=$(dk inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$name")
+		[[ $ip =~ ^[0-9]+(\.[0-9]+){3}$ ]] || die "container $name has no address on $NET (got \"$ip\")"
+		BACKENDS+=("$ip")
+	done
+	for ip in "${BACKENDS[@]}"; do
+		wait_for 30 "backend $ip to answer" - http_ok "http://$ip:80/healthz"
+	done
+}
+
+# alloc_port VAR: the next free loopback port from $NEXT_PORT on.
+alloc_port() {
+	local tries=0
+	while [[ -n $(ss -Htln "sport = :$NEXT_PORT") ]]; do
+		((++tries < 500)) || die "no free port from $PORT_BASE on: set BENCH_PORT_BASE"
+		NEXT_PORT=$((NEXT_PORT + 1))
+	done
+	printf -v "$1" '%s' "$NEXT_PORT"
+	NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+# start_proc TARGET LOG CMD...: start CMD in the background and remember it.
+start_proc() {
+	local target=$1 logf=$2
+	shift 2
+	"$@" >"$logf" 2>&1 &
+	PROC[$target]=$!
+	STARTED+=("$!")
+}
+
+start_nginx() {
+	local port dir=$WORK/nginx ip
+	alloc_port port
+	mkdir -p "$dir"
+	{
+		echo "# Written by bench/bench.sh for one run."
+		echo "worker_processes $WORKERS;"
+		echo "pid $dir/nginx.pid;"
+		echo "error_log $dir/error.log warn;"
+		echo "events { worker_connections 4096; }"
+		echo "http {"
+		echo "    access_log off;"
+		echo "    # nginx closes a client connection after 1000 requests by default; the others do not."
+		echo "    keepalive_requests 1000000;"
+		echo "    upstream backends {"
+		for ip in "${BACKENDS[@]}"; do echo "        server $ip:80;"; done
+		echo "        keepalive 64;"
+		echo "        keepalive_requests 1000000;"
+		echo "    }"
+		echo "    server {"
+		echo "        listen 127.0.0.1:$port;"
+		echo "        location / {"
+		echo "            proxy_pass http://backends;"
+		echo "            proxy_http_version 1.1;"
+		echo "            proxy_set_header Connection \"\";"
+		echo "        }"
+		echo "    }"
+		echo "}"
+	} >"$dir/nginx.conf"
+	timeout 30 nginx -t -q -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/check.log" 2>&1 ||
+		die "nginx rejected its config (see $dir/check.log)"
+	start_proc nginx "$dir/stdout.log" nginx -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" -g "daemon off;"
+	URL[nginx]="http://127.0.0.1:$port/"
+	wait_for 30 "nginx on 127.0.0.1:$port" "${PROC[nginx]}" http_ok "${URL[nginx]}"
+}
+
+start_haproxy() {
+	local port dir=$WORK/haproxy ip i=0
+	alloc_port port
+	mkdir -p "$dir"
+	{
+		echo "# Written by bench/bench.sh for one run."
+		echo "global"
+		echo "    nbthread $WORKERS"
+		echo "    maxconn 4096 # 2 fds each: within the usual 20000-fd hard limit"
+		echo "defaults"
+		echo "    mode http"
+		echo "    timeout connect 5s"
+		echo "    timeout client 30s"
+		echo "    timeout server 30s"
+		echo "    timeout http-keep-alive 30s"
+		echo "frontend bench"
+		echo "    bind 127.0.0.1:$port"
+		echo "    default_backend backends"
+		echo "backend backends"
+		echo "    balance roundrobin"
+		echo "    http-reuse always"
+		for ip in "${BACKENDS[@]}"; do
+			i=$((i + 1))
+			echo "    server app$i $ip:80"
+		done
+	} >"$dir/haproxy.cfg"
+	timeout 30 haproxy -c -q -f "$dir/haproxy.cfg" >"$dir/check.log" 2>&1 ||
+		die "haproxy rejected its config (see $dir/check.log)"
+	# -db: stay in the foreground, one process (with its threads) to measure.
+	start_proc haproxy "$dir/haproxy.log" haproxy -db -f "$dir/haproxy.cfg"
+	URL[haproxy]="http://127.0.0.1:$port/"
+	wait_for 30 "haproxy on 127.0.0.1:$port" "${PROC[haproxy]}" http_ok "${URL[haproxy]}"
+}
+
+# dlb_ready ADMIN_URL: dlb's admin API lists all $REPLICAS backends as ready.
+# The last answer stays in dlb/pools.json, for when it never does.
+dlb_ready() {
+	local n
+	fetch "$1/api/pools" >"$WORK/dlb/pools.json" 2>&1 || return 1
+	n=$(jq '[.[].replicas[]? | select(.state == "ready")] | length' "$WORK/dlb/pools.json" 2>/dev/null) || return 1
+	[[ $n == "$REPLICAS" ]]
+}
+
+start_dlb() {
+	local port aport dir=$WORK/dlb
+	alloc_port port
+	alloc_port aport
+	mkdir -p "$dir"
+	local cmd=(env "GOMAXPROCS=$WORKERS" "$ROOT/bin/dlb" --listen "127.0.0.1:$port" --admin "127.0.0.1:$aport"
+		--network "$NET" --log-level warn)
+	printf '%s\n' "${cmd[*]}" >"$dir/command.txt"
+	start_proc dlb "$dir/dlb.log" "${cmd[@]}"
+	URL[dlb]="http://127.0.0.1:$port/"
+	wait_for 30 "dlb's /healthz on 127.0.0.1:$aport" "${PROC[dlb]}" http_ok "http://127.0.0.1:$aport/healthz"
+	wait_for 60 "dlb to list $REPLICAS ready replicas in /api/pools (its last answer: $dir/pools.json)" \
+		"${PROC[dlb]}" dlb_ready "http://127.0.0.1:$aport"
+	local pools
+	pools=$(jq -r '[.[] | select((.replicas // []) | length > 0) | "\(.name) (\(.policy))"] | join(", ")' "$dir/pools.json")
+	[[ $pools == "bench (round_robin)" ]] ||
+		die "dlb's pools are \"$pools\", want the one pool \"bench (round_robin)\" (see $dir/pools.json)"
+}
+
+# check_spread TARGET: the proxy reaches every backend (round robin).
+# 4 requests per replica, so that even a proxy whose workers each keep
+# their own round-robin position shows all of them.
+check_spread() {
+	local target=$1 i seen
+	seen=$(for ((i = 0; i < 4 * REPLICAS; i++)); do fetch "${URL[$target]}" || exit 1; done | sort -u | wc -l) ||
+		die "$target: a request failed while checking that it reaches every backend"
+	((seen == REPLICAS)) || die "$target reached $seen of the $REPLICAS backends: its settings are not equivalent"
+}
+
+# tree_pids PID: PID and all its descendants.
+tree_pids() {
+	local child
+	echo "$1"
+	for child in $(ps -o pid= --ppid "$1" || true); do tree_pids "$child"; done
+}
+
+# cpu_ticks PID: utime + stime, in clock ticks, of PID and its descendants
+# (nginx's master and workers; HAProxy's and dlb's threads are in their one process).
+cpu_ticks() {
+	local total=0 pid stat f
+	for pid in $(tree_pids "$1"); do
+		stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		stat=${stat##*) } # the command name may hold spaces; fields go on after ") "
+		read -ra f <<<"$stat"
+		total=$((total + f[11] + f[12])) # fields 14 and 15 of proc(5)
+	done
+	echo "$total"
+}
+
+# stop_tree PID: TERM the process and its descendants, KILL what is left after 5 s.
+stop_tree() {
+	local pids p i alive
+	kill -0 "$1" 2>/dev/null || return 0
+	mapfile -t pids < <(tree_pids "$1")
+	kill -TERM "${pids[@]}" 2>/dev/null
+	for ((i = 0; i < 50; i++)); do
+		alive=0
+		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		((alive)) || break
+		sleep 0.1
+	done
+	((alive)) && kill -KILL "${pids[@]}" 2>/dev/null
+	wait "$1" 2>/dev/null
+	return 0
+}
+
+# run_wrk URL CONNS SECONDS LOG: one bounded wrk run; sets R_REQUESTS,
+# R_DURATION_US, R_P50, R_P99 (microseconds) and R_ERRORS.
+run_wrk() {
+	local url=$1 conns=$2 secs=$3 logf=$4 rc=0 line kv
+	assert_allowed "$url"
+	# In the background with `wait`, so that Ctrl-C reaches the trap at once.
+	timeout -k 5 $((secs + 30)) wrk -t"$THREADS" -c"$conns" -d"${secs}s" --timeout 5s \
+		-s "$ROOT/bench/wrk-report.lua" "$url" >"$logf" 2>&1 &
+	WRK_PID=$!
+	wait "$WRK_PID" || rc=$?
+	WRK_PID=""
+	((rc == 0)) || die "wrk against $url exited with $rc (see $logf)"
+	line=$(grep -m1 '^BENCH_RESULT ' "$logf") || die "wrk printed no result line (see $logf)"
+	R_ERRORS=0
+	for kv in ${line#BENCH_RESULT }; do
+		case ${kv%%=*} in
+		requests) R_REQUESTS=${kv#*=} ;;
+		duration_us) R_DURATION_US=${kv#*=} ;;
+		p50_us) R_P50=${kv#*=} ;;
+		p99_us) R_P99=${kv#*=} ;;
+		*) R_ERRORS=$((R_ERRORS + ${kv#*=})) ;;
+		esac
+	done
+	((R_REQUESTS > 0)) || die "wrk completed no request against $url (see $logf)"
+}
+
+# measure ROUND CONNS TARGET: one recorded run, appended to runs.tsv.
+measure() {
+	local round=$1 conns=$2 target=$3 pid=${PROC[$3]:-} before=0 after=0 rps cpu
+	[[ -z $pid ]] || before=$(cpu_ticks "$pid")
+	run_wrk "${URL[$target]}" "$conns" "$DURATION" "$WORK/wrk-r$round-c$conns-$target.log"
+	[[ -z $pid ]] || after=$(cpu_ticks "$pid")
+	[[ -z $pid ]] || kill -0 "$pid" 2>/dev/null || die "$target died during the run (its log is in $WORK/$target)"
+	rps=$(awk -v n="$R_REQUESTS" -v us="$R_DURATION_US" 'BEGIN { printf "%.1f", n * 1e6 / us }')
+	if [[ -n $pid ]]; then
+		cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$R_REQUESTS" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+	else
+		cpu=NA
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$conns" "$target" "$rps" "$R_P50" "$R_P99" \
+		"$R_REQUESTS" "$R_ERRORS" "$cpu" >>"$WORK/runs.tsv"
+	log "$(printf 'round %d/%d, %4d conns, %-8s %9s req/s  p50 %6.2f ms  p99 %7.2f ms  cpu %6s us/req  errors %d' \
+		"$round" "$ROUNDS" "$conns" "$target" "$rps" "$(awk -v v="$R_P50" 'BEGIN{print v/1e3}')" \
+		"$(awk -v v="$R_P99" 'BEGIN{print v/1e3}')" "$cpu" "$R_ERRORS")"
+}
+
+# bench_convergence_scale_1_to_50 is a PLACEHOLDER: it measures nothing yet.
+# The plan: with dlb running, scale the backends from 1 to 50 containers at
+# once and read, from dlb's metrics, the histogram of the time from the Docker
+# event (container start) to the first request routed to the new replica;
+# report its p50, p99 and max, and the wall time until all 50 are ready. That
+# needs dlb to export the histogram; until it does, this says so, and
+# benchmarks.md says "not measured yet". Never put made-up numbers here.
+bench_convergence_scale_1_to_50() {
+	log "convergence (scale 1 -> 50): not measured yet: it needs dlb's event-to-first-routed-request histogram in its metrics"
+}
+
+machine_line() {
+	local cpu_model mem dlb_ver nginx_ver haproxy_ver wrk_ver
+	cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+	mem=$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
+	nginx_ver=$(nginx -v 2>&1 | sed -n 's/.*nginx\///p')
+	haproxy_ver=$(haproxy -v 2>/dev/null | awk 'NR == 1 { print $3 }')
+	wrk_ver=$({ wrk -v 2>&1 || true; } | awk 'NR == 1 { sub(/^debian\//, "", $2); print $2 }')
+	if [[ -x bin/dlb && " ${TARGETS[*]} " == *" dlb "* ]]; then
+		dlb_ver="dlb $(git describe --tags --always --dirty 2>/dev/null || echo dev)"
+	else
+		dlb_ver="dlb not built yet"
+	fi
+	printf '%s CPUs (%s), %s GiB RAM, Linux %s; Docker Engine %s; %s; nginx %s; HAProxy %s; wrk %s; %s' \
+		"$(nproc)" "${cpu_model:-unknown CPU}" "$mem" "$(uname -r)" \
+		"$(dk version -f '{{.Server.Version}}' 2>/dev/null || echo '?')" "$(go env GOVERSION)" \
+		"${nginx_ver:-?}" "${haproxy_ver:-?}" "${wrk_ver:-?}" "$dlb_ver"
+}
+
+# attach TITLE FILE: add FILE to the page's settings (in the caller's args),
+# with this machine's paths made relative to the repository.
+attach() {
+	local copy="$WORK/attach-${1//[^A-Za-z0-9.]/_}"
+	sed -e "s#$WORK#test-artifacts/bench/RUN#g" -e "s#$ROOT/##g" "$2" >"$copy"
+	args+=(-attach "$1=$copy")
+}
+
+write_report() {
+	local args=() s note="" cmd
+	mkdir -p "$OUT"
+	cp "$WORK/runs.tsv" "$OUT/benchmarks-runs.tsv"
+	for s in "${SKIPPED[@]}"; do args+=(-skip "$s"); done
+	[[ ! -f $WORK/dlb/command.txt ]] || attach "dlb command line" "$WORK/dlb/command.txt"
+	attach nginx.conf "$WORK/nginx/nginx.conf"
+	attach haproxy.cfg "$WORK/haproxy/haproxy.cfg"
+	cmd="BENCH_REPLICAS=$REPLICAS BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_CONNS='$CONNS' make bench"
+	if [[ $QUICK == 1 ]]; then
+		cmd="BENCH_QUICK=1 $cmd"
+		note="Quick smoke run (BENCH_QUICK=1): too short to quote"
+	fi
+	"$WORK/report" -runs "$OUT/benchmarks-runs.tsv" -md "$OUT/benchmarks.md" -png "$OUT/benchmarks.png" \
+		-machine "$(machine_line)" -command "$cmd" -load "$LOAD_BEFORE" -note "$note" \
+		-replicas "$REPLICAS" -duration "$DURATION" -threads "$THREADS" -workers "$WORKERS" "${args[@]}" ||
+		die "bench/report failed"
+	log "wrote $OUT/benchmarks.md, $OUT/benchmarks.png and $OUT/benchmarks-runs.tsv"
+}
+
+cleanup() {
+	local rc=$? pid ids
+	trap - EXIT INT TERM
+	set +e
+	[[ -n $WRK_PID ]] && kill -TERM "$WRK_PID" 2>/dev/null && wait "$WRK_PID" 2>/dev/null
+	for pid in "${STARTED[@]}"; do stop_tree "$pid"; done
+	if ((NET_CREATED)); then
+		ids=$(timeout 60 docker ps -aq --filter "label=$LABEL")
+		# shellcheck disable=SC2086 # one argument per container ID
+		[[ -n $ids ]] && timeout 120 docker rm -f $ids >/dev/null
+		timeout 60 docker network rm "$NET" >/dev/null
+	fi
+	((IMAGE_BUILT)) && timeout 60 docker rmi "$IMAGE" >/dev/null
+	((rc == 0)) || log "FAILED (exit $rc); logs and configs are in $WORK"
+	exit "$rc"
+}
+
+main() {
+	check_knobs
+	mkdir -p "$WORK"
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	install_tools
+	dk info >/dev/null 2>&1 || die "the Docker Engine does not answer (is dockerd running, and may this user use it?)"
+	CLK_TCK=$(getconf CLK_TCK)
+	LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+	build
+	start_backends
+	start_nginx
+	start_haproxy
+	[[ " ${TARGETS[*]} " != *" dlb "* ]] || start_dlb
+	URL[direct]="http://${BACKENDS[0]}:80/"
+
+	local t
+	for t in "${TARGETS[@]}"; do
+		[[ $t == direct ]] || check_spread "$t"
+	done
+	local n_conns
+	read -ra n_conns <<<"$CONNS"
+	log "measuring ${TARGETS[*]}: $ROUNDS round(s) x ${#n_conns[@]} concurrency level(s) x ${DURATION}s," \
+		"about $((ROUNDS * ${#n_conns[@]} * ${#TARGETS[@]} * DURATION + ${#TARGETS[@]} * WARMUP))s"
+	for t in "${TARGETS[@]}"; do
+		run_wrk "${URL[$t]}" "${n_conns[0]}" "$WARMUP" "$WORK/wrk-warmup-$t.log"
+	done
+
+	printf 'round\tconns\ttarget\trps\tp50_us\tp99_us\trequests\terrors\tcpu_us_req\n' >"$WORK/runs.tsv"
+	local round c k
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for c in $CONNS; do
+			# Rotate the order each round, so that no target always goes first.
+			for ((k = 0; k < ${#TARGETS[@]}; k++)); do
+				measure "$round" "$c" "${TARGETS[(k + round - 1) % ${#TARGETS[@]}]}"
+			done
+		done
+	done
+	[[ ${BENCH_CONVERGENCE:-0} != 1 ]] || bench_convergence_scale_1_to_50
+	write_report
+}
+
+main "$@"

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"os"
+
+	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/metrics"
+	"github.com/dlb-lb/dlb/proxy"
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+)
+
+// observers tells every one of its Observers about each request.
+type observers []proxy.Observer
+
+var _ proxy.EjectionObserver = observers(nil)
+
+// Observe passes the request on to each Observer in turn.
+func (os observers) Observe(r *http.Request, e *proxy.Exchange) {
+	for _, o := range os {
+		o.Observe(r, e)
+	}
+}
+
+// Ejected passes the ejection on to those that want to know.
+func (os observers) Ejected(route *proxy.Route, u *balancer.Upstream) {
+	for _, o := range os {
+		if eo, ok := o.(proxy.EjectionObserver); ok {
+			eo.Ejected(route, u)
+		}
+	}
+}
+
+// observerOf is nil with no Observer (so that the proxy does no work for
+// them), the Observer itself with one, and all of them with more.
+func observerOf(os ...proxy.Observer) proxy.Observer {
+	switch len(os) {
+	case 0:
+		return nil
+	case 1:
+		return os[0]
+	}
+	return observers(os)
+}
+
+// accessLog writes one line per request: when it began, the client,
+// method, host, path, status, response bytes, duration (ms), service and
+// replica.
+type accessLog struct {
+	log zerolog.Logger
+}
+
+var _ proxy.Observer = (*accessLog)(nil)
+
+// accessLogFields is the order of the fields in the console format.
+var accessLogFields = []string{"client", "method", "host", "path", "status", "bytes", "duration", "service", "replica"}
+
+// newAccessLog writes the access log to w as JSON lines, or as the console
+// format (format "console"), like dlb's own log; in colour only on a
+// terminal.
+func newAccessLog(w io.Writer, format string) *accessLog {
+	if format == "console" {
+		f, isFile := w.(*os.File)
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "2006-01-02T15:04:05.000Z07:00",
+			NoColor:    !isFile || !isatty.IsTerminal(f.Fd()),
+			PartsOrder: []string{zerolog.TimestampFieldName}, FieldsOrder: accessLogFields}
+	}
+	return &accessLog{log: zerolog.New(w)}
+}
+
+// Observe writes the request's line.
+func (l *accessLog) Observe(r *http.Request, e *proxy.Exchange) {
+	client, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		client = r.RemoteAddr
+	}
+	service, replica := "", ""
+	if e.Route != nil {
+		service = e.Route.Service
+	}
+	if e.Upstream != nil {
+		replica = e.Upstream.Name()
+	}
+	l.log.Log().
+		Str(zerolog.TimestampFieldName, e.Start.Format("2006-01-02T15:04:05.000Z07:00")).
+		Str("client", client).Str("method", r.Method).Str("host", r.Host).Str("path", r.URL.Path).
+		Int("status", e.Status).Int64("bytes", e.Bytes).
+		Float64("duration", float64(e.Duration.Microseconds())/1000).
+		Str("service", service).Str("replica", replica).
+		Send()
+}
+
+// adminHandler is the admin API with /metrics beside it (m may be nil).
+func adminHandler(src admin.Source, m *metrics.Metrics) http.Handler {
+	api := admin.Handler(src)
+	if m == nil {
+		return api
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m)
+	mux.Handle("/", api)
+	return mux
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dlb-lb/dlb/admin"
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes of dlb status.
+const (
+	statusOK        = 0
+	statusNotReady  = 1 // a service has no ready replica
+	statusNoAnswer  = 2 // the admin API could not be read
+	defaultAdminURL = "http://127.0.0.1:8080"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show every service and replica of a running dlb, like docker ps",
+		Description: "Reads a running dlb's admin API and prints one line per replica.\n" +
+			"Exits 0 when every service has a ready replica, 1 when one has none (and says which),\n" +
+			"2 when the admin API cannot be read.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "admin-url", Value: defaultAdminURL, EnvVars: envs("ADMIN_URL"), Usage: "address of dlb's admin API (dlb's --admin)"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the admin API"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Exit(fmt.Sprintf("unexpected argument %q: dlb status takes flags only (see dlb status --help)", c.Args().First()), statusNoAnswer)
+			}
+			pools, err := fetchPools(c.Context, c.String("admin-url"), c.Duration("timeout"))
+			if err != nil {
+				return cli.Exit(err.Error(), statusNoAnswer)
+			}
+			writeStatus(c.App.Writer, pools)
+			if msg := notReady(pools); msg != "" {
+				return cli.Exit(msg, statusNotReady)
+			}
+			return nil
+		},
+	}
+}
+
+// fetchPools reads /api/pools from the admin API at base; its errors say
+// what to check, naming --admin-url.
+func fetchPools(ctx context.Context, base string, timeout time.Duration) ([]admin.Pool, error) {
+	u, err := url.Parse(strings.TrimSpace(base))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--admin-url %q: not an admin address: use http://host:port, e.g. %s", base, defaultAdminURL)
+	}
+	endpoint := strings.TrimSuffix(u.String(), "/") + "/api/pools"
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-url %q: %v", base, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach dlb's admin API at %s (--admin-url): %v; is dlb running with its admin API on that address (dlb --admin)?", base, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s; is --admin-url %s the address of dlb's admin API (dlb --admin)?", endpoint, resp.Status, base)
+	}
+	var pools []admin.Pool
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&pools); err != nil {
+		return nil, fmt.Errorf("GET %s: not dlb's pools (%v); is --admin-url %s the address of dlb's admin API (dlb --admin)?", endpoint, err, base)
+	}
+	return pools, nil
+}
+
+// unwrapURLError drops the "Get URL:" that net/http puts before an error,
+// since the message names the address already.
+func unwrapURLError(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// writeStatus prints one line per replica (one for a service with none).
+func writeStatus(w io.Writer, pools []admin.Pool) {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tHOST/PATH\tREPLICA\tADDRESS\tSTATE\tIN FLIGHT\tREQUESTS")
+	for _, p := range pools {
+		route := hostPath(p)
+		if len(p.Replicas) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\n", p.Name, route)
+			continue
+		}
+		for _, r := range p.Replicas {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.Name, route, r.Name, r.Address, r.State, r.InFlight, r.Requests)
+		}
+	}
+	tw.Flush()
+}
+
+// hostPath shows a pool's route: its hosts ("*" for any), then its path.
+func hostPath(p admin.Pool) string {
+	host := p.Host
+	if host == "" {
+		host = "*"
+	}
+	path := p.Path
+	if path == "" {
+		path = "/"
+	}
+	return host + path
+}
+
+// notReady names the services with no ready replica, or is empty.
+func notReady(pools []admin.Pool) string {
+	var bad []string
+	for _, p := range pools {
+		ready := 0
+		for _, r := range p.Replicas {
+			if r.State == "ready" {
+				ready++
+			}
+		}
+		if ready == 0 {
+			bad = append(bad, fmt.Sprintf("%s (0 of %d ready)", p.Name, len(p.Replicas)))
+		}
+	}
+	switch len(bad) {
+	case 0:
+		return ""
+	case 1:
+		return "service " + bad[0] + " has no ready replica: its requests get 503"
+	}
+	return "services " + strings.Join(bad, ", ") + " have no ready replica: their requests get 503"
+}

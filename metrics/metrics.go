@@ -1,0 +1,296 @@
+// Package metrics counts dlb's traffic for Prometheus: requests by service,
+// replica and status class, their durations, retries, ejections, replicas by
+// state, Docker events, and how long new replicas wait for their first
+// request. It is a proxy.Observer; everything is on a private registry.
+package metrics
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/proxy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds dlb's metrics and serves them. Create it with New; it is
+// safe for concurrent use.
+type Metrics struct {
+	reg     *prometheus.Registry
+	handler http.Handler
+
+	requests     *prometheus.CounterVec   // service, replica, code
+	duration     *prometheus.HistogramVec // service
+	retries      *prometheus.CounterVec   // service
+	ejections    *prometheus.CounterVec   // service
+	readyToFirst *prometheus.HistogramVec // service
+	dockerEvents *prometheus.CounterVec   // action
+
+	// series caches the request counters of each replica, so that a
+	// request costs no label lookup. A replica's entry and series go when
+	// it leaves (Forget).
+	series   sync.Map   // *balancer.Upstream -> *replicaSeries
+	seriesMu sync.Mutex // held to add to series and to forget
+
+	// services caches the series of each service (services are never
+	// removed, so neither are these); they exist, at 0, from the first
+	// request of the service on.
+	services sync.Map // service name -> *serviceSeries
+}
+
+// serviceSeries is one service's series.
+type serviceSeries struct {
+	duration, readyToFirst prometheus.Observer
+	retries, ejections     prometheus.Counter
+}
+
+var (
+	_ proxy.Observer         = (*Metrics)(nil)
+	_ proxy.EjectionObserver = (*Metrics)(nil)
+	_ prometheus.Collector   = (*poolCollector)(nil)
+	_ http.Handler           = (*Metrics)(nil)
+)
+
+// codeClasses are the values of the code label: the status class.
+var codeClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// classOf returns the index in codeClasses of a status; anything outside
+// 100-599 counts as 5xx (dlb never sends one).
+func classOf(status int) int {
+	if status < 100 || status > 599 {
+		return 4
+	}
+	return status/100 - 1
+}
+
+// replicaSeries is one replica's request counters, one per status class.
+type replicaSeries struct {
+	service, replica string
+	mu               sync.RWMutex
+	gone             bool // the series were deleted: count no more here
+	codes            [len(codeClasses)]prometheus.Counter
+}
+
+// Buckets of the request duration histogram, in seconds.
+var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// Buckets of the ready-to-first-request histogram, in seconds.
+var readyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+
+// Pools lists the pools whose replicas the metrics report at each scrape;
+// *balancer.Pools is one.
+type Pools interface {
+	All() []*balancer.Pool
+}
+
+var _ Pools = (*balancer.Pools)(nil)
+
+// PoolsFunc lists pools with a function.
+type PoolsFunc func() []*balancer.Pool
+
+var _ Pools = PoolsFunc(nil)
+
+// All calls f.
+func (f PoolsFunc) All() []*balancer.Pool { return f() }
+
+// New returns dlb's metrics, reading the replicas' states and requests in
+// flight from pools at each scrape.
+func New(pools Pools) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dlb_requests_total",
+			Help: "Requests handled, by service, replica (container name; empty when none answered: no route, no ready replica, or it left) and status class.",
+		}, []string{"service", "replica", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "dlb_request_duration_seconds",
+			Help:    "Time from receiving a request to the end of its response, by service (empty: no route).",
+			Buckets: durationBuckets,
+		}, []string{"service"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dlb_retries_total",
+			Help: "Requests sent again to another replica after one failed, by service.",
+		}, []string{"service"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dlb_ejections_total",
+			Help: "Replicas taken out of their pool after refusing or resetting a connection, by service.",
+		}, []string{"service"}),
+		readyToFirst: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "dlb_ready_to_first_request_seconds",
+			Help:    "Time from a replica turning ready to the first request routed to it, by service.",
+			Buckets: readyBuckets,
+		}, []string{"service"}),
+		dockerEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dlb_docker_events_total",
+			Help: "Docker Engine events handled, by action.",
+		}, []string{"action"}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.duration, m.retries, m.ejections, m.readyToFirst, m.dockerEvents,
+		&poolCollector{pools: pools},
+	)
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return m
+}
+
+// Registry is the private registry every dlb metric is on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ServeHTTP serves the metrics in the Prometheus exposition format (text,
+// or whatever the scraper negotiates).
+func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.handler.ServeHTTP(w, r)
+}
+
+// Observe counts one request. It is the proxy's Observer.
+func (m *Metrics) Observe(_ *http.Request, e *proxy.Exchange) {
+	service := ""
+	if e.Route != nil {
+		service = e.Route.Service
+	}
+	svc := m.service(service)
+	svc.duration.Observe(e.Duration.Seconds())
+	if e.Retries > 0 {
+		svc.retries.Add(float64(e.Retries))
+	}
+	if u := e.FirstFor; u != nil {
+		if since := u.ReadySince(); !since.IsZero() && !e.Start.Before(since) {
+			svc.readyToFirst.Observe(e.Start.Sub(since).Seconds())
+		}
+	}
+	class := classOf(e.Status)
+	if u := e.Upstream; u != nil && m.countReplica(service, u, class) {
+		return
+	}
+	m.requests.WithLabelValues(service, "", codeClasses[class]).Inc()
+}
+
+// service returns the series of a service, making them the first time.
+func (m *Metrics) service(name string) *serviceSeries {
+	if v, ok := m.services.Load(name); ok {
+		return v.(*serviceSeries)
+	}
+	v, _ := m.services.LoadOrStore(name, &serviceSeries{
+		duration:     m.duration.WithLabelValues(name),
+		readyToFirst: m.readyToFirst.WithLabelValues(name),
+		retries:      m.retries.WithLabelValues(name),
+		ejections:    m.ejections.WithLabelValues(name),
+	})
+	return v.(*serviceSeries)
+}
+
+// countReplica counts a request under its replica and reports whether it
+// did: not when the replica has left its pool, whose series are gone.
+func (m *Metrics) countReplica(service string, u *balancer.Upstream, class int) bool {
+	v, ok := m.series.Load(u)
+	if !ok {
+		if v = m.newSeries(service, u); v == nil {
+			return false
+		}
+	}
+	s := v.(*replicaSeries)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.gone {
+		return false
+	}
+	s.codes[class].Inc()
+	return true
+}
+
+// newSeries makes the series of a replica's first request, unless it has
+// left its pool (then it returns nil).
+func (m *Metrics) newSeries(service string, u *balancer.Upstream) any {
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	if v, ok := m.series.Load(u); ok {
+		return v
+	}
+	// The pool marks a replica removed before Forget runs, and Forget
+	// takes seriesMu: either Forget sees this entry, or this sees Removed.
+	if u.Removed() {
+		return nil
+	}
+	s := &replicaSeries{service: service, replica: u.Name()}
+	for i, c := range codeClasses {
+		s.codes[i] = m.requests.WithLabelValues(service, u.Name(), c)
+	}
+	m.series.Store(u, s)
+	return s
+}
+
+// Forget deletes the series of a replica that left its pool (call it after
+// the pool's Remove), so that the labels stay bounded by the replicas that
+// exist. The series are those of its name, a container's name: a replica
+// that has the name now (Compose recreating a container) starts afresh.
+func (m *Metrics) Forget(u *balancer.Upstream) {
+	name := u.Name()
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	m.series.Range(func(k, v any) bool {
+		if s := v.(*replicaSeries); k == u || s.replica == name {
+			s.mu.Lock()
+			s.gone = true // no more counting on counters about to be deleted
+			s.mu.Unlock()
+			m.series.Delete(k)
+		}
+		return true
+	})
+	m.requests.DeletePartialMatch(prometheus.Labels{"replica": name})
+}
+
+// Ejected counts a passive ejection. It is the proxy's EjectionObserver.
+func (m *Metrics) Ejected(route *proxy.Route, _ *balancer.Upstream) {
+	m.service(route.Service).ejections.Inc()
+}
+
+// DockerEvent counts an event from the Docker Engine, by its action
+// ("start", "die", "health_status: healthy"...); it is the discovery
+// Watcher's OnEvent. The Watcher subscribes to a fixed set of actions, so
+// the label stays bounded.
+func (m *Metrics) DockerEvent(action string) {
+	m.dockerEvents.WithLabelValues(strings.TrimSpace(action)).Inc()
+}
+
+// poolCollector reports what the pools hold at scrape time: replicas by
+// state, and requests in flight to each service's replicas.
+type poolCollector struct {
+	pools Pools
+}
+
+var (
+	replicasDesc = prometheus.NewDesc("dlb_replicas",
+		"Replicas in each service's pool, by state (starting, ready, draining, down).",
+		[]string{"service", "state"}, nil)
+	inFlightDesc = prometheus.NewDesc("dlb_in_flight_requests",
+		"Requests being served by each service's replicas now (not counting those queued for a replica).",
+		[]string{"service"}, nil)
+)
+
+// states are the values of dlb_replicas' state label, always all reported.
+var states = [...]balancer.State{balancer.Starting, balancer.Ready, balancer.Draining, balancer.Down}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- replicasDesc
+	ch <- inFlightDesc
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.pools.All() {
+		count := make(map[balancer.State]int, len(states))
+		var inFlight int64
+		for _, u := range p.Upstreams() {
+			count[u.State()]++
+			inFlight += u.InFlight()
+		}
+		for _, s := range states {
+			ch <- prometheus.MustNewConstMetric(replicasDesc, prometheus.GaugeValue, float64(count[s]), p.Name(), s.String())
+		}
+		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(inFlight), p.Name())
+	}
+}

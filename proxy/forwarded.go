@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+)
+
+// TrustedProxies are the addresses of the proxies in front of dlb whose
+// X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host headers dlb keeps.
+// Any other client's are replaced, since a client can write anything there.
+// The zero value trusts nobody.
+type TrustedProxies []netip.Prefix
+
+// ParseTrustedProxies reads a comma-separated list of CIDRs (10.0.0.0/8,
+// fd00::/8) and single addresses (192.168.1.10), as --trusted-proxies takes
+// it. Blanks around entries are ignored; an empty list trusts nobody.
+func ParseTrustedProxies(s string) (TrustedProxies, error) {
+	var t TrustedProxies
+	for entry := range strings.SplitSeq(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		if strings.Contains(entry, "/") {
+			p, err := netip.ParsePrefix(entry)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR (use an address and a prefix length, e.g. 10.0.0.0/8 or fd00::/8)", entry)
+			}
+			if p.Addr().Is4In6() {
+				p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+			}
+			t = append(t, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(entry)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or a CIDR (e.g. 192.168.1.10 or 10.0.0.0/8)", entry)
+		}
+		a = a.Unmap().WithZone("")
+		t = append(t, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return t, nil
+}
+
+// Trusts reports whether remoteAddr (an http.Request's RemoteAddr, ip:port)
+// is the address of a trusted proxy.
+func (t TrustedProxies) Trusts(remoteAddr string) bool {
+	if len(t) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap().WithZone("")
+	for _, p := range t {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// String lists the entries as ParseTrustedProxies reads them.
+func (t TrustedProxies) String() string {
+	s := make([]string, len(t))
+	for i, p := range t {
+		if p.IsSingleIP() {
+			s[i] = p.Addr().String()
+		} else {
+			s[i] = p.String()
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+// setForwarded sets X-Forwarded-For, -Proto and -Host on the outbound
+// request. ReverseProxy has removed the client's before Rewrite runs; for a
+// trusted proxy, dlb appends the proxy's address to the X-Forwarded-For it
+// sent and keeps its -Proto and -Host, which describe the original client's
+// request rather than the hop to dlb. The Forwarded header (RFC 7239) is not
+// passed on.
+func setForwarded(pr *httputil.ProxyRequest, trusted TrustedProxies) {
+	if !trusted.Trusts(pr.In.RemoteAddr) {
+		pr.SetXForwarded()
+		return
+	}
+	in := pr.In.Header
+	if xff := in.Values("X-Forwarded-For"); len(xff) > 0 {
+		pr.Out.Header["X-Forwarded-For"] = xff
+	}
+	pr.SetXForwarded()
+	for _, h := range [...]string{"X-Forwarded-Proto", "X-Forwarded-Host"} {
+		if v := in.Get(h); v != "" {
+			pr.Out.Header.Set(h, v)
+		}
+	}
+}
