@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 )
@@ -39,6 +40,11 @@ type Replica struct {
 
 	// Labels is everything the container's dlb.* labels said.
 	Labels LabelConfig
+
+	// EventTime is when the engine reported the event this replica comes
+	// from (zero for a full list): the start of the clock that measures how
+	// fast dlb follows the fleet.
+	EventTime time.Time
 }
 
 // Address is the replica's ip:port.

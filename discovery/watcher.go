@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,8 +30,9 @@ type Docker interface {
 	Ping(ctx context.Context) (types.Ping, error)
 }
 
-// Sink receives the Watcher's changes. Its methods are called from one
-// goroutine, in the order the engine reported the events.
+// Sink receives the Watcher's changes. Calls about one container come in the
+// order the engine reported its events; calls about different containers
+// may come at the same time, from different goroutines.
 type Sink interface {
 	// Sync replaces everything known with the replicas of a full list
 	// (at start and after every reconnect).
@@ -68,14 +70,23 @@ type Watcher struct {
 	OnEvent func(action string)
 
 	synced atomic.Bool
-	known  map[string]bool   // IDs given to the sink with Update or Sync
-	warned map[string]string // the last warning logged per container ID
+
+	mu      sync.Mutex        // guards the maps below: events are handled in parallel
+	known   map[string]bool   // IDs given to the sink with Update or Sync
+	warned  map[string]string // the last warning logged per container ID
+	running map[string]bool   // IDs of containers seen running, selected or not
 }
+
+// eventWorkers is how many containers' events are handled at once. Events
+// of one container are handled in order, by one worker; a slow inspect
+// (the engine holds a container's lock while it starts it) delays only
+// that container's events, not the others'.
+const eventWorkers = 32
 
 // NewWatcher returns a Watcher that reads from docker and reports to sink.
 func NewWatcher(docker Docker, sink Sink, opts Options, log zerolog.Logger) *Watcher {
 	return &Watcher{docker: docker, sink: sink, opts: opts, log: log,
-		known: map[string]bool{}, warned: map[string]string{}}
+		known: map[string]bool{}, warned: map[string]string{}, running: map[string]bool{}}
 }
 
 // Synced reports whether the Watcher is connected to the engine and has
@@ -162,6 +173,32 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 	}
 	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
+
+	queues := make([]chan events.Message, eventWorkers)
+	failed := make(chan error, 1)
+	var workers sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan events.Message, 1024)
+		workers.Add(1)
+		go func(q <-chan events.Message) {
+			defer workers.Done()
+			for m := range q {
+				if err := w.handle(ctx, m); err != nil {
+					select {
+					case failed <- err:
+					default:
+					}
+				}
+			}
+		}(queues[i])
+	}
+	defer func() {
+		cancel() // unblock inspects in flight before waiting for the workers
+		for _, q := range queues {
+			close(q)
+		}
+		workers.Wait()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -178,13 +215,15 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 				err = errors.New("event stream closed")
 			}
 			return true, err
+		case err := <-failed:
+			return true, err
 		case m, ok := <-msgs:
 			if !ok {
 				return true, errors.New("event stream closed")
 			}
-			if err := w.handle(ctx, m); err != nil {
-				return true, err
-			}
+			h := fnv.New32a()
+			h.Write([]byte(containerOf(m)))
+			queues[h.Sum32()%eventWorkers] <- m
 			ping.Reset(pingEvery)
 		}
 	}
@@ -224,7 +263,10 @@ func (w *Watcher) list(ctx context.Context) ([]Replica, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	known := map[string]bool{}
+	known, running := map[string]bool{}, map[string]bool{}
+	for _, c := range cs {
+		running[c.ID] = true
+	}
 	var out []Replica
 	for _, res := range results {
 		if !w.accept(res.r, res.err) {
@@ -233,12 +275,14 @@ func (w *Watcher) list(ctx context.Context) ([]Replica, error) {
 		out = append(out, res.r)
 		known[res.r.ID] = true
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for id := range w.warned {
 		if !known[id] {
 			delete(w.warned, id)
 		}
 	}
-	w.known = known
+	w.known, w.running = known, running
 	return out, nil
 }
 
@@ -248,17 +292,21 @@ func (w *Watcher) accept(r Replica, err error) bool {
 	if err != nil && errors.Is(err, ErrNotSelected) {
 		return false
 	}
-	if err != nil && r.ID == "" {
-		if msg := err.Error(); w.warned[msgKey(msg)] != msg {
-			w.warned[msgKey(msg)] = msg
+	if err != nil {
+		key := r.ID
+		if key == "" { // unusable: keyed by the container name the message starts with
+			key = msgKey(err.Error())
+		}
+		w.mu.Lock()
+		msg := err.Error()
+		fresh := w.warned[key] != msg
+		w.warned[key] = msg
+		w.mu.Unlock()
+		if fresh {
 			w.log.Warn().Msg(msg)
 		}
-		return false
-	}
-	if err != nil { // usable, with a warning
-		if msg := err.Error(); w.warned[r.ID] != msg {
-			w.warned[r.ID] = msg
-			w.log.Warn().Msg(msg)
+		if r.ID == "" {
+			return false
 		}
 	}
 	return r.Serving()
@@ -284,56 +332,93 @@ func (w *Watcher) mayBeSelected(labels map[string]string) bool {
 	return w.opts.ExposedByDefault
 }
 
+// containerOf is the container an event concerns.
+func containerOf(m events.Message) string {
+	if m.Type == events.NetworkEventType {
+		return m.Actor.Attributes["container"]
+	}
+	return m.Actor.ID
+}
+
 // handle applies one event: it changes only the replica it concerns. An
 // error means the engine could not be asked about it: the session ends and
-// a full resync follows.
+// a full resync follows. Events of one container come in order; those of
+// different containers may be handled at the same time.
 func (w *Watcher) handle(ctx context.Context, m events.Message) error {
-	id, attrs := m.Actor.ID, m.Actor.Attributes
+	id, attrs := containerOf(m), m.Actor.Attributes
 	action := string(m.Action)
 	w.log.Debug().Str("type", string(m.Type)).Str("action", action).Str("actor", attrs["name"]).
 		Str("container", attrs["container"]).Msg("docker event")
 	if w.OnEvent != nil {
 		w.OnEvent(action)
 	}
-	if m.Type == events.NetworkEventType {
-		id = attrs["container"]
-		if id == "" || id == w.opts.SelfID {
-			return nil
-		}
-		return w.refresh(ctx, id)
-	}
-	if id == w.opts.SelfID {
+	if id == "" || id == w.opts.SelfID {
 		return nil
 	}
-	switch {
-	case action == string(events.ActionKill):
-		if w.known[id] && w.isStopSignal(ctx, id, attrs["signal"]) {
+	if m.Type == events.NetworkEventType {
+		// A container being created is connected before it starts, and the
+		// engine answers an inspect of it only once the start is done:
+		// its start event will bring it. Only a running container's
+		// networks are worth a look.
+		if !w.is(w.running, id) {
+			return nil
+		}
+		return w.refresh(ctx, id, m.TimeNano)
+	}
+	switch action {
+	case string(events.ActionKill):
+		if w.is(w.known, id) && w.isStopSignal(ctx, id, attrs["signal"]) {
 			w.log.Debug().Str("container", attrs["name"]).Str("signal", attrs["signal"]).Msg("stopping: draining")
 			w.sink.Drain(id)
 		}
-	case action == string(events.ActionStop), action == string(events.ActionPause):
-		if w.known[id] {
+	case string(events.ActionStop), string(events.ActionPause):
+		if w.is(w.known, id) {
 			w.sink.Drain(id)
 		}
-	case action == string(events.ActionDie):
-		if w.known[id] {
+	case string(events.ActionDie):
+		w.set(w.running, id, false)
+		if w.is(w.known, id) {
 			w.sink.Stop(id)
 		}
-	case action == string(events.ActionDestroy):
+	case string(events.ActionDestroy):
+		w.mu.Lock()
 		delete(w.warned, id)
+		delete(w.running, id)
+		w.mu.Unlock()
 		w.forget(id)
 	default: // start, unpause, health_status: *
-		if w.known[id] || w.mayBeSelected(attrs) {
-			return w.refresh(ctx, id)
+		if action == string(events.ActionStart) {
+			w.set(w.running, id, true)
+		}
+		if w.is(w.known, id) || w.mayBeSelected(attrs) {
+			return w.refresh(ctx, id, m.TimeNano)
 		}
 	}
 	return nil
 }
 
+// is reads one of the watcher's sets of container IDs.
+func (w *Watcher) is(set map[string]bool, id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return set[id]
+}
+
+// set adds id to, or removes it from, one of the watcher's sets.
+func (w *Watcher) set(set map[string]bool, id string, in bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if in {
+		set[id] = true
+	} else {
+		delete(set, id)
+	}
+}
+
 // refresh inspects one container and updates, or removes, its replica. A
 // container that is gone is forgotten; any other failure to inspect it is
 // returned, and changes nothing: the engine is not answering.
-func (w *Watcher) refresh(ctx context.Context, id string) error {
+func (w *Watcher) refresh(ctx context.Context, id string, eventNano int64) error {
 	info, err := w.docker.ContainerInspect(ctx, id)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
@@ -344,7 +429,7 @@ func (w *Watcher) refresh(ctx context.Context, id string) error {
 	}
 	r, err := Build(info, w.opts)
 	if errors.Is(err, ErrNotRunning) {
-		if w.known[id] {
+		if w.is(w.known, id) {
 			w.sink.Stop(id)
 		}
 		return nil
@@ -353,14 +438,20 @@ func (w *Watcher) refresh(ctx context.Context, id string) error {
 		w.forget(id)
 		return nil
 	}
-	w.known[id] = true
+	if eventNano > 0 {
+		r.EventTime = time.Unix(0, eventNano)
+	}
+	w.set(w.known, id, true)
 	w.sink.Update(r)
 	return nil
 }
 
 func (w *Watcher) forget(id string) {
-	if w.known[id] {
-		delete(w.known, id)
+	w.mu.Lock()
+	was := w.known[id]
+	delete(w.known, id)
+	w.mu.Unlock()
+	if was {
 		w.sink.Remove(id)
 	}
 }

@@ -50,7 +50,7 @@ func runImage(tag string) string {
 
 // requireDocker skips the test when DLB_SKIP_DOCKER=1 and fails it, saying
 // how to fix it, when the Docker Engine cannot be reached.
-func requireDocker(t *testing.T) {
+func requireDocker(t testing.TB) {
 	t.Helper()
 	if os.Getenv("DLB_SKIP_DOCKER") == "1" {
 		t.Skip("DLB_SKIP_DOCKER=1: skipping a test that needs a Docker Engine")
@@ -117,7 +117,7 @@ var composeCommand = sync.OnceValue(func() []string {
 
 // project is a Compose project of a test, removed when the test ends.
 type project struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	file string
 }
@@ -128,7 +128,7 @@ var projectSeq struct {
 }
 
 // newProject writes a Compose file and returns its project, not started.
-func newProject(t *testing.T, yaml string) *project {
+func newProject(t testing.TB, yaml string) *project {
 	t.Helper()
 	projectSeq.Lock()
 	projectSeq.n++
@@ -181,7 +181,7 @@ func (p *project) network(short string) string { return p.name + "_" + short }
 
 // dlbProc is a dlb process started by a test.
 type dlbProc struct {
-	t         *testing.T
+	t         testing.TB
 	cmd       *exec.Cmd
 	proxyURL  string
 	adminURL  string
@@ -214,7 +214,7 @@ func (b *lockedBuffer) String() string {
 
 // startDLB runs dlb on loopback ports of its choosing with the given extra
 // flags, and waits until its /healthz says it is in sync with Docker.
-func startDLB(t *testing.T, args ...string) *dlbProc {
+func startDLB(t testing.TB, args ...string) *dlbProc {
 	t.Helper()
 	all := append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}, args...)
 	d := &dlbProc{t: t, cmd: exec.Command(dlbBinary(), all...), exited: make(chan struct{})}
@@ -348,7 +348,7 @@ func getHost(url, host string) (int, string) {
 
 // waitFor polls cond until it holds or the timeout passes; what says what
 // is awaited, and cond's string what it saw last.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -367,7 +367,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 }
 
 // spread sends n sequential GETs and counts the answers by replica.
-func spread(t *testing.T, url string, n int) map[string]int {
+func spread(t testing.TB, url string, n int) map[string]int {
 	t.Helper()
 	got := map[string]int{}
 	for i := 0; i < n; i++ {

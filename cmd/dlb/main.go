@@ -199,6 +199,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 	default:
 		return nil, badFlag("log-format", c.String("log-format"), "must be console or json")
 	}
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" // milliseconds: dlb follows events in ms
 	cfg.log = zerolog.New(out).Level(level).With().Timestamp().Logger()
 	return cfg, nil
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dlb-lb/dlb/admin"
 	"github.com/dlb-lb/dlb/balancer"
@@ -197,8 +198,23 @@ func (g *registry) update(r discovery.Replica) {
 		g.log.Info().Str("service", r.Service).Str("replica", r.Name).Str("address", r.Address()).Msg("replica starting")
 		g.admit(r, pool)
 	case r.Health == "healthy":
-		pool.MarkReady(r.ID)
+		g.markReady(r, pool)
 	}
+}
+
+// markReady lets a replica that showed it can answer take requests, and
+// logs, when it was not ready before, how long that took since the Docker
+// event that announced it.
+func (g *registry) markReady(r discovery.Replica, pool *balancer.Pool) {
+	u := pool.Get(r.ID)
+	if u == nil || u.State() == balancer.Ready || !pool.MarkReady(r.ID) || u.State() != balancer.Ready {
+		return
+	}
+	ev := g.log.Info().Str("service", r.Service).Str("replica", r.Name)
+	if !r.EventTime.IsZero() {
+		ev = ev.Dur("since_event", time.Since(r.EventTime))
+	}
+	ev.Msg("replica ready")
 }
 
 // admit lets a started replica into its pool once it can answer: when Docker
@@ -215,7 +231,7 @@ func (g *registry) admit(r discovery.Replica, pool *balancer.Pool) {
 	}
 	if r.Health != "" {
 		if r.Health == "healthy" {
-			pool.MarkReady(r.ID)
+			g.markReady(r, pool)
 		}
 		return
 	}
@@ -223,10 +239,8 @@ func (g *registry) admit(r discovery.Replica, pool *balancer.Pool) {
 		return // the first passing HTTP check admits it
 	}
 	g.gate.Start(r.ID, r.Address(), func() {
-		if pool.MarkReady(r.ID) {
-			g.log.Info().Str("service", r.Service).Str("replica", r.Name).Msg("replica ready")
-			g.notify()
-		}
+		g.markReady(r, pool)
+		g.notify()
 	})
 }
 

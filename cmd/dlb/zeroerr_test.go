@@ -28,7 +28,7 @@ type load struct {
 
 // startLoad starts workers sending GET url with Host host (if set), for at
 // most maxDur and maxReq requests in all.
-func startLoad(t *testing.T, url, host string, workers int, maxDur time.Duration, maxReq int64) *load {
+func startLoad(t testing.TB, url, host string, workers int, maxDur time.Duration, maxReq int64) *load {
 	t.Helper()
 	l := &load{stop: make(chan struct{}), byReplica: map[string]int{}}
 	tr := &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}
@@ -94,7 +94,7 @@ func (l *load) mark() (requests, failures int64) { return l.requests.Load(), l.f
 
 // phase runs op under the load and then keeps the load on for settle; it
 // asserts that the phase cost no failed request and made progress.
-func (l *load) phase(t *testing.T, name string, settle time.Duration, op func()) {
+func (l *load) phase(t testing.TB, name string, settle time.Duration, op func()) {
 	t.Helper()
 	r0, f0 := l.mark()
 	start := time.Now()
@@ -112,7 +112,7 @@ func (l *load) phase(t *testing.T, name string, settle time.Duration, op func())
 	}
 }
 
-func docker(t *testing.T, args ...string) string {
+func docker(t testing.TB, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -132,7 +132,7 @@ func (p *project) containers(service string) []string {
 }
 
 // waitReady waits until pool has exactly n ready replicas and no other.
-func (d *dlbProc) waitReady(t *testing.T, pool string, n int, timeout time.Duration) {
+func (d *dlbProc) waitReady(t testing.TB, pool string, n int, timeout time.Duration) {
 	t.Helper()
 	waitFor(t, timeout, fmt.Sprintf("pool %s to have exactly %d replicas, all ready", pool, n), func() (bool, string) {
 		var states []string
@@ -345,7 +345,7 @@ type socketProxy struct {
 	conns map[net.Conn]bool
 }
 
-func newSocketProxy(t *testing.T) *socketProxy {
+func newSocketProxy(t testing.TB) *socketProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
