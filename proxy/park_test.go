@@ -24,7 +24,8 @@ func parkedServer(t *testing.T, after, idle time.Duration) (addr string, srv *ht
 		t.Fatal(err)
 	}
 	il := NewIdleListener(ln, after)
-	if _, ok := il.(*IdleListener); !ok {
+	lastIdleListener, _ = il.(*IdleListener)
+	if lastIdleListener == nil {
 		ln.Close()
 		t.Skip("parking idle connections is not supported here")
 	}
@@ -42,6 +43,10 @@ func parkedServer(t *testing.T, after, idle time.Duration) (addr string, srv *ht
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String(), srv, served
 }
+
+// lastIdleListener is the listener of the last parkedServer (tests in this
+// package run one at a time).
+var lastIdleListener *IdleListener
 
 // client is one raw keep-alive connection.
 type client struct {
@@ -85,6 +90,8 @@ func TestIdleListenerParksAndWakes(t *testing.T) {
 		clients[i] = dialClient(t, addr)
 		clients[i].get(t, fmt.Sprintf("client %d, first GET", i))
 	}
+	il := lastIdleListener
+	waitFor(t, fmt.Sprintf("all %d idle connections to be parked", n), func() bool { return parkedCount(il) == n })
 	// Once parked, the server holds no goroutine for them.
 	waitFor(t, fmt.Sprintf("the server's goroutines for %d idle connections to end (%d now, %d before)", n, runtime.NumGoroutine(), before),
 		func() bool { return runtime.NumGoroutine() < before+n/2 })

@@ -90,10 +90,9 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
-// resetAddr returns the address of a listener that reads the start of each
-// request, then resets the connection without answering. accepted counts
-// the connections it took.
-func resetAddr(t *testing.T) (addr string, accepted *atomic.Int32) {
+// rawServer listens on loopback and runs serve, on its own goroutine, for
+// each connection it accepts; accepted counts them.
+func rawServer(t *testing.T, serve func(net.Conn)) (addr string, accepted *atomic.Int32) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -108,15 +107,23 @@ func resetAddr(t *testing.T) (addr string, accepted *atomic.Int32) {
 				return
 			}
 			accepted.Add(1)
-			go func() {
-				buf := make([]byte, 4<<10)
-				c.Read(buf)
-				c.(*net.TCPConn).SetLinger(0) // close with RST
-				c.Close()
-			}()
+			go serve(c)
 		}
 	}()
 	return ln.Addr().String(), accepted
+}
+
+// resetAddr returns the address of a listener that reads the start of each
+// request, then resets the connection without answering. accepted counts
+// the connections it took.
+func resetAddr(t *testing.T) (addr string, accepted *atomic.Int32) {
+	t.Helper()
+	return rawServer(t, func(c net.Conn) {
+		buf := make([]byte, 4<<10)
+		c.Read(buf)
+		c.(*net.TCPConn).SetLinger(0) // close with RST
+		c.Close()
+	})
 }
 
 // front is dlb's proxy served by a real HTTP server, in front of routes.
