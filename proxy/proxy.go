@@ -159,6 +159,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		a.body = newReplayBody(r.Body, r.ContentLength, p.opts.MaxReplayBody)
 		r.Body = a.body
+		if a.body.kept {
+			// Lets net/http's Transport send the request again by itself when
+			// a kept-alive connection turns out closed by the replica before
+			// anything was written (it retries only requests it can rewind).
+			r.GetBody = a.body.rewind
+		}
 	}
 	if up.Begin() {
 		a.first = up
@@ -454,6 +460,9 @@ func (b *replayBody) Close() error { return nil }
 // a large one only when the failed try never connected (so the transport
 // will not read it any more) and nothing of it was read.
 func (b *replayBody) replayable(dialFailed bool) bool { return b.kept || dialFailed && !b.read }
+
+// rewind is replay in the shape of http.Request.GetBody.
+func (b *replayBody) rewind() (io.ReadCloser, error) { return b.replay(), nil }
 
 // replay returns the body for another try. A kept body gets a new reader,
 // since the failed try's transport may still read the old one.
