@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -85,18 +84,6 @@ func replicaAt(t *testing.T, h http.HandlerFunc) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-// closedPort is an address on which nothing listens: connecting is refused.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func mustGet(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -158,8 +145,8 @@ func TestObserverSeesDLBsOwnAnswers(t *testing.T) {
 		}
 	})
 	t.Run("503 no ready replica", func(t *testing.T) {
-		op := newObservedProxy(t, Options{}, closedPort(t))
-		op.pool.Put(balancer.Member{ID: "starting", Name: "starting", Address: closedPort(t)})
+		op := newObservedProxy(t, Options{}, deadAddr(t))
+		op.pool.Put(balancer.Member{ID: "starting", Name: "starting", Address: deadAddr(t)})
 		op.pool.Remove("r0")
 		code, _ := mustGet(t, op.url+"/")
 		e := op.rec.next(t)
@@ -174,7 +161,7 @@ func TestObserverSeesDLBsOwnAnswers(t *testing.T) {
 // the ejection.
 func TestObserverSeesRetriesAndEjections(t *testing.T) {
 	op := newObservedProxy(t, Options{Retries: 2, Ejector: &Ejector{MinWindow: time.Hour}},
-		closedPort(t), replicaAt(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+		deadAddr(t), replicaAt(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	code, _ := mustGet(t, op.url+"/")
 	e := op.rec.next(t)
 	if code != 200 || e.Status != 200 || e.Retries != 1 || e.Upstream != op.ups[1] || e.FirstFor != op.ups[1] {
