@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -18,57 +17,25 @@ type Gate struct {
 	// Dial connects; nil means net.Dialer.DialContext.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	mu     sync.Mutex
-	probes map[string]context.CancelFunc
+	probes tasks
 }
 
 // Start probes addr until it accepts a connection, then calls ready once.
 // A probe already running for id is replaced.
 func (g *Gate) Start(id, addr string, ready func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	g.mu.Lock()
-	if g.probes == nil {
-		g.probes = map[string]context.CancelFunc{}
-	}
-	if stop, ok := g.probes[id]; ok {
-		stop()
-	}
-	g.probes[id] = cancel
-	g.mu.Unlock()
+	ctx := g.probes.start(id)
 	go func() {
-		if g.wait(ctx, addr) {
-			g.mu.Lock()
-			// Only the probe still registered may report: a replaced or
-			// stopped one has had its context cancelled under this lock.
-			ok := ctx.Err() == nil
-			if ok {
-				delete(g.probes, id)
-			}
-			g.mu.Unlock()
-			cancel()
-			if ok {
-				ready()
-			}
+		if g.wait(ctx, addr) && g.probes.finish(id, ctx) {
+			ready()
 		}
 	}()
 }
 
 // Stop ends the probe for id, if any; its ready is not called.
-func (g *Gate) Stop(id string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if stop, ok := g.probes[id]; ok {
-		stop()
-		delete(g.probes, id)
-	}
-}
+func (g *Gate) Stop(id string) { g.probes.stop(id) }
 
 // Probing reports how many replicas are being probed.
-func (g *Gate) Probing() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.probes)
-}
+func (g *Gate) Probing() int { return g.probes.count() }
 
 func (g *Gate) wait(ctx context.Context, addr string) bool {
 	minI, maxI, dt := g.MinInterval, g.MaxInterval, g.DialTimeout

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
@@ -35,35 +34,17 @@ type Checker struct {
 	// OnChange, if set, is called after a check changes an upstream's state.
 	OnChange func()
 
-	mu     sync.Mutex
-	checks map[string]context.CancelFunc
+	checks tasks
 }
 
 // Watch starts checking u (a member of pool) with hc, replacing any check
 // already running for it.
 func (c *Checker) Watch(pool *balancer.Pool, u *balancer.Upstream, hc HealthCheck) {
-	ctx, cancel := context.WithCancel(context.Background())
-	c.mu.Lock()
-	if c.checks == nil {
-		c.checks = map[string]context.CancelFunc{}
-	}
-	if stop, ok := c.checks[u.ID()]; ok {
-		stop()
-	}
-	c.checks[u.ID()] = cancel
-	c.mu.Unlock()
-	go c.run(ctx, pool, u, hc)
+	go c.run(c.checks.start(u.ID()), pool, u, hc)
 }
 
 // Unwatch stops checking the upstream with the given ID.
-func (c *Checker) Unwatch(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if stop, ok := c.checks[id]; ok {
-		stop()
-		delete(c.checks, id)
-	}
-}
+func (c *Checker) Unwatch(id string) { c.checks.stop(id) }
 
 func (c *Checker) client() *http.Client {
 	if c.Client != nil {
