@@ -370,7 +370,7 @@ func (t *h1Transport) closeIdle() {
 func newFastTransport(std *http.Transport, maxBody int64) *h1Transport {
 	return &h1Transport{
 		dial:        std.DialContext,
-		std:         std,
+		std:         stdTransport{std},
 		maxIdle:     std.MaxIdleConnsPerHost,
 		idleTimeout: std.IdleConnTimeout,
 		maxBody:     maxBody,

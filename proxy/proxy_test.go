@@ -77,19 +77,6 @@ func ready(t *testing.T, p *balancer.Pool, name, addr string) *balancer.Upstream
 	return u
 }
 
-// deadAddr returns a 127.0.0.1 address where nothing listens: connecting
-// to it is refused at once.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // rawServer listens on loopback and runs serve, on its own goroutine, for
 // each connection it accepts; accepted counts them.
 func rawServer(t *testing.T, serve func(net.Conn)) (addr string, accepted *atomic.Int32) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/http/httptrace"
 	"time"
 )
 
@@ -30,7 +31,7 @@ func (ut *upstreamTransport) forScheme(scheme string) http.RoundTripper {
 	if ut.fast != nil { // h1transport.go
 		return ut.fast
 	}
-	return ut.Transport
+	return stdTransport{ut.Transport}
 }
 
 // CloseIdleConnections closes the replica's idle connections of either
@@ -41,4 +42,61 @@ func (ut *upstreamTransport) CloseIdleConnections() {
 	}
 	ut.Transport.CloseIdleConnections()
 	ut.h2c.CloseIdleConnections()
+}
+
+// stdTransport is net/http's Transport with what the fast transport does
+// for a kept-alive connection the upstream closed while it sat idle (an idle
+// timeout shorter than dlb's, as Node.js's 5 s): the request goes out again
+// on a new connection, whatever its method, since the upstream never saw it.
+// The Transport learns of such a close only when its reader goroutine runs,
+// and by itself resends only GETs and the like. Two guards:
+//   - before a request is written on a connection that sat idle, one
+//     non-blocking peek tells whether the upstream closed it; if so it is
+//     closed here, nothing is written, and the Transport resends the
+//     request itself (a body is rewound with GetBody, which the proxy sets
+//     for the small bodies it keeps);
+//   - when the Transport's reader saw the close first, it fails the request
+//     with its "server closed idle connection" error, which it gives only
+//     when the close came before the request was written: it is sent again
+//     here.
+type stdTransport struct{ *http.Transport }
+
+// errServerClosedIdle is the text of net/http's unexported error for a
+// connection closed by the server before the request was written on it.
+const errServerClosedIdle = "http: server closed idle connection"
+
+func (t stdTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	for tries := 0; ; tries++ {
+		// A new trace each time: WithClientTrace merges into it the one
+		// ReverseProxy already set for 1xx responses.
+		trace := &httptrace.ClientTrace{GotConn: dropIfClosed}
+		resp, err := t.Transport.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+		if err == nil || err.Error() != errServerClosedIdle || tries > t.MaxIdleConnsPerHost || req.Context().Err() != nil {
+			return resp, err
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, err
+			}
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			req = req.WithContext(req.Context())
+			req.Body = body
+		}
+	}
+}
+
+// dropIfClosed closes a connection taken from the idle pool that the
+// upstream closed meanwhile, before the Transport writes on it.
+func dropIfClosed(info httptrace.GotConnInfo) {
+	if !info.WasIdle {
+		return
+	}
+	var p peeker
+	p.init(info.Conn)
+	if !p.alive() {
+		info.Conn.Close()
+	}
 }

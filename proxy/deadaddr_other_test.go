@@ -1,0 +1,21 @@
+//go:build !unix
+
+package proxy
+
+import (
+	"net"
+	"testing"
+)
+
+// deadAddr returns a 127.0.0.1 address where nothing listens: connecting
+// to it is refused at once (unless another listener takes the port first).
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

@@ -1,0 +1,30 @@
+//go:build unix
+
+package proxy
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+)
+
+// deadAddr returns a 127.0.0.1 address where nothing listens: connecting
+// to it is refused at once. The port stays bound, without listening, until
+// the test ends, so no other listener (of this test binary or another one
+// running beside it) can take it meanwhile and swallow the connection.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
