@@ -84,7 +84,8 @@ fuzz:
 
 # dlb, nginx and HAProxy in front of the same demo containers, plus the direct
 # ceiling; writes docs/benchmarks.md and .png. Knobs: BENCH_REPLICAS, BENCH_ROUNDS,
-# BENCH_DURATION, BENCH_CONNS; BENCH_QUICK=1 for a smoke run (see bench/bench.sh).
+# BENCH_DURATION, BENCH_CONNS, BENCH_CONVERGENCE, BENCH_CONV_REPLICAS; BENCH_QUICK=1 for a
+# smoke run (see bench/bench.sh).
 bench: docker-ready
 	bash bench/bench.sh
 

@@ -51,6 +51,7 @@ type Upstream struct {
 	failures atomic.Int64
 
 	readySince atomic.Int64 // unix nanoseconds; 0 while not Ready
+	announced  atomic.Int64 // unix nanoseconds; 0 when unknown
 	unserved   atomic.Bool  // Ready, and no request has begun since
 	removed    atomic.Bool
 }
@@ -89,6 +90,26 @@ func (u *Upstream) ReadySince() time.Time {
 	return time.Time{}
 }
 
+// Announced is when the upstream's source announced the start of its
+// current run (for a container, the time of the Docker event that made it
+// ready to be let in); the zero time when unknown. It is forgotten when the
+// upstream stops being Ready.
+func (u *Upstream) Announced() time.Time {
+	if ns := u.announced.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// SetAnnounced records what Announced returns; the zero time forgets it.
+func (u *Upstream) SetAnnounced(t time.Time) {
+	if t.IsZero() {
+		u.announced.Store(0)
+		return
+	}
+	u.announced.Store(t.UnixNano())
+}
+
 // Removed reports whether the upstream has left its pool for good (an
 // upstream put back under the same ID is a new Upstream).
 func (u *Upstream) Removed() bool { return u.removed.Load() }
@@ -123,6 +144,7 @@ func (u *Upstream) setState(s State, now time.Time) {
 	case s != Ready && was == Ready:
 		u.readySince.Store(0)
 		u.unserved.Store(false)
+		u.announced.Store(0)
 	}
 	u.state.Store(int32(s))
 }

@@ -13,7 +13,9 @@
 #   BENCH_OUT=DIR         where the page, chart and runs go (default docs/, or the
 #                         run's folder when quick)
 #   BENCH_PORT_BASE=18400 first loopback port to try for the proxies
-#   BENCH_CONVERGENCE=1   also run the convergence measurement (a placeholder for now)
+#   BENCH_CONVERGENCE=1   also measure convergence (0 skips it): a pool scaled
+#                         from 1 to BENCH_CONV_REPLICAS backends under light load
+#   BENCH_CONV_REPLICAS=50  (10 when quick; 2-200)
 #
 # Needs Docker, Go, and (installed from Debian when missing, as root) wrk,
 # nginx, haproxy, curl, jq. Sends traffic only to 127.0.0.1 and to the
@@ -32,6 +34,11 @@ else
 	ROUNDS=${BENCH_ROUNDS:-3} DURATION=${BENCH_DURATION:-10} WARMUP=3
 fi
 REPLICAS=${BENCH_REPLICAS:-3}
+CONVERGENCE=${BENCH_CONVERGENCE:-1}
+if [[ $QUICK == 1 ]]; then CONV_REPLICAS=${BENCH_CONV_REPLICAS:-10}; else CONV_REPLICAS=${BENCH_CONV_REPLICAS:-50}; fi
+CONVERGENCE_DIR="" # where bench_convergence left its figures
+CONV_ADMIN=""      # the convergence dlb's admin URL
+CONV_WANT=0        # how many ready replicas conv_ready waits for
 CONNS=${BENCH_CONNS:-64 256}
 PORT_BASE=${BENCH_PORT_BASE:-18400}
 THREADS=2 # wrk threads
@@ -77,7 +84,9 @@ check_knobs() {
 		BENCH_ROUNDS $ROUNDS 1 20
 		BENCH_DURATION $DURATION 1 600
 		BENCH_PORT_BASE $PORT_BASE 1024 64000
+		BENCH_CONV_REPLICAS $CONV_REPLICAS 2 200
 	EOF
+	[[ $CONVERGENCE == [01] ]] || die "BENCH_CONVERGENCE=$CONVERGENCE: want 1 (measure convergence) or 0 (skip it)"
 	[[ -n ${CONNS// /} ]] || die "BENCH_CONNS is empty: want connection counts such as \"64 256\""
 	local c list=()
 	for c in $CONNS; do
@@ -87,7 +96,7 @@ check_knobs() {
 	done
 	# Base 10 from here on: bash would read 08 as a bad octal number.
 	CONNS=${list[*]}
-	REPLICAS=$((10#$REPLICAS)) ROUNDS=$((10#$ROUNDS)) DURATION=$((10#$DURATION)) PORT_BASE=$((10#$PORT_BASE))
+	REPLICAS=$((10#$REPLICAS)) CONV_REPLICAS=$((10#$CONV_REPLICAS)) ROUNDS=$((10#$ROUNDS)) DURATION=$((10#$DURATION)) PORT_BASE=$((10#$PORT_BASE))
 	NEXT_PORT=$PORT_BASE
 }
 
@@ -398,15 +407,87 @@ measure() {
 		"$(awk -v v="$R_P99" 'BEGIN{print v/1e3}')" "$cpu" "$R_ERRORS")"
 }
 
-# bench_convergence_scale_1_to_50 is a PLACEHOLDER: it measures nothing yet.
-# The plan: with dlb running, scale the backends from 1 to 50 containers at
-# once and read, from dlb's metrics, the histogram of the time from the Docker
-# event (container start) to the first request routed to the new replica;
-# report its p50, p99 and max, and the wall time until all 50 are ready. That
-# needs dlb to export the histogram; until it does, this says so, and
-# benchmarks.md says "not measured yet". Never put made-up numbers here.
-bench_convergence_scale_1_to_50() {
-	log "convergence (scale 1 -> 50): not measured yet: it needs dlb's event-to-first-routed-request histogram in its metrics"
+# conv_count STATE|served: how many replicas of the convergence pool dlb's
+# admin API lists as ready, or as having served a request; its last answer
+# stays in convergence/pools.json.
+conv_count() {
+	local f=$WORK/convergence/pools.json sel
+	fetch "$CONV_ADMIN/api/pools" >"$f" 2>&1 || return 1
+	case $1 in
+	served) sel='.requests > 0' ;;
+	*) sel=".state == \"$1\"" ;;
+	esac
+	jq "[.[] | select(.name == \"conv\") | .replicas[]? | select($sel)] | length" "$f" 2>/dev/null
+}
+conv_ready() { [[ $(conv_count ready) == "$CONV_WANT" ]]; }
+conv_served() { [[ $(conv_count served) == "$CONV_REPLICAS" ]]; }
+
+# bench_convergence: how fast dlb follows a scale from 1 to $CONV_REPLICAS
+# backends while a light steady load goes through it. A fresh dlb (JSON
+# log at info level, which times each replica from its Docker event) fronts
+# a pool of its own (host conv.bench); one backend is there before it starts,
+# the others are started at once, 8 docker runs at a time. Leaves in
+# $WORK/convergence what bench/report/convergence.go reads.
+bench_convergence() {
+	local dir=$WORK/convergence port aport host=conv.bench t0 wall line kv requests=0 errors=0
+	local run=(timeout 300 docker run -d --pull never --network "$NET" --label "$LABEL" --label dlb.enable=true
+		--label dlb.port=80 --label dlb.service=conv --label "dlb.host=$host")
+	mkdir -p "$dir"
+	log "convergence: scaling a pool from 1 to $CONV_REPLICAS backends behind a fresh dlb"
+	"${run[@]}" --name "$NET-conv-1" "$IMAGE" >/dev/null || die "starting the first convergence backend failed"
+	alloc_port port
+	alloc_port aport
+	CONV_ADMIN="http://127.0.0.1:$aport"
+	start_proc conv "$dir/dlb.log" env "GOMAXPROCS=$WORKERS" "$ROOT/bin/dlb" --listen "127.0.0.1:$port" \
+		--admin "127.0.0.1:$aport" --network "$NET" --log-level info --log-format json
+	wait_for 30 "the convergence dlb's /healthz" "${PROC[conv]}" http_ok "$CONV_ADMIN/healthz"
+	CONV_WANT=1
+	wait_for 60 "dlb to list the first convergence backend as ready (see $dir/pools.json)" "${PROC[conv]}" conv_ready
+
+	assert_allowed "http://127.0.0.1:$port/"
+	# 16 connections, each pausing 4 ms between requests: at most 4,000
+	# req/s, so that the load does not starve the engine that starts the
+	# containers. wrk stops at its duration at the latest; it is interrupted
+	# (and reports) once every new replica has served.
+	WRK_REPORT_LUA="$ROOT/bench/wrk-report.lua" timeout -k 5 400 wrk -t1 -c16 -d300s --timeout 5s \
+		-H "Host: $host" -s "$ROOT/bench/wrk-paced.lua" "http://127.0.0.1:$port/" -- 4 >"$dir/wrk.log" 2>&1 &
+	WRK_PID=$!
+	t0=$(date +%s%N)
+	seq 2 "$CONV_REPLICAS" | xargs -P 8 -I{} "${run[@]}" --name "$NET-conv-{}" "$IMAGE" >/dev/null ||
+		die "starting the convergence backends failed"
+	CONV_WANT=$CONV_REPLICAS
+	wait_for 300 "dlb to list $CONV_REPLICAS ready convergence backends (see $dir/pools.json)" "${PROC[conv]}" conv_ready
+	wall=$(($(date +%s%N) - t0))
+	wait_for 60 "each convergence backend to serve a request through dlb (see $dir/pools.json)" "${PROC[conv]}" conv_served
+	kill -INT "$WRK_PID" 2>/dev/null
+	wait "$WRK_PID" || true
+	WRK_PID=""
+	line=$(grep -m1 '^BENCH_RESULT ' "$dir/wrk.log") || die "wrk printed no result line (see $dir/wrk.log)"
+	for kv in ${line#BENCH_RESULT }; do
+		case ${kv%%=*} in
+		requests) requests=${kv#*=} ;;
+		duration_us | p50_us | p99_us) ;;
+		*) errors=$((errors + ${kv#*=})) ;;
+		esac
+	done
+
+	fetch "$CONV_ADMIN/metrics" >"$dir/metrics.txt" || die "could not read the convergence dlb's /metrics"
+	sed -nE 's/^dlb_event_to_first_request_seconds_bucket\{(.*,)?le="([^"]+)"(,.*)?\} ([0-9.e+]+)$/\2\t\4/p' \
+		<(grep 'service="conv"' "$dir/metrics.txt") >"$dir/first-buckets.tsv"
+	[[ -s $dir/first-buckets.tsv ]] || die "dlb's /metrics has no dlb_event_to_first_request_seconds for conv (see $dir/metrics.txt)"
+	local m
+	for m in "replica starting:known" "replica ready:ready"; do
+		jq -r --arg msg "${m%%:*}" 'select(.message == $msg and .service == "conv" and .since_event != null) | .since_event' \
+			"$dir/dlb.log" >"$dir/${m##*:}-ms.txt" 2>/dev/null || die "could not read dlb's JSON log $dir/dlb.log"
+	done
+	printf 'from\t1\nto\t%d\nwall_s\t%s\nrequests\t%d\nerrors\t%d\nload\t%s\n' "$CONV_REPLICAS" \
+		"$(awk -v ns="$wall" 'BEGIN { printf "%.2f", ns / 1e9 }')" "$requests" "$errors" \
+		"wrk -t1 -c16, each connection pausing 4 ms between requests" >"$dir/meta.tsv"
+	log "convergence: $CONV_REPLICAS ready after $(cut -f2 <<<"$(grep ^wall_s "$dir/meta.tsv")") s;" \
+		"event to ready, median $(sort -n "$dir/ready-ms.txt" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }') ms;" \
+		"$requests requests, $errors failed"
+	stop_tree "${PROC[conv]}"
+	CONVERGENCE_DIR=$dir
 }
 
 machine_line() {
@@ -440,10 +521,12 @@ write_report() {
 	mkdir -p "$OUT"
 	cp "$WORK/runs.tsv" "$OUT/benchmarks-runs.tsv"
 	for s in "${SKIPPED[@]}"; do args+=(-skip "$s"); done
+	[[ -z $CONVERGENCE_DIR ]] || args+=(-convergence "$CONVERGENCE_DIR")
 	[[ ! -f $WORK/dlb/command.txt ]] || attach "dlb command line" "$WORK/dlb/command.txt"
 	attach nginx.conf "$WORK/nginx/nginx.conf"
 	attach haproxy.cfg "$WORK/haproxy/haproxy.cfg"
-	cmd="BENCH_REPLICAS=$REPLICAS BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_CONNS='$CONNS' make bench"
+	cmd="BENCH_REPLICAS=$REPLICAS BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_CONNS='$CONNS'"
+	cmd+=" BENCH_CONVERGENCE=$CONVERGENCE BENCH_CONV_REPLICAS=$CONV_REPLICAS make bench"
 	if [[ $QUICK == 1 ]]; then
 		cmd="BENCH_QUICK=1 $cmd"
 		note="Quick smoke run (BENCH_QUICK=1): too short to quote"
@@ -511,7 +594,7 @@ main() {
 			done
 		done
 	done
-	[[ ${BENCH_CONVERGENCE:-0} != 1 ]] || bench_convergence_scale_1_to_50
+	[[ $CONVERGENCE != 1 || " ${TARGETS[*]} " != *" dlb "* ]] || bench_convergence
 	write_report
 }
 

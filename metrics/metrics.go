@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/proxy"
@@ -27,6 +28,8 @@ type Metrics struct {
 	retries      *prometheus.CounterVec   // service
 	ejections    *prometheus.CounterVec   // service
 	readyToFirst *prometheus.HistogramVec // service
+	eventToReady *prometheus.HistogramVec // service
+	eventToFirst *prometheus.HistogramVec // service
 	dockerEvents *prometheus.CounterVec   // action
 
 	// series caches the request counters of each replica, so that a
@@ -43,7 +46,7 @@ type Metrics struct {
 
 // serviceSeries is one service's series.
 type serviceSeries struct {
-	duration, readyToFirst prometheus.Observer
+	duration, readyToFirst, eventToReady, eventToFirst prometheus.Observer
 	retries, ejections     prometheus.Counter
 }
 
@@ -79,6 +82,10 @@ var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 
 
 // Buckets of the ready-to-first-request histogram, in seconds.
 var readyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+
+// Buckets of the histograms that start at a Docker event, in seconds: fine
+// around the 20 ms a replica should take to become routable.
+var eventBuckets = []float64{.002, .005, .01, .015, .02, .03, .05, .075, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
 
 // Pools lists the pools whose replicas the metrics report at each scrape;
 // *balancer.Pools is one.
@@ -123,6 +130,16 @@ func New(pools Pools) *Metrics {
 			Help:    "Time from a replica turning ready to the first request routed to it, by service.",
 			Buckets: readyBuckets,
 		}, []string{"service"}),
+		eventToReady: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "dlb_event_to_ready_seconds",
+			Help:    "Time from the Docker event that announced a replica (start, or health_status: healthy) to the replica turning ready, routable, by service.",
+			Buckets: eventBuckets,
+		}, []string{"service"}),
+		eventToFirst: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "dlb_event_to_first_request_seconds",
+			Help:    "Time from the Docker event that announced a replica to the first request routed to it, by service.",
+			Buckets: eventBuckets,
+		}, []string{"service"}),
 		dockerEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dlb_docker_events_total",
 			Help: "Docker Engine events handled, by action.",
@@ -131,7 +148,7 @@ func New(pools Pools) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.duration, m.retries, m.ejections, m.readyToFirst, m.dockerEvents,
+		m.requests, m.duration, m.retries, m.ejections, m.readyToFirst, m.eventToReady, m.eventToFirst, m.dockerEvents,
 		&poolCollector{pools: pools},
 	)
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
@@ -162,6 +179,9 @@ func (m *Metrics) Observe(_ *http.Request, e *proxy.Exchange) {
 		if since := u.ReadySince(); !since.IsZero() && !e.Start.Before(since) {
 			svc.readyToFirst.Observe(e.Start.Sub(since).Seconds())
 		}
+		if at := u.Announced(); !at.IsZero() && !e.Start.Before(at) {
+			svc.eventToFirst.Observe(e.Start.Sub(at).Seconds())
+		}
 	}
 	class := classOf(e.Status)
 	if u := e.Upstream; u != nil && m.countReplica(service, u, class) {
@@ -178,6 +198,8 @@ func (m *Metrics) service(name string) *serviceSeries {
 	v, _ := m.services.LoadOrStore(name, &serviceSeries{
 		duration:     m.duration.WithLabelValues(name),
 		readyToFirst: m.readyToFirst.WithLabelValues(name),
+		eventToReady: m.eventToReady.WithLabelValues(name),
+		eventToFirst: m.eventToFirst.WithLabelValues(name),
 		retries:      m.retries.WithLabelValues(name),
 		ejections:    m.ejections.WithLabelValues(name),
 	})
@@ -247,6 +269,12 @@ func (m *Metrics) Forget(u *balancer.Upstream) {
 // Ejected counts a passive ejection. It is the proxy's EjectionObserver.
 func (m *Metrics) Ejected(route *proxy.Route, _ *balancer.Upstream) {
 	m.service(route.Service).ejections.Inc()
+}
+
+// ReplicaReady records how long after the Docker event that announced it
+// a replica of service turned ready.
+func (m *Metrics) ReplicaReady(service string, sinceEvent time.Duration) {
+	m.service(service).eventToReady.Observe(sinceEvent.Seconds())
 }
 
 // DockerEvent counts an event from the Docker Engine, by its action

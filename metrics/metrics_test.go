@@ -193,6 +193,33 @@ func TestReadyToFirstRequest(t *testing.T) {
 	}
 }
 
+// The time from a replica's Docker event to its first request is counted
+// once, and not again after it turns ready anew with no event to time from.
+func TestEventToReadyAndFirstRequest(t *testing.T) {
+	f := newFixture(t)
+	labels := map[string]string{"service": "web"}
+	f.m.ReplicaReady("web", 40*time.Millisecond)
+	want(t, f.m, "dlb_event_to_ready_seconds", labels, 1)
+	if got := histogramSum(t, f.m, "dlb_event_to_ready_seconds", labels); got != 0.04 {
+		t.Errorf("dlb_event_to_ready_seconds sum = %v, want 0.04", got)
+	}
+
+	f.w1.SetAnnounced(f.clock.t.Add(-100 * time.Millisecond))
+	f.clock.t = f.clock.t.Add(50 * time.Millisecond)
+	f.request(f.w1, 200, 0)
+	f.request(f.w1, 200, 0)
+	f.request(f.w2, 200, 0) // never announced: listed at start
+	want(t, f.m, "dlb_event_to_first_request_seconds", labels, 1)
+	if got := histogramSum(t, f.m, "dlb_event_to_first_request_seconds", labels); got < 0.1499 || got > 0.1501 {
+		t.Errorf("dlb_event_to_first_request_seconds sum = %v, want 0.15", got)
+	}
+
+	f.pool.SetHealth("1", balancer.CheckActive, false)
+	f.pool.SetHealth("1", balancer.CheckActive, true)
+	f.request(f.w1, 200, 0)
+	want(t, f.m, "dlb_event_to_first_request_seconds", labels, 1)
+}
+
 // A replica's series go when it leaves; a request that ends after that is
 // counted without a replica; a new container of the same name starts afresh.
 func TestForgetDeletesSeries(t *testing.T) {

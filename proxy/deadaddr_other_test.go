@@ -11,11 +11,19 @@ import (
 // to it is refused at once (unless another listener takes the port first).
 func deadAddr(t *testing.T) string {
 	t.Helper()
+	addr, _ := reservePort(t)
+	return addr
+}
+
+// reservePort is deadAddr with a release, a no-op here, for a test that
+// then listens on the port.
+func reservePort(t *testing.T) (addr string, release func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
+	addr = ln.Addr().String()
 	ln.Close()
-	return addr
+	return addr, func() {}
 }

@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"fmt"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -14,11 +15,21 @@ import (
 // running beside it) can take it meanwhile and swallow the connection.
 func deadAddr(t *testing.T) string {
 	t.Helper()
+	addr, _ := reservePort(t)
+	return addr
+}
+
+// reservePort is deadAddr with a release that frees the port early, for a
+// test that then listens on it.
+func reservePort(t *testing.T) (addr string, release func()) {
+	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { syscall.Close(fd) })
+	var once sync.Once
+	release = func() { once.Do(func() { syscall.Close(fd) }) }
+	t.Cleanup(release)
 	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -26,5 +37,5 @@ func deadAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port), release
 }

@@ -8,9 +8,11 @@ import (
 
 // Gate holds new replicas back until they accept TCP connections: a started
 // process is not yet a listening one. It probes each replica at once, then
-// again with a delay that grows from MinInterval to MaxInterval, for as long
-// as the replica is gated. The zero value probes every 25ms at first, backing
-// off to 1s, with a 500ms connect timeout.
+// again with a delay that grows by half from MinInterval to MaxInterval, for
+// as long as the replica is gated. The zero value waits 1ms, then 1.5ms,
+// 2.25ms... up to 1s between probes, with a 500ms connect timeout: a replica
+// that starts listening t after its start is let in by about 1.5t, and one
+// that never listens costs about 20 refused connects in its first second.
 type Gate struct {
 	MinInterval, MaxInterval time.Duration
 	DialTimeout              time.Duration
@@ -40,7 +42,7 @@ func (g *Gate) Probing() int { return g.probes.count() }
 func (g *Gate) wait(ctx context.Context, addr string) bool {
 	minI, maxI, dt := g.MinInterval, g.MaxInterval, g.DialTimeout
 	if minI <= 0 {
-		minI = 25 * time.Millisecond
+		minI = time.Millisecond
 	}
 	if maxI <= 0 {
 		maxI = time.Second
@@ -66,6 +68,6 @@ func (g *Gate) wait(ctx context.Context, addr string) bool {
 			return false
 		case <-time.After(interval):
 		}
-		interval = min(interval*2, maxI)
+		interval = min(interval+interval/2, maxI)
 	}
 }

@@ -19,7 +19,7 @@ func countingDial(n *atomic.Int32) func(ctx context.Context, network, addr strin
 }
 
 func TestGateReadyOnceAListenerAppears(t *testing.T) {
-	addr := deadAddr(t)
+	addr, release := reservePort(t)
 	var dials atomic.Int32
 	g := &Gate{MinInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond, Dial: countingDial(&dials)}
 	var calls atomic.Int32
@@ -38,6 +38,7 @@ func TestGateReadyOnceAListenerAppears(t *testing.T) {
 		t.Errorf("Probing while the replica does not listen: got %d, want 1", got)
 	}
 
+	release()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("listening on %s again: %v", addr, err)

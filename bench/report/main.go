@@ -7,7 +7,8 @@
 //
 //	go run ./report -runs runs.tsv -md docs/benchmarks.md -png docs/benchmarks.png \
 //	    -machine "..." -command "make bench" -duration 10 -replicas 3 \
-//	    -skip 'dlb=cmd/dlb does not exist yet' -attach 'nginx.conf=/tmp/x/nginx.conf'
+//	    -skip 'dlb=cmd/dlb does not exist yet' -attach 'nginx.conf=/tmp/x/nginx.conf' \
+//	    -convergence /tmp/x/convergence
 package main
 
 import (
@@ -38,6 +39,7 @@ func (p *pairs) Set(s string) error {
 
 type options struct {
 	runs, md, png          string
+	convergence            string // folder of the convergence measurement; "" when not run
 	title, note            string
 	machine, command, load string
 	date                   string
@@ -65,6 +67,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 2, "workers per proxy (nginx processes, HAProxy threads, dlb GOMAXPROCS)")
 	flag.StringVar(&targets, "targets", "dlb,nginx,haproxy,direct", "comma-separated row and bar order")
 	flag.Var(&o.skip, "skip", "TARGET=REASON for a target that was not measured (repeatable)")
+	flag.StringVar(&o.convergence, "convergence", "", "folder where bench.sh left the convergence measurement (see convergence.go)")
 	flag.Var(&o.attach, "attach", "TITLE=FILE to show in the settings section (repeatable)")
 	flag.Parse()
 	o.targets = strings.Split(targets, ",")
@@ -116,6 +119,13 @@ func run(o options) error {
 		if has && !skip {
 			measured = append(measured, t)
 		}
+	}
+	if o.convergence != "" {
+		c, err := readConvergence(o.convergence)
+		if err != nil {
+			return fmt.Errorf("-convergence %s: %w", o.convergence, err)
+		}
+		p.Convergence = c
 	}
 	for _, a := range o.attach {
 		body, err := os.ReadFile(a[1])

@@ -19,6 +19,7 @@ type page struct {
 	Skipped                      map[string]string // target -> why it was not measured
 	Chart, Runs                  string            // file names beside the page
 	Attachments                  []attachment
+	Convergence                  *convergence // nil when not measured
 }
 
 type attachment struct{ Title, Body string }
@@ -90,9 +91,11 @@ func writeMarkdown(w io.Writer, p page, rows []Summary) error {
 	pf("- **Caveats:** wrk, the proxy and the backends share the same CPUs, so each steals from the others; ")
 	pf("the numbers rank the proxies on this machine and do not transfer to a bigger one. The machine may be shared with other work: compare ratios from one run rather than absolute numbers across runs.\n\n")
 
-	pf("## Convergence (scale 1 → 50 replicas)\n\n")
-	pf("Not measured yet. The plan: scale the backends from 1 to 50 and read, from dlb's metrics, the histogram of the time from a Docker event to the first request routed to the new replica ")
-	pf("(`bench_convergence_scale_1_to_50` in `bench/bench.sh` is the placeholder). No number is shown until dlb exports that histogram.\n")
+	if p.Convergence != nil {
+		p.Convergence.markdown(pf)
+	} else {
+		pf("## Convergence\n\nNot measured in this run (`BENCH_CONVERGENCE=0`).\n")
+	}
 
 	if len(p.Attachments) > 0 {
 		pf("\n## Settings used in this run\n")

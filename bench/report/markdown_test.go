@@ -67,7 +67,7 @@ func TestRunWritesPageAndChart(t *testing.T) {
 		"[`benchmarks-runs.tsv`](benchmarks-runs.tsv)",
 		"<details><summary>nginx.conf</summary>",
 		"worker_processes 2;",
-		"## Convergence (scale 1 → 50 replicas)\n\nNot measured yet.",
+		"## Convergence\n\nNot measured in this run (`BENCH_CONVERGENCE=0`).",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("benchmarks.md lacks %q; it reads:\n%s", want, md)

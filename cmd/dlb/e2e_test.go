@@ -151,22 +151,50 @@ func newProject(t testing.TB, yaml string) *project {
 		t.Fatal(err)
 	}
 	p := &project{t: t, name: name, file: file}
-	t.Cleanup(func() { p.compose("down", "-v", "--remove-orphans", "-t", "1") })
+	t.Cleanup(p.down)
 	return p
+}
+
+// down removes the project. After many containers the engine may still
+// count an endpoint on the network for a moment ("has active endpoints"):
+// down is tried again until it succeeds, for up to a minute.
+func (p *project) down() {
+	p.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := p.run("down", "-v", "--remove-orphans", "-t", "1")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Errorf("removing project %s: %v\n%s", p.name, err, out)
+			return
+		}
+		time.Sleep(time.Second) // the engine gives no event to wait on for this
+	}
 }
 
 // compose runs a Compose command on the project and returns its output.
 func (p *project) compose(args ...string) string {
 	p.t.Helper()
+	out, err := p.run(args...)
+	if err != nil {
+		p.t.Fatalf("%v\n%s", err, out)
+	}
+	return out
+}
+
+// run runs a Compose command on the project; the error names the command.
+func (p *project) run(args ...string) (string, error) {
 	cc := composeCommand()
 	full := append(append(cc[1:], "-p", p.name, "-f", p.file), args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, cc[0], full...).CombinedOutput()
 	if err != nil {
-		p.t.Fatalf("%s %s: %v\n%s", cc[0], strings.Join(full, " "), err, out)
+		err = fmt.Errorf("%s %s: %w", cc[0], strings.Join(full, " "), err)
 	}
-	return string(out)
+	return string(out), err
 }
 
 // scale sets the number of replicas of service, leaving the project's other

@@ -251,6 +251,7 @@ func serve(c *cli.Context) error {
 	reg = newRegistry(router, px, log.With().Str("component", "pools").Logger())
 	if met != nil {
 		reg.left = met.Forget
+		reg.ready = met.ReplicaReady
 	}
 	watcher := discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
 	reg.synced = watcher.Synced

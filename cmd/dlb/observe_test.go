@@ -45,6 +45,24 @@ func (d *dlbProc) scrape() map[string]*dto.MetricFamily {
 
 // series returns the value of each series of a metric whose labels include
 // match, keyed by the value of label by (a histogram gives its count).
+// histogram returns the sample count and sum of the histogram series that
+// match.
+func histogram(fams map[string]*dto.MetricFamily, name string, match map[string]string) (count, sum float64) {
+	for _, m := range fams[name].GetMetric() {
+		ok := true
+		for _, l := range m.GetLabel() {
+			if v, in := match[l.GetName()]; in && v != l.GetValue() {
+				ok = false
+			}
+		}
+		if ok && m.Histogram != nil {
+			count += float64(m.Histogram.GetSampleCount())
+			sum += m.Histogram.GetSampleSum()
+		}
+	}
+	return count, sum
+}
+
 func series(fams map[string]*dto.MetricFamily, name string, match map[string]string, by string) map[string]float64 {
 	out := map[string]float64{}
 	f := fams[name]
@@ -237,6 +255,14 @@ func TestObserveTraffic(t *testing.T) {
 	}
 	if got := series(fams, "dlb_ready_to_first_request_seconds", svc, "service")[pool]; got != 3 {
 		t.Errorf("dlb_ready_to_first_request_seconds count = %v, want 3", got)
+	}
+	// The 2 first replicas were there before dlb: only the third came with
+	// a Docker event to time from.
+	for _, name := range []string{"dlb_event_to_ready_seconds", "dlb_event_to_first_request_seconds"} {
+		count, sum := histogram(fams, name, svc)
+		if count != 1 || sum <= 0 || sum > 5 {
+			t.Errorf("%s: count %v, sum %vs; want 1 replica, timed in (0, 5s]", name, count, sum)
+		}
 	}
 
 	// SSE through dlb, with the metrics observing: events arrive one by one.

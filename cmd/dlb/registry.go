@@ -25,6 +25,9 @@ type registry struct {
 	log     zerolog.Logger
 	synced  func() bool
 	left    func(*balancer.Upstream) // if set, told of each replica that left its pool
+	// ready, if set, is told how long after its Docker event each replica
+	// turned ready.
+	ready func(service string, sinceEvent time.Duration)
 
 	mu       sync.Mutex
 	replicas map[string]placed             // by container ID
@@ -195,7 +198,11 @@ func (g *registry) update(r discovery.Replica) {
 			pool.SetHealth(r.ID, balancer.CheckPassive, true)
 			pool.SetHealth(r.ID, balancer.CheckActive, true)
 		}
-		g.log.Info().Str("service", r.Service).Str("replica", r.Name).Str("address", r.Address()).Msg("replica starting")
+		ev := g.log.Info().Str("service", r.Service).Str("replica", r.Name).Str("address", r.Address())
+		if !r.EventTime.IsZero() {
+			ev = ev.Dur("since_event", time.Since(r.EventTime))
+		}
+		ev.Msg("replica starting")
 		g.admit(r, pool)
 	case r.Health == "healthy":
 		g.markReady(r, pool)
@@ -207,12 +214,20 @@ func (g *registry) update(r discovery.Replica) {
 // event that announced it.
 func (g *registry) markReady(r discovery.Replica, pool *balancer.Pool) {
 	u := pool.Get(r.ID)
-	if u == nil || u.State() == balancer.Ready || !pool.MarkReady(r.ID) || u.State() != balancer.Ready {
+	if u == nil || u.State() == balancer.Ready {
+		return
+	}
+	u.SetAnnounced(r.EventTime)
+	if !pool.MarkReady(r.ID) || u.State() != balancer.Ready {
 		return
 	}
 	ev := g.log.Info().Str("service", r.Service).Str("replica", r.Name)
 	if !r.EventTime.IsZero() {
-		ev = ev.Dur("since_event", time.Since(r.EventTime))
+		since := time.Since(r.EventTime)
+		ev = ev.Dur("since_event", since)
+		if g.ready != nil {
+			g.ready(r.Service, since)
+		}
 	}
 	ev.Msg("replica ready")
 }
@@ -221,6 +236,9 @@ func (g *registry) markReady(r discovery.Replica, pool *balancer.Pool) {
 // says it is healthy if it has a HEALTHCHECK, else when it accepts a TCP
 // connection on its port.
 func (g *registry) admit(r discovery.Replica, pool *balancer.Pool) {
+	if u := pool.Get(r.ID); u != nil {
+		u.SetAnnounced(r.EventTime)
+	}
 	if r.Labels.HealthPath != "" {
 		hc := proxy.HealthCheck{Path: r.Labels.HealthPath, Interval: r.Labels.HealthInterval,
 			Timeout: r.Labels.HealthTimeout, Admit: r.Health == ""}
