@@ -47,7 +47,7 @@ type Metrics struct {
 // serviceSeries is one service's series.
 type serviceSeries struct {
 	duration, readyToFirst, eventToReady, eventToFirst prometheus.Observer
-	retries, ejections     prometheus.Counter
+	retries, ejections                                 prometheus.Counter
 }
 
 var (
