@@ -7,14 +7,6 @@ import (
 	"testing"
 )
 
-// deadAddr returns a 127.0.0.1 address where nothing listens: connecting
-// to it is refused at once (unless another listener takes the port first).
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	addr, _ := reservePort(t)
-	return addr
-}
-
 // reservePort is deadAddr with a release, a no-op here, for a test that
 // then listens on the port.
 func reservePort(t *testing.T) (addr string, release func()) {

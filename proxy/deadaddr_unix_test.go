@@ -9,16 +9,6 @@ import (
 	"testing"
 )
 
-// deadAddr returns a 127.0.0.1 address where nothing listens: connecting
-// to it is refused at once. The port stays bound, without listening, until
-// the test ends, so no other listener (of this test binary or another one
-// running beside it) can take it meanwhile and swallow the connection.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	addr, _ := reservePort(t)
-	return addr
-}
-
 // reservePort is deadAddr with a release that frees the port early, for a
 // test that then listens on it.
 func reservePort(t *testing.T) (addr string, release func()) {

@@ -77,6 +77,17 @@ func ready(t *testing.T, p *balancer.Pool, name, addr string) *balancer.Upstream
 	return u
 }
 
+// deadAddr returns a 127.0.0.1 address where nothing listens: connecting
+// to it is refused at once. Where it can (deadaddr_unix_test.go), the port
+// stays bound, without listening, until the test ends, so no other listener
+// (of this test binary or another one running beside it) can take it
+// meanwhile and swallow the connection.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	addr, _ := reservePort(t)
+	return addr
+}
+
 // rawServer listens on loopback and runs serve, on its own goroutine, for
 // each connection it accepts; accepted counts them.
 func rawServer(t *testing.T, serve func(net.Conn)) (addr string, accepted *atomic.Int32) {
