@@ -64,6 +64,11 @@ func (m *member) state() State {
 type snapshot struct {
 	all   []*Upstream // sorted by name, then ID
 	ready []*Upstream // the Ready ones, in the same order
+	fresh []*Upstream // the Ready ones no pick has returned yet, in the same order
+	// stale is set once no upstream of fresh is left to claim, so that
+	// picks stop looking; fresh[:skip] are claimed already.
+	stale atomic.Bool
+	skip  atomic.Int64
 }
 
 // Pool is the set of upstreams that serve one service, and the policy that
@@ -139,10 +144,22 @@ func (p *Pool) NeedsKey() bool { return p.policy.Load().keyed }
 // Pick returns a ready upstream for a request with affinity key key, avoiding
 // the upstreams in tried (those that already failed this request). It returns
 // nil when no ready upstream is left. Pick never blocks.
+//
+// An upstream that has just turned ready gets the next pick, then takes its
+// turns under the policy: a new replica serves at once, wherever the round
+// robin stands and however many replicas the pool has. Policies that pick by
+// key are left alone (their mapping of keys to upstreams must hold).
 func (p *Pool) Pick(key uint64, tried []*Upstream) *Upstream {
-	ready := p.snap.Load().ready
+	s := p.snap.Load()
+	ready := s.ready
 	if len(ready) == 0 {
 		return nil
+	}
+	pol := p.policy.Load()
+	if len(s.fresh) > 0 && !pol.keyed && !s.stale.Load() {
+		if u := s.claimFresh(tried); u != nil {
+			return u
+		}
 	}
 	if len(tried) > 0 {
 		ready = without(ready, tried)
@@ -150,7 +167,34 @@ func (p *Pool) Pick(key uint64, tried []*Upstream) *Upstream {
 			return nil
 		}
 	}
-	return p.policy.Load().p.Pick(ready, key)
+	return pol.p.Pick(ready, key)
+}
+
+// claimFresh returns an upstream that turned ready and that no pick has
+// returned since, and claims it: each gets exactly one such pick. Upstreams
+// in tried are left for a later pick. When none is left to claim, the
+// snapshot is marked stale.
+func (s *snapshot) claimFresh(tried []*Upstream) *Upstream {
+	left := false
+	for i := int(s.skip.Load()); i < len(s.fresh); i++ {
+		u := s.fresh[i]
+		if u.fresh.Load() {
+			if slices.Contains(tried, u) {
+				left = true
+				continue
+			}
+			if u.fresh.CompareAndSwap(true, false) {
+				return u
+			}
+		}
+		if !left { // claimed, and none before it left: start after it next time
+			s.skip.Store(int64(i + 1))
+		}
+	}
+	if !left {
+		s.stale.Store(true)
+	}
+	return nil
 }
 
 func without(ups, skip []*Upstream) []*Upstream {
@@ -337,6 +381,9 @@ func (p *Pool) publish() {
 	for _, u := range s.all {
 		if u.State() == Ready {
 			s.ready = append(s.ready, u)
+			if u.fresh.Load() {
+				s.fresh = append(s.fresh, u)
+			}
 		}
 	}
 	p.snap.Store(s)

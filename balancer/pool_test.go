@@ -297,6 +297,62 @@ func TestPoolPick(t *testing.T) {
 	}
 }
 
+// A replica that turns ready gets the next pick, once, wherever the round
+// robin stands; then the policy's turns go on. Each time it turns ready
+// anew, again. A policy that picks by key is left alone.
+func TestPoolPickGivesANewReplicaTheNextRequest(t *testing.T) {
+	p := pool(t, "a", "b", "c", "d", "e")
+	for range 7 { // the new replicas' first picks, then a cycle and some
+		p.Pick(0, nil)
+	}
+	p.Put(member("f"))
+	p.MarkReady("id-f")
+	if got := p.Pick(0, nil); got == nil || got.Name() != "f" {
+		t.Fatalf("first pick after f turned ready: got %v, want f", got)
+	}
+	count := map[string]int{}
+	for range 60 {
+		count[p.Pick(0, nil).Name()]++
+	}
+	for _, n := range []string{"a", "b", "c", "d", "e", "f"} {
+		if count[n] != 10 {
+			t.Errorf("60 picks after f's first: %v, want 10 each", count)
+			break
+		}
+	}
+
+	// f tried already (a retry): the next replica to claim waits for a
+	// pick that may take it.
+	p.SetHealth("id-f", balancer.CheckActive, false)
+	p.SetHealth("id-f", balancer.CheckActive, true)
+	f := p.Get("id-f")
+	if got := p.Pick(0, []*balancer.Upstream{f}); got == nil || got == f {
+		t.Fatalf("pick with f tried: got %v, want another replica", got)
+	}
+	if got := p.Pick(0, nil); got != f {
+		t.Fatalf("pick after f turned ready again: got %v, want f", got)
+	}
+
+	// With hash, the first pick after z turned ready is the key's own.
+	moved := 0
+	for key := range uint64(20) {
+		h := pool(t, "a", "b", "c")
+		h.SetPolicy("hash")
+		h.Put(member("z"))
+		h.MarkReady("id-z")
+		first, again := h.Pick(key, nil), h.Pick(key, nil)
+		if first != again {
+			t.Fatalf("hash policy, key %d: the first pick after z turned ready went to %s, the next to %s: want the key's own replica both times", key, first.Name(), again.Name())
+		}
+		if first.Name() != "z" {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatalf("hash policy: all 20 keys belong to z; the check above proved nothing")
+	}
+}
+
 func TestPoolPickWithNothingReady(t *testing.T) {
 	tests := []struct {
 		name  string

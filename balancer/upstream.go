@@ -53,6 +53,7 @@ type Upstream struct {
 	readySince atomic.Int64 // unix nanoseconds; 0 while not Ready
 	announced  atomic.Int64 // unix nanoseconds; 0 when unknown
 	unserved   atomic.Bool  // Ready, and no request has begun since
+	fresh      atomic.Bool  // Ready, and no Pool.Pick has returned it since
 	removed    atomic.Bool
 }
 
@@ -141,9 +142,11 @@ func (u *Upstream) setState(s State, now time.Time) {
 	case s == Ready && was != Ready:
 		u.readySince.Store(now.UnixNano())
 		u.unserved.Store(true)
+		u.fresh.Store(true)
 	case s != Ready && was == Ready:
 		u.readySince.Store(0)
 		u.unserved.Store(false)
+		u.fresh.Store(false)
 		u.announced.Store(0)
 	}
 	u.state.Store(int32(s))
