@@ -39,6 +39,7 @@ if [[ $QUICK == 1 ]]; then CONV_REPLICAS=${BENCH_CONV_REPLICAS:-10}; else CONV_R
 CONVERGENCE_DIR="" # where bench_convergence left its figures
 CONV_ADMIN=""      # the convergence dlb's admin URL
 CONV_WANT=0        # how many ready replicas conv_ready waits for
+DLB_VERSION=dev    # git describe of the tree measured
 CONNS=${BENCH_CONNS:-64 256}
 PORT_BASE=${BENCH_PORT_BASE:-18400}
 THREADS=2 # wrk threads
@@ -129,6 +130,8 @@ install_tools() {
 # runs on the host, from bin/dlb).
 build() {
 	local bins=(bin/demo)
+	# Before the run writes its pages into docs/, which would make it "dirty".
+	DLB_VERSION=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 	if [[ -f cmd/dlb/main.go ]]; then
 		bins+=(bin/dlb)
 		TARGETS+=(dlb)
@@ -502,7 +505,7 @@ machine_line() {
 	haproxy_ver=$(haproxy -v 2>/dev/null | awk 'NR == 1 { print $3 }')
 	wrk_ver=$({ wrk -v 2>&1 || true; } | awk 'NR == 1 { sub(/^debian\//, "", $2); print $2 }')
 	if [[ -x bin/dlb && " ${TARGETS[*]} " == *" dlb "* ]]; then
-		dlb_ver="dlb $(git describe --tags --always --dirty 2>/dev/null || echo dev)"
+		dlb_ver="dlb $DLB_VERSION"
 	else
 		dlb_ver="dlb not built yet"
 	fi
@@ -550,9 +553,13 @@ cleanup() {
 	for pid in "${STARTED[@]}"; do stop_tree "$pid"; done
 	if ((NET_CREATED)); then
 		ids=$(timeout 60 docker ps -aq --filter "label=$LABEL")
-		# shellcheck disable=SC2086 # one argument per container ID
-		[[ -n $ids ]] && timeout 120 docker rm -f $ids >/dev/null
-		timeout 60 docker network rm "$NET" >/dev/null
+		# A few at a time: removing dozens at once is when Docker 20.10 is
+		# likeliest to keep a stale endpoint on the network (moby/moby#43286).
+		[[ -z $ids ]] || xargs -n 8 timeout 120 docker rm -f <<<"$ids" >/dev/null
+		timeout 60 docker network rm "$NET" >/dev/null 2>"$WORK/network-rm.log" ||
+			log "could not remove network $NET: $(cat "$WORK/network-rm.log")." \
+				"If it says \"has active endpoints\" with no container left, the Docker Engine kept a stale" \
+				"endpoint (moby/moby#43286): restart dockerd, then docker network rm $NET"
 	fi
 	((IMAGE_BUILT)) && timeout 60 docker rmi "$IMAGE" >/dev/null
 	((rc == 0)) || log "FAILED (exit $rc); logs and configs are in $WORK"

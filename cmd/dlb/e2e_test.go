@@ -157,16 +157,23 @@ func newProject(t testing.TB, yaml string) *project {
 
 // down removes the project. After many containers the engine may still
 // count an endpoint on the network for a moment ("has active endpoints"):
-// down is tried again until it succeeds, for up to a minute.
+// down is tried again for up to 15 s. Docker 20.10 can also keep such a
+// stale endpoint until dockerd restarts (moby/moby#43286): the containers
+// are gone, only the empty network stays, so that is logged, not failed.
 func (p *project) down() {
 	p.t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		out, err := p.run("down", "-v", "--remove-orphans", "-t", "1")
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
+			if strings.Contains(out, "has active endpoints") {
+				p.t.Logf("the Docker Engine kept a stale endpoint on a network of project %s (moby/moby#43286); "+
+					"the empty network stays until dockerd restarts:\n%s", p.name, out)
+				return
+			}
 			p.t.Errorf("removing project %s: %v\n%s", p.name, err, out)
 			return
 		}
