@@ -121,10 +121,7 @@ func TestDashboardFollowsScaling(t *testing.T) {
 	p.scale("app", 3)
 	d := startDLB(t, "--network", "appnet", "--project", p.name)
 	pool := p.name + "-app"
-	waitFor(t, 5*time.Second, "3 ready replicas in /api/pools", func() (bool, string) {
-		n := d.ready(pool)
-		return n == 3, fmt.Sprintf("%d ready", n)
-	})
+	d.waitReady(t, pool, 3, 5*time.Second)
 
 	ctx := newBrowser(t, chromium)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)

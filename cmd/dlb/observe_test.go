@@ -138,10 +138,7 @@ func TestObserveTraffic(t *testing.T) {
 	d := startDLB(t, "--network", "appnet", "--project", p.name, "--access-log")
 	pool := p.name + "-app"
 	svc := map[string]string{"service": pool}
-	waitFor(t, 5*time.Second, "2 ready replicas", func() (bool, string) {
-		n := d.ready(pool)
-		return n == 2, fmt.Sprintf("%d ready", n)
-	})
+	d.waitReady(t, pool, 2, 5*time.Second)
 
 	// dlb status: a table like docker ps, exit 0.
 	code, out, errOut := execDLB(t, "status", "--admin-url", d.adminURL)

@@ -59,15 +59,6 @@ func h2Client(roots *x509.CertPool) *http.Client {
 	}}
 }
 
-// waitReady waits until pool has n ready replicas.
-func waitReady(t *testing.T, d *dlbProc, pool string, n int) {
-	t.Helper()
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d ready replicas of %s", n, pool), func() (bool, string) {
-		got := d.ready(pool)
-		return got == n, fmt.Sprintf("%d ready", got)
-	})
-}
-
 // TestWebSocketThroughDLB opens WebSockets to the demo's echo through dlb,
 // over plain HTTP and over TLS, and sends text and binary messages both ways.
 func TestWebSocketThroughDLB(t *testing.T) {
@@ -75,7 +66,7 @@ func TestWebSocketThroughDLB(t *testing.T) {
 	p := newProject(t, appProject)
 	p.scale("app", 2)
 	d, tlsAddr, roots := startTLSDLB(t, "--network", "appnet", "--project", p.name)
-	waitReady(t, d, p.name+"-app", 2)
+	d.waitReady(t, p.name+"-app", 2, 10*time.Second)
 
 	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	for _, tc := range []struct {
@@ -132,7 +123,7 @@ func TestStreamsThroughDLB(t *testing.T) {
 	p := newProject(t, appProject)
 	p.scale("app", 1)
 	d, tlsAddr, roots := startTLSDLB(t, "--network", "appnet", "--project", p.name)
-	waitReady(t, d, p.name+"-app", 1)
+	d.waitReady(t, p.name+"-app", 1, 10*time.Second)
 
 	for _, tc := range []struct {
 		name, url, prefix string
@@ -207,7 +198,7 @@ func TestLargeBodiesThroughDLB(t *testing.T) {
 	p := newProject(t, appProject)
 	p.scale("app", 1)
 	d := startDLB(t, "--network", "appnet", "--project", p.name)
-	waitReady(t, d, p.name+"-app", 1)
+	d.waitReady(t, p.name+"-app", 1, 10*time.Second)
 	pid := d.cmd.Process.Pid
 	t.Logf("dlb's peak memory before: %.1f MB", float64(vmHWM(t, pid))/1e6)
 	client := &http.Client{Timeout: 3 * time.Minute}
@@ -257,7 +248,7 @@ func TestHTTPSWithHTTP2(t *testing.T) {
 	p := newProject(t, appProject)
 	p.scale("app", 2)
 	d, tlsAddr, roots := startTLSDLB(t, "--network", "appnet", "--project", p.name, "--h2c")
-	waitReady(t, d, p.name+"-app", 2)
+	d.waitReady(t, p.name+"-app", 2, 10*time.Second)
 	base := "https://" + tlsAddr
 
 	t.Run("Go client", func(t *testing.T) {
@@ -385,7 +376,7 @@ func TestGRPCThroughDLB(t *testing.T) {
 	p := newProject(t, grpcProject)
 	p.scale("grpc", 2)
 	d, tlsAddr, roots := startTLSDLB(t, "--network", "appnet", "--project", p.name, "--h2c")
-	waitReady(t, d, p.name+"-grpc", 2)
+	d.waitReady(t, p.name+"-grpc", 2, 10*time.Second)
 
 	for _, tc := range []struct {
 		name, target string
@@ -464,7 +455,7 @@ func TestForwardedHeadersThroughDLB(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := startDLB(t, "--network", "appnet", "--project", p.name, "--trusted-proxies", tc.trusted)
-			waitReady(t, d, pool, 1)
+			d.waitReady(t, pool, 1, 10*time.Second)
 			req, _ := http.NewRequest("GET", d.proxyURL+"/echo-headers", nil)
 			req.Host = "app.test"
 			for k, v := range spoof {
@@ -518,8 +509,8 @@ func TestLimitsThroughDLB(t *testing.T) {
 	p := newProject(t, limitsProject)
 	p.compose("up", "-d", "--no-build")
 	d := startDLB(t, "--network", "appnet", "--project", p.name, "--max-header-bytes", "4096")
-	waitReady(t, d, p.name+"-app", 1)
-	waitReady(t, d, p.name+"-capped", 1)
+	d.waitReady(t, p.name+"-app", 1, 10*time.Second)
+	d.waitReady(t, p.name+"-capped", 1, 10*time.Second)
 
 	t.Run("header bytes", func(t *testing.T) {
 		for _, tc := range []struct {

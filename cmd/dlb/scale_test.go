@@ -32,10 +32,7 @@ func TestScaleThroughDLB(t *testing.T) {
 	d := startDLB(t, "--network", "appnet", "--project", p.name)
 	pool := p.name + "-app"
 
-	waitFor(t, 5*time.Second, "3 ready replicas", func() (bool, string) {
-		n := d.ready(pool)
-		return n == 3, fmt.Sprintf("%d ready", n)
-	})
+	d.waitReady(t, pool, 3, 5*time.Second)
 	got := spread(t, d.proxyURL+"/", 300)
 	if len(got) != 3 {
 		t.Fatalf("300 requests over 3 replicas were answered by %d replicas: %v", len(got), got)
