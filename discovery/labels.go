@@ -28,6 +28,8 @@ const (
 	LabelHealthPath   = "dlb.health.path"   // active HTTP check path
 	LabelHealthIntvl  = "dlb.health.interval"
 	LabelHealthTmout  = "dlb.health.timeout"
+	LabelTLS          = "dlb.tls"      // off: no certificate from the ACME CA, no HTTPS redirect
+	LabelHSTS         = "dlb.tls.hsts" // true, or a Strict-Transport-Security value
 
 	// Compose's own labels, set on every container it creates.
 	LabelComposeProject = "com.docker.compose.project"
@@ -69,6 +71,12 @@ type LabelConfig struct {
 	// HealthInterval and HealthTimeout are dlb.health.interval and
 	// dlb.health.timeout (defaults 5s and 2s).
 	HealthInterval, HealthTimeout time.Duration
+	// TLSOff is dlb.tls=off: the service's hosts get no ACME certificate
+	// and no redirect to HTTPS.
+	TLSOff bool
+	// HSTS is the Strict-Transport-Security value dlb.tls.hsts asks for on
+	// HTTPS responses; "" sends none.
+	HSTS string
 }
 
 // LabelError says which label of a container is malformed, with what value,
@@ -195,6 +203,55 @@ var labelParsers = []struct {
 	{LabelHealthTmout, func(c *LabelConfig, v string) string {
 		return parseDuration(v, &c.HealthTimeout, 10*time.Millisecond, time.Minute, "not a duration from 10ms to 1m (e.g. 2s)")
 	}},
+	{LabelTLS, func(c *LabelConfig, v string) string {
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "on", "true":
+			c.TLSOff = false
+		case "off", "false":
+			c.TLSOff = true
+		default:
+			return "not on or off"
+		}
+		return ""
+	}},
+	{LabelHSTS, func(c *LabelConfig, v string) string {
+		h, ok := parseHSTS(v)
+		if !ok {
+			return "not true, false, or a Strict-Transport-Security value (e.g. max-age=31536000; includeSubDomains)"
+		}
+		c.HSTS = h
+		return ""
+	}},
+}
+
+// DefaultHSTS is the Strict-Transport-Security value of dlb.tls.hsts=true:
+// one year.
+const DefaultHSTS = "max-age=31536000"
+
+// parseHSTS reads dlb.tls.hsts: true (DefaultHSTS), false (none), or a
+// header value that starts with max-age= (RFC 6797 §6.1).
+func parseHSTS(v string) (string, bool) {
+	v = strings.TrimSpace(v)
+	switch strings.ToLower(v) {
+	case "true":
+		return DefaultHSTS, true
+	case "false", "":
+		return "", true
+	}
+	age, _, _ := strings.Cut(v, ";")
+	n, found := strings.CutPrefix(strings.ToLower(strings.TrimSpace(age)), "max-age=")
+	if !found {
+		return "", false
+	}
+	if _, err := strconv.ParseUint(n, 10, 32); err != nil {
+		return "", false
+	}
+	for _, r := range v {
+		if r < ' ' || r > '~' || r == '"' || r == ',' {
+			return "", false
+		}
+	}
+	return v, true
 }
 
 func parseBool(v string, dst, set *bool) string {

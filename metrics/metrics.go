@@ -31,6 +31,7 @@ type Metrics struct {
 	eventToReady *prometheus.HistogramVec // service
 	eventToFirst *prometheus.HistogramVec // service
 	dockerEvents *prometheus.CounterVec   // action
+	certificates *prometheus.CounterVec   // kind, result
 
 	// series caches the request counters of each replica, so that a
 	// request costs no label lookup. A replica's entry and series go when
@@ -144,11 +145,15 @@ func New(pools Pools) *Metrics {
 			Name: "dlb_docker_events_total",
 			Help: "Docker Engine events handled, by action.",
 		}, []string{"action"}),
+		certificates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dlb_certificates_total",
+			Help: "Certificates asked of the ACME CA, by kind (obtain, renew) and result (success, failure).",
+		}, []string{"kind", "result"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.duration, m.retries, m.ejections, m.readyToFirst, m.eventToReady, m.eventToFirst, m.dockerEvents,
+		m.requests, m.duration, m.retries, m.ejections, m.readyToFirst, m.eventToReady, m.eventToFirst, m.dockerEvents, m.certificates,
 		&poolCollector{pools: pools},
 	)
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
@@ -283,6 +288,19 @@ func (m *Metrics) ReplicaReady(service string, sinceEvent time.Duration) {
 // the label stays bounded.
 func (m *Metrics) DockerEvent(action string) {
 	m.dockerEvents.WithLabelValues(strings.TrimSpace(action)).Inc()
+}
+
+// Certificate counts one certificate asked of the ACME CA: a renewal or a
+// first obtain, and whether the CA issued it.
+func (m *Metrics) Certificate(renewal, ok bool) {
+	kind, result := "obtain", "success"
+	if renewal {
+		kind = "renew"
+	}
+	if !ok {
+		result = "failure"
+	}
+	m.certificates.WithLabelValues(kind, result).Inc()
 }
 
 // poolCollector reports what the pools hold at scrape time: replicas by

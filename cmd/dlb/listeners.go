@@ -13,25 +13,33 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 )
 
-// parseProtocolFlags checks --listen-tls, --tls-cert, --tls-key and
-// --trusted-proxies into cfg.
+// parseProtocolFlags checks --listen-tls, --tls-cert, --tls-key, the
+// --acme-* flags and --trusted-proxies into cfg.
 func parseProtocolFlags(c *cli.Context, cfg *config) error {
 	certFile, keyFile := c.String("tls-cert"), c.String("tls-key")
+	cfg.certs = &certs.Options{}
+	if err := parseACMEFlags(c, cfg.listenTLS, cfg.certs); err != nil {
+		return err
+	}
 	switch {
 	case cfg.listenTLS != "":
 		if err := checkAddr(cfg.listenTLS); err != nil {
 			return badFlag("listen-tls", cfg.listenTLS, err.Error())
 		}
+		if cfg.certs.ACME.Email != "" && certFile == "" && keyFile == "" {
+			break // the default certificate is optional with ACME
+		}
 		tc, err := loadTLS(certFile, keyFile)
 		if err != nil {
 			return err
 		}
-		cfg.tls = tc
+		cfg.certs.Default, cfg.certs.CertFile, cfg.certs.KeyFile = &tc.Certificates[0], certFile, keyFile
 	case certFile != "" || keyFile != "":
 		return cli.Exit("--tls-cert and --tls-key are for the HTTPS listener: set --listen-tls too (e.g. --listen-tls :443)", 2)
 	}
@@ -127,7 +135,7 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 // RSA and EC keys).
 func readPEM(flag, file, kind string) ([]byte, error) {
 	if file == "" {
-		return nil, cli.Exit(fmt.Sprintf("--listen-tls needs --%s: give the PEM file of the %s", flag, strings.ToLower(kind)), 2)
+		return nil, cli.Exit(fmt.Sprintf("--listen-tls needs --%s: give the PEM file of the %s (or set --acme-email for certificates from an ACME CA)", flag, strings.ToLower(kind)), 2)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
@@ -53,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func envs(name string) []string { return []string{"DLB_" + name} }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:      "dlb",
 		Usage:     "a Docker-native load balancer: follows containers, spreads HTTP across ready replicas",
 		Version:   version,
@@ -100,6 +101,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 		},
 	}
+	app.Flags = append(app.Flags, acmeFlags()...)
+	return app
 }
 
 // config is the serve command's checked flags.
@@ -119,7 +122,8 @@ type config struct {
 	accessLog       bool
 
 	listenTLS      string
-	tls            *tls.Config // nil without --listen-tls
+	certs          *certs.Options // the HTTPS listener's certificates
+	tls            *tls.Config    // nil without --listen-tls; set by serve from certs
 	h2c            bool
 	trustedProxies proxy.TrustedProxies
 }
@@ -263,17 +267,26 @@ func serve(c *cli.Context) error {
 		watcher.OnEvent = met.DockerEvent
 	}
 
-	proxySrv := newProxyServer(px, cfg, nil, log)
+	keeper := newKeeper(cfg, met, log)
+	plain, secure := http.Handler(px), http.Handler(px)
+	if keeper != nil {
+		plain, secure = keeper.HTTPHandler(px), keeper.HTTPSHandler(px)
+		reg.sites = keeper.SetSites
+	}
+	proxySrv := newProxyServer(plain, cfg, nil, log)
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
 	}
 	ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
 	proxySrv.ConnState = proxy.ConnState(ln, proxySrv.ConnState)
-	tlsSrv, tlsLn, err := listenTLS(px, cfg, log)
+	tlsSrv, tlsLn, err := listenTLS(secure, cfg, log)
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	if keeper != nil {
+		keeper.Start(ctx, ln.Addr().String(), tlsLn.Addr().String())
 	}
 	var adminSrv *http.Server
 	var adminLn net.Listener
@@ -286,7 +299,7 @@ func serve(c *cli.Context) error {
 			}
 			return cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
 		}
-		h := adminHandler(reg, met)
+		h := adminHandler(reg, met, keeper)
 		if c.Bool("pprof") {
 			h = withPprof(h)
 		}

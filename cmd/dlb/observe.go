@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/dlb-lb/dlb/admin"
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/mattn/go-isatty"
@@ -94,14 +96,24 @@ func (l *accessLog) Observe(r *http.Request, e *proxy.Exchange) {
 		Send()
 }
 
-// adminHandler is the admin API with /metrics beside it (m may be nil).
-func adminHandler(src admin.Source, m *metrics.Metrics) http.Handler {
+// adminHandler is the admin API with /metrics beside it (m may be nil),
+// and the hosts' certificates at /api/certificates (k may be nil).
+func adminHandler(src admin.Source, m *metrics.Metrics, k *certs.Keeper) http.Handler {
 	api := admin.Handler(src)
-	if m == nil {
+	if m == nil && k == nil {
 		return api
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m)
+	if m != nil {
+		mux.Handle("GET /metrics", m)
+	}
+	if k != nil {
+		mux.HandleFunc("GET /api/certificates", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			json.NewEncoder(w).Encode(k.Status())
+		})
+	}
 	mux.Handle("/", api)
 	return mux
 }

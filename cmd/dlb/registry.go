@@ -9,6 +9,7 @@ import (
 
 	"github.com/dlb-lb/dlb/admin"
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/rs/zerolog"
@@ -28,6 +29,9 @@ type registry struct {
 	// ready, if set, is told how long after its Docker event each replica
 	// turned ready.
 	ready func(service string, sinceEvent time.Duration)
+	// sites, if set, is told every service's hosts and HTTPS labels
+	// whenever the routes change.
+	sites func([]certs.Site)
 
 	mu       sync.Mutex
 	replicas map[string]placed             // by container ID
@@ -45,7 +49,8 @@ type placed struct {
 type service struct {
 	pool  *balancer.Pool
 	route proxy.Route
-	from  string // ID of the container whose labels set the route
+	site  certs.Site // its HTTPS labels (dlb.tls, dlb.tls.hsts), from the same replica
+	from  string     // ID of the container whose labels set the route
 }
 
 // routeOf is the route a replica's labels ask for.
@@ -272,13 +277,14 @@ func (g *registry) unwatch(id string) {
 // routing table when it differs from the service's current one.
 func (g *registry) setRoute(svc *service, r discovery.Replica) {
 	want := routeOf(r, svc.pool)
+	site := certs.Site{Hosts: r.Hosts, Off: r.Labels.TLSOff, HSTS: r.Labels.HSTS}
 	if r.Labels.Balance != "" || svc.from == "" {
 		if !svc.pool.SetPolicy(r.Labels.Balance) {
 			g.log.Warn().Str("service", r.Service).Str("replica", r.Name).
 				Msgf("label %s=%q: this dlb does not implement that policy; keeping %s", discovery.LabelBalance, r.Labels.Balance, svc.pool.Policy())
 		}
 	}
-	if svc.from != "" && sameRoute(svc.route, want) {
+	if svc.from != "" && sameRoute(svc.route, want) && site.Off == svc.site.Off && site.HSTS == svc.site.HSTS {
 		return
 	}
 	if other, ok := g.replicas[svc.from]; ok && svc.from != r.ID {
@@ -286,7 +292,7 @@ func (g *registry) setRoute(svc *service, r discovery.Replica) {
 			Msgf("replicas disagree on the route: %s says host %q path %q, %s says host %q path %q (or other dlb.* route labels differ); using %s's (give all replicas of a service the same labels)",
 				other.r.Name, strings.Join(svc.route.Hosts, ","), svc.route.Path, r.Name, strings.Join(r.Hosts, ","), r.Path, r.Name)
 	}
-	svc.route, svc.from = want, r.ID
+	svc.route, svc.site, svc.from = want, site, r.ID
 	g.rebuildRoutes()
 }
 
@@ -297,6 +303,13 @@ func (g *registry) rebuildRoutes() {
 	}
 	for _, c := range g.router.Set(routes) {
 		g.log.Warn().Msg(c)
+	}
+	if g.sites != nil {
+		sites := make([]certs.Site, 0, len(g.services))
+		for _, s := range g.services {
+			sites = append(sites, s.site)
+		}
+		g.sites(sites)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/certs"
 	"github.com/urfave/cli/v2"
 )
 
@@ -43,6 +44,13 @@ func statusCommand() *cli.Command {
 				return cli.Exit(err.Error(), statusNoAnswer)
 			}
 			writeStatus(c.App.Writer, pools)
+			var hosts []certs.HostStatus
+			if ok, err := fetchAdmin(c.Context, c.String("admin-url"), "/api/certificates", c.Duration("timeout"), &hosts); err != nil {
+				return cli.Exit(err.Error(), statusNoAnswer)
+			} else if ok && len(hosts) > 0 {
+				fmt.Fprintln(c.App.Writer)
+				writeCertificates(c.App.Writer, hosts)
+			}
 			if msg := notReady(pools); msg != "" {
 				return cli.Exit(msg, statusNotReady)
 			}
@@ -54,11 +62,19 @@ func statusCommand() *cli.Command {
 // fetchPools reads /api/pools from the admin API at base; its errors say
 // what to check, naming --admin-url.
 func fetchPools(ctx context.Context, base string, timeout time.Duration) ([]admin.Pool, error) {
+	var pools []admin.Pool
+	_, err := fetchAdmin(ctx, base, "/api/pools", timeout, &pools)
+	return pools, err
+}
+
+// fetchAdmin decodes the JSON at path of the admin API at base into v; it
+// reports false, with no error, when the path is not there (404).
+func fetchAdmin(ctx context.Context, base, path string, timeout time.Duration, v any) (bool, error) {
 	u, err := url.Parse(strings.TrimSpace(base))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--admin-url %q: not an admin address: use http://host:port, e.g. %s", base, defaultAdminURL)
+		return false, fmt.Errorf("--admin-url %q: not an admin address: use http://host:port, e.g. %s", base, defaultAdminURL)
 	}
-	endpoint := strings.TrimSuffix(u.String(), "/") + "/api/pools"
+	endpoint := strings.TrimSuffix(u.String(), "/") + path
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
@@ -66,21 +82,23 @@ func fetchPools(ctx context.Context, base string, timeout time.Duration) ([]admi
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
 	if err != nil {
-		return nil, fmt.Errorf("--admin-url %q: %v", base, err)
+		return false, fmt.Errorf("--admin-url %q: %v", base, err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach dlb's admin API at %s (--admin-url): %v; is dlb running with its admin API on that address (dlb --admin)?", base, unwrapURLError(err))
+		return false, fmt.Errorf("cannot reach dlb's admin API at %s (--admin-url): %v; is dlb running with its admin API on that address (dlb --admin)?", base, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound && path != "/api/pools" {
+		return false, nil
+	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s; is --admin-url %s the address of dlb's admin API (dlb --admin)?", endpoint, resp.Status, base)
+		return false, fmt.Errorf("GET %s: %s; is --admin-url %s the address of dlb's admin API (dlb --admin)?", endpoint, resp.Status, base)
 	}
-	var pools []admin.Pool
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&pools); err != nil {
-		return nil, fmt.Errorf("GET %s: not dlb's pools (%v); is --admin-url %s the address of dlb's admin API (dlb --admin)?", endpoint, err, base)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(v); err != nil {
+		return false, fmt.Errorf("GET %s: not dlb's %s (%v); is --admin-url %s the address of dlb's admin API (dlb --admin)?", endpoint, strings.TrimPrefix(path, "/api/"), err, base)
 	}
-	return pools, nil
+	return true, nil
 }
 
 // unwrapURLError drops the "Get URL:" that net/http puts before an error,
@@ -143,4 +161,27 @@ func notReady(pools []admin.Pool) string {
 		return "service " + bad[0] + " has no ready replica: its requests get 503"
 	}
 	return "services " + strings.Join(bad, ", ") + " have no ready replica: their requests get 503"
+}
+
+// writeCertificates prints one line per host of the HTTPS listener.
+func writeCertificates(w io.Writer, hosts []certs.HostStatus) {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tCERTIFICATE\tISSUER\tEXPIRES\tLAST ERROR")
+	for _, h := range hosts {
+		expires, issuer, last := "-", "-", "-"
+		if !h.NotAfter.IsZero() {
+			expires = h.NotAfter.Local().Format(time.RFC3339)
+		}
+		if h.Issuer != "" {
+			issuer = h.Issuer
+		}
+		switch {
+		case h.LastError != "":
+			last = h.LastErrorAt.Local().Format(time.RFC3339) + " " + h.LastError
+		case h.Reason != "":
+			last = h.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Host, h.State, issuer, expires, last)
+	}
+	tw.Flush()
 }

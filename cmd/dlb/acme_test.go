@@ -1,0 +1,320 @@
+package main
+
+// The automatic HTTPS test: Let's Encrypt's own test CA, Pebble, validates
+// for real (no PEBBLE_VA_ALWAYS_VALID) against dlb's listeners, its DNS
+// answered by Pebble's test DNS server, which sends every name to
+// 127.0.0.1. Both are built from testdata/pebble, a module of their own.
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dlb-lb/dlb/certs"
+)
+
+// pebbleCA is a running Pebble with its test DNS server.
+type pebbleCA struct {
+	directory string         // ACME directory URL
+	caRoot    string         // PEM file of the root of Pebble's own HTTPS (for --acme-ca-root)
+	roots     *x509.CertPool // Pebble's issuing root: verifies what it issues
+	// httpPort and tlsPort are where Pebble validates HTTP-01 and
+	// TLS-ALPN-01 on 127.0.0.1: dlb's --listen and --listen-tls.
+	httpPort, tlsPort string
+}
+
+// pebbleBins builds pebble and pebble-challtestsrv once, next to dlb's
+// test binaries; it returns their directory and the pebble module's (for
+// its test certificates).
+var pebbleBins = sync.OnceValues(func() ([2]string, error) {
+	dir := filepath.Join(buildDir, "pebble")
+	for _, cmd := range []string{"pebble", "pebble-challtestsrv"} {
+		c := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "github.com/letsencrypt/pebble/v2/cmd/"+cmd)
+		c.Dir = "testdata/pebble"
+		c.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := c.CombinedOutput(); err != nil {
+			return [2]string{}, fmt.Errorf("building %s (in cmd/dlb/testdata/pebble): %v\n%s", cmd, err, out)
+		}
+	}
+	c := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2")
+	c.Dir = "testdata/pebble"
+	out, err := c.Output()
+	if err != nil {
+		return [2]string{}, fmt.Errorf("go list pebble's module: %v", err)
+	}
+	return [2]string{dir, strings.TrimSpace(string(out))}, nil
+})
+
+// startPebble runs the test DNS server and Pebble on loopback ports of
+// their own, Pebble validating on fresh ports for dlb; shortlived is the
+// validity, in seconds, of Pebble's "shortlived" profile (the default
+// profile issues for 90 days).
+func startPebble(t *testing.T, shortlived int) *pebbleCA {
+	t.Helper()
+	bins, err := pebbleBins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, mod := bins[0], bins[1]
+	pb := &pebbleCA{httpPort: freePort(t), tlsPort: freePort(t), caRoot: filepath.Join(mod, "test/certs/pebble.minica.pem")}
+	dnsAddr, apiPort, mgmtPort := "127.0.0.1:"+freePort(t), freePort(t), freePort(t)
+	conf := map[string]any{"pebble": map[string]any{
+		"listenAddress":           "127.0.0.1:" + apiPort,
+		"managementListenAddress": "127.0.0.1:" + mgmtPort,
+		"certificate":             filepath.Join(mod, "test/certs/localhost/cert.pem"),
+		"privateKey":              filepath.Join(mod, "test/certs/localhost/key.pem"),
+		"httpPort":                mustAtoi(t, pb.httpPort),
+		"tlsPort":                 mustAtoi(t, pb.tlsPort),
+		"ocspResponderURL":        "",
+		"retryAfter":              map[string]int{"authz": 1, "order": 1},
+		"keyAlgorithm":            "ecdsa",
+		"profiles": map[string]any{
+			"default":    map[string]any{"description": "90 days", "validityPeriod": 90 * 24 * 3600},
+			"shortlived": map[string]any{"description": "for the renewal test", "validityPeriod": shortlived},
+		},
+	}}
+	confFile := filepath.Join(t.TempDir(), "pebble.json")
+	b, _ := json.Marshal(conf)
+	writeFile(t, confFile, b)
+
+	run := func(name string, env []string, args ...string) *lockedBuffer {
+		var out lockedBuffer
+		c := exec.Command(filepath.Join(bin, name), args...)
+		c.Stdout, c.Stderr, c.Env = &out, &out, append(os.Environ(), env...)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			c.Process.Kill()
+			c.Wait()
+			if t.Failed() {
+				t.Logf("%s's log:\n%s", name, out.String())
+			}
+		})
+		return &out
+	}
+	// Every name resolves to 127.0.0.1 (no AAAA), where dlb listens.
+	run("pebble-challtestsrv", nil, "-dnsserver", dnsAddr, "-management", "127.0.0.1:"+freePort(t),
+		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
+	run("pebble", []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"},
+		"-config", confFile, "-dnsserver", dnsAddr, "-strict=false")
+
+	caPEM, err := os.ReadFile(pb.caRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pebbleTLS := x509.NewCertPool()
+	pebbleTLS.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pebbleTLS}}}
+	pb.directory = "https://127.0.0.1:" + apiPort + "/dir"
+	var root []byte
+	waitFor(t, 20*time.Second, "Pebble to answer with its issuing root", func() (bool, string) {
+		resp, err := client.Get("https://127.0.0.1:" + mgmtPort + "/roots/0")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		root, _ = io.ReadAll(resp.Body)
+		return resp.StatusCode == 200, resp.Status
+	})
+	pb.roots = x509.NewCertPool()
+	if !pb.roots.AppendCertsFromPEM(root) {
+		t.Fatalf("Pebble's /roots/0 is not a PEM certificate: %q", root)
+	}
+	return pb
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// servedCert does a TLS handshake with addr for host, verifying the
+// certificate against roots, and returns the certificate dlb served.
+func servedCert(addr, host string, roots *x509.CertPool) (*x509.Certificate, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: host, RootCAs: roots})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0], nil
+}
+
+// waitCert waits until dlb at addr serves host a certificate that roots
+// verify and that differs from not (when not is set), and returns it.
+func waitCert(t *testing.T, timeout time.Duration, addr, host string, roots *x509.CertPool, not *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	var got *x509.Certificate
+	what := "a certificate for " + host + " that Pebble issued"
+	if not != nil {
+		what = "a new certificate for " + host + " (serial other than " + not.SerialNumber.String() + ")"
+	}
+	waitFor(t, timeout, what, func() (bool, string) {
+		c, err := servedCert(addr, host, roots)
+		if err != nil {
+			return false, err.Error()
+		}
+		got = c
+		if not != nil && c.SerialNumber.Cmp(not.SerialNumber) == 0 {
+			return false, "still serial " + c.SerialNumber.String()
+		}
+		return true, ""
+	})
+	return got
+}
+
+// dialingTo is an HTTP client whose connections all go to addr, whatever
+// the URL's host (as DNS would send them), and which follows no redirect.
+func dialingTo(addr string, roots *x509.CertPool) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, addr)
+			},
+		},
+	}
+}
+
+const acmeProject = `
+services:
+  app:
+    image: dlb-demo:dev
+    labels:
+      dlb.enable: "true"
+      dlb.port: "80"
+      dlb.host: "%s,*.wild.dlb.test"
+      dlb.tls.hsts: "true"
+    networks: [appnet]
+networks:
+  appnet: {}
+`
+
+// TestACMEWithPebble: a new dlb.host gets a certificate from Pebble, which
+// validates the challenge on dlb's own listeners; dlb serves it by SNI,
+// redirects plain HTTP to it, shows it in dlb status and its metrics; a
+// restarted dlb serves the stored certificate without asking again; and a
+// short-lived certificate is renewed.
+func TestACMEWithPebble(t *testing.T) {
+	requireDocker(t)
+	pb := startPebble(t, 20)
+	host := fmt.Sprintf("shop-%d.dlb.test", os.Getpid())
+	p := newProject(t, fmt.Sprintf(acmeProject, host))
+	p.scale("app", 2)
+	tlsAddr := "127.0.0.1:" + pb.tlsPort
+	start := func(storage string, extra ...string) *dlbProc {
+		args := append([]string{"--listen", "127.0.0.1:" + pb.httpPort, "--listen-tls", tlsAddr,
+			"--acme-email", "ops@dlb.test", "--acme-ca", pb.directory, "--acme-ca-root", pb.caRoot,
+			"--acme-storage", storage, "--acme-renew-check", "1s", "--network", "appnet", "--project", p.name}, extra...)
+		d := startDLB(t, args...)
+		d.waitReady(t, p.name+"-app", 2, 10*time.Second)
+		return d
+	}
+	// Pebble picks a random profile for orders that name none.
+	storage := t.TempDir()
+	d := start(storage, "--acme-profile", "default")
+
+	// Obtained in the background, served by SNI.
+	began := time.Now()
+	first := waitCert(t, 30*time.Second, tlsAddr, host, pb.roots, nil)
+	t.Logf("certificate for %s served %s after dlb was ready: serial %s, issuer %q, valid until %s",
+		host, time.Since(began).Round(time.Millisecond), first.SerialNumber, first.Issuer.CommonName, first.NotAfter.Format(time.RFC3339))
+	if first.NotAfter.Sub(first.NotBefore) < 24*time.Hour {
+		t.Errorf("default-profile certificate valid %s, want Pebble's 90 days", first.NotAfter.Sub(first.NotBefore))
+	}
+
+	c := dialingTo(tlsAddr, pb.roots)
+	resp, err := c.Get("https://" + host + "/")
+	if err != nil {
+		t.Fatalf("GET https://%s/ through dlb: %v", host, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(body) == 0 {
+		t.Errorf("GET https://%s/: %d %q, want 200 from a replica", host, resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=31536000" {
+		t.Errorf("GET https://%s/ (dlb.tls.hsts=true): Strict-Transport-Security %q, want max-age=31536000", host, got)
+	}
+
+	// Plain HTTP redirects, except the challenge path.
+	plain := dialingTo("127.0.0.1:"+pb.httpPort, nil)
+	resp, err = plain.Get("http://" + host + "/a/b?c=d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if want := "https://" + host + ":" + pb.tlsPort + "/a/b?c=d"; resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+		t.Errorf("GET http://%s/a/b?c=d: %d Location %q, want 308 to %s", host, resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+	resp, err = plain.Get("http://" + host + "/.well-known/acme-challenge/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusPermanentRedirect {
+		t.Errorf("GET http://%s/.well-known/acme-challenge/none was redirected; the challenge path must stay on plain HTTP", host)
+	}
+
+	// The wildcard is skipped with a warning, and status says why.
+	if !d.logHas(`"level":"warn"`, "*.wild.dlb.test", "wildcard") {
+		t.Errorf("no warning that *.wild.dlb.test gets no certificate")
+	}
+	code, out, errOut := execDLB(t, "status", "--admin-url", d.adminURL)
+	if code != 0 || !strings.Contains(out, host) || !strings.Contains(out, "valid") || !strings.Contains(out, first.Issuer.CommonName) || !strings.Contains(out, "skipped") {
+		t.Errorf("dlb status: exit %d, want 0 and a certificate line for %s (valid, issuer %q) and *.wild.dlb.test skipped:\n%s%s", code, host, first.Issuer.CommonName, out, errOut)
+	}
+	if got := series(d.scrape(), "dlb_certificates_total", map[string]string{"kind": "obtain"}, "result"); got["success"] != 1 || got["failure"] != 0 {
+		t.Errorf("dlb_certificates_total{kind=obtain} = %v, want success 1, failure 0", got)
+	}
+
+	// A restart serves the stored certificate and asks the CA for nothing.
+	d.stop()
+	d = start(storage, "--acme-profile", "default")
+	again := waitCert(t, 10*time.Second, tlsAddr, host, pb.roots, nil)
+	if again.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Errorf("after a restart dlb serves serial %s, want the stored %s", again.SerialNumber, first.SerialNumber)
+	}
+	if got := series(d.scrape(), "dlb_certificates_total", nil, "result"); len(got) != 0 {
+		t.Errorf("after a restart with the certificate stored, dlb_certificates_total = %v, want no request to the CA", got)
+	}
+
+	// A short-lived certificate (20s) is renewed before it expires.
+	d.stop()
+	d = start(t.TempDir(), "--acme-profile", "shortlived")
+	short := waitCert(t, 30*time.Second, tlsAddr, host, pb.roots, nil)
+	if life := short.NotAfter.Sub(short.NotBefore); life > time.Minute {
+		t.Fatalf("the shortlived profile's certificate is valid %s, want 20s", life)
+	}
+	renewed := waitCert(t, 40*time.Second, tlsAddr, host, pb.roots, short)
+	if !renewed.NotAfter.After(short.NotAfter) {
+		t.Errorf("renewed certificate expires %s, not after the old one's %s", renewed.NotAfter, short.NotAfter)
+	}
+	if got := series(d.scrape(), "dlb_certificates_total", map[string]string{"kind": "renew"}, "result"); got["success"] < 1 {
+		t.Errorf("dlb_certificates_total{kind=renew} = %v, want at least one success", got)
+	}
+	var sts []certs.HostStatus
+	if code, body := get(d.adminURL + "/api/certificates"); code != 200 || json.Unmarshal([]byte(body), &sts) != nil {
+		t.Fatalf("GET /api/certificates: %d %q", code, body)
+	}
+	t.Logf("/api/certificates: %+v", sts)
+}
