@@ -3,5 +3,5 @@
 #   CGO_ENABLED=0 go build -trimpath -o bin/dlb ./cmd/dlb
 FROM scratch
 COPY bin/dlb /dlb
-EXPOSE 80 8080
+EXPOSE 80 443 8080
 ENTRYPOINT ["/dlb"]

@@ -6,6 +6,7 @@ package main
 // 127.0.0.1. Both are built from testdata/pebble, a module of their own.
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -317,4 +318,39 @@ func TestACMEWithPebble(t *testing.T) {
 		t.Fatalf("GET /api/certificates: %d %q", code, body)
 	}
 	t.Logf("/api/certificates: %+v", sts)
+}
+
+// TestACMEFlagErrors runs dlb with bad automatic HTTPS flags: each exits
+// with status 2 before touching Docker, naming the flag and the fix.
+func TestACMEFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	writeFile(t, notDir, []byte("x"))
+	noPEM := filepath.Join(dir, "root.pem")
+	writeFile(t, noPEM, []byte("no PEM here"))
+	on := []string{"--listen-tls", "127.0.0.1:0", "--acme-email", "ops@example.com", "--acme-storage", dir}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"email without TLS listener", []string{"--acme-email", "ops@example.com"}, "--acme-email needs the HTTPS listener: set --listen-tls"},
+		{"CA without email", []string{"--listen-tls", "127.0.0.1:0", "--acme-ca", "https://ca.example/dir"}, "--acme-ca is for automatic HTTPS: set --acme-email too"},
+		{"bad email", []string{"--listen-tls", "127.0.0.1:0", "--acme-email", "ops"}, `--acme-email "ops": not an e-mail address`},
+		{"plain-HTTP CA", append(on, "--acme-ca", "http://ca.example/dir"), `--acme-ca "http://ca.example/dir": not an ACME directory URL`},
+		{"root without PEM", append(on, "--acme-ca-root", noPEM), `--acme-ca-root "` + noPEM + `": holds no PEM CERTIFICATE block`},
+		{"storage is a file", append(on[:4:4], "--acme-storage", notDir), `--acme-storage "` + notDir + `": cannot create it`},
+		{"renew check too often", append(on, "--acme-renew-check", "10ms"), `--acme-renew-check "10ms": must be at least 1s`},
+		{"bad profile", append(on, "--acme-profile", "short lived"), `--acme-profile "short lived": not a profile name`},
+		{"TLS without certificate or ACME", []string{"--listen-tls", "127.0.0.1:0"}, "or set --acme-email"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"dlb", "--listen", "127.0.0.1:0", "--admin", ""}, tc.args...)
+			code := run(args, &stdout, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("dlb %s: exit %d, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), code, stderr.String(), tc.want)
+			}
+		})
+	}
 }
