@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -61,8 +62,8 @@ var pebbleBins = sync.OnceValues(func() ([2]string, error) {
 // startPebble runs the test DNS server and Pebble on loopback ports of
 // their own, Pebble validating on fresh ports for dlb; shortlived is the
 // validity, in seconds, of Pebble's "shortlived" profile (the default
-// profile issues for 90 days).
-func startPebble(t *testing.T, shortlived int) *pebbleCA {
+// profile issues for 90 days); Pebble refuses to issue for blocklist.
+func startPebble(t *testing.T, shortlived int, blocklist ...string) *pebbleCA {
 	t.Helper()
 	bins, err := pebbleBins()
 	if err != nil {
@@ -79,6 +80,7 @@ func startPebble(t *testing.T, shortlived int) *pebbleCA {
 		"httpPort":                mustAtoi(t, pb.httpPort),
 		"tlsPort":                 mustAtoi(t, pb.tlsPort),
 		"ocspResponderURL":        "",
+		"domainBlocklist":         blocklist,
 		"retryAfter":              map[string]int{"authz": 1, "order": 1},
 		"keyAlgorithm":            "ecdsa",
 		"profiles": map[string]any{
@@ -196,6 +198,8 @@ func dialingTo(addr string, roots *x509.CertPool) *http.Client {
 	}
 }
 
+// acmeProject has a service for a host Pebble issues for (%[1]s), one for
+// a host on Pebble's blocklist (%[2]s), and one opted out (%[3]s).
 const acmeProject = `
 services:
   app:
@@ -203,8 +207,16 @@ services:
     labels:
       dlb.enable: "true"
       dlb.port: "80"
-      dlb.host: "%s,*.wild.dlb.test"
+      dlb.host: "%[1]s,*.wild.dlb.test"
       dlb.tls.hsts: "true"
+    networks: [appnet]
+  blocked:
+    image: dlb-demo:dev
+    labels: {dlb.enable: "true", dlb.port: "80", dlb.host: "%[2]s"}
+    networks: [appnet]
+  optout:
+    image: dlb-demo:dev
+    labels: {dlb.enable: "true", dlb.port: "80", dlb.host: "%[3]s", dlb.tls: "off"}
     networks: [appnet]
 networks:
   appnet: {}
@@ -217,10 +229,12 @@ networks:
 // short-lived certificate is renewed.
 func TestACMEWithPebble(t *testing.T) {
 	requireDocker(t)
-	pb := startPebble(t, 20)
 	host := fmt.Sprintf("shop-%d.dlb.test", os.Getpid())
-	p := newProject(t, fmt.Sprintf(acmeProject, host))
-	p.scale("app", 2)
+	blocked, optout := "blocked-"+host, "optout-"+host
+	pb := startPebble(t, 20, blocked)
+	p := newProject(t, fmt.Sprintf(acmeProject, host, blocked, optout))
+	p.compose("up", "-d", "--no-build", "--scale", "app=2")
+	defCert, defKey, _ := selfSigned(t)
 	tlsAddr := "127.0.0.1:" + pb.tlsPort
 	start := func(storage string, extra ...string) *dlbProc {
 		args := append([]string{"--listen", "127.0.0.1:" + pb.httpPort, "--listen-tls", tlsAddr,
@@ -228,11 +242,13 @@ func TestACMEWithPebble(t *testing.T) {
 			"--acme-storage", storage, "--acme-renew-check", "1s", "--network", "appnet", "--project", p.name}, extra...)
 		d := startDLB(t, args...)
 		d.waitReady(t, p.name+"-app", 2, 10*time.Second)
+		d.waitReady(t, p.name+"-blocked", 1, 10*time.Second)
+		d.waitReady(t, p.name+"-optout", 1, 10*time.Second)
 		return d
 	}
 	// Pebble picks a random profile for orders that name none.
 	storage := t.TempDir()
-	d := start(storage, "--acme-profile", "default")
+	d := start(storage, "--acme-profile", "default", "--tls-cert", defCert, "--tls-key", defKey)
 
 	// Obtained in the background, served by SNI.
 	began := time.Now()
@@ -276,16 +292,53 @@ func TestACMEWithPebble(t *testing.T) {
 		t.Errorf("GET http://%s/.well-known/acme-challenge/none was redirected; the challenge path must stay on plain HTTP", host)
 	}
 
+	// A host the CA refuses: logged with the CA's own words, shown by
+	// status, and served with the default certificate meanwhile.
+	var refused certs.HostStatus
+	waitFor(t, 20*time.Second, "dlb to show the CA's refusal of "+blocked, func() (bool, string) {
+		for _, h := range d.certificates() {
+			if h.Host == blocked {
+				refused = h
+				return h.State == "failing", fmt.Sprintf("%+v", h)
+			}
+		}
+		return false, "not listed"
+	})
+	if !strings.Contains(refused.LastError, "forbidden by policy") || !d.logHas(`"ca_says"`, "forbidden by policy", blocked) {
+		t.Errorf("refusal of %s: last_error %q, want Pebble's message (forbidden by policy) there and in a log line with ca_says", blocked, refused.LastError)
+	}
+	defLeaf := leafOf(t, defCert)
+	for _, h := range []string{blocked, optout} {
+		if got := rawServed(t, tlsAddr, h); !got.Equal(defLeaf) {
+			t.Errorf("TLS to %s served %q, want the default certificate (--tls-cert)", h, got.Subject.CommonName)
+		}
+	}
+	// Opted out (dlb.tls=off): no certificate asked, plain HTTP served.
+	resp, err = plain.Get("http://" + optout + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET http://%s/ (dlb.tls=off): %d, want 200, not a redirect", optout, resp.StatusCode)
+	}
+	for _, h := range d.certificates() {
+		if h.Host == optout {
+			t.Errorf("dlb.tls=off host %s is listed for a certificate: %+v", optout, h)
+		}
+	}
+
 	// The wildcard is skipped with a warning, and status says why.
 	if !d.logHas(`"level":"warn"`, "*.wild.dlb.test", "wildcard") {
 		t.Errorf("no warning that *.wild.dlb.test gets no certificate")
 	}
 	code, out, errOut := execDLB(t, "status", "--admin-url", d.adminURL)
+	t.Logf("dlb status:\n%s", out)
 	if code != 0 || !strings.Contains(out, host) || !strings.Contains(out, "valid") || !strings.Contains(out, first.Issuer.CommonName) || !strings.Contains(out, "skipped") {
 		t.Errorf("dlb status: exit %d, want 0 and a certificate line for %s (valid, issuer %q) and *.wild.dlb.test skipped:\n%s%s", code, host, first.Issuer.CommonName, out, errOut)
 	}
-	if got := series(d.scrape(), "dlb_certificates_total", map[string]string{"kind": "obtain"}, "result"); got["success"] != 1 || got["failure"] != 0 {
-		t.Errorf("dlb_certificates_total{kind=obtain} = %v, want success 1, failure 0", got)
+	if got := series(d.scrape(), "dlb_certificates_total", map[string]string{"kind": "obtain"}, "result"); got["success"] != 1 || got["failure"] != 1 {
+		t.Errorf("dlb_certificates_total{kind=obtain} = %v, want success 1 (%s), failure 1 (%s)", got, host, blocked)
 	}
 
 	// A restart serves the stored certificate and asks the CA for nothing.
@@ -295,8 +348,8 @@ func TestACMEWithPebble(t *testing.T) {
 	if again.SerialNumber.Cmp(first.SerialNumber) != 0 {
 		t.Errorf("after a restart dlb serves serial %s, want the stored %s", again.SerialNumber, first.SerialNumber)
 	}
-	if got := series(d.scrape(), "dlb_certificates_total", nil, "result"); len(got) != 0 {
-		t.Errorf("after a restart with the certificate stored, dlb_certificates_total = %v, want no request to the CA", got)
+	if got := series(d.scrape(), "dlb_certificates_total", map[string]string{"result": "success"}, "kind"); len(got) != 0 {
+		t.Errorf("after a restart with the certificate stored, dlb_certificates_total{result=success} = %v, want no certificate from the CA", got)
 	}
 
 	// A short-lived certificate (20s) is renewed before it expires.
@@ -313,11 +366,46 @@ func TestACMEWithPebble(t *testing.T) {
 	if got := series(d.scrape(), "dlb_certificates_total", map[string]string{"kind": "renew"}, "result"); got["success"] < 1 {
 		t.Errorf("dlb_certificates_total{kind=renew} = %v, want at least one success", got)
 	}
-	var sts []certs.HostStatus
-	if code, body := get(d.adminURL + "/api/certificates"); code != 200 || json.Unmarshal([]byte(body), &sts) != nil {
-		t.Fatalf("GET /api/certificates: %d %q", code, body)
+	t.Logf("/api/certificates: %+v", d.certificates())
+}
+
+// certificates returns /api/certificates.
+func (d *dlbProc) certificates() []certs.HostStatus {
+	d.t.Helper()
+	var hs []certs.HostStatus
+	if code, body := get(d.adminURL + "/api/certificates"); code != 200 || json.Unmarshal([]byte(body), &hs) != nil {
+		d.t.Fatalf("GET /api/certificates: %d %q", code, body)
 	}
-	t.Logf("/api/certificates: %+v", sts)
+	return hs
+}
+
+// leafOf parses the first certificate of a PEM file.
+func leafOf(t *testing.T, file string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s: no PEM", file)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// rawServed is the certificate dlb at addr serves for host, unverified.
+func rawServed(t *testing.T, addr, host string) *x509.Certificate {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: host, InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("TLS to %s for %s: %v", addr, host, err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0]
 }
 
 // TestACMEFlagErrors runs dlb with bad automatic HTTPS flags: each exits
