@@ -418,6 +418,45 @@
   // quiet without closing; in both cases a new EventSource is made after a
   // growing delay.
 
+  // ---- certificates ----------------------------------------------------
+  // api/certificates (only there with an HTTPS listener) is polled apart
+  // from the stream: certificates change in minutes, not milliseconds.
+
+  const CERTS_MS = 5000;
+  const $certs = document.getElementById("certs");
+  const $certRows = document.getElementById("cert-rows");
+  const fmtDate = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+  function cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+
+  async function pollCerts() {
+    try {
+      const res = await fetch("api/certificates", { cache: "no-store" });
+      const hosts = res.ok ? await res.json() : [];
+      const rows = (Array.isArray(hosts) ? hosts : []).map((h) => {
+        const tr = document.createElement("tr");
+        cell(tr, String(h.host || ""), "mono");
+        cell(tr, String(h.state || "")).dataset.state = String(h.state || "");
+        cell(tr, h.issuer ? String(h.issuer) : "–");
+        cell(tr, h.not_after ? fmtDate.format(new Date(h.not_after)) : "–");
+        cell(tr, String(h.last_error || h.reason || ""), "err");
+        return tr;
+      });
+      $certRows.replaceChildren(...rows);
+      $certs.hidden = rows.length === 0;
+    } catch (err) {
+      console.warn("dlb: api/certificates", err);
+    }
+    setTimeout(pollCerts, CERTS_MS);
+  }
+  pollCerts();
+
   let es = null;
   let stallTimer = 0;
   let retryTimer = 0;

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/dlb-lb/dlb/certs"
 )
 
@@ -328,6 +329,8 @@ func TestACMEWithPebble(t *testing.T) {
 		}
 	}
 
+	checkDashboardCerts(t, d.adminURL, map[string]string{host: "valid", blocked: "failing", "*.wild.dlb.test": "skipped"})
+
 	// The wildcard is skipped with a warning, and status says why.
 	if !d.logHas(`"level":"warn"`, "*.wild.dlb.test", "wildcard") {
 		t.Errorf("no warning that *.wild.dlb.test gets no certificate")
@@ -441,4 +444,44 @@ func TestACMEFlagErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkDashboardCerts opens the dashboard in headless Chromium, when there
+// is one (DLB_SKIP_BROWSER=1 skips it), and waits until its certificates
+// table shows each host in the given state.
+func checkDashboardCerts(t *testing.T, adminURL string, want map[string]string) {
+	t.Helper()
+	if os.Getenv("DLB_SKIP_BROWSER") == "1" {
+		return
+	}
+	chromium := ""
+	for _, name := range browserNames {
+		if path, err := exec.LookPath(name); err == nil {
+			chromium = path
+			break
+		}
+	}
+	if chromium == "" {
+		t.Log("no Chromium: the dashboard's certificates table is not checked (make test-deps installs it)")
+		return
+	}
+	ctx, cancel := context.WithTimeout(newBrowser(t, chromium), time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(adminURL+"/")); err != nil {
+		t.Fatalf("opening the dashboard: %v", err)
+	}
+	js := `Object.fromEntries([...document.querySelectorAll("#certs:not([hidden]) #cert-rows tr")].map(
+  (tr) => [tr.cells[0].textContent, tr.cells[1].textContent]))`
+	waitFor(t, 15*time.Second, "the dashboard to show the certificates", func() (bool, string) {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](js))
+		if err != nil {
+			return false, err.Error()
+		}
+		for h, state := range want {
+			if got[h] != state {
+				return false, fmt.Sprintf("rows %v, want %s %s", got, h, state)
+			}
+		}
+		return true, ""
+	})
 }
