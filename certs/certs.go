@@ -399,17 +399,26 @@ func (k *Keeper) HTTPHandler(next http.Handler) http.Handler {
 // responses of hosts whose service asks for it.
 func (k *Keeper) HTTPSHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if v := k.hosts.Load().hsts[hostOnly(r.Host)]; v != "" {
-			w.Header().Set("Strict-Transport-Security", v)
+		if hsts := k.hosts.Load().hsts; len(hsts) > 0 {
+			if v := hsts[hostOnly(r.Host)]; v != "" {
+				w.Header().Set("Strict-Transport-Security", v)
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// hostOnly is the lower-cased host of a Host header, without its port.
+// hostOnly is the lower-cased host of a Host header, without its port
+// (and without allocating when it is lower case already).
 func hostOnly(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
+	if strings.HasPrefix(h, "[") {
+		if host, _, err := net.SplitHostPort(h); err == nil {
+			return host
+		}
+		return strings.Trim(h, "[]")
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
 	}
 	return strings.ToLower(strings.TrimSuffix(h, "."))
 }

@@ -24,6 +24,20 @@ import (
 	"github.com/rs/zerolog"
 )
 
+func TestHostOnly(t *testing.T) {
+	for in, want := range map[string]string{
+		"shop.example.com": "shop.example.com", "Shop.Example.COM:8443": "shop.example.com",
+		"shop.example.com.": "shop.example.com", "[::1]:443": "::1", "[::1]": "::1", "": "",
+	} {
+		if got := hostOnly(in); got != want {
+			t.Errorf("hostOnly(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { hostOnly("shop.example.com:8443") }); n != 0 {
+		t.Errorf("hostOnly of a lower-case host:port allocates %v times, want 0", n)
+	}
+}
+
 func TestIneligible(t *testing.T) {
 	for _, tc := range []struct {
 		host string
