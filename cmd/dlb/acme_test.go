@@ -6,7 +6,6 @@ package main
 // 127.0.0.1. Both are built from testdata/pebble, a module of their own.
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -420,11 +419,7 @@ func TestACMEFlagErrors(t *testing.T) {
 	noPEM := filepath.Join(dir, "root.pem")
 	writeFile(t, noPEM, []byte("no PEM here"))
 	on := []string{"--listen-tls", "127.0.0.1:0", "--acme-email", "ops@example.com", "--acme-storage", dir}
-	for _, tc := range []struct {
-		name string
-		args []string
-		want string
-	}{
+	runFlagErrors(t, []flagErrorCase{
 		{"email without TLS listener", []string{"--acme-email", "ops@example.com"}, "--acme-email needs the HTTPS listener: set --listen-tls"},
 		{"CA without email", []string{"--listen-tls", "127.0.0.1:0", "--acme-ca", "https://ca.example/dir"}, "--acme-ca is for automatic HTTPS: set --acme-email too"},
 		{"bad email", []string{"--listen-tls", "127.0.0.1:0", "--acme-email", "ops"}, `--acme-email "ops": not an e-mail address`},
@@ -434,16 +429,7 @@ func TestACMEFlagErrors(t *testing.T) {
 		{"renew check too often", append(on, "--acme-renew-check", "10ms"), `--acme-renew-check "10ms": must be at least 1s`},
 		{"bad profile", append(on, "--acme-profile", "short lived"), `--acme-profile "short lived": not a profile name`},
 		{"TLS without certificate or ACME", []string{"--listen-tls", "127.0.0.1:0"}, "or set --acme-email"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			args := append([]string{"dlb", "--listen", "127.0.0.1:0", "--admin", ""}, tc.args...)
-			code := run(args, &stdout, &stderr)
-			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
-				t.Errorf("dlb %s: exit %d, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), code, stderr.String(), tc.want)
-			}
-		})
-	}
+	})
 }
 
 // checkDashboardCerts opens the dashboard in headless Chromium, when there

@@ -82,11 +82,7 @@ func TestProtocolFlagErrors(t *testing.T) {
 	writeFile(t, empty, nil)
 	missing := filepath.Join(dir, "missing.pem")
 	tlsOn := []string{"--listen-tls", "127.0.0.1:0"}
-	for _, tc := range []struct {
-		name string
-		args []string
-		want string
-	}{
+	runFlagErrors(t, []flagErrorCase{
 		{"no cert", append(tlsOn, "--tls-key", key), "--listen-tls needs --tls-cert"},
 		{"no key", append(tlsOn, "--tls-cert", cert), "--listen-tls needs --tls-key"},
 		{"missing cert", append(tlsOn, "--tls-cert", missing, "--tls-key", key), `--tls-cert "` + missing + `": cannot read it (no such file or directory)`},
@@ -100,7 +96,21 @@ func TestProtocolFlagErrors(t *testing.T) {
 		{"bad trusted proxy", []string{"--trusted-proxies", "10.0.0.0/8,10.0.0.0/33"}, `--trusted-proxies "10.0.0.0/8,10.0.0.0/33": "10.0.0.0/33" is not a CIDR`},
 		{"trusted proxy by name", []string{"--trusted-proxies", "proxy"}, `"proxy" is not an IP address or a CIDR`},
 		{"tiny header limit", []string{"--max-header-bytes", "100"}, `--max-header-bytes "100": must be at least 1024`},
-	} {
+	})
+}
+
+// flagErrorCase is a dlb command line that must exit 2 with want in the
+// message.
+type flagErrorCase struct {
+	name string
+	args []string
+	want string
+}
+
+// runFlagErrors runs dlb (in this process) with each case's flags.
+func runFlagErrors(t *testing.T, cases []flagErrorCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			args := append([]string{"dlb", "--listen", "127.0.0.1:0", "--admin", ""}, tc.args...)
