@@ -62,6 +62,9 @@ type ACME struct {
 	// Profile is the CA's certificate profile to ask for (e.g. Let's
 	// Encrypt's "shortlived"); "" is the CA's default.
 	Profile string
+	// NoHTTP01 and NoTLSALPN01 turn off a challenge type (when the CA
+	// cannot reach port 80, or 443); at least one must stay on.
+	NoHTTP01, NoTLSALPN01 bool
 	// Storage is the directory accounts, keys and certificates are kept in.
 	Storage string
 	// RenewCheck is how often certificates are checked for renewal; 0 is
@@ -178,6 +181,7 @@ func (k *Keeper) Start(ctx context.Context, httpAddr, tlsAddr string) {
 	k.issuer = certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
 		CA: ca, Email: k.o.ACME.Email, Agreed: true, TrustedRoots: k.o.ACME.Roots, Profile: k.o.ACME.Profile,
 		ListenHost: httpHost, AltHTTPPort: hp, AltTLSALPNPort: tp, Logger: zl,
+		DisableHTTPChallenge: k.o.ACME.NoHTTP01, DisableTLSALPNChallenge: k.o.ACME.NoTLSALPN01,
 	})
 	magic.Issuers = []certmagic.Issuer{k.issuer}
 	k.magic = magic

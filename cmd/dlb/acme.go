@@ -27,6 +27,7 @@ func acmeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "acme-ca", Value: certs.LetsEncrypt, EnvVars: envs("ACME_CA"), Usage: "the ACME CA's directory URL"},
 		&cli.StringFlag{Name: "acme-ca-root", EnvVars: envs("ACME_CA_ROOT"), Usage: "PEM file of a root to trust for the ACME CA's own HTTPS (a private or test CA, e.g. Pebble's); default: the system's roots"},
 		&cli.StringFlag{Name: "acme-profile", EnvVars: envs("ACME_PROFILE"), Usage: "certificate profile to ask the CA for (e.g. Let's Encrypt's shortlived); default: the CA's default"},
+		&cli.StringFlag{Name: "acme-challenge", Value: "all", EnvVars: envs("ACME_CHALLENGE"), Usage: "how the CA checks that dlb serves a host: http-01 (on --listen, port 80), tls-alpn-01 (on --listen-tls, port 443), or all"},
 		&cli.StringFlag{Name: "acme-storage", Value: defaultACMEStorage, EnvVars: envs("ACME_STORAGE"), Usage: "directory the ACME account, keys and certificates are kept in (several dlb may share it: it is locked)"},
 		&cli.DurationFlag{Name: "acme-renew-check", Value: 10 * time.Minute, EnvVars: envs("ACME_RENEW_CHECK"), Usage: "how often certificates are checked for renewal (each is renewed in its last third, or when the CA suggests)"},
 		&cli.BoolFlag{Name: "http-redirect", Value: true, EnvVars: envs("HTTP_REDIRECT"), Usage: "redirect plain HTTP to HTTPS (308) for hosts that have a certificate from the ACME CA"},
@@ -39,7 +40,7 @@ func parseACMEFlags(c *cli.Context, listenTLS string, o *certs.Options) error {
 	email := strings.TrimSpace(c.String("acme-email"))
 	o.Redirect = c.Bool("http-redirect")
 	if email == "" {
-		for _, f := range []string{"acme-ca", "acme-ca-root", "acme-profile", "acme-storage", "acme-renew-check"} {
+		for _, f := range []string{"acme-ca", "acme-ca-root", "acme-profile", "acme-challenge", "acme-storage", "acme-renew-check"} {
 			if c.IsSet(f) {
 				return cli.Exit(fmt.Sprintf("--%s is for automatic HTTPS: set --acme-email too", f), 2)
 			}
@@ -65,6 +66,15 @@ func parseACMEFlags(c *cli.Context, listenTLS string, o *certs.Options) error {
 		return badFlag("acme-profile", profile, "not a profile name (letters, digits, '.', '_' and '-'), e.g. shortlived")
 	}
 	o.ACME = certs.ACME{Email: email, CA: ca, Profile: profile, Storage: c.String("acme-storage"), RenewCheck: every}
+	switch ch := strings.ToLower(strings.TrimSpace(c.String("acme-challenge"))); ch {
+	case "all":
+	case "http-01":
+		o.ACME.NoTLSALPN01 = true
+	case "tls-alpn-01":
+		o.ACME.NoHTTP01 = true
+	default:
+		return badFlag("acme-challenge", ch, "must be http-01, tls-alpn-01 or all")
+	}
 	if f := c.String("acme-ca-root"); f != "" {
 		pool, err := readRoots(f)
 		if err != nil {

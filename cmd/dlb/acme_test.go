@@ -248,7 +248,8 @@ func TestACMEWithPebble(t *testing.T) {
 	}
 	// Pebble picks a random profile for orders that name none.
 	storage := t.TempDir()
-	d := start(storage, "--acme-profile", "default", "--tls-cert", defCert, "--tls-key", defKey)
+	// Each challenge type alone: HTTP-01 here, TLS-ALPN-01 for the renewal.
+	d := start(storage, "--acme-profile", "default", "--acme-challenge", "http-01", "--tls-cert", defCert, "--tls-key", defKey)
 
 	// Obtained in the background, served by SNI.
 	began := time.Now()
@@ -345,7 +346,7 @@ func TestACMEWithPebble(t *testing.T) {
 
 	// A restart serves the stored certificate and asks the CA for nothing.
 	d.stop()
-	d = start(storage, "--acme-profile", "default")
+	d = start(storage, "--acme-profile", "default", "--http-redirect=false")
 	again := waitCert(t, 10*time.Second, tlsAddr, host, pb.roots, nil)
 	if again.SerialNumber.Cmp(first.SerialNumber) != 0 {
 		t.Errorf("after a restart dlb serves serial %s, want the stored %s", again.SerialNumber, first.SerialNumber)
@@ -353,10 +354,13 @@ func TestACMEWithPebble(t *testing.T) {
 	if got := series(d.scrape(), "dlb_certificates_total", map[string]string{"result": "success"}, "kind"); len(got) != 0 {
 		t.Errorf("after a restart with the certificate stored, dlb_certificates_total{result=success} = %v, want no certificate from the CA", got)
 	}
+	if code, _ := getHost("http://127.0.0.1:"+pb.httpPort+"/", host); code != 200 {
+		t.Errorf("GET http://%s/ with --http-redirect=false: %d, want 200 (served, not redirected)", host, code)
+	}
 
 	// A short-lived certificate (20s) is renewed before it expires.
 	d.stop()
-	d = start(t.TempDir(), "--acme-profile", "shortlived")
+	d = start(t.TempDir(), "--acme-profile", "shortlived", "--acme-challenge", "tls-alpn-01")
 	short := waitCert(t, 30*time.Second, tlsAddr, host, pb.roots, nil)
 	if life := short.NotAfter.Sub(short.NotBefore); life > time.Minute {
 		t.Fatalf("the shortlived profile's certificate is valid %s, want 20s", life)
@@ -428,6 +432,7 @@ func TestACMEFlagErrors(t *testing.T) {
 		{"storage is a file", append(on[:4:4], "--acme-storage", notDir), `--acme-storage "` + notDir + `": cannot create it`},
 		{"renew check too often", append(on, "--acme-renew-check", "10ms"), `--acme-renew-check "10ms": must be at least 1s`},
 		{"bad profile", append(on, "--acme-profile", "short lived"), `--acme-profile "short lived": not a profile name`},
+		{"bad challenge", append(on, "--acme-challenge", "dns-01"), `--acme-challenge "dns-01": must be http-01, tls-alpn-01 or all`},
 		{"TLS without certificate or ACME", []string{"--listen-tls", "127.0.0.1:0"}, "or set --acme-email"},
 	})
 }
