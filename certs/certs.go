@@ -324,7 +324,8 @@ func caMessage(err error) string {
 // challenge's for TLS-ALPN-01, the host's own when it has one, else the
 // default.
 func (k *Keeper) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if k.magic != nil && slices.Contains(hello.SupportedProtos, "acme-tls/1") {
+	// RFC 8737 §3: the CA offers acme-tls/1 alone.
+	if k.magic != nil && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == "acme-tls/1" {
 		return k.magic.GetCertificate(hello)
 	}
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))

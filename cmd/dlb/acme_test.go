@@ -236,11 +236,13 @@ func TestACMEWithPebble(t *testing.T) {
 	p.compose("up", "-d", "--no-build", "--scale", "app=2")
 	defCert, defKey, _ := selfSigned(t)
 	tlsAddr := "127.0.0.1:" + pb.tlsPort
+	acme := func(storage string, extra ...string) []string {
+		return append([]string{"--acme-email", "ops@dlb.test", "--acme-ca", pb.directory, "--acme-ca-root", pb.caRoot,
+			"--acme-storage", storage, "--acme-renew-check", "1s", "--network", "appnet"}, extra...)
+	}
+	// start runs dlb where Pebble validates, for the test's project.
 	start := func(storage string, extra ...string) *dlbProc {
-		args := append([]string{"--listen", "127.0.0.1:" + pb.httpPort, "--listen-tls", tlsAddr,
-			"--acme-email", "ops@dlb.test", "--acme-ca", pb.directory, "--acme-ca-root", pb.caRoot,
-			"--acme-storage", storage, "--acme-renew-check", "1s", "--network", "appnet", "--project", p.name}, extra...)
-		d := startDLB(t, args...)
+		d := startDLB(t, acme(storage, append([]string{"--listen", "127.0.0.1:" + pb.httpPort, "--listen-tls", tlsAddr, "--project", p.name}, extra...)...)...)
 		d.waitReady(t, p.name+"-app", 2, 10*time.Second)
 		d.waitReady(t, p.name+"-blocked", 1, 10*time.Second)
 		d.waitReady(t, p.name+"-optout", 1, 10*time.Second)
@@ -358,21 +360,51 @@ func TestACMEWithPebble(t *testing.T) {
 		t.Errorf("GET http://%s/ with --http-redirect=false: %d, want 200 (served, not redirected)", host, code)
 	}
 
-	// A short-lived certificate (20s) is renewed before it expires.
+	// Several dlb may share one --acme-storage, and the CA may reach any of
+	// them. Here it reaches only front, which has no host of its own (an
+	// empty project) and answers, from the storage, the TLS-ALPN-01
+	// challenges of back, a dlb on other ports. back's certificate is
+	// short-lived (20s) and renewed before it expires.
 	d.stop()
-	d = start(t.TempDir(), "--acme-profile", "shortlived", "--acme-challenge", "tls-alpn-01")
-	short := waitCert(t, 30*time.Second, tlsAddr, host, pb.roots, nil)
+	shared := t.TempDir()
+	front := startDLB(t, acme(shared, "--listen", "127.0.0.1:"+pb.httpPort, "--listen-tls", tlsAddr, "--project", "none-"+p.name)...)
+	back := startDLB(t, acme(shared, "--listen-tls", "127.0.0.1:0", "--project", p.name,
+		"--acme-profile", "shortlived", "--acme-challenge", "tls-alpn-01")...)
+	back.waitReady(t, p.name+"-app", 2, 10*time.Second)
+	backTLS := back.listenTLS()
+	short := waitCert(t, 30*time.Second, backTLS, host, pb.roots, nil)
 	if life := short.NotAfter.Sub(short.NotBefore); life > time.Minute {
 		t.Fatalf("the shortlived profile's certificate is valid %s, want 20s", life)
 	}
-	renewed := waitCert(t, 40*time.Second, tlsAddr, host, pb.roots, short)
+	if !front.logHas("served key authentication certificate", host) {
+		t.Errorf("front (where Pebble validates) logged no TLS-ALPN-01 answer for %s", host)
+	}
+	renewed := waitCert(t, 40*time.Second, backTLS, host, pb.roots, short)
 	if !renewed.NotAfter.After(short.NotAfter) {
 		t.Errorf("renewed certificate expires %s, not after the old one's %s", renewed.NotAfter, short.NotAfter)
 	}
-	if got := series(d.scrape(), "dlb_certificates_total", map[string]string{"kind": "renew"}, "result"); got["success"] < 1 {
-		t.Errorf("dlb_certificates_total{kind=renew} = %v, want at least one success", got)
+	if got := series(back.scrape(), "dlb_certificates_total", map[string]string{"result": "success"}, "kind"); got["obtain"] != 1 || got["renew"] < 1 {
+		t.Errorf("back's dlb_certificates_total{result=success} = %v, want obtain 1, renew at least 1", got)
 	}
-	t.Logf("/api/certificates: %+v", d.certificates())
+	if got := front.certificates(); len(got) != 0 {
+		t.Errorf("front, with no host, lists certificates: %+v", got)
+	}
+	t.Logf("back's /api/certificates: %+v", back.certificates())
+}
+
+// listenTLS is the address of dlb's --listen-tls, from its start line.
+func (d *dlbProc) listenTLS() string {
+	d.t.Helper()
+	for line := range strings.SplitSeq(d.logs(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "dlb starting" {
+			if a, _ := m["listen_tls"].(string); a != "" {
+				return a
+			}
+		}
+	}
+	d.t.Fatalf("dlb's start line names no listen_tls address:\n%s", d.logs())
+	return ""
 }
 
 // certificates returns /api/certificates.

@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,16 +39,7 @@ func startTLSDLB(t *testing.T, args ...string) (d *dlbProc, tlsAddr string, root
 	t.Helper()
 	cert, key, roots := selfSigned(t)
 	d = startDLB(t, append([]string{"--listen-tls", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key}, args...)...)
-	for line := range strings.SplitSeq(d.logs(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == "dlb starting" {
-			tlsAddr, _ = m["listen_tls"].(string)
-		}
-	}
-	if tlsAddr == "" {
-		t.Fatalf("dlb's start line names no listen_tls address:\n%s", d.logs())
-	}
-	return d, tlsAddr, roots
+	return d, d.listenTLS(), roots
 }
 
 // h2Client speaks HTTP/2 over TLS, trusting roots.
