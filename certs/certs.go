@@ -80,6 +80,10 @@ type Options struct {
 	// are where it came from: they are read again when they change.
 	Default           *tls.Certificate
 	CertFile, KeyFile string
+	// CertDir, if set, is a directory of NAME.crt and NAME.key pairs,
+	// each served to the names it is for (before ACME's and the default);
+	// it is read again when its files change.
+	CertDir string
 	// Redirect sends plain HTTP requests for a host that has an ACME
 	// certificate to HTTPS with 308 (the ACME challenge path excepted).
 	Redirect bool
@@ -96,6 +100,7 @@ type Options struct {
 type Keeper struct {
 	o   Options
 	def atomic.Pointer[tls.Certificate]
+	dir atomic.Pointer[dirCerts]
 
 	// Set by Start, before any handshake or request; nil without ACME.
 	magic   *certmagic.Config
@@ -131,6 +136,9 @@ func New(o Options) *Keeper {
 	if o.Default != nil {
 		k.def.Store(o.Default)
 	}
+	if o.CertDir != "" {
+		k.loadDir()
+	}
 	k.hosts.Store(&hostTable{})
 	return k
 }
@@ -146,7 +154,7 @@ func (k *Keeper) Start(ctx context.Context, httpAddr, tlsAddr string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	_, k.tlsPort, _ = net.SplitHostPort(tlsAddr)
-	if k.o.CertFile != "" && k.o.KeyFile != "" {
+	if k.o.CertFile != "" || k.o.CertDir != "" {
 		go k.watchFiles(ctx, 2*time.Second)
 	}
 	k.ctx, k.started = ctx, true
@@ -329,6 +337,11 @@ func (k *Keeper) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 		return k.magic.GetCertificate(hello)
 	}
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if d := k.dir.Load(); d != nil && name != "" {
+		if c := d.forHost(name); c != nil {
+			return c, nil
+		}
+	}
 	if c := k.own(name); c != nil {
 		return &c.Certificate, nil
 	}
@@ -491,10 +504,11 @@ func (k *Keeper) latest(host string) *certmagic.Certificate {
 	return best
 }
 
-// watchFiles reloads the default certificate when its files change,
-// checking every interval; a bad pair is logged and the old one kept.
+// watchFiles reloads the default certificate and the certificate
+// directory when their files change, checking every interval; a bad pair
+// is logged and the old one kept.
 func (k *Keeper) watchFiles(ctx context.Context, every time.Duration) {
-	last := stamp(k.o.CertFile, k.o.KeyFile)
+	last, lastDir := stamp(k.o.CertFile, k.o.KeyFile), dirStamp(k.o.CertDir)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -502,6 +516,15 @@ func (k *Keeper) watchFiles(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if k.o.CertDir != "" {
+			if now := dirStamp(k.o.CertDir); now != lastDir {
+				lastDir = now
+				k.loadDir()
+			}
+		}
+		if k.o.CertFile == "" {
+			continue
 		}
 		now := stamp(k.o.CertFile, k.o.KeyFile)
 		if now == last {
@@ -519,6 +542,17 @@ func (k *Keeper) watchFiles(ctx context.Context, every time.Duration) {
 		k.def.Store(&c)
 		k.o.Log.Info().Str("cert", k.o.CertFile).Msg("default certificate reloaded")
 	}
+}
+
+// loadDir reads Options.CertDir; an unreadable directory keeps the
+// certificates it had.
+func (k *Keeper) loadDir() {
+	d := loadDir(k.o.CertDir, k.o.Log)
+	if d == nil {
+		return
+	}
+	k.dir.Store(&d)
+	k.o.Log.Info().Str("dir", k.o.CertDir).Strs("names", d.names()).Msg("certificate directory loaded")
 }
 
 // stamp sums up two files' sizes and modification times.

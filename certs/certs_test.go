@@ -181,22 +181,28 @@ func TestDefaultCertificateReload(t *testing.T) {
 	waitServed("three")
 }
 
-// writePair writes a self-signed certificate with common name cn and its
-// key as cert.pem and key.pem in dir.
+// writePair writes a self-signed certificate for x.example.com with
+// common name cn and its key as cert.pem and key.pem in dir.
 func writePair(t *testing.T, dir, cn string) (certFile, keyFile string) {
+	t.Helper()
+	return writeFiles(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), cn, "x.example.com")
+}
+
+// writeFiles writes a self-signed certificate with common name cn for
+// names, and its key.
+func writeFiles(t *testing.T, certFile, keyFile, cn string, names ...string) (string, string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"x.example.com"}}
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: names}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	// The key first: the watcher may see the new key beside the old
 	// certificate for a moment, which must not replace the good pair.
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
@@ -206,4 +212,52 @@ func writePair(t *testing.T, dir, cn string) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+// TestCertDir: each pair of the directory is served to its names (a
+// wildcard to one label), others get the default; a pair added later is
+// picked up, a broken one is left out.
+func TestCertDir(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, filepath.Join(dir, "shop.crt"), filepath.Join(dir, "shop.key"), "shop", "shop.example.com", "*.shop.example.com")
+	if err := os.WriteFile(filepath.Join(dir, "broken.crt"), []byte("nope"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defCert, defKey := writePair(t, t.TempDir(), "default")
+	def, err := tls.LoadX509KeyPair(defCert, defKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := New(Options{Default: &def, CertDir: dir, Log: zerolog.Nop()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go k.watchFiles(ctx, 10*time.Millisecond)
+	served := func(name string) string {
+		got, err := k.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+		if err != nil {
+			return err.Error()
+		}
+		leaf, _ := x509.ParseCertificate(got.Certificate[0])
+		return leaf.Subject.CommonName
+	}
+	for name, want := range map[string]string{
+		"shop.example.com": "shop", "SHOP.example.com.": "shop", "a.shop.example.com": "shop",
+		"a.b.shop.example.com": "default", "other.example.com": "default", "": "default",
+	} {
+		if got := served(name); got != want {
+			t.Errorf("certificate for %q: %q, want %q", name, got, want)
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // let the watcher take the directory's first stamp
+	writeFiles(t, filepath.Join(dir, "other.crt"), filepath.Join(dir, "other.key"), "other", "other.example.com")
+	deadline := time.Now().Add(5 * time.Second)
+	for served("other.example.com") != "other" {
+		if time.Now().After(deadline) {
+			t.Fatalf("a pair added to the directory is not served within 5s: got %q", served("other.example.com"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := served("shop.example.com"); got != "shop" {
+		t.Errorf("after the reload, shop.example.com gets %q, want shop", got)
+	}
 }

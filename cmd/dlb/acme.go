@@ -20,9 +20,11 @@ import (
 // says otherwise: a volume in the compose example.
 const defaultACMEStorage = "/var/lib/dlb/acme"
 
-// acmeFlags are the flags of automatic HTTPS.
-func acmeFlags() []cli.Flag {
+// httpsFlags are the flags of automatic HTTPS and the certificate
+// directory.
+func httpsFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: "tls-cert-dir", EnvVars: envs("TLS_CERT_DIR"), Usage: "directory of NAME.crt and NAME.key pairs that --listen-tls serves to the names each certificate is for (re-read when its files change)"},
 		&cli.StringFlag{Name: "acme-email", EnvVars: envs("ACME_EMAIL"), Usage: "turns on automatic HTTPS (with --listen-tls): every exact dlb.host gets a certificate from the ACME CA, for this contact address"},
 		&cli.StringFlag{Name: "acme-ca", Value: certs.LetsEncrypt, EnvVars: envs("ACME_CA"), Usage: "the ACME CA's directory URL"},
 		&cli.StringFlag{Name: "acme-ca-root", EnvVars: envs("ACME_CA_ROOT"), Usage: "PEM file of a root to trust for the ACME CA's own HTTPS (a private or test CA, e.g. Pebble's); default: the system's roots"},

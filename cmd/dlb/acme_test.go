@@ -465,7 +465,9 @@ func TestACMEFlagErrors(t *testing.T) {
 		{"renew check too often", append(on, "--acme-renew-check", "10ms"), `--acme-renew-check "10ms": must be at least 1s`},
 		{"bad profile", append(on, "--acme-profile", "short lived"), `--acme-profile "short lived": not a profile name`},
 		{"bad challenge", append(on, "--acme-challenge", "dns-01"), `--acme-challenge "dns-01": must be http-01, tls-alpn-01 or all`},
-		{"TLS without certificate or ACME", []string{"--listen-tls", "127.0.0.1:0"}, "or set --acme-email"},
+		{"TLS without certificate or ACME", []string{"--listen-tls", "127.0.0.1:0"}, "(or --tls-cert-dir, or --acme-email for certificates from an ACME CA)"},
+		{"certificate directory without TLS listener", []string{"--tls-cert-dir", dir}, "--tls-cert, --tls-key and --tls-cert-dir are for the HTTPS listener"},
+		{"missing certificate directory", []string{"--listen-tls", "127.0.0.1:0", "--tls-cert-dir", filepath.Join(dir, "none")}, `--tls-cert-dir "` + filepath.Join(dir, "none") + `": cannot read it`},
 	})
 }
 

@@ -22,7 +22,7 @@ import (
 // parseProtocolFlags checks --listen-tls, --tls-cert, --tls-key, the
 // --acme-* flags and --trusted-proxies into cfg.
 func parseProtocolFlags(c *cli.Context, cfg *config) error {
-	certFile, keyFile := c.String("tls-cert"), c.String("tls-key")
+	certFile, keyFile, certDir := c.String("tls-cert"), c.String("tls-key"), c.String("tls-cert-dir")
 	cfg.certs = &certs.Options{}
 	if err := parseACMEFlags(c, cfg.listenTLS, cfg.certs); err != nil {
 		return err
@@ -32,16 +32,22 @@ func parseProtocolFlags(c *cli.Context, cfg *config) error {
 		if err := checkAddr(cfg.listenTLS); err != nil {
 			return badFlag("listen-tls", cfg.listenTLS, err.Error())
 		}
-		if cfg.certs.ACME.Email != "" && certFile == "" && keyFile == "" {
-			break // the default certificate is optional with ACME
+		if certDir != "" {
+			if _, err := os.ReadDir(certDir); err != nil {
+				return badFlag("tls-cert-dir", certDir, fmt.Sprintf("cannot read it (%v); give a directory of NAME.crt and NAME.key pairs", err))
+			}
+			cfg.certs.CertDir = certDir
+		}
+		if (cfg.certs.ACME.Email != "" || certDir != "") && certFile == "" && keyFile == "" {
+			break // the default certificate is optional with ACME or a directory
 		}
 		tc, err := loadTLS(certFile, keyFile)
 		if err != nil {
 			return err
 		}
 		cfg.certs.Default, cfg.certs.CertFile, cfg.certs.KeyFile = &tc.Certificates[0], certFile, keyFile
-	case certFile != "" || keyFile != "":
-		return cli.Exit("--tls-cert and --tls-key are for the HTTPS listener: set --listen-tls too (e.g. --listen-tls :443)", 2)
+	case certFile != "" || keyFile != "" || certDir != "":
+		return cli.Exit("--tls-cert, --tls-key and --tls-cert-dir are for the HTTPS listener: set --listen-tls too (e.g. --listen-tls :443)", 2)
 	}
 	tp, err := proxy.ParseTrustedProxies(c.String("trusted-proxies"))
 	if err != nil {
@@ -135,7 +141,7 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 // RSA and EC keys).
 func readPEM(flag, file, kind string) ([]byte, error) {
 	if file == "" {
-		return nil, cli.Exit(fmt.Sprintf("--listen-tls needs --%s: give the PEM file of the %s (or set --acme-email for certificates from an ACME CA)", flag, strings.ToLower(kind)), 2)
+		return nil, cli.Exit(fmt.Sprintf("--listen-tls needs --%s: give the PEM file of the %s (or --tls-cert-dir, or --acme-email for certificates from an ACME CA)", flag, strings.ToLower(kind)), 2)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {

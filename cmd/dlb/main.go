@@ -101,7 +101,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 		},
 	}
-	app.Flags = append(app.Flags, acmeFlags()...)
+	app.Flags = append(app.Flags, httpsFlags()...)
 	return app
 }
 
