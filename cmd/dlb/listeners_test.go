@@ -22,6 +22,14 @@ import (
 // localhost, and its key, as PEM files; roots trusts the certificate.
 func selfSigned(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
 	t.Helper()
+	dir := t.TempDir()
+	return selfSignedFor(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), "localhost")
+}
+
+// selfSignedFor writes a fresh self-signed certificate for 127.0.0.1 and
+// the names, and its key, as PEM files; roots trusts the certificate.
+func selfSignedFor(t *testing.T, certFile, keyFile string, names ...string) (string, string, *x509.CertPool) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +41,7 @@ func selfSigned(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     names,
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -44,12 +52,10 @@ func selfSigned(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
 	cert, _ := x509.ParseCertificate(der)
-	roots = x509.NewCertPool()
+	roots := x509.NewCertPool()
 	roots.AddCert(cert)
 	return certFile, keyFile, roots
 }
