@@ -229,6 +229,7 @@ networks:
 // short-lived certificate is renewed.
 func TestACMEWithPebble(t *testing.T) {
 	requireDocker(t)
+	testStart := time.Now()
 	host := fmt.Sprintf("shop-%d.dlb.test", os.Getpid())
 	blocked, optout := "blocked-"+host, "optout-"+host
 	pb := startPebble(t, 20, blocked)
@@ -253,6 +254,7 @@ func TestACMEWithPebble(t *testing.T) {
 	// Pebble picks a random profile for orders that name none.
 	storage := t.TempDir()
 	// Each challenge type alone: HTTP-01 here, TLS-ALPN-01 for the renewal.
+	t.Logf("%s: Pebble and the project are up", time.Since(testStart).Round(time.Millisecond))
 	d := start(storage, "--acme-profile", "default", "--acme-challenge", "http-01",
 		"--tls-cert", defCert, "--tls-key", defKey, "--tls-cert-dir", certDir)
 
@@ -349,6 +351,7 @@ func TestACMEWithPebble(t *testing.T) {
 		t.Errorf("dlb_certificates_total{kind=obtain} = %v, want success 1 (%s), failure 1 (%s)", got, host, blocked)
 	}
 
+	t.Logf("%s: first dlb checked", time.Since(testStart).Round(time.Millisecond))
 	// A restart serves the stored certificate and asks the CA for nothing.
 	d.stop()
 	d = start(storage, "--acme-profile", "default", "--http-redirect=false")
@@ -363,6 +366,7 @@ func TestACMEWithPebble(t *testing.T) {
 		t.Errorf("GET http://%s/ with --http-redirect=false: %d, want 200 (served, not redirected)", host, code)
 	}
 
+	t.Logf("%s: restart checked", time.Since(testStart).Round(time.Millisecond))
 	// Several dlb may share one --acme-storage, and the CA may reach any of
 	// them. Here it reaches only front, which has no host of its own (an
 	// empty project) and answers, from the storage, the TLS-ALPN-01
@@ -383,6 +387,8 @@ func TestACMEWithPebble(t *testing.T) {
 		t.Errorf("front (where Pebble validates) logged no TLS-ALPN-01 answer for %s", host)
 	}
 	renewed := waitCert(t, 40*time.Second, backTLS, host, pb.roots, short)
+	t.Logf("the %s certificate issued at %s was renewed %s later", short.NotAfter.Sub(short.NotBefore),
+		short.NotBefore.Format(time.TimeOnly), renewed.NotBefore.Sub(short.NotBefore))
 	if !renewed.NotAfter.After(short.NotAfter) {
 		t.Errorf("renewed certificate expires %s, not after the old one's %s", renewed.NotAfter, short.NotAfter)
 	}
