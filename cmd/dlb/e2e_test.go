@@ -70,7 +70,8 @@ func requireDocker(t testing.TB) {
 }
 
 // buildAll compiles dlb and the demo backends (static) and builds the images
-// dlb:dev, dlb-demo:dev and dlb-grpc:dev from them: FROM scratch, nothing is pulled.
+// dlb:dev, dlb-demo:dev and dlb-grpc:dev from them, tagged per process (see
+// runImage): FROM scratch, nothing is pulled.
 func buildAll() {
 	var err error
 	if buildDir, err = os.MkdirTemp("", "dlb-e2e-"); err != nil {
@@ -97,7 +98,9 @@ func buildAll() {
 		{"dlb-demo:dev", filepath.Join(root, "examples/demo/Dockerfile")},
 		{"dlb-grpc:dev", filepath.Join(root, "examples/grpc/Dockerfile")},
 	} {
-		cmd := exec.Command("docker", "build", "-q", "-t", img.tag, "-t", runImage(img.tag), "-f", img.dockerfile, buildDir)
+		// Only this process's tag: dlb:dev and dlb-demo:dev are make demo's
+		// (with its version stamp), and tests must not overwrite them.
+		cmd := exec.Command("docker", "build", "-q", "-t", runImage(img.tag), "-f", img.dockerfile, buildDir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("docker build %s: %v\n%s", img.tag, err, out)
 			return
@@ -120,6 +123,7 @@ type project struct {
 	t    testing.TB
 	name string
 	file string
+	env  []string // extra environment for Compose (variables the file uses)
 }
 
 var projectSeq struct {
@@ -197,7 +201,11 @@ func (p *project) run(args ...string) (string, error) {
 	full := append(append(cc[1:], "-p", p.name, "-f", p.file), args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, cc[0], full...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, cc[0], full...)
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		err = fmt.Errorf("%s %s: %w", cc[0], strings.Join(full, " "), err)
 	}

@@ -1,0 +1,150 @@
+package main
+
+// Real-engine tests of the ways replicas come and go where the engine's
+// events reach dlb late (a busy engine): a replica refuses connections
+// before dlb hears it is stopping, a new container takes an old one's name
+// and address, and two stacks of one Compose file share an engine.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRestartOnlyReplica: the one replica of a service is restarted under
+// two keep-alive clients. The replica refuses connections before its kill
+// event reaches dlb; a request that meets the refusal has no other replica
+// and must wait for this one to come back (--queue-timeout), not get 503.
+func TestRestartOnlyReplica(t *testing.T) {
+	requireDocker(t)
+	p := newProject(t, `
+services:
+  solo:
+    image: dlb-demo:dev
+    labels:
+      dlb.enable: "true"
+    environment:
+      GRACE: 1s
+    networks: [appnet]
+networks:
+  appnet: {}
+`)
+	p.scale("solo", 1)
+	d := startDLB(t, "--network", "appnet", "--project", p.name)
+	pool := p.name + "-solo"
+	d.waitReady(t, pool, 1, 15*time.Second)
+
+	l := startLoad(t, d.proxyURL+"/", "", 2, 2*time.Minute, 1_000_000)
+	for i := 1; i <= 3; i++ {
+		l.phase(t, fmt.Sprintf("docker restart -t 2, #%d", i), 500*time.Millisecond, func() {
+			docker(t, "restart", "-t", "2", p.containers("solo")[0])
+			d.waitReady(t, pool, 1, 20*time.Second)
+		})
+	}
+	l.finish()
+	r, f := l.mark()
+	t.Logf("restart of the only replica: %d requests, %d failed", r, f)
+}
+
+// TestForceRecreateUnderLoad: `compose up --force-recreate` of a 2-replica
+// service under 16 keep-alive clients. Compose v1 renames each old
+// container, creates a new one under its name (which may get the other old
+// one's address), starts it and removes the old one: replicas must be told
+// apart by container ID, never by name or address.
+func TestForceRecreateUnderLoad(t *testing.T) {
+	requireDocker(t)
+	p := newProject(t, `
+services:
+  app:
+    image: dlb-demo:dev
+    labels:
+      dlb.enable: "true"
+    environment:
+      GRACE: 2s
+    stop_grace_period: 5s
+    networks: [appnet]
+networks:
+  appnet: {}
+`)
+	p.scale("app", 2)
+	// Compose stops both old replicas at once: the service has none until
+	// a new one listens, and --queue-timeout must cover that (1-6 s here).
+	d := startDLB(t, "--network", "appnet", "--project", p.name, "--queue-timeout", "20s")
+	pool := p.name + "-app"
+	d.waitReady(t, pool, 2, 15*time.Second)
+
+	l := startLoad(t, d.proxyURL+"/", "", 16, 3*time.Minute, 3_000_000)
+	for i := 1; i <= 2; i++ {
+		l.phase(t, fmt.Sprintf("up --force-recreate, #%d", i), time.Second, func() {
+			p.compose("up", "-d", "--no-build", "--force-recreate", "--scale", "app=2", "app")
+			d.waitReady(t, pool, 2, 20*time.Second)
+		})
+	}
+	l.finish()
+	r, f := l.mark()
+	t.Logf("force-recreate of 2 replicas: %d requests, %d failed", r, f)
+}
+
+// TestTwoStacksOneEngine starts the README's Compose stack (dlb in a
+// container, --network appnet) twice on one engine, as projects of their
+// own with their own published ports. Each dlb must serve only its own
+// project's replicas, and every request must be answered within 1 s.
+func TestTwoStacksOneEngine(t *testing.T) {
+	requireDocker(t)
+	yaml, err := os.ReadFile(filepath.Join("..", "..", "docker-compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type stack struct {
+		p     *project
+		proxy string // http://127.0.0.1:port
+		admin string
+	}
+	var stacks []*stack
+	for range 2 {
+		p := newProject(t, string(yaml))
+		// Published on loopback, on ports the engine picks.
+		p.env = []string{"DLB_PORT=127.0.0.1:0", "DLB_ADMIN_PORT=0"}
+		stacks = append(stacks, &stack{p: p})
+	}
+	for _, s := range stacks {
+		s.p.compose("up", "-d", "--no-build", "--scale", "app=2")
+		id := s.p.containers("dlb")[0]
+		s.proxy = "http://" + docker(t, "port", id, "80/tcp")
+		s.admin = "http://" + docker(t, "port", id, "8080/tcp")
+	}
+	for _, s := range stacks {
+		own := map[string]bool{}
+		for _, id := range s.p.containers("app") {
+			own[id[:12]] = true // the demo answers with its hostname: the short ID
+		}
+		var seen string
+		waitFor(t, 20*time.Second, "dlb of "+s.p.name+" to have exactly its 2 replicas, ready", func() (bool, string) {
+			code, body := get(s.admin + "/api/pools")
+			seen = fmt.Sprintf("%d %s", code, body)
+			return code == 200 && strings.Count(body, `"state":"ready"`) == 2 && !regexp.MustCompile(`"state":"(starting|down|draining)"`).MatchString(body), seen
+		})
+		for _, other := range stacks {
+			if other != s && strings.Contains(seen, other.p.name) {
+				t.Errorf("dlb of %s lists replicas of %s: %s", s.p.name, other.p.name, seen)
+			}
+		}
+		l := startLoad(t, s.proxy+"/", "", 4, time.Minute, 200_000)
+		l.phase(t, "load on "+s.p.name, 2*time.Second, func() {})
+		l.finish()
+		for replica := range l.byReplica {
+			if !own[replica] {
+				t.Errorf("stack %s was answered by %q, not one of its replicas %v", s.p.name, replica, own)
+			}
+		}
+		if slowest := time.Duration(l.slowest.Load()); slowest > time.Second {
+			t.Errorf("stack %s: the slowest request took %s, want under 1s", s.p.name, slowest)
+		}
+		r, f := l.mark()
+		t.Logf("stack %s: %d requests, %d failed, slowest %s", s.p.name, r, f, time.Duration(l.slowest.Load()).Round(time.Millisecond))
+	}
+}
