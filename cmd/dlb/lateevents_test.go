@@ -6,10 +6,10 @@ package main
 // and address, and two stacks of one Compose file share an engine.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -122,14 +122,27 @@ func TestTwoStacksOneEngine(t *testing.T) {
 		for _, id := range s.p.containers("app") {
 			own[id[:12]] = true // the demo answers with its hostname: the short ID
 		}
-		var seen string
+		var seen []string
 		waitFor(t, 20*time.Second, "dlb of "+s.p.name+" to have exactly its 2 replicas, ready", func() (bool, string) {
 			code, body := get(s.admin + "/api/pools")
-			seen = fmt.Sprintf("%d %s", code, body)
-			return code == 200 && strings.Count(body, `"state":"ready"`) == 2 && !regexp.MustCompile(`"state":"(starting|down|draining)"`).MatchString(body), seen
+			var ps []poolView
+			if code != 200 || json.Unmarshal([]byte(body), &ps) != nil {
+				return false, fmt.Sprintf("%d %s", code, body)
+			}
+			seen = seen[:0]
+			ready := 0
+			for _, pv := range ps {
+				for _, r := range pv.Replicas {
+					seen = append(seen, r.Name+"="+r.State)
+					if r.State == "ready" {
+						ready++
+					}
+				}
+			}
+			return ready == 2 && len(seen) == 2, strings.Join(seen, " ")
 		})
 		for _, other := range stacks {
-			if other != s && strings.Contains(seen, other.p.name) {
+			if other != s && strings.Contains(strings.Join(seen, " "), other.p.name) {
 				t.Errorf("dlb of %s lists replicas of %s: %s", s.p.name, other.p.name, seen)
 			}
 		}
@@ -143,6 +156,19 @@ func TestTwoStacksOneEngine(t *testing.T) {
 		}
 		if slowest := time.Duration(l.slowest.Load()); slowest > time.Second {
 			t.Errorf("stack %s: the slowest request took %s, want under 1s", s.p.name, slowest)
+		}
+		// The other project's replicas are skipped, each with one warning.
+		logs := docker(t, "logs", s.p.containers("dlb")[0])
+		for _, other := range stacks {
+			if other == s {
+				continue
+			}
+			for _, id := range other.p.containers("app") {
+				name := docker(t, "inspect", "-f", "{{.Name}}", id)[1:]
+				if n := strings.Count(logs, "container "+name+": is not on dlb's network"); n != 1 {
+					t.Errorf("dlb of %s warned %d times that %s is not on its network, want once; its log:\n%s", s.p.name, n, name, logs)
+				}
+			}
 		}
 		r, f := l.mark()
 		t.Logf("stack %s: %d requests, %d failed, slowest %s", s.p.name, r, f, time.Duration(l.slowest.Load()).Round(time.Millisecond))

@@ -373,9 +373,13 @@ func findSelf(ctx context.Context, docker *client.Client, o *discovery.Options, 
 		return err
 	}
 	o.SelfID = info.ID
+	if info.Config != nil {
+		o.SelfProject = info.Config.Labels[discovery.LabelComposeProject]
+	}
 	for n := range info.NetworkSettings.Networks {
 		o.SelfNetworks = append(o.SelfNetworks, n)
 	}
-	log.Info().Str("container", strings.TrimPrefix(info.Name, "/")).Strs("networks", o.SelfNetworks).Msg("running in a container")
+	log.Info().Str("container", strings.TrimPrefix(info.Name, "/")).Str("project", o.SelfProject).Strs("networks", o.SelfNetworks).
+		Msg("running in a container: replicas are reached over these networks only")
 	return nil
 }
