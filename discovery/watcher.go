@@ -125,7 +125,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if failures == 1 {
 				ev = w.log.Warn()
 			}
-			ev.Err(err).Dur("retry_in", backoff).Msg("cannot reach Docker; serving the last known pools, will keep retrying (check DOCKER_HOST or the socket mount)")
+			ev.Err(err).Dur("retry_in_ms", backoff).Msg("cannot reach Docker; serving the last known pools, will keep retrying (check DOCKER_HOST or the socket mount)")
 		}
 		select {
 		case <-ctx.Done():
@@ -169,7 +169,7 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		pools[r.Service] = true
 	}
 	w.log.Info().Int("replicas", len(replicas)).Int("pools", len(pools)).
-		Dur("took", time.Since(start)).Msg("synced with Docker; following events")
+		Dur("took_ms", time.Since(start)).Msg("synced with Docker; following events")
 
 	pingEvery := w.PingInterval
 	if pingEvery <= 0 {

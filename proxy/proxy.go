@@ -325,7 +325,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ejectable(err) && a.up.State() == balancer.Ready {
 			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
 				p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
-					Dur("for", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
+					Dur("for_ms", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
 				p.ejected(a.route, a.up)
 			}
 		}

@@ -195,7 +195,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 	switch c.String("log-format") {
 	case "json":
 	case "console":
-		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339, NoColor: !isTerminal(out)}
 	default:
 		return nil, badFlag("log-format", c.String("log-format"), "must be console or json")
 	}
@@ -318,7 +318,7 @@ func serve(c *cli.Context) error {
 		stop()
 		return cli.Exit(fmt.Sprintf("server failed: %v", err), 1)
 	}
-	log.Info().Dur("timeout", cfg.shutdownTimeout).Msg("shutting down: no new connections, finishing requests in flight")
+	log.Info().Dur("timeout_ms", cfg.shutdownTimeout).Msg("shutting down: no new connections, finishing requests in flight")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
 	if adminSrv != nil {
