@@ -109,15 +109,12 @@ func Build(c container.InspectResponse, o Options) (Replica, error) {
 	}
 	// Whether dlb should use the container at all comes first: a container
 	// that is not enabled gets no warning about its other labels.
-	if v, ok := labels[LabelEnable]; ok {
-		enabled, err := strconv.ParseBool(strings.TrimSpace(v))
-		if err != nil {
-			return fail("%w; container skipped", &LabelError{LabelEnable, v, wantBool})
-		}
-		if !enabled {
+	if enabled, err := Enabled(labels, o.ExposedByDefault); err != nil {
+		return fail("%w; container skipped", err)
+	} else if !enabled {
+		if _, ok := labels[LabelEnable]; ok {
 			return fail("%s is not true: %w", LabelEnable, ErrNotSelected)
 		}
-	} else if !o.ExposedByDefault {
 		return fail("no %s label: %w", LabelEnable, ErrNotSelected)
 	}
 	cfg, err := ParseLabels(labels)
@@ -175,6 +172,22 @@ func Build(c container.InspectResponse, o Options) (Replica, error) {
 		err = fmt.Errorf("container %s: %s", r.Name, choice.Warning)
 	}
 	return r, err
+}
+
+// Enabled reports whether labels ask dlb to balance the container: the
+// dlb.enable label as a boolean (true, 1, t...), or exposedByDefault
+// without one. A malformed value is a *LabelError. The watcher and dlb lint
+// both decide with it.
+func Enabled(labels map[string]string, exposedByDefault bool) (bool, error) {
+	v, ok := labels[LabelEnable]
+	if !ok {
+		return exposedByDefault, nil
+	}
+	var enabled bool
+	if want := parseBool(v, &enabled, nil); want != "" {
+		return false, &LabelError{LabelEnable, v, want}
+	}
+	return enabled, nil
 }
 
 // defaultPort is the port to use when dlb.port is not set: the one exposed

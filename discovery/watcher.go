@@ -346,11 +346,8 @@ func (w *Watcher) mayBeSelected(labels map[string]string) bool {
 	if w.opts.Project != "" && labels[LabelComposeProject] != w.opts.Project {
 		return false
 	}
-	if v, ok := labels[LabelEnable]; ok {
-		enabled, err := strconv.ParseBool(strings.TrimSpace(v))
-		return enabled || err != nil // a malformed value is inspected, and warned about
-	}
-	return w.opts.ExposedByDefault
+	enabled, err := Enabled(labels, w.opts.ExposedByDefault)
+	return enabled || err != nil // a malformed value is inspected, and warned about
 }
 
 // containerOf is the container an event concerns.
