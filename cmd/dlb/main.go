@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func envs(name string) []string { return []string{"DLB_" + name} }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:      "dlb",
 		Usage:     "a Docker-native load balancer: follows containers, spreads HTTP across ready replicas",
 		Version:   version,
@@ -100,6 +100,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 		},
 	}
+	app.OnUsageError = usageError
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError
+	}
+	return app
 }
 
 // config is the serve command's checked flags.
