@@ -52,6 +52,11 @@ type Options struct {
 	// UpstreamTransport picks how requests reach replicas: TransportFast or
 	// TransportStd (default TransportFast). See h1transport.go.
 	UpstreamTransport string
+	// Routed, if set, reports whether the routes are known (dlb has listed
+	// the containers once). Until then a request that no route matches
+	// gets 503 with Retry-After, not 404: its service may exist. nil means
+	// the routes are always known.
+	Routed func() bool
 }
 
 // Proxy is an http.Handler that forwards requests to the pools of a Router.
@@ -119,6 +124,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	route := p.router.Lookup(r.Host, r.URL.Path)
 	observing(w).setRoute(route)
+	if route == nil && p.opts.Routed != nil && !p.opts.Routed() {
+		notRouted(w)
+		return
+	}
 	if route == nil {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusNotFound)
@@ -179,6 +188,14 @@ func serviceUnavailable(w http.ResponseWriter, service string) {
 	h.Set("Retry-After", "1")
 	w.WriteHeader(http.StatusServiceUnavailable)
 	fmt.Fprintf(w, "dlb: service %q has no ready replica\n", service)
+}
+
+func notRouted(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	io.WriteString(w, "dlb: not synced with Docker yet: the services are not known; try again shortly\n")
 }
 
 func hostOnly(h string) string {

@@ -259,6 +259,18 @@ func (b *lockedBuffer) String() string {
 // flags, and waits until its /healthz says it is in sync with Docker.
 func startDLB(t testing.TB, args ...string) *dlbProc {
 	t.Helper()
+	d := launchDLB(t, args...)
+	waitFor(t, 15*time.Second, "dlb's /healthz to say it is in sync", func() (bool, string) {
+		code, body := get(d.adminURL + "/healthz")
+		return code == 200, fmt.Sprintf("%d %s", code, body)
+	})
+	return d
+}
+
+// launchDLB is startDLB without the wait for Docker: it returns once dlb
+// listens.
+func launchDLB(t testing.TB, args ...string) *dlbProc {
+	t.Helper()
 	all := append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}, args...)
 	d := &dlbProc{t: t, cmd: exec.Command(dlbBinary(), all...), exited: make(chan struct{})}
 	d.cmd.Stdout = &d.stdout
@@ -301,10 +313,6 @@ func startDLB(t testing.TB, args ...string) *dlbProc {
 		t.Fatalf("dlb did not start within 10s:\n%s", d.logs())
 	}
 	d.proxyURL, d.adminURL = "http://"+d.proxyAddr, "http://"+d.adminAddr
-	waitFor(t, 15*time.Second, "dlb's /healthz to say it is in sync", func() (bool, string) {
-		code, body := get(d.adminURL + "/healthz")
-		return code == 200, fmt.Sprintf("%d %s", code, body)
-	})
 	return d
 }
 
@@ -460,4 +468,34 @@ func (d *dlbProc) logHas(parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// TestNotSyncedYet: dlb starts while the engine cannot be reached. Until
+// its first list, a request gets 503 with Retry-After saying dlb is not in
+// sync yet (its service may well exist), not 404; after it, 404 for a host
+// no service claims.
+func TestNotSyncedYet(t *testing.T) {
+	requireDocker(t)
+	sp := newSocketProxy(t)
+	sp.setCut(true)
+	d := launchDLB(t, "--docker-host", sp.addr(), "--project", fmt.Sprintf("dlbt%dnone", os.Getpid()))
+	req, _ := http.NewRequest("GET", d.proxyURL+"/", nil)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "not synced with Docker") {
+		t.Errorf("GET / before dlb reached Docker: got %d %q (Retry-After %q); want 503 with Retry-After, saying it is not synced",
+			resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	sp.setCut(false)
+	waitFor(t, 15*time.Second, "dlb to sync once Docker is reachable", func() (bool, string) {
+		code, body := get(d.adminURL + "/healthz")
+		return code == 200, fmt.Sprintf("%d %s", code, body)
+	})
+	if code, body := get(d.proxyURL + "/"); code != http.StatusNotFound {
+		t.Errorf("GET / once synced, with no service: got %d %q, want 404", code, body)
+	}
 }

@@ -251,7 +251,8 @@ func serve(c *cli.Context) error {
 	px := proxy.New(router, proxy.Options{
 		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
 		Observer: observerOf(obs...), UpstreamTransport: cfg.transport,
-		Log: log.With().Str("component", "proxy").Logger(),
+		Log:    log.With().Str("component", "proxy").Logger(),
+		Routed: func() bool { return reg.listed.Load() }, // reg is set below, before serving
 	})
 	reg = newRegistry(router, px, log.With().Str("component", "pools").Logger())
 	if met != nil {

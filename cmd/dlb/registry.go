@@ -24,6 +24,7 @@ type registry struct {
 	checker *proxy.Checker
 	log     zerolog.Logger
 	synced  func() bool
+	listed  atomic.Bool // a full list has been synced once: the routes are known
 	left    func(*balancer.Upstream) // if set, told of each replica that left its pool
 	// ready, if set, is told how long after its Docker event each replica
 	// turned ready.
@@ -92,6 +93,7 @@ func (g *registry) Sync(rs []discovery.Replica) {
 	for _, r := range rs {
 		g.update(r)
 	}
+	g.listed.Store(true)
 	g.mu.Unlock()
 	g.notify()
 }
