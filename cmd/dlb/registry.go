@@ -24,7 +24,7 @@ type registry struct {
 	checker *proxy.Checker
 	log     zerolog.Logger
 	synced  func() bool
-	listed  atomic.Bool // a full list has been synced once: the routes are known
+	listed  atomic.Bool              // a full list has been synced once: the routes are known
 	left    func(*balancer.Upstream) // if set, told of each replica that left its pool
 	// ready, if set, is told how long after its Docker event each replica
 	// turned ready.
