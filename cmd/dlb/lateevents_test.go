@@ -174,3 +174,19 @@ func TestTwoStacksOneEngine(t *testing.T) {
 		t.Logf("stack %s: %d requests, %d failed, slowest %s", s.p.name, r, f, time.Duration(l.slowest.Load()).Round(time.Millisecond))
 	}
 }
+
+// TestNetworkThatDoesNotExistYet: --network names no network of the engine.
+// dlb says so at start, and says again when the network appears.
+func TestNetworkThatDoesNotExistYet(t *testing.T) {
+	requireDocker(t)
+	name := fmt.Sprintf("dlbt%dlatenet", os.Getpid())
+	d := startDLB(t, "--network", name, "--project", name)
+	waitFor(t, 10*time.Second, "dlb to warn that --network names no network", func() (bool, string) {
+		return d.logHas(`"level":"warn"`, "--network "+name+": the engine has no network of that name"), d.logs()
+	})
+	docker(t, "network", "create", "proj_"+name)
+	t.Cleanup(func() { docker(t, "network", "rm", "proj_"+name) })
+	waitFor(t, 15*time.Second, "dlb to see the network appear", func() (bool, string) {
+		return d.logHas("--network "+name+": the network exists now", "proj_"+name), d.logs()
+	})
+}

@@ -309,6 +309,7 @@ func serve(c *cli.Context) error {
 		defer close(watchDone)
 		watcher.Run(ctx)
 	}()
+	go watchNetwork(ctx, docker, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
 	errc := make(chan error, 3)
 	go func() { errc <- proxySrv.Serve(ln) }()
 	if tlsSrv != nil {
