@@ -333,12 +333,11 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := (*Proxy)(rt)
 	a := req.Context().Value(stateKey{}).(*attempt)
 	for {
-		run := a.up.Admissions()
+		run := a.up.Admissions() // which of its runs as Ready this try meets
 		resp, err := p.transportFor(a.up).forScheme(a.route.Scheme).RoundTrip(req)
 		if err == nil {
 			return resp, nil
 		}
-		failedRun := run
 		if ejectable(err) && a.up.State() == balancer.Ready {
 			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
 				p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
@@ -350,7 +349,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			a.failed = true
 			return nil, err
 		}
-		next := p.next(req.Context(), a, failedRun)
+		next := p.next(req.Context(), a, run)
 		if next == nil {
 			a.failed = true
 			if isDialError(err) {
@@ -362,7 +361,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		p.opts.Log.Debug().Err(err).Str("service", a.route.Service).Str("from", a.up.Name()).
 			Str("to", next.Name()).Msg("retrying on another replica")
-		a.tried = append(a.tried, triedReplica{a.up, failedRun})
+		a.tried = append(a.tried, triedReplica{a.up, run})
 		a.up.End(true)
 		if next.Begin() {
 			a.first = next
