@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -136,17 +137,17 @@ func newProject(t testing.TB, yaml string) *project {
 	t.Helper()
 	projectSeq.Lock()
 	projectSeq.n++
-	name := fmt.Sprintf("dlbt%d%s%d", os.Getpid(), strings.ToLower(strings.ReplaceAll(t.Name(), "/", "")), projectSeq.n)
+	seq := strconv.Itoa(projectSeq.n)
 	projectSeq.Unlock()
-	name = strings.Map(func(r rune) rune {
+	name := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			return r
 		}
 		return -1
-	}, name)
-	if len(name) > 40 {
-		name = name[:40]
-	}
+	}, fmt.Sprintf("dlbt%d%s", os.Getpid(), strings.ToLower(t.Name())))
+	// At most 40 characters, and the sequence number is kept: two projects
+	// of one test must not share a name.
+	name = name[:min(len(name), 40-len(seq))] + seq
 	file := filepath.Join(t.TempDir(), "docker-compose.yaml")
 	for _, img := range []string{"dlb:dev", "dlb-demo:dev", "dlb-grpc:dev"} {
 		yaml = strings.ReplaceAll(yaml, "image: "+img, "image: "+runImage(img))

@@ -190,3 +190,35 @@ func TestNetworkThatDoesNotExistYet(t *testing.T) {
 		return d.logHas("--network "+name+": the network exists now", "proj_"+name), d.logs()
 	})
 }
+
+// TestShortNetworkNameOfSeveralProjects: dlb on the host, --network a
+// Compose short name that two projects' networks answer to, and no
+// --project. dlb says so once, naming both networks and --project.
+func TestShortNetworkNameOfSeveralProjects(t *testing.T) {
+	requireDocker(t)
+	short := fmt.Sprintf("net%d", os.Getpid()) // no other project's network answers to it
+	file := strings.ReplaceAll(`
+services:
+  app:
+    image: dlb-demo:dev
+    labels:
+      dlb.enable: "true"
+    networks: [SHORT]
+networks:
+  SHORT: {}
+`, "SHORT", short)
+	a, b := newProject(t, file), newProject(t, file)
+	a.scale("app", 1)
+	b.scale("app", 1)
+	d := startDLB(t, "--network", short)
+	d.waitReady(t, b.name+"-app", 1, 15*time.Second)
+	d.waitReady(t, a.name+"-app", 1, 15*time.Second)
+	// A restart brings each container's events again: still one warning.
+	docker(t, "restart", "-t", "1", a.containers("app")[0])
+	d.waitReady(t, a.name+"-app", 1, 15*time.Second)
+	n := strings.Count(d.logs(), "--network "+short+" matches the networks of several Compose projects")
+	if n != 1 || !d.logHas(a.network(short), b.network(short), "--project") {
+		t.Errorf("dlb warned %d times that --network %s matches several projects' networks, want once naming %s, %s and --project; log:\n%s",
+			n, short, a.network(short), b.network(short), d.logs())
+	}
+}
