@@ -6,9 +6,12 @@ package main
 // and address, and two stacks of one Compose file share an engine.
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -221,4 +224,56 @@ networks:
 		t.Errorf("dlb warned %d times that --network %s matches several projects' networks, want once naming %s, %s and --project; log:\n%s",
 			n, short, a.network(short), b.network(short), d.logs())
 	}
+}
+
+// TestConsoleLogHasNoColourOffATerminal: with --log-format console and
+// stderr a pipe (as under docker compose logs), no escape codes.
+func TestConsoleLogHasNoColourOffATerminal(t *testing.T) {
+	requireDocker(t) // for the binary
+	cmd := exec.Command(dlbBinary(), "--log-format", "console", "--listen", "127.0.0.1:0", "--admin=",
+		"--docker-host", "tcp://"+deadTCPAddr(t))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("dlb exited before it said it was starting")
+			}
+			if strings.Contains(line, "\x1b[") {
+				t.Fatalf("console log line to a pipe has colour codes: %q", line)
+			}
+			if strings.Contains(line, "dlb starting") {
+				return
+			}
+		case <-deadline:
+			t.Fatal("dlb did not say it was starting within 10s")
+		}
+	}
+}
+
+// deadTCPAddr is a loopback address where nothing listens.
+func deadTCPAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
