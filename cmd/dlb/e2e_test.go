@@ -41,10 +41,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// runImage is the tag an image built as tag (e.g. dlb-demo:dev) also gets
-// for this test process. newProject uses it, so that tests running at the
-// same time from another checkout, which build :dev from their own code,
-// cannot swap the images under this one's feet.
+// runImage is the tag this test process builds the image named tag (e.g.
+// dlb-demo:dev) under; newProject rewrites image: lines to it. Tests running
+// at the same time from another checkout cannot swap the images under this
+// one's feet, and make demo's own :dev images are left alone.
 func runImage(tag string) string {
 	return strings.TrimSuffix(tag, ":dev") + fmt.Sprintf(":e2e-%d", os.Getpid())
 }
