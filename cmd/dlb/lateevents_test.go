@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,15 +41,22 @@ networks:
 	d.waitReady(t, pool, 1, 15*time.Second)
 
 	l := startLoad(t, d.proxyURL+"/", "", 2, 2*time.Minute, 1_000_000)
-	for i := 1; i <= 3; i++ {
-		l.phase(t, fmt.Sprintf("docker restart -t 2, #%d", i), 500*time.Millisecond, func() {
-			docker(t, "restart", "-t", "2", p.containers("solo")[0])
-			d.waitReady(t, pool, 1, 20*time.Second)
-		})
+	l.rounds(t, "docker restart -t 2 of the only replica", 3, 500*time.Millisecond, func() {
+		docker(t, "restart", "-t", "2", p.containers("solo")[0])
+		d.waitReady(t, pool, 1, 20*time.Second)
+	})
+}
+
+// rounds runs op n times under the load, each a phase that must cost no
+// request, then stops the load and logs its totals.
+func (l *load) rounds(t testing.TB, what string, n int, settle time.Duration, op func()) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		l.phase(t, fmt.Sprintf("%s, #%d", what, i), settle, op)
 	}
 	l.finish()
 	r, f := l.mark()
-	t.Logf("restart of the only replica: %d requests, %d failed", r, f)
+	t.Logf("%s, %d rounds: %d requests, %d failed", what, n, r, f)
 }
 
 // TestForceRecreateUnderLoad: `compose up --force-recreate` of a 2-replica
@@ -81,15 +87,10 @@ networks:
 	d.waitReady(t, pool, 2, 15*time.Second)
 
 	l := startLoad(t, d.proxyURL+"/", "", 16, 3*time.Minute, 3_000_000)
-	for i := 1; i <= 2; i++ {
-		l.phase(t, fmt.Sprintf("up --force-recreate, #%d", i), time.Second, func() {
-			p.compose("up", "-d", "--no-build", "--force-recreate", "--scale", "app=2", "app")
-			d.waitReady(t, pool, 2, 20*time.Second)
-		})
-	}
-	l.finish()
-	r, f := l.mark()
-	t.Logf("force-recreate of 2 replicas: %d requests, %d failed", r, f)
+	l.rounds(t, "up --force-recreate of 2 replicas", 2, time.Second, func() {
+		p.compose("up", "-d", "--no-build", "--force-recreate", "--scale", "app=2", "app")
+		d.waitReady(t, pool, 2, 20*time.Second)
+	})
 }
 
 // TestTwoStacksOneEngine starts the README's Compose stack (dlb in a
@@ -231,7 +232,7 @@ networks:
 func TestConsoleLogHasNoColourOffATerminal(t *testing.T) {
 	requireDocker(t) // for the binary
 	cmd := exec.Command(dlbBinary(), "--log-format", "console", "--listen", "127.0.0.1:0", "--admin=",
-		"--docker-host", "tcp://"+deadTCPAddr(t))
+		"--docker-host", "tcp://"+refusedAddr(t))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -265,15 +266,4 @@ func TestConsoleLogHasNoColourOffATerminal(t *testing.T) {
 			t.Fatal("dlb did not say it was starting within 10s")
 		}
 	}
-}
-
-// deadTCPAddr is a loopback address where nothing listens.
-func deadTCPAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
