@@ -35,6 +35,11 @@ func main() {
 // run is main without the exit, for tests: it returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
+	// A flag that does not parse gets one line, not a page of help.
+	app.OnUsageError = usageError
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError
+	}
 	if err := app.Run(args); err != nil {
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
@@ -43,7 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			return ec.ExitCode()
 		}
-		// Flag parse errors: urfave/cli has printed the usage already.
+		// Flag parse errors come as ExitCoders (usageError); anything else too
+		// is one line, exit 2.
 		fmt.Fprintln(stderr, "dlb:", err)
 		return 2
 	}
@@ -53,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func envs(name string) []string { return []string{"DLB_" + name} }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	app := &cli.App{
+	return &cli.App{
 		Name:      "dlb",
 		Usage:     "a Docker-native load balancer: follows containers, spreads HTTP across ready replicas",
 		Version:   version,
@@ -100,11 +106,6 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 		},
 	}
-	app.OnUsageError = usageError
-	for _, cmd := range app.Commands {
-		cmd.OnUsageError = usageError
-	}
-	return app
 }
 
 // config is the serve command's checked flags.
