@@ -55,6 +55,7 @@ type Upstream struct {
 	unserved   atomic.Bool  // Ready, and no request has begun since
 	fresh      atomic.Bool  // Ready, and no Pool.Pick has returned it since
 	removed    atomic.Bool
+	admissions atomic.Uint64 // times it turned Ready
 }
 
 // ID is the stable key of the upstream (for a container, its full ID).
@@ -90,6 +91,11 @@ func (u *Upstream) ReadySince() time.Time {
 	}
 	return time.Time{}
 }
+
+// Admissions counts the times the upstream has turned Ready since it joined
+// its pool. A request that failed on it may try it again once the count has
+// grown: it was let back in (restarted, or probed back after an ejection).
+func (u *Upstream) Admissions() uint64 { return u.admissions.Load() }
 
 // Announced is when the upstream's source announced the start of its
 // current run (for a container, the time of the Docker event that made it
@@ -141,6 +147,7 @@ func (u *Upstream) setState(s State, now time.Time) {
 	switch was := u.State(); {
 	case s == Ready && was != Ready:
 		u.readySince.Store(now.UnixNano())
+		u.admissions.Add(1)
 		u.unserved.Store(true)
 		u.fresh.Store(true)
 	case s != Ready && was == Ready:

@@ -484,7 +484,7 @@ bench_convergence() {
 	[[ -s $dir/first-buckets.tsv ]] || die "dlb's /metrics has no dlb_event_to_first_request_seconds for conv (see $dir/metrics.txt)"
 	local m
 	for m in "replica starting:known" "replica ready:ready"; do
-		jq -r --arg msg "${m%%:*}" 'select(.message == $msg and .service == "conv" and .since_event != null) | .since_event' \
+		jq -r --arg msg "${m%%:*}" 'select(.message == $msg and .service == "conv" and .since_event_ms != null) | .since_event_ms' \
 			"$dir/dlb.log" >"$dir/${m##*:}-ms.txt" 2>/dev/null || die "could not read dlb's JSON log $dir/dlb.log"
 	done
 	printf 'from\t1\nto\t%d\nwall_s\t%s\nrequests\t%d\nerrors\t%d\nload\t%s\n' "$CONV_REPLICAS" \

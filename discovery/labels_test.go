@@ -333,3 +333,29 @@ func checkParse(t *testing.T, labels map[string]string) {
 		t.Fatalf("ParseLabels(%q) = %+v; parsing that again (%q): got %+v, %v; want the same config", labels, got, again, back, err)
 	}
 }
+
+func TestEnabled(t *testing.T) {
+	tests := []struct {
+		name    string
+		labels  map[string]string
+		exposed bool
+		want    bool
+		wantErr bool
+	}{
+		{"true", map[string]string{"dlb.enable": "true"}, false, true, false},
+		{"1", map[string]string{"dlb.enable": "1"}, false, true, false},
+		{"True with spaces", map[string]string{"dlb.enable": " True "}, false, true, false},
+		{"false beats exposed by default", map[string]string{"dlb.enable": "false"}, true, false, false},
+		{"no label", map[string]string{}, false, false, false},
+		{"no label, exposed by default", map[string]string{}, true, true, false},
+		{"malformed", map[string]string{"dlb.enable": "yes"}, true, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := discovery.Enabled(tt.labels, tt.exposed)
+			if got != tt.want || (err != nil) != tt.wantErr {
+				t.Errorf("Enabled(%v, %v) = %v, %v; want %v, error %v", tt.labels, tt.exposed, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}

@@ -64,8 +64,19 @@ type Options struct {
 	// SelfID is dlb's own container ID when it runs in a container; that
 	// container is never a replica.
 	SelfID string
-	// SelfNetworks are the networks of dlb's own container, if any.
+	// SelfNetworks are the networks of dlb's own container, if any. When
+	// set (and not the host network), replicas are reached only over one
+	// of them: no other network routes to dlb.
 	SelfNetworks []string
+	// SelfProject is the Compose project of dlb's own container, if any: a
+	// Compose short name in Network means that project's network.
+	SelfProject string
+}
+
+// inContainer reports whether dlb runs in a container with networks of its
+// own (not the host's network, from which every bridge is reachable).
+func (o Options) inContainer() bool {
+	return len(o.SelfNetworks) > 0 && !slices.Contains(o.SelfNetworks, "host")
 }
 
 // ErrNotSelected is wrapped by Build's error for a container that dlb is not
@@ -98,15 +109,12 @@ func Build(c container.InspectResponse, o Options) (Replica, error) {
 	}
 	// Whether dlb should use the container at all comes first: a container
 	// that is not enabled gets no warning about its other labels.
-	if v, ok := labels[LabelEnable]; ok {
-		enabled, err := strconv.ParseBool(strings.TrimSpace(v))
-		if err != nil {
-			return fail("%w; container skipped", &LabelError{LabelEnable, v, wantBool})
-		}
-		if !enabled {
+	if enabled, err := Enabled(labels, o.ExposedByDefault); err != nil {
+		return fail("%w; container skipped", err)
+	} else if !enabled {
+		if _, ok := labels[LabelEnable]; ok {
 			return fail("%s is not true: %w", LabelEnable, ErrNotSelected)
 		}
-	} else if !o.ExposedByDefault {
 		return fail("no %s label: %w", LabelEnable, ErrNotSelected)
 	}
 	cfg, err := ParseLabels(labels)
@@ -166,6 +174,22 @@ func Build(c container.InspectResponse, o Options) (Replica, error) {
 	return r, err
 }
 
+// Enabled reports whether labels ask dlb to balance the container: the
+// dlb.enable label as a boolean (true, 1, t...), or exposedByDefault
+// without one. A malformed value is a *LabelError. The watcher and dlb lint
+// both decide with it.
+func Enabled(labels map[string]string, exposedByDefault bool) (bool, error) {
+	v, ok := labels[LabelEnable]
+	if !ok {
+		return exposedByDefault, nil
+	}
+	var enabled bool
+	if want := parseBool(v, &enabled, nil); want != "" {
+		return false, &LabelError{LabelEnable, v, want}
+	}
+	return enabled, nil
+}
+
 // defaultPort is the port to use when dlb.port is not set: the one exposed
 // TCP port, or 80 when none is exposed.
 func defaultPort(cfg *container.Config) (int, error) {
@@ -198,9 +222,12 @@ type NetworkChoice struct {
 
 // ChooseNetwork picks the network, among a container's networks (name to IP
 // address), through which dlb reaches it:
+//   - when dlb runs in a container, only a network dlb is attached to: with
+//     --network, that one (a Compose short name means dlb's own project's
+//     network), else the first shared one by name; a container on none of
+//     them is skipped (dlb could not reach it);
 //   - with --network, that network, by exact name or as the Compose short name
 //     (appnet finds <project>_appnet);
-//   - else, when dlb runs in a container, a network it shares with dlb;
 //   - else the container's only network;
 //   - else the first by name, with a warning that names --network.
 func ChooseNetwork(nets map[string]string, project string, o Options) (NetworkChoice, error) {
@@ -222,7 +249,21 @@ func ChooseNetwork(nets map[string]string, project string, o Options) (NetworkCh
 		}
 		return NetworkChoice{Network: n, IP: ip, Warning: warning}, nil
 	}
-	if want := o.Network; want != "" {
+	want := o.Network
+	if o.inContainer() {
+		for _, n := range names {
+			if slices.Contains(o.SelfNetworks, n) && (want == "" || n == want || o.SelfProject != "" && n == o.SelfProject+"_"+want) {
+				return pick(n, "")
+			}
+		}
+		if want != "" {
+			return NetworkChoice{}, fmt.Errorf("is not on dlb's network %q (--network; dlb is on %s); it is on %s: dlb reaches replicas only over a network it is attached to; connect the two, or set --project to keep other projects out; container skipped",
+				want, strings.Join(o.SelfNetworks, ", "), strings.Join(names, ", "))
+		}
+		return NetworkChoice{}, fmt.Errorf("shares no network with dlb's own container (dlb is on %s; it is on %s): connect the two to one network and pass it as --network; container skipped",
+			strings.Join(o.SelfNetworks, ", "), strings.Join(names, ", "))
+	}
+	if want != "" {
 		if _, ok := nets[want]; ok {
 			return pick(want, "")
 		}
@@ -233,15 +274,6 @@ func ChooseNetwork(nets map[string]string, project string, o Options) (NetworkCh
 		}
 		return NetworkChoice{}, fmt.Errorf("is not on network %q (--network); it is on %s: connect it to that network or change --network; container skipped",
 			want, strings.Join(names, ", "))
-	}
-	for _, n := range names {
-		if slices.Contains(o.SelfNetworks, n) {
-			return pick(n, "")
-		}
-	}
-	if len(o.SelfNetworks) > 0 {
-		return pick(names[0], fmt.Sprintf("shares no network with dlb's own container (dlb is on %s); trying %s: connect the two to one network and pass it as --network",
-			strings.Join(o.SelfNetworks, ", "), names[0]))
 	}
 	if len(names) == 1 {
 		return pick(names[0], "")

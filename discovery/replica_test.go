@@ -450,11 +450,43 @@ func TestChooseNetwork(t *testing.T) {
 			want: discovery.NetworkChoice{Network: "shared", IP: "10.0.2.2"},
 		},
 		{
-			name:    "shares no network with dlb",
+			name:    "shares no network with dlb: skipped",
 			nets:    map[string]string{"b-net": "10.0.2.2", "a-net": "10.0.1.2"},
 			opts:    discovery.Options{SelfNetworks: []string{"front"}},
-			want:    discovery.NetworkChoice{Network: "a-net", IP: "10.0.1.2"},
-			warning: []string{"front", "a-net", "--network"},
+			wantErr: []string{"dlb is on front", "a-net, b-net", "--network", "skipped"},
+		},
+		{
+			name:    "in a container, a short name means dlb's own project's network",
+			nets:    map[string]string{"two_appnet": "10.0.2.2"},
+			project: "two",
+			opts:    discovery.Options{Network: "appnet", SelfNetworks: []string{"one_appnet"}, SelfProject: "one"},
+			wantErr: []string{`"appnet"`, "dlb is on one_appnet", "two_appnet", "--project", "skipped"},
+		},
+		{
+			name:    "in a container, the short name of dlb's own project",
+			nets:    map[string]string{"one_appnet": "10.0.1.2"},
+			project: "one",
+			opts:    discovery.Options{Network: "appnet", SelfNetworks: []string{"one_appnet"}, SelfProject: "one"},
+			want:    discovery.NetworkChoice{Network: "one_appnet", IP: "10.0.1.2"},
+		},
+		{
+			name:    "in a container, --network names a network dlb is not on",
+			nets:    map[string]string{"appnet": "10.0.1.2"},
+			opts:    discovery.Options{Network: "appnet", SelfNetworks: []string{"front"}},
+			wantErr: []string{"dlb is on front", "skipped"},
+		},
+		{
+			name:    "dlb in a container on the host's network reaches any bridge",
+			nets:    map[string]string{"shop_appnet": "10.0.1.2"},
+			opts:    discovery.Options{Network: "appnet", SelfNetworks: []string{"host"}},
+			wantErr: []string{`"appnet"`}, // no project: the short name cannot match
+		},
+		{
+			name:    "dlb in a container on the host's network, short name",
+			nets:    map[string]string{"shop_appnet": "10.0.1.2"},
+			project: "shop",
+			opts:    discovery.Options{Network: "appnet", SelfNetworks: []string{"host"}},
+			want:    discovery.NetworkChoice{Network: "shop_appnet", IP: "10.0.1.2"},
 		},
 		{
 			name: "its only network",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,9 @@ type Watcher struct {
 	known   map[string]bool   // IDs given to the sink with Update or Sync
 	warned  map[string]string // the last warning logged per container ID
 	running map[string]bool   // IDs of containers seen running, selected or not
+	// matched are the networks a Compose short name in --network was found
+	// as (dlb on the host); more than one is worth one warning.
+	matched map[string]bool
 }
 
 // eventWorkers is how many containers' events are handled at once. Events
@@ -86,7 +90,7 @@ const eventWorkers = 32
 // NewWatcher returns a Watcher that reads from docker and reports to sink.
 func NewWatcher(docker Docker, sink Sink, opts Options, log zerolog.Logger) *Watcher {
 	return &Watcher{docker: docker, sink: sink, opts: opts, log: log,
-		known: map[string]bool{}, warned: map[string]string{}, running: map[string]bool{}}
+		known: map[string]bool{}, warned: map[string]string{}, running: map[string]bool{}, matched: map[string]bool{}}
 }
 
 // Synced reports whether the Watcher is connected to the engine and has
@@ -121,7 +125,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if failures == 1 {
 				ev = w.log.Warn()
 			}
-			ev.Err(err).Dur("retry_in", backoff).Msg("cannot reach Docker; serving the last known pools, will keep retrying (check DOCKER_HOST or the socket mount)")
+			ev.Err(err).Dur("retry_in_ms", backoff).Msg("cannot reach Docker; serving the last known pools, will keep retrying (check DOCKER_HOST or the socket mount)")
 		}
 		select {
 		case <-ctx.Done():
@@ -165,7 +169,7 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		pools[r.Service] = true
 	}
 	w.log.Info().Int("replicas", len(replicas)).Int("pools", len(pools)).
-		Dur("took", time.Since(start)).Msg("synced with Docker; following events")
+		Dur("took_ms", time.Since(start)).Msg("synced with Docker; following events")
 
 	pingEvery := w.PingInterval
 	if pingEvery <= 0 {
@@ -268,8 +272,8 @@ func (w *Watcher) list(ctx context.Context) ([]Replica, error) {
 		running[c.ID] = true
 	}
 	var out []Replica
-	for _, res := range results {
-		if !w.accept(res.r, res.err) {
+	for i, res := range results {
+		if !w.accept(cs[i].ID, res.r, res.err) {
 			continue
 		}
 		out = append(out, res.r)
@@ -278,7 +282,7 @@ func (w *Watcher) list(ctx context.Context) ([]Replica, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for id := range w.warned {
-		if !known[id] {
+		if !running[id] { // a container still there keeps its warning: not one per list
 			delete(w.warned, id)
 		}
 	}
@@ -286,21 +290,18 @@ func (w *Watcher) list(ctx context.Context) ([]Replica, error) {
 	return out, nil
 }
 
-// accept logs what Build said of a container and reports whether the
-// replica is usable. A warning is logged once per container and message.
-func (w *Watcher) accept(r Replica, err error) bool {
+// accept logs what Build said of container id and reports whether the
+// replica is usable. A warning is logged once per container and message,
+// however many events and lists bring the container back.
+func (w *Watcher) accept(id string, r Replica, err error) bool {
 	if err != nil && errors.Is(err, ErrNotSelected) {
 		return false
 	}
 	if err != nil {
-		key := r.ID
-		if key == "" { // unusable: keyed by the container name the message starts with
-			key = msgKey(err.Error())
-		}
 		w.mu.Lock()
 		msg := err.Error()
-		fresh := w.warned[key] != msg
-		w.warned[key] = msg
+		fresh := w.warned[id] != msg
+		w.warned[id] = msg
 		w.mu.Unlock()
 		if fresh {
 			w.log.Warn().Msg(msg)
@@ -309,14 +310,34 @@ func (w *Watcher) accept(r Replica, err error) bool {
 			return false
 		}
 	}
+	w.noteNetwork(r)
 	return r.Serving()
 }
 
-// msgKey keys a warning for a container that Build could not turn into a
-// replica by the container name it starts with.
-func msgKey(msg string) string {
-	name, _, _ := strings.Cut(msg, ":")
-	return name
+// noteNetwork warns, once, when dlb runs on the host and the Compose short
+// name in --network has matched the networks of several projects: their
+// containers would all serve one pool per service name, mixed.
+func (w *Watcher) noteNetwork(r Replica) {
+	if w.opts.Network == "" || r.Network == w.opts.Network || w.opts.Project != "" || w.opts.inContainer() {
+		return
+	}
+	w.mu.Lock()
+	if w.matched[r.Network] || len(w.matched) > 1 {
+		w.mu.Unlock()
+		return
+	}
+	w.matched[r.Network] = true
+	var nets []string
+	for n := range w.matched {
+		nets = append(nets, n)
+	}
+	w.mu.Unlock()
+	if len(nets) < 2 {
+		return
+	}
+	slices.Sort(nets)
+	w.log.Warn().Strs("networks", nets).Msgf("--network %s matches the networks of several Compose projects (%s): dlb balances the containers of all of them; pass --project to choose one",
+		w.opts.Network, strings.Join(nets, ", "))
 }
 
 // mayBeSelected is a cheap look at a container's labels (from a list or an
@@ -325,11 +346,8 @@ func (w *Watcher) mayBeSelected(labels map[string]string) bool {
 	if w.opts.Project != "" && labels[LabelComposeProject] != w.opts.Project {
 		return false
 	}
-	if v, ok := labels[LabelEnable]; ok {
-		enabled, err := strconv.ParseBool(strings.TrimSpace(v))
-		return enabled || err != nil // a malformed value is inspected, and warned about
-	}
-	return w.opts.ExposedByDefault
+	enabled, err := Enabled(labels, w.opts.ExposedByDefault)
+	return enabled || err != nil // a malformed value is inspected, and warned about
 }
 
 // containerOf is the container an event concerns.
@@ -434,7 +452,7 @@ func (w *Watcher) refresh(ctx context.Context, id string, eventNano int64) error
 		}
 		return nil
 	}
-	if !w.accept(r, err) {
+	if !w.accept(id, r, err) {
 		w.forget(id)
 		return nil
 	}

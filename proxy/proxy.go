@@ -52,6 +52,11 @@ type Options struct {
 	// UpstreamTransport picks how requests reach replicas: TransportFast or
 	// TransportStd (default TransportFast). See h1transport.go.
 	UpstreamTransport string
+	// Routed, if set, reports whether the routes are known (dlb has listed
+	// the containers once). Until then a request that no route matches
+	// gets 503 with Retry-After, not 404: its service may exist. nil means
+	// the routes are always known.
+	Routed func() bool
 }
 
 // Proxy is an http.Handler that forwards requests to the pools of a Router.
@@ -101,8 +106,8 @@ type attempt struct {
 
 	route    *Route
 	up       *balancer.Upstream // the replica being tried now
-	tried    []*balancer.Upstream
-	triedBuf [3]*balancer.Upstream
+	tried    []triedReplica     // the replicas that failed this request, in order
+	triedBuf [3]triedReplica
 	failed   bool
 	first    *balancer.Upstream // a replica that got its first request since it turned Ready
 	body     *replayBody        // nil when the request has no body
@@ -119,6 +124,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	route := p.router.Lookup(r.Host, r.URL.Path)
 	observing(w).setRoute(route)
+	if route == nil && p.opts.Routed != nil && !p.opts.Routed() {
+		notRouted(w)
+		return
+	}
 	if route == nil {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusNotFound)
@@ -179,6 +188,14 @@ func serviceUnavailable(w http.ResponseWriter, service string) {
 	h.Set("Retry-After", "1")
 	w.WriteHeader(http.StatusServiceUnavailable)
 	fmt.Fprintf(w, "dlb: service %q has no ready replica\n", service)
+}
+
+func notRouted(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	io.WriteString(w, "dlb: not synced with Docker yet: the services are not known; try again shortly\n")
 }
 
 func hostOnly(h string) string {
@@ -316,6 +333,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := (*Proxy)(rt)
 	a := req.Context().Value(stateKey{}).(*attempt)
 	for {
+		run := a.up.Admissions() // which of its runs as Ready this try meets
 		resp, err := p.transportFor(a.up).forScheme(a.route.Scheme).RoundTrip(req)
 		if err == nil {
 			return resp, nil
@@ -323,7 +341,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ejectable(err) && a.up.State() == balancer.Ready {
 			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
 				p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
-					Dur("for", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
+					Dur("for_ms", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
 				p.ejected(a.route, a.up)
 			}
 		}
@@ -331,7 +349,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			a.failed = true
 			return nil, err
 		}
-		next := p.next(req.Context(), a)
+		next := p.next(req.Context(), a, run)
 		if next == nil {
 			a.failed = true
 			if isDialError(err) {
@@ -343,7 +361,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		p.opts.Log.Debug().Err(err).Str("service", a.route.Service).Str("from", a.up.Name()).
 			Str("to", next.Name()).Msg("retrying on another replica")
-		a.tried = append(a.tried, a.up)
+		a.tried = append(a.tried, triedReplica{a.up, run})
 		a.up.End(true)
 		if next.Begin() {
 			a.first = next
@@ -358,27 +376,53 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// next picks a replica not yet tried for a retry. When none is ready it
-// waits for one as a new request would, up to the queue timeout.
-func (p *Proxy) next(ctx context.Context, a *attempt) *balancer.Upstream {
-	tried := append(a.tried, a.up)
-	u := a.route.Pool.Pick(a.key, tried)
+// triedReplica is a replica that failed a request, and which of its runs
+// as Ready (Upstream.Admissions) failed it.
+type triedReplica struct {
+	up  *balancer.Upstream
+	run uint64
+}
+
+// avoid lists the replicas a retry must not go to: those that failed the
+// request and have not been let in again since (a replica restarted, or
+// probed back after an ejection, is worth another try), and cur, the one
+// that failed last in its run failedRun.
+func (a *attempt) avoid(cur *balancer.Upstream, failedRun uint64) []*balancer.Upstream {
+	out := make([]*balancer.Upstream, 0, len(a.tried)+1)
+	for _, t := range a.tried {
+		if t.up.Admissions() == t.run {
+			out = append(out, t.up)
+		}
+	}
+	if cur.Admissions() == failedRun {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// next picks a replica for a retry, not one that failed the request in its
+// current run as Ready. When none is ready it waits, as a new request would,
+// up to the queue timeout: for another replica, or for one that failed to
+// be let in again (the only replica of a service restarted).
+func (p *Proxy) next(ctx context.Context, a *attempt, failedRun uint64) *balancer.Upstream {
+	u := a.route.Pool.Pick(a.key, a.avoid(a.up, failedRun))
 	if u != nil || p.opts.QueueTimeout <= 0 || a.route.Pool.Len() == 0 {
 		return u
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.QueueTimeout)
 	defer cancel()
-	for u == nil && a.route.Pool.WaitReady(ctx) {
-		u = a.route.Pool.Pick(a.key, tried)
-		if u == nil { // only replicas already tried are ready: wait for a change
-			select {
-			case <-a.route.Pool.Changed():
-			case <-ctx.Done():
-				return nil
-			}
+	for {
+		// Read before picking, so that a change between the two is not missed.
+		changed := a.route.Pool.Changed()
+		if u = a.route.Pool.Pick(a.key, a.avoid(a.up, failedRun)); u != nil {
+			return u
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
 		}
 	}
-	return u
 }
 
 // retryable reports whether a request that failed with err, with no

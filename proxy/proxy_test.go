@@ -651,3 +651,52 @@ func dialUpgrade(t *testing.T, addr, host, path string) (net.Conn, *bufio.Reader
 	}
 	return conn, br
 }
+
+// Before dlb has listed the containers once, a request no route matches
+// may be for a service that exists: 503 with Retry-After, not 404.
+func TestProxyBeforeTheRoutesAreKnownIs503(t *testing.T) {
+	var routed atomic.Bool
+	f := newFront(t, Options{Routed: routed.Load}, nil, nil)
+	resp := f.do(t, http.MethodGet, "shop.example", "/", nil)
+	if resp.status != http.StatusServiceUnavailable || resp.header.Get("Retry-After") == "" || !strings.Contains(resp.body, "not synced with Docker") {
+		t.Errorf("GET / before the first list: got %d %q (Retry-After %q); want 503 with Retry-After, naming the sync", resp.status, resp.body, resp.header.Get("Retry-After"))
+	}
+	routed.Store(true)
+	if resp := f.do(t, http.MethodGet, "shop.example", "/", nil); resp.status != http.StatusNotFound {
+		t.Errorf("GET / once the routes are known: got %d %q, want 404", resp.status, resp.body)
+	}
+}
+
+// The only replica of a service refuses a connection: it is being
+// restarted, and dlb has not heard of it yet. It is ejected; the request
+// waits for it to be let in again and is answered there, instead of being
+// held until the queue timeout and answered 503.
+func TestProxyRetriesTheOnlyReplicaOnceItIsBack(t *testing.T) {
+	r, p := poolRoute("web")
+	u := ready(t, p, "web-1", deadAddr(t))
+	web := newBackend(t, "web-1", nil)
+	ej := &Ejector{AfterFunc: func(d time.Duration, f func()) *time.Timer {
+		return time.NewTimer(time.Hour) // no probe: the restart brings it back
+	}}
+	ej.OnChange = func(_ *balancer.Upstream, ejected bool) {
+		if ejected { // restarted (here at another address), through the readiness gate
+			go func() {
+				p.Restart(u.ID())
+				p.Put(balancer.Member{ID: u.ID(), Name: "web-1", Address: web.addr()})
+				p.SetHealth(u.ID(), balancer.CheckPassive, true)
+				p.MarkReady(u.ID())
+			}()
+		}
+	}
+	const queue = 5 * time.Second
+	f := newFront(t, Options{Retries: 2, QueueTimeout: queue, Ejector: ej}, []Route{r}, nil)
+	start := time.Now()
+	resp := f.do(t, http.MethodGet, "", "/", nil)
+	if took := time.Since(start); resp.status != http.StatusOK || resp.body != "web-1" || took > queue/2 {
+		t.Errorf("GET / as the only replica restarts: got %d %q after %s; want 200 \"web-1\" well before the %s queue timeout", resp.status, resp.body, took, queue)
+	}
+	waitIdle(t, u)
+	if u.Failures() != 1 || u.Requests() != 2 {
+		t.Errorf("web-1: got %d requests, %d failed; want 2, 1 (the refused one)", u.Requests(), u.Failures())
+	}
+}

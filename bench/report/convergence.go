@@ -19,7 +19,7 @@ import (
 //	                   all ready), requests and errors (wrk's, during the
 //	                   scale), load (a description of it)
 //	known-ms.txt       one number per new replica: Docker event -> dlb knows
-//	                   it ("replica starting" in dlb's log, since_event)
+//	                   it ("replica starting" in dlb's log, since_event_ms)
 //	ready-ms.txt       the same to "replica ready": routable
 //	first-buckets.tsv  LE<TAB>COUNT: dlb_event_to_first_request_seconds,
 //	                   cumulative, from dlb's /metrics after the scale
@@ -183,7 +183,7 @@ func (c *convergence) markdown(pf func(string, ...any)) {
 	pf("## Convergence (scale %d → %d replicas)\n\n", c.From, c.To)
 	pf("With one backend behind a fresh dlb and a light steady load on it (%s), %d more backend containers were started at once ", c.Load, n)
 	pf("(`docker run`, 8 at a time). Each new replica's times start at the Docker event that announced it (`start`; these have no HEALTHCHECK, so dlb then waits for their port to accept a connection). ")
-	pf("The first two rows are exact, from dlb's log (`since_event` of its \"replica starting\" and \"replica ready\" lines); ")
+	pf("The first two rows are exact, from dlb's log (`since_event_ms` of its \"replica starting\" and \"replica ready\" lines); ")
 	pf("the last is estimated from dlb's `dlb_event_to_first_request_seconds` histogram as Prometheus' `histogram_quantile` would (linear within a bucket).\n\n")
 	pf("| from the Docker event to | replicas | median | p99 | max |\n|---|--:|--:|--:|--:|\n")
 	row := func(what string, xs []float64) {

@@ -14,7 +14,7 @@ import (
 // BenchmarkConvergence measures how fast dlb follows the fleet on the real
 // engine: for each replica that joins, the time from the Docker event that
 // announced it to the moment it is ready in its pool (routable), as dlb logs
-// it ("replica ready", since_event). It scales the demo service from 0 to 1
+// it ("replica ready", since_event_ms). It scales the demo service from 0 to 1
 // and then from 1 to N (DLB_BENCH_REPLICAS, default 50) and reports the
 // median and p99 in milliseconds; the discovery-ms figures are the part of
 // it until dlb knew the replica ("replica starting": event received,
@@ -83,14 +83,14 @@ func quantile(xs []float64, q float64) float64 {
 	return s[min(len(s)-1, int(float64(len(s))*q))]
 }
 
-// sinceEvent returns, in log order, the since_event (ms) of every line of a
+// sinceEvent returns, in log order, the since_event_ms (ms) of every line of a
 // JSON log with the message msg ("replica ready", "replica starting").
 func sinceEvent(log, msg string) []float64 {
 	var out []float64
 	for _, line := range strings.Split(log, "\n") {
 		var m struct {
 			Message    string   `json:"message"`
-			SinceEvent *float64 `json:"since_event"`
+			SinceEvent *float64 `json:"since_event_ms"`
 		}
 		if json.Unmarshal([]byte(line), &m) == nil && m.Message == msg && m.SinceEvent != nil {
 			out = append(out, *m.SinceEvent)

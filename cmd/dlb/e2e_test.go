@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,10 +41,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// runImage is the tag an image built as tag (e.g. dlb-demo:dev) also gets
-// for this test process. newProject uses it, so that tests running at the
-// same time from another checkout, which build :dev from their own code,
-// cannot swap the images under this one's feet.
+// runImage is the tag this test process builds the image named tag (e.g.
+// dlb-demo:dev) under; newProject rewrites image: lines to it. Tests running
+// at the same time from another checkout cannot swap the images under this
+// one's feet, and make demo's own :dev images are left alone.
 func runImage(tag string) string {
 	return strings.TrimSuffix(tag, ":dev") + fmt.Sprintf(":e2e-%d", os.Getpid())
 }
@@ -70,7 +71,8 @@ func requireDocker(t testing.TB) {
 }
 
 // buildAll compiles dlb and the demo backends (static) and builds the images
-// dlb:dev, dlb-demo:dev and dlb-grpc:dev from them: FROM scratch, nothing is pulled.
+// dlb:dev, dlb-demo:dev and dlb-grpc:dev from them, tagged per process (see
+// runImage): FROM scratch, nothing is pulled.
 func buildAll() {
 	var err error
 	if buildDir, err = os.MkdirTemp("", "dlb-e2e-"); err != nil {
@@ -97,7 +99,9 @@ func buildAll() {
 		{"dlb-demo:dev", filepath.Join(root, "examples/demo/Dockerfile")},
 		{"dlb-grpc:dev", filepath.Join(root, "examples/grpc/Dockerfile")},
 	} {
-		cmd := exec.Command("docker", "build", "-q", "-t", img.tag, "-t", runImage(img.tag), "-f", img.dockerfile, buildDir)
+		// Only this process's tag: dlb:dev and dlb-demo:dev are make demo's
+		// (with its version stamp), and tests must not overwrite them.
+		cmd := exec.Command("docker", "build", "-q", "-t", runImage(img.tag), "-f", img.dockerfile, buildDir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("docker build %s: %v\n%s", img.tag, err, out)
 			return
@@ -120,6 +124,7 @@ type project struct {
 	t    testing.TB
 	name string
 	file string
+	env  []string // extra environment for Compose (variables the file uses)
 }
 
 var projectSeq struct {
@@ -132,17 +137,17 @@ func newProject(t testing.TB, yaml string) *project {
 	t.Helper()
 	projectSeq.Lock()
 	projectSeq.n++
-	name := fmt.Sprintf("dlbt%d%s%d", os.Getpid(), strings.ToLower(strings.ReplaceAll(t.Name(), "/", "")), projectSeq.n)
+	seq := strconv.Itoa(projectSeq.n)
 	projectSeq.Unlock()
-	name = strings.Map(func(r rune) rune {
+	name := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			return r
 		}
 		return -1
-	}, name)
-	if len(name) > 40 {
-		name = name[:40]
-	}
+	}, fmt.Sprintf("dlbt%d%s", os.Getpid(), strings.ToLower(t.Name())))
+	// At most 40 characters, and the sequence number is kept: two projects
+	// of one test must not share a name.
+	name = name[:min(len(name), 40-len(seq))] + seq
 	file := filepath.Join(t.TempDir(), "docker-compose.yaml")
 	for _, img := range []string{"dlb:dev", "dlb-demo:dev", "dlb-grpc:dev"} {
 		yaml = strings.ReplaceAll(yaml, "image: "+img, "image: "+runImage(img))
@@ -197,7 +202,11 @@ func (p *project) run(args ...string) (string, error) {
 	full := append(append(cc[1:], "-p", p.name, "-f", p.file), args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, cc[0], full...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, cc[0], full...)
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		err = fmt.Errorf("%s %s: %w", cc[0], strings.Join(full, " "), err)
 	}
@@ -251,6 +260,18 @@ func (b *lockedBuffer) String() string {
 // flags, and waits until its /healthz says it is in sync with Docker.
 func startDLB(t testing.TB, args ...string) *dlbProc {
 	t.Helper()
+	d := launchDLB(t, args...)
+	waitFor(t, 15*time.Second, "dlb's /healthz to say it is in sync", func() (bool, string) {
+		code, body := get(d.adminURL + "/healthz")
+		return code == 200, fmt.Sprintf("%d %s", code, body)
+	})
+	return d
+}
+
+// launchDLB is startDLB without the wait for Docker: it returns once dlb
+// listens.
+func launchDLB(t testing.TB, args ...string) *dlbProc {
+	t.Helper()
 	all := append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}, args...)
 	d := &dlbProc{t: t, cmd: exec.Command(dlbBinary(), all...), exited: make(chan struct{})}
 	d.cmd.Stdout = &d.stdout
@@ -293,10 +314,6 @@ func startDLB(t testing.TB, args ...string) *dlbProc {
 		t.Fatalf("dlb did not start within 10s:\n%s", d.logs())
 	}
 	d.proxyURL, d.adminURL = "http://"+d.proxyAddr, "http://"+d.adminAddr
-	waitFor(t, 15*time.Second, "dlb's /healthz to say it is in sync", func() (bool, string) {
-		code, body := get(d.adminURL + "/healthz")
-		return code == 200, fmt.Sprintf("%d %s", code, body)
-	})
 	return d
 }
 
@@ -452,4 +469,34 @@ func (d *dlbProc) logHas(parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// TestNotSyncedYet: dlb starts while the engine cannot be reached. Until
+// its first list, a request gets 503 with Retry-After saying dlb is not in
+// sync yet (its service may well exist), not 404; after it, 404 for a host
+// no service claims.
+func TestNotSyncedYet(t *testing.T) {
+	requireDocker(t)
+	sp := newSocketProxy(t)
+	sp.setCut(true)
+	d := launchDLB(t, "--docker-host", sp.addr(), "--project", fmt.Sprintf("dlbt%dnone", os.Getpid()))
+	req, _ := http.NewRequest("GET", d.proxyURL+"/", nil)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "not synced with Docker") {
+		t.Errorf("GET / before dlb reached Docker: got %d %q (Retry-After %q); want 503 with Retry-After, saying it is not synced",
+			resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	sp.setCut(false)
+	waitFor(t, 15*time.Second, "dlb to sync once Docker is reachable", func() (bool, string) {
+		code, body := get(d.adminURL + "/healthz")
+		return code == 200, fmt.Sprintf("%d %s", code, body)
+	})
+	if code, body := get(d.proxyURL + "/"); code != http.StatusNotFound {
+		t.Errorf("GET / once synced, with no service: got %d %q, want 404", code, body)
+	}
 }

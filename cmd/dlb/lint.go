@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/dlb-lb/dlb/discovery"
 	"github.com/urfave/cli/v2"
 	"gopkg.in/yaml.v3"
 )
@@ -162,7 +163,10 @@ func lintFile(name string, data []byte) ([]lintFinding, int, error) {
 		}
 		s := &composeService{name: p[0].Value, line: p[0].Line, node: p[1]}
 		labels := keyValues(lookupValue(s.node, "labels"))
-		s.enabled = strings.EqualFold(labels["dlb.enable"].value, "true")
+		if v, ok := labels[discovery.LabelEnable]; ok {
+			// As the watcher decides: "1" and "True" enable too.
+			s.enabled, _ = discovery.Enabled(map[string]string{discovery.LabelEnable: v.value}, false)
+		}
 		s.proxy = isProxy(s)
 		s.nets, s.netMode = serviceNetworks(s.node)
 		services = append(services, s)

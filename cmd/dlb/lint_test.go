@@ -140,6 +140,7 @@ func TestLintSyntax(t *testing.T) {
 		{"interpolated host port", app + "    ports: [\"${P:-8000}:80\"]\n", []string{"5 app ports"}},
 		{"interpolated container port only", app + "    ports: [\"${P:-80}\"]\n", []string{}},
 		{"not enabled: ports fine", "services:\n  db:\n    image: pg\n    ports: [\"5432:5432\"]\n    container_name: db\n", []string{}},
+		{"enable as 1, as the watcher reads it", "services:\n  a:\n    image: a\n    labels: {dlb.enable: \"1\"}\n    ports: [\"80:80\"]\n", []string{"5 a ports"}},
 		{"enable not true", "services:\n  a:\n    image: a\n    labels: {dlb.enable: \"false\"}\n    ports: [\"80:80\"]\n", []string{}},
 		{"expose range", "services:\n  a:\n    image: a\n    labels: {dlb.enable: \"true\"}\n    expose: [\"8000-8001\"]\n", []string{"5 a expose"}},
 		{"expose one port", "services:\n  a:\n    image: a\n    labels: {dlb.enable: \"true\"}\n    expose: [80]\n", []string{}},

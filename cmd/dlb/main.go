@@ -36,6 +36,11 @@ func main() {
 // run is main without the exit, for tests: it returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
+	// A flag that does not parse gets one line, not a page of help.
+	app.OnUsageError = usageError
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError
+	}
 	if err := app.Run(args); err != nil {
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
@@ -44,7 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			return ec.ExitCode()
 		}
-		// Flag parse errors: urfave/cli has printed the usage already.
+		// Flag parse errors come as ExitCoders (usageError); anything else too
+		// is one line, exit 2.
 		fmt.Fprintln(stderr, "dlb:", err)
 		return 2
 	}
@@ -199,7 +205,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 	switch c.String("log-format") {
 	case "json":
 	case "console":
-		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339}
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339, NoColor: !isTerminal(out)}
 	default:
 		return nil, badFlag("log-format", c.String("log-format"), "must be console or json")
 	}
@@ -250,7 +256,8 @@ func serve(c *cli.Context) error {
 	px := proxy.New(router, proxy.Options{
 		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
 		Observer: observerOf(obs...), UpstreamTransport: cfg.transport,
-		Log: log.With().Str("component", "proxy").Logger(),
+		Log:    log.With().Str("component", "proxy").Logger(),
+		Routed: func() bool { return reg.listed.Load() }, // reg is set below, before serving
 	})
 	reg = newRegistry(router, px, log.With().Str("component", "pools").Logger())
 	if met != nil {
@@ -316,6 +323,7 @@ func serve(c *cli.Context) error {
 		defer close(watchDone)
 		watcher.Run(ctx)
 	}()
+	go watchNetwork(ctx, docker, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
 	errc := make(chan error, 3)
 	go func() { errc <- proxySrv.Serve(ln) }()
 	if tlsSrv != nil {
@@ -331,7 +339,7 @@ func serve(c *cli.Context) error {
 		stop()
 		return cli.Exit(fmt.Sprintf("server failed: %v", err), 1)
 	}
-	log.Info().Dur("timeout", cfg.shutdownTimeout).Msg("shutting down: no new connections, finishing requests in flight")
+	log.Info().Dur("timeout_ms", cfg.shutdownTimeout).Msg("shutting down: no new connections, finishing requests in flight")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
 	if adminSrv != nil {
@@ -386,9 +394,13 @@ func findSelf(ctx context.Context, docker *client.Client, o *discovery.Options, 
 		return err
 	}
 	o.SelfID = info.ID
+	if info.Config != nil {
+		o.SelfProject = info.Config.Labels[discovery.LabelComposeProject]
+	}
 	for n := range info.NetworkSettings.Networks {
 		o.SelfNetworks = append(o.SelfNetworks, n)
 	}
-	log.Info().Str("container", strings.TrimPrefix(info.Name, "/")).Strs("networks", o.SelfNetworks).Msg("running in a container")
+	log.Info().Str("container", strings.TrimPrefix(info.Name, "/")).Str("project", o.SelfProject).Strs("networks", o.SelfNetworks).
+		Msg("running in a container: replicas are reached over these networks only")
 	return nil
 }

@@ -59,12 +59,6 @@ func TestRunExitCodes(t *testing.T) {
 			wantStderr: []string{"--log-format", `"xml"`, "console or json"},
 		},
 		{
-			name:       "unknown flag",
-			args:       append([]string{"--nope"}, guard...),
-			want:       2,
-			wantStderr: []string{"flag provided but not defined", "nope"},
-		},
-		{
 			name:       "bad --upstream-transport",
 			args:       append([]string{"--upstream-transport", "quick"}, guard...),
 			want:       2,
@@ -149,6 +143,42 @@ func TestRunExitCodes(t *testing.T) {
 			wantStderr: []string{"unexpected argument", `"serve"`},
 		},
 		{
+			name:       "--retries not a number: one line, no help",
+			args:       []string{"--retries", "abc"},
+			want:       2,
+			wantStderr: []string{`dlb: --retries "abc": must be a whole number` + "\n"},
+		},
+		{
+			name:       "--queue-timeout without a unit",
+			args:       []string{"--queue-timeout", "5"},
+			want:       2,
+			wantStderr: []string{`--queue-timeout "5"`, "5s"},
+		},
+		{
+			name:       "boolean flag with a bad value",
+			args:       []string{"--exposed-by-default=maybe"},
+			want:       2,
+			wantStderr: []string{`--exposed-by-default "maybe"`, "true or false"},
+		},
+		{
+			name:       "unknown flag",
+			args:       []string{"--nope"},
+			want:       2,
+			wantStderr: []string{"dlb: unknown flag --nope (see dlb --help)\n"},
+		},
+		{
+			name:       "unknown flag of a command",
+			args:       []string{"lint", "--nope"},
+			want:       2,
+			wantStderr: []string{"dlb: unknown flag --nope (see dlb lint --help)\n"},
+		},
+		{
+			name:       "a flag with no value",
+			args:       []string{"--retries"},
+			want:       2,
+			wantStderr: []string{"--retries needs a value"},
+		},
+		{
 			name:       "version",
 			args:       []string{"version"},
 			want:       0,
@@ -172,11 +202,24 @@ func TestRunExitCodes(t *testing.T) {
 					t.Errorf("dlb %q: got stderr %q, want it to contain %q", tt.args, stderr, s)
 				}
 			}
+			if tt.want == 2 && strings.Count(stderr, "\n") != 1 {
+				t.Errorf("dlb %q: got stderr %q, want one line", tt.args, stderr)
+			}
 			for _, s := range tt.wantStdout {
 				if !strings.Contains(stdout, s) {
 					t.Errorf("dlb %q: got stdout %q, want it to contain %q", tt.args, stdout, s)
 				}
 			}
 		})
+	}
+}
+
+// A bad value in a DLB_* variable is answered like a bad flag: one line
+// naming the variable and its flag, exit status 2.
+func TestRunBadEnvValue(t *testing.T) {
+	t.Setenv("DLB_RETRIES", "abc")
+	code, _, stderr := runDLB(t)
+	if want := "dlb: DLB_RETRIES=\"abc\" (--retries): must be a whole number\n"; code != 2 || stderr != want {
+		t.Errorf("DLB_RETRIES=abc dlb: got exit code %d, stderr %q; want 2, %q", code, stderr, want)
 	}
 }

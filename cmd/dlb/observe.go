@@ -59,19 +59,25 @@ type accessLog struct {
 var _ proxy.Observer = (*accessLog)(nil)
 
 // accessLogFields is the order of the fields in the console format.
-var accessLogFields = []string{"client", "method", "host", "path", "status", "bytes", "duration", "service", "replica"}
+var accessLogFields = []string{"client", "method", "host", "path", "status", "bytes", "duration_ms", "service", "replica"}
 
 // newAccessLog writes the access log to w as JSON lines, or as the console
 // format (format "console"), like dlb's own log; in colour only on a
 // terminal.
 func newAccessLog(w io.Writer, format string) *accessLog {
 	if format == "console" {
-		f, isFile := w.(*os.File)
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "2006-01-02T15:04:05.000Z07:00",
-			NoColor:    !isFile || !isatty.IsTerminal(f.Fd()),
+			NoColor:    !isTerminal(w),
 			PartsOrder: []string{zerolog.TimestampFieldName}, FieldsOrder: accessLogFields}
 	}
 	return &accessLog{log: zerolog.New(w)}
+}
+
+// isTerminal reports whether w is a terminal: logs are coloured only there
+// (docker compose logs, files and pipes get no escape codes).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
 }
 
 // Observe writes the request's line.
@@ -91,7 +97,7 @@ func (l *accessLog) Observe(r *http.Request, e *proxy.Exchange) {
 		Str(zerolog.TimestampFieldName, e.Start.Format("2006-01-02T15:04:05.000Z07:00")).
 		Str("client", client).Str("method", r.Method).Str("host", r.Host).Str("path", r.URL.Path).
 		Int("status", e.Status).Int64("bytes", e.Bytes).
-		Float64("duration", float64(e.Duration.Microseconds())/1000).
+		Float64("duration_ms", float64(e.Duration.Microseconds())/1000).
 		Str("service", service).Str("replica", replica).
 		Send()
 }

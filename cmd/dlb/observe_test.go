@@ -217,8 +217,8 @@ func TestObserveTraffic(t *testing.T) {
 	if b, _ := line["bytes"].(float64); b < 2 {
 		t.Errorf("access log bytes = %#v, want the size of the hostname answer", line["bytes"])
 	}
-	if ms, _ := line["duration"].(float64); ms <= 0 || ms > 5000 {
-		t.Errorf("access log duration = %#v ms, want a positive number of milliseconds", line["duration"])
+	if ms, _ := line["duration_ms"].(float64); ms <= 0 || ms > 5000 {
+		t.Errorf("access log duration = %#v ms, want a positive number of milliseconds", line["duration_ms"])
 	}
 	if ts, _ := line["time"].(string); ts == "" {
 		t.Errorf("access log time missing: %v", line)

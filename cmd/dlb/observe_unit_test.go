@@ -34,7 +34,7 @@ func TestAccessLogJSON(t *testing.T) {
 	}
 	want := map[string]any{
 		"time": "2026-03-04T05:06:07.891Z", "client": "192.0.2.10", "method": "POST", "host": "shop.example",
-		"path": "/cart/add", "status": 201.0, "bytes": 42.0, "duration": 12.345, "service": "shop-web", "replica": "shop-web-2",
+		"path": "/cart/add", "status": 201.0, "bytes": 42.0, "duration_ms": 12.345, "service": "shop-web", "replica": "shop-web-2",
 	}
 	for k, v := range want {
 		if got[k] != v {
@@ -56,7 +56,7 @@ func TestAccessLogConsole(t *testing.T) {
 	newAccessLog(&buf, "console").Observe(r, e)
 	line := buf.String()
 	for _, part := range []string{"2026-03-04T05:06:07.891Z", "client=192.0.2.10", "method=POST", "host=shop.example",
-		"path=/cart/add", "status=404", "bytes=42", "duration=12.345", "service=", "replica="} {
+		"path=/cart/add", "status=404", "bytes=42", "duration_ms=12.345", "service=", "replica="} {
 		if !strings.Contains(line, part) {
 			t.Errorf("console line %q lacks %q", line, part)
 		}

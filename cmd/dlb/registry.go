@@ -25,6 +25,7 @@ type registry struct {
 	checker *proxy.Checker
 	log     zerolog.Logger
 	synced  func() bool
+	listed  atomic.Bool              // a full list has been synced once: the routes are known
 	left    func(*balancer.Upstream) // if set, told of each replica that left its pool
 	// ready, if set, is told how long after its Docker event each replica
 	// turned ready.
@@ -97,6 +98,7 @@ func (g *registry) Sync(rs []discovery.Replica) {
 	for _, r := range rs {
 		g.update(r)
 	}
+	g.listed.Store(true)
 	g.mu.Unlock()
 	g.notify()
 }
@@ -120,22 +122,29 @@ func (g *registry) Stop(id string) { g.retire(id, true) }
 // while its process runs, down once it exited (its transport is dropped).
 func (g *registry) retire(id string, exited bool) {
 	g.mu.Lock()
-	if p, ok := g.replicas[id]; ok {
-		g.unwatch(id)
-		msg := "replica draining"
-		if exited {
-			p.pool.Stop(id)
-			p.r.Running = false
-			g.replicas[id] = p
-			msg = "replica stopped"
-		} else {
-			p.pool.Drain(id)
-		}
-		if u := p.pool.Get(id); u != nil {
-			g.proxy.Release(u, exited)
-		}
-		g.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Int("ready", p.pool.ReadyCount()).Msg(msg)
+	p, ok := g.replicas[id]
+	var u *balancer.Upstream
+	if ok {
+		u = p.pool.Get(id)
 	}
+	// One line per state change: docker stop reports kill, die and stop,
+	// and a stop that comes after the die changes nothing.
+	if u == nil || !p.r.Running || !exited && u.State() == balancer.Draining {
+		g.mu.Unlock()
+		return
+	}
+	g.unwatch(id)
+	msg := "replica draining"
+	if exited {
+		p.pool.Stop(id)
+		p.r.Running = false
+		g.replicas[id] = p
+		msg = "replica stopped"
+	} else {
+		p.pool.Drain(id)
+	}
+	g.proxy.Release(u, exited)
+	g.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Int("ready", p.pool.ReadyCount()).Msg(msg)
 	g.mu.Unlock()
 	g.notify()
 }
@@ -205,7 +214,7 @@ func (g *registry) update(r discovery.Replica) {
 		}
 		ev := g.log.Info().Str("service", r.Service).Str("replica", r.Name).Str("address", r.Address())
 		if !r.EventTime.IsZero() {
-			ev = ev.Dur("since_event", time.Since(r.EventTime))
+			ev = ev.Dur("since_event_ms", time.Since(r.EventTime))
 		}
 		ev.Msg("replica starting")
 		g.admit(r, pool)
@@ -229,7 +238,7 @@ func (g *registry) markReady(r discovery.Replica, pool *balancer.Pool) {
 	ev := g.log.Info().Str("service", r.Service).Str("replica", r.Name)
 	if !r.EventTime.IsZero() {
 		since := time.Since(r.EventTime)
-		ev = ev.Dur("since_event", since)
+		ev = ev.Dur("since_event_ms", since)
 		if g.ready != nil {
 			g.ready(r.Service, since)
 		}

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -450,5 +455,36 @@ func TestRegistryRenamedServiceKeepsServing(t *testing.T) {
 	if code, body := tr.get(t, "example.com", "/"); code != http.StatusOK || body != "web-1" {
 		t.Errorf("GET / after dlb.service changed from alpha to beta: got %d %q (route to %q), want 200 \"web-1\" (route to beta)",
 			code, body, tr.routeOf("example.com", "/"))
+	}
+}
+
+// docker stop reports kill, die, then stop: the replica's log says draining,
+// then stopped, one line per state change (the stop after the die changes
+// nothing).
+func TestRegistryLogsEachStateChangeOnce(t *testing.T) {
+	tr := newTestRegistry(t)
+	var buf bytes.Buffer
+	tr.log = zerolog.New(&buf)
+	r := replicaOf(t, "web-1", backend(t, "web-1"), withHealth("healthy"))
+	tr.Update(r)
+	buf.Reset()
+	tr.Drain(r.ID) // kill
+	tr.Drain(r.ID) // a second stop signal
+	tr.Stop(r.ID)  // die
+	tr.Drain(r.ID) // stop
+	tr.Stop(r.ID)  // an inspect that finds it not running
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		got = append(got, fmt.Sprint(m["message"]))
+	}
+	if want := []string{"replica draining", "replica stopped"}; !slices.Equal(got, want) {
+		t.Errorf("log of kill, kill, die, stop, inspect: got %q, want %q", got, want)
+	}
+	if got := tr.state("web", r.ID); got != "down" {
+		t.Errorf("after docker stop: got state %q, want down", got)
 	}
 }

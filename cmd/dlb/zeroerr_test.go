@@ -19,6 +19,7 @@ import (
 // that is not 2xx and every transport error.
 type load struct {
 	requests, failures atomic.Int64
+	slowest            atomic.Int64 // the longest request so far, in nanoseconds
 	mu                 sync.Mutex
 	samples            []string // the first failures, for the message
 	byReplica          map[string]int
@@ -48,6 +49,7 @@ func startLoad(t testing.TB, url, host string, workers int, maxDur time.Duration
 				if host != "" {
 					req.Host = host
 				}
+				start := time.Now()
 				resp, err := client.Do(req)
 				l.requests.Add(1)
 				if err != nil {
@@ -56,6 +58,8 @@ func startLoad(t testing.TB, url, host string, workers int, maxDur time.Duration
 				}
 				body, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				for took, was := int64(time.Since(start)), l.slowest.Load(); took > was && !l.slowest.CompareAndSwap(was, took); was = l.slowest.Load() {
+				}
 				if err != nil || resp.StatusCode/100 != 2 {
 					l.fail(fmt.Sprintf("%d %q %v", resp.StatusCode, strings.TrimSpace(string(body)), err))
 					continue
