@@ -81,8 +81,9 @@ networks:
 `)
 	p.scale("app", 2)
 	// Compose stops both old replicas at once: the service has none until
-	// a new one listens, and --queue-timeout must cover that (1-6 s here).
-	d := startDLB(t, "--network", "appnet", "--project", p.name, "--queue-timeout", "20s")
+	// a new one listens (1-7 s here, the longest on a busy machine), which
+	// the default --queue-timeout covers: the user sets nothing.
+	d := startDLB(t, "--network", "appnet", "--project", p.name)
 	pool := p.name + "-app"
 	d.waitReady(t, pool, 2, 15*time.Second)
 

@@ -81,7 +81,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "project", EnvVars: envs("PROJECT"), Usage: "only containers of this Compose project"},
 			&cli.StringFlag{Name: "docker-host", EnvVars: envs("DOCKER_HOST"), Usage: "Docker Engine address (default: $DOCKER_HOST, else the local socket); tcp:// to a read-only socket proxy works"},
 			&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envs("RETRIES"), Usage: "how many other replicas a failed request may be retried on, when safe"},
-			&cli.DurationFlag{Name: "queue-timeout", Value: 5 * time.Second, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
+			&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
 			&cli.IntFlag{Name: "max-header-bytes", Value: 1 << 20, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
 			&cli.StringFlag{Name: "upstream-transport", Value: proxy.TransportFast, EnvVars: envs("UPSTREAM_TRANSPORT"), Usage: "how requests reach replicas: fast (HTTP/1.1 on the request's goroutine) or std (Go's http.Transport)"},
