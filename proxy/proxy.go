@@ -320,42 +320,53 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			return resp, nil
 		}
-		if ejectable(err) && a.up.State() == balancer.Ready {
-			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
-				p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
-					Dur("for", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
-				p.ejected(a.route, a.up)
-			}
-		}
-		if !p.retryable(req, a, err) {
-			a.failed = true
+		if err = p.failover(req, a, err); err != nil {
 			return nil, err
 		}
-		next := p.next(req.Context(), a)
-		if next == nil {
-			a.failed = true
-			if isDialError(err) {
-				// Nothing reached a replica and none is left: the
-				// service has no replica that can take the request.
-				return nil, fmt.Errorf("%w (last: %v)", errNoReplica, err)
-			}
-			return nil, err
-		}
-		p.opts.Log.Debug().Err(err).Str("service", a.route.Service).Str("from", a.up.Name()).
-			Str("to", next.Name()).Msg("retrying on another replica")
-		a.tried = append(a.tried, a.up)
-		a.up.End(true)
-		if next.Begin() {
-			a.first = next
-		}
-		a.up = next
 		retry := req.Clone(req.Context())
-		retry.URL.Host = next.Address()
+		retry.URL.Host = a.up.Address()
 		if a.body != nil {
 			retry.Body = a.body.replay()
 		}
 		req = retry
 	}
+}
+
+// failover deals with a try of a that failed with err before any response:
+// it ejects the replica when err says it refused or reset the connection,
+// and moves a to another replica when a retry is allowed, or returns the
+// error to answer with.
+func (p *Proxy) failover(req *http.Request, a *attempt, err error) error {
+	if ejectable(err) && a.up.State() == balancer.Ready {
+		if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
+			p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
+				Dur("for", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
+			p.ejected(a.route, a.up)
+		}
+	}
+	if !p.retryable(req, a, err) {
+		a.failed = true
+		return err
+	}
+	next := p.next(req.Context(), a)
+	if next == nil {
+		a.failed = true
+		if isDialError(err) {
+			// Nothing reached a replica and none is left: the
+			// service has no replica that can take the request.
+			return fmt.Errorf("%w (last: %v)", errNoReplica, err)
+		}
+		return err
+	}
+	p.opts.Log.Debug().Err(err).Str("service", a.route.Service).Str("from", a.up.Name()).
+		Str("to", next.Name()).Msg("retrying on another replica")
+	a.tried = append(a.tried, a.up)
+	a.up.End(true)
+	if next.Begin() {
+		a.first = next
+	}
+	a.up = next
+	return nil
 }
 
 // next picks a replica not yet tried for a retry. When none is ready it

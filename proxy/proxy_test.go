@@ -147,7 +147,7 @@ func newFront(t *testing.T, opts Options, routes []Route, wrap func(http.Handler
 	if wrap != nil {
 		h = wrap(f.px)
 	}
-	f.srv = httptest.NewServer(h)
+	f.srv = serveFront(t, f.px, h, wrap == nil && opts.UpstreamTransport == TransportFast)
 	t.Cleanup(f.srv.Close)
 	f.client = f.srv.Client()
 	f.client.Timeout = 10 * time.Second
