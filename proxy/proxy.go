@@ -224,6 +224,15 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 			a.failed = false
 		}
 		bodyTooLarge(w, service, tooLarge.Limit)
+	case a != nil && a.body != nil && a.body.srcErr != nil:
+		// The client's body broke off or its chunked framing is wrong
+		// (RFC 9112 section 7.1): the client's fault, answered 400; the
+		// replica saw no complete request.
+		a.failed = false
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "dlb: malformed request body: %v\n", a.body.srcErr)
 	default:
 		ev := p.opts.Log.Warn().Err(err).Str("service", service).Str("method", r.Method).Str("path", r.URL.Path)
 		if a != nil {
@@ -459,6 +468,9 @@ func (b *replayBody) Read(p []byte) (int, error) {
 	n, err := b.src.Read(p)
 	if n > 0 {
 		b.read = true
+	}
+	if err != nil && err != io.EOF {
+		b.srcErr = err
 	}
 	return n, err
 }
