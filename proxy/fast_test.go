@@ -11,7 +11,7 @@ import (
 
 // serveFront serves h on loopback: with the fast data path in front of
 // px when the tests run on it and fast allows, else with net/http alone.
-func serveFront(t *testing.T, px *Proxy, h http.Handler, fast bool) *httptest.Server {
+func serveFront(t testing.TB, px *Proxy, h http.Handler, fast bool) *httptest.Server {
 	t.Helper()
 	if testDataPath != DataPathFast || !fast {
 		return httptest.NewServer(h)
