@@ -302,6 +302,7 @@ func (fc *fastConn) loop() afterLoop {
 		switch v {
 		case h1Reject:
 			fc.badRequest()
+			fc.lingerClose()
 			return afterClose
 		case h1Handoff:
 			return afterHandoff
@@ -383,6 +384,22 @@ func (fc *fastConn) badRequest() {
 	fc.extendWriteDeadline()
 	fc.bw.WriteString("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 49\r\n\r\ndlb: malformed HTTP/1.1 request (see RFC 9112)\r\n")
 	fc.bw.Flush()
+}
+
+// lingerClose shuts the writing side and reads what the client still
+// sends for a while, so that closing with unread bytes does not reset the
+// connection before the client has read the answer (as net/http does).
+func (fc *fastConn) lingerClose() {
+	if cw, ok := fc.c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		fc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		for {
+			if _, err := fc.c.Read(fc.buf[:]); err != nil {
+				break
+			}
+		}
+	}
+	fc.n = 0
 }
 
 // extendWriteDeadline gives the client's connection the write timeout
@@ -476,7 +493,10 @@ func (fc *fastConn) exchange(route *Route) bool {
 	fresh := false
 	for {
 		ft := p.transportFor(a.up).fast
-		hc, reused, err := ft.getConn(context.Background(), a.up.Address(), fresh)
+		// A request that can be resent skips the look at an idle
+		// connection: if the replica closed it, the request goes again on
+		// a new one (fresh below), as net/http's Transport does.
+		hc, reused, err := ft.getConn(context.Background(), a.up.Address(), fresh, !fc.replayable())
 		if err == nil {
 			fc.watchFor(hc)
 			err = fc.send(hc, route)
@@ -598,10 +618,12 @@ func hopByHop(name []byte) bool {
 func (fc *fastConn) send(hc *h1Conn, route *Route) error {
 	r := &fc.req
 	hc.r.got, hc.r.limit = 0, maxResponseHeader
-	// A write timeout for this write only: the connection goes back to a
-	// pool shared with the net/http path, which sets none.
-	hc.nc.SetWriteDeadline(time.Now().Add(fc.fs.writeTimeout))
-	defer hc.nc.SetWriteDeadline(time.Time{})
+	// The timer is reset only when half of the timeout has passed; the
+	// other path using the connection clears it (h1Conn.roundTrip).
+	if now := time.Now(); hc.writeDeadline.Sub(now) < fc.fs.writeTimeout/2 {
+		hc.writeDeadline = now.Add(fc.fs.writeTimeout)
+		hc.nc.SetWriteDeadline(hc.writeDeadline)
+	}
 	w := hc.bw
 	w.Write(r.method)
 	w.WriteByte(' ')
