@@ -136,6 +136,8 @@ func TestConformance(t *testing.T) {
 		{name: "plain GET", raw: "GET /a?b=c HTTP/1.1\r\n" + host + "\r\n", want: want{statuses: []int{200}, forwarded: 1}},
 		{name: "POST with a body", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 5\r\n\r\nhello", want: want{statuses: []int{200}, forwarded: 1}, body: "hello"},
 		{name: "pipelined GETs", raw: "GET /1 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", want: want{statuses: []int{200, 200}, forwarded: 2}},
+		{name: "pipelined, the second for net/http", raw: "GET /1 HTTP/1.1\r\n" + host + "\r\nGET /a/../2 HTTP/1.1\r\n" + host + "\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n",
+			want: want{statuses: []int{200, 200, 200}, forwarded: 3}},
 		{name: "a request inside a body is body", raw: "POST / HTTP/1.1\r\n" + host + "Content-Length: 32\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n", want: want{statuses: []int{200}, forwarded: 1}, body: "GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"},
 		{name: "Connection: close", raw: "GET / HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", want: want{statuses: []int{200}, forwarded: 1, closed: true}},
 		{name: "chunked body", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", want: want{statuses: []int{200}, forwarded: 1}, body: "hello"},

@@ -311,7 +311,7 @@ func (fc *fastConn) loop() afterLoop {
 		if !handled {
 			return afterHandoff
 		}
-		if !keep || fs.closing.Load() {
+		if !keep || fs.closing.Load() || fc.gone.Load() {
 			return afterClose
 		}
 		// Keep what follows the request (a pipelined next one).
@@ -702,7 +702,8 @@ func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
 		if err := fc.bw.Flush(); err != nil {
 			ok = false
 		}
-		if ok && keepUp && hc.br.Buffered() == 0 {
+		fc.watchFor(nil) // before hc goes back to the pool, where the watch must not close it
+		if ok && keepUp && hc.br.Buffered() == 0 && !fc.gone.Load() {
 			hc.t.putIdle(hc)
 		} else {
 			hc.close()
