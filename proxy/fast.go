@@ -588,23 +588,20 @@ func (fc *fastConn) replayable() bool {
 // hopByHop reports whether a request field is not passed on: the hop's
 // own (RFC 9110 section 7.6.1), and the forwarding headers dlb sets.
 func hopByHop(name []byte) bool {
+	if responseHop(name) {
+		return true
+	}
 	switch len(name) {
-	case 2:
-		return bytes.EqualFold(name, []byte("TE"))
 	case 7:
-		return bytes.EqualFold(name, []byte("Trailer")) || bytes.EqualFold(name, []byte("Upgrade"))
+		return bytes.EqualFold(name, []byte("Trailer"))
 	case 9:
 		return bytes.EqualFold(name, []byte("Forwarded"))
-	case 10:
-		return bytes.EqualFold(name, []byte("Connection")) || bytes.EqualFold(name, []byte("Keep-Alive"))
 	case 15:
 		return bytes.EqualFold(name, []byte("X-Forwarded-For"))
 	case 16:
-		return bytes.EqualFold(name, []byte("Proxy-Connection")) || bytes.EqualFold(name, []byte("X-Forwarded-Host"))
+		return bytes.EqualFold(name, []byte("X-Forwarded-Host"))
 	case 17:
-		return bytes.EqualFold(name, []byte("Transfer-Encoding")) || bytes.EqualFold(name, []byte("X-Forwarded-Proto"))
-	case 18:
-		return bytes.EqualFold(name, []byte("Proxy-Authenticate"))
+		return bytes.EqualFold(name, []byte("X-Forwarded-Proto"))
 	case 19:
 		return bytes.EqualFold(name, []byte("Proxy-Authorization"))
 	}

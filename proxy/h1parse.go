@@ -495,7 +495,7 @@ func (s *chunkScanner) scan(p []byte) (int, bool) {
 				s.ext++
 			}
 		case stSizeLF:
-			if c != '\n' {
+			if !s.expect(c, '\n', stSizeLF) {
 				return i, false
 			}
 			s.digits, s.ext = 0, 0
@@ -513,15 +513,13 @@ func (s *chunkScanner) scan(p []byte) (int, bool) {
 			}
 			continue
 		case stDataCR:
-			if c != '\r' {
+			if !s.expect(c, '\r', stDataLF) {
 				return i, false
 			}
-			s.state = stDataLF
 		case stDataLF:
-			if c != '\n' {
+			if !s.expect(c, '\n', stSize) {
 				return i, false
 			}
-			s.state = stSize
 		case stTrailerStart:
 			switch {
 			case c == '\r':
@@ -546,15 +544,13 @@ func (s *chunkScanner) scan(p []byte) (int, bool) {
 				return i, false
 			}
 		case stTrailerLF:
-			if c != '\n' {
+			if !s.expect(c, '\n', stTrailerStart) {
 				return i, false
 			}
-			s.state = stTrailerStart
 		case stEndLF:
-			if c != '\n' {
+			if !s.expect(c, '\n', stDone) {
 				return i, false
 			}
-			s.state = stDone
 			return i + 1, true
 		case stDone:
 			return i, true
@@ -562,6 +558,15 @@ func (s *chunkScanner) scan(p []byte) (int, bool) {
 		i++
 	}
 	return i, true
+}
+
+// expect moves to state next if c is want, and reports whether it was.
+func (s *chunkScanner) expect(c, want byte, next uint8) bool {
+	if c != want {
+		return false
+	}
+	s.state = next
+	return true
 }
 
 // done reports whether the body's end has been seen.
