@@ -188,8 +188,7 @@ func TestConformance(t *testing.T) {
 			rr := newRecordingReplica(t, "")
 			r, p := poolRoute("app")
 			ready(t, p, "app-1", rr.addr)
-			f := newFront(t, Options{MaxReplayBody: 1 << 20}, []Route{r}, nil)
-			f.srv.Config.MaxHeaderBytes = 16 << 10
+			f := newFront(t, Options{MaxReplayBody: 1 << 20}, []Route{r}, nil, func(s *http.Server) { s.MaxHeaderBytes = 16 << 10 })
 			statuses, _, closed := exchangeRaw(t, f.srv.Listener.Addr().String(), tc.raw, len(w.statuses))
 			if !equalInts(statuses, w.statuses) {
 				t.Errorf("%q: got statuses %v, want %v", tc.raw, statuses, w.statuses)

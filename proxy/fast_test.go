@@ -11,12 +11,17 @@ import (
 
 // serveFront serves h on loopback: with the fast data path in front of
 // px when the tests run on it and fast allows, else with net/http alone.
-func serveFront(t testing.TB, px *Proxy, h http.Handler, fast bool) *httptest.Server {
+// configure, when set, changes the http.Server before it starts.
+func serveFront(t testing.TB, px *Proxy, h http.Handler, fast bool, configure ...func(*http.Server)) *httptest.Server {
 	t.Helper()
-	if testDataPath != DataPathFast || !fast {
-		return httptest.NewServer(h)
-	}
 	srv := httptest.NewUnstartedServer(h)
+	for _, c := range configure {
+		c(srv.Config)
+	}
+	if testDataPath != DataPathFast || !fast {
+		srv.Start()
+		return srv
+	}
 	srv.Config.ReadHeaderTimeout = 10 * time.Second
 	srv.Config.IdleTimeout = 120 * time.Second
 	fs := NewFastServer(px, srv.Config, 0)
