@@ -259,6 +259,15 @@ var (
 // serve reads and forwards requests until the client is done, a request
 // goes to net/http, or the connection idles long enough to be parked.
 func (fc *fastConn) serve() {
+	defer func() {
+		// As net/http's server does: a bug costs one connection, not the
+		// process.
+		if v := recover(); v != nil {
+			fc.fs.p.opts.Log.Error().Str("client", fc.remote).Interface("panic", v).Msg("fast data path: connection dropped after a panic (a bug: please report it)")
+			fc.c.Close()
+			fc.fs.forget(fc)
+		}
+	}()
 	fc.buf = fastBuffers.Get().(*[fastBufferSize]byte)
 	fc.bw = fastWriters.Get().(*bufio.Writer)
 	fc.bw.Reset(fc.c)
