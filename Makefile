@@ -70,10 +70,13 @@ demo: docker-ready images
 down:
 	$(COMPOSE) down --remove-orphans
 
-# Everything CI runs: vet, then unit and real-engine tests under the race detector.
+# Everything CI runs: vet, then unit and real-engine tests under the race detector,
+# the real-engine suite once more on the fast data path (the proxy package runs
+# both data paths by itself).
 test: docker-ready test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
+	DLB_TEST_DATA_PATH=fast $(GO) test -race -count=1 -timeout 30m ./cmd/dlb
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 test-unit:
@@ -81,6 +84,8 @@ test-unit:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseLabels -fuzztime 30s ./discovery
+	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./proxy
+	$(GO) test -run '^$$' -fuzz FuzzParseResponse -fuzztime 30s ./proxy
 
 # dlb, nginx and HAProxy in front of the same demo containers, plus the direct
 # ceiling; writes docs/benchmarks.md and .png. Knobs: BENCH_REPLICAS, BENCH_ROUNDS,

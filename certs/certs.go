@@ -383,6 +383,17 @@ func (k *Keeper) TLSConfig() *tls.Config {
 	return tc
 }
 
+// Intercepts reports whether HTTPHandler answers a plain HTTP request for
+// host and path itself (an ACME challenge, or a redirect to HTTPS) rather
+// than pass it on: a data path that bypasses HTTPHandler hands such
+// requests to it.
+func (k *Keeper) Intercepts(host, path string) bool {
+	if !k.ACMEOn() {
+		return false
+	}
+	return strings.HasPrefix(path, challengePrefix) || k.o.Redirect && k.own(hostOnly(host)) != nil
+}
+
 // HTTPHandler wraps the plain listener's handler: it answers ACME's
 // HTTP-01 challenges and redirects (308) requests for hosts with an ACME
 // certificate to HTTPS, unless Options.Redirect is off.

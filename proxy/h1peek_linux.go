@@ -14,6 +14,7 @@ type peeker struct {
 	fn   func(fd uintptr)
 	buf  [1]byte
 	open bool
+	data bool // bytes wait to be read
 }
 
 func (p *peeker) init(nc net.Conn) {
@@ -43,7 +44,12 @@ func (p *peeker) alive() bool {
 }
 
 func (p *peeker) peek(fd uintptr) {
-	_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	p.open = errno == syscall.EAGAIN
+	p.data = errno == 0 && n > 0
 }
+
+// gone reports whether the peer closed or reset the connection; bytes
+// waiting to be read do not count.
+func (p *peeker) gone() bool { return !p.alive() && !p.data }

@@ -10,3 +10,4 @@ type peeker struct{}
 
 func (*peeker) init(net.Conn) {}
 func (*peeker) alive() bool   { return true }
+func (*peeker) gone() bool    { return false }

@@ -71,6 +71,9 @@ type h1Conn struct {
 	abort     func() // closes nc; bound once so that AfterFunc does not allocate it
 	idleSince time.Time
 	peek      peeker
+	// writeDeadline is the write deadline the fast data path set (zero:
+	// none); roundTrip clears it, since this transport sets none.
+	writeDeadline time.Time
 }
 
 // limitedReader reads from the connection, counting the bytes of the current
@@ -124,7 +127,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	fresh := false
 	for {
-		hc, reused, err := t.getConn(ctx, req.URL.Host, fresh)
+		hc, reused, err := t.getConn(ctx, req.URL.Host, fresh, true)
 		if err != nil {
 			return nil, err
 		}
@@ -165,8 +168,10 @@ func replayable(req *http.Request) bool {
 // getConn returns an idle connection to addr that still looks alive, or a
 // new one (always a new one when fresh is set). Dial errors are returned as
 // the dialer made them (a *net.OpError with Op "dial"), so that the proxy
-// knows the upstream never saw the request.
-func (t *h1Transport) getConn(ctx context.Context, addr string, fresh bool) (*h1Conn, bool, error) {
+// knows the upstream never saw the request. Without peek, an idle
+// connection is not looked at first (a syscall): for requests that can be
+// sent again on a new connection should the upstream have closed it.
+func (t *h1Transport) getConn(ctx context.Context, addr string, fresh, peek bool) (*h1Conn, bool, error) {
 	for !fresh {
 		t.mu.Lock()
 		n := len(t.idle)
@@ -178,7 +183,7 @@ func (t *h1Transport) getConn(ctx context.Context, addr string, fresh bool) (*h1
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
-		if hc.addr == addr && hc.alive() {
+		if hc.addr == addr && (!peek && hc.fresh() || hc.alive()) {
 			return hc, true, nil
 		}
 		hc.close()
@@ -210,6 +215,10 @@ func (hc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respo
 		return nil, err
 	}
 	hc.r.got, hc.r.limit = 0, maxResponseHeader
+	if !hc.writeDeadline.IsZero() {
+		hc.writeDeadline = time.Time{}
+		hc.nc.SetWriteDeadline(hc.writeDeadline)
+	}
 	if err := req.Write(hc.bw); err != nil {
 		return fail(err)
 	}
@@ -260,10 +269,12 @@ func (hc *h1Conn) close() { hc.nc.Close() }
 // upstream has neither closed it nor sent anything unasked. It costs one
 // non-blocking peek at the socket.
 func (hc *h1Conn) alive() bool {
-	if hc.t.idleTimeout > 0 && time.Since(hc.idleSince) > hc.t.idleTimeout {
-		return false
-	}
-	return hc.peek.alive()
+	return hc.fresh() && hc.peek.alive()
+}
+
+// fresh reports whether an idle connection is within the idle timeout.
+func (hc *h1Conn) fresh() bool {
+	return hc.t.idleTimeout <= 0 || time.Since(hc.idleSince) <= hc.t.idleTimeout
 }
 
 // h1Body is a response body that gives its connection back when read to

@@ -241,6 +241,15 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 			a.failed = false
 		}
 		bodyTooLarge(w, service, tooLarge.Limit)
+	case a != nil && a.body != nil && a.body.srcErr != nil:
+		// The client's body broke off or its chunked framing is wrong
+		// (RFC 9112 section 7.1): the client's fault, answered 400; the
+		// replica saw no complete request.
+		a.failed = false
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "dlb: malformed request body: %v\n", a.body.srcErr)
 	default:
 		ev := p.opts.Log.Warn().Err(err).Str("service", service).Str("method", r.Method).Str("path", r.URL.Path)
 		if a != nil {
@@ -338,42 +347,54 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			return resp, nil
 		}
-		if ejectable(err) && a.up.State() == balancer.Ready {
-			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
-				p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
-					Dur("for_ms", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
-				p.ejected(a.route, a.up)
-			}
-		}
-		if !p.retryable(req, a, err) {
-			a.failed = true
+		if err = p.failover(req, a, err, run); err != nil {
 			return nil, err
 		}
-		next := p.next(req.Context(), a, run)
-		if next == nil {
-			a.failed = true
-			if isDialError(err) {
-				// Nothing reached a replica and none is left: the
-				// service has no replica that can take the request.
-				return nil, fmt.Errorf("%w (last: %v)", errNoReplica, err)
-			}
-			return nil, err
-		}
-		p.opts.Log.Debug().Err(err).Str("service", a.route.Service).Str("from", a.up.Name()).
-			Str("to", next.Name()).Msg("retrying on another replica")
-		a.tried = append(a.tried, triedReplica{a.up, run})
-		a.up.End(true)
-		if next.Begin() {
-			a.first = next
-		}
-		a.up = next
 		retry := req.Clone(req.Context())
-		retry.URL.Host = next.Address()
+		retry.URL.Host = a.up.Address()
 		if a.body != nil {
 			retry.Body = a.body.replay()
 		}
 		req = retry
 	}
+}
+
+// failover deals with a try of a that failed with err before any response:
+// it ejects the replica when err says it refused or reset the connection,
+// and moves a to another replica when a retry is allowed, or returns the
+// error to answer with. run is the replica's Admissions before the try, so
+// that a retry may go back to it once it has been let in again.
+func (p *Proxy) failover(req *http.Request, a *attempt, err error, run uint64) error {
+	if ejectable(err) && a.up.State() == balancer.Ready {
+		if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
+			p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
+				Dur("for_ms", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
+			p.ejected(a.route, a.up)
+		}
+	}
+	if !p.retryable(req, a, err) {
+		a.failed = true
+		return err
+	}
+	next := p.next(req.Context(), a, run)
+	if next == nil {
+		a.failed = true
+		if isDialError(err) {
+			// Nothing reached a replica and none is left: the
+			// service has no replica that can take the request.
+			return fmt.Errorf("%w (last: %v)", errNoReplica, err)
+		}
+		return err
+	}
+	p.opts.Log.Debug().Err(err).Str("service", a.route.Service).Str("from", a.up.Name()).
+		Str("to", next.Name()).Msg("retrying on another replica")
+	a.tried = append(a.tried, triedReplica{a.up, run})
+	a.up.End(true)
+	if next.Begin() {
+		a.first = next
+	}
+	a.up = next
+	return nil
 }
 
 // triedReplica is a replica that failed a request, and which of its runs
@@ -492,6 +513,9 @@ func (b *replayBody) Read(p []byte) (int, error) {
 	n, err := b.src.Read(p)
 	if n > 0 {
 		b.read = true
+	}
+	if err != nil && err != io.EOF {
+		b.srcErr = err
 	}
 	return n, err
 }

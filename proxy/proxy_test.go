@@ -132,8 +132,8 @@ type front struct {
 }
 
 // newFront serves a Proxy with opts over routes. wrap, when not nil, wraps
-// the proxy's handler.
-func newFront(t *testing.T, opts Options, routes []Route, wrap func(http.Handler) http.Handler) *front {
+// the proxy's handler; configure changes the server before it starts.
+func newFront(t *testing.T, opts Options, routes []Route, wrap func(http.Handler) http.Handler, configure ...func(*http.Server)) *front {
 	t.Helper()
 	rt := &Router{}
 	if c := rt.Set(routes); len(c) > 0 {
@@ -147,7 +147,7 @@ func newFront(t *testing.T, opts Options, routes []Route, wrap func(http.Handler
 	if wrap != nil {
 		h = wrap(f.px)
 	}
-	f.srv = httptest.NewServer(h)
+	f.srv = serveFront(t, f.px, h, wrap == nil && opts.UpstreamTransport == TransportFast, configure...)
 	t.Cleanup(f.srv.Close)
 	f.client = f.srv.Client()
 	f.client.Timeout = 10 * time.Second

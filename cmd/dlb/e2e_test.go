@@ -272,7 +272,12 @@ func startDLB(t testing.TB, args ...string) *dlbProc {
 // listens.
 func launchDLB(t testing.TB, args ...string) *dlbProc {
 	t.Helper()
-	all := append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}, args...)
+	all := []string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}
+	if dp := os.Getenv("DLB_TEST_DATA_PATH"); dp != "" {
+		// The whole suite runs on either data path (make test runs both).
+		all = append(all, "--data-path", dp)
+	}
+	all = append(all, args...)
 	d := &dlbProc{t: t, cmd: exec.Command(dlbBinary(), all...), exited: make(chan struct{})}
 	d.cmd.Stdout = &d.stdout
 	stderr, err := d.cmd.StderrPipe()

@@ -85,6 +85,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
 			&cli.IntFlag{Name: "max-header-bytes", Value: 1 << 20, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
 			&cli.StringFlag{Name: "upstream-transport", Value: proxy.TransportFast, EnvVars: envs("UPSTREAM_TRANSPORT"), Usage: "how requests reach replicas: fast (HTTP/1.1 on the request's goroutine) or std (Go's http.Transport)"},
+			&cli.StringFlag{Name: "data-path", Value: proxy.DataPathStd, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request)"},
 			&cli.DurationFlag{Name: "park-idle-after", Value: time.Second, EnvVars: envs("PARK_IDLE_AFTER"), Usage: "a client connection idle this long between requests is parked: it keeps no goroutine nor buffer until its next request (Linux; 0 disables)"},
 			&cli.IntFlag{Name: "gc-percent", Value: 100, EnvVars: envs("GC_PERCENT"), Usage: "garbage collector target, as GOGC: the heap may grow this many percent over the live data before a collection (-1 turns it off)"},
 			&cli.StringFlag{Name: "memory-limit", Value: "0", EnvVars: envs("MEMORY_LIMIT"), Usage: "soft memory limit, as GOMEMLIMIT, e.g. 256MiB: the collector works harder near it (0: none)"},
@@ -121,6 +122,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	maxHeaderBytes  int
 	transport       string
+	dataPath        string
 	parkIdleAfter   time.Duration
 	gc              gcSettings
 	log             zerolog.Logger
@@ -155,6 +157,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		logFormat:      c.String("log-format"), accessLog: c.Bool("access-log"),
 		listenTLS: c.String("listen-tls"), h2c: c.Bool("h2c"),
 		transport: c.String("upstream-transport"), parkIdleAfter: c.Duration("park-idle-after"),
+		dataPath: c.String("data-path"),
 	}
 	if err := checkAddr(cfg.listen); err != nil {
 		return nil, badFlag("listen", cfg.listen, err.Error())
@@ -193,6 +196,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	}
 	if cfg.transport != proxy.TransportFast && cfg.transport != proxy.TransportStd {
 		return nil, badFlag("upstream-transport", cfg.transport, "must be fast or std")
+	}
+	if err := checkDataPath(cfg); err != nil {
+		return nil, err
 	}
 	if h := cfg.dockerHost; h != "" && !strings.Contains(h, "://") {
 		return nil, badFlag("docker-host", h, "not a Docker address: use unix:///var/run/docker.sock or tcp://host:2375")
@@ -285,6 +291,7 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
 	}
+	fastSrv, ln := fastPath(px, proxySrv, ln, cfg, keeper)
 	ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
 	proxySrv.ConnState = proxy.ConnState(ln, proxySrv.ConnState)
 	tlsSrv, tlsLn, err := listenTLS(secure, cfg, log)
@@ -326,6 +333,7 @@ func serve(c *cli.Context) error {
 	go watchNetwork(ctx, docker, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
 	errc := make(chan error, 3)
 	go func() { errc <- proxySrv.Serve(ln) }()
+	fastSrv.serve(errc)
 	if tlsSrv != nil {
 		go func() { errc <- tlsSrv.ServeTLS(tlsLn, "", "") }()
 	}
@@ -345,6 +353,7 @@ func serve(c *cli.Context) error {
 	if adminSrv != nil {
 		adminSrv.Close()
 	}
+	fastSrv.shutdown(sctx, log)
 	shutdownAll(sctx, log, proxySrv, tlsSrv)
 	<-watchDone
 	log.Info().Msg("stopped")

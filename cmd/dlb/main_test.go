@@ -65,6 +65,18 @@ func TestRunExitCodes(t *testing.T) {
 			wantStderr: []string{"--upstream-transport", `"quick"`, "fast or std"},
 		},
 		{
+			name:       "bad --data-path",
+			args:       append([]string{"--data-path", "quick"}, guard...),
+			want:       2,
+			wantStderr: []string{"--data-path", `"quick"`, "fast or std"},
+		},
+		{
+			name:       "--data-path fast with --upstream-transport std",
+			args:       append([]string{"--data-path", "fast", "--upstream-transport", "std"}, guard...),
+			want:       2,
+			wantStderr: []string{"--data-path", "--upstream-transport fast"},
+		},
+		{
 			name:       "bad --memory-limit",
 			args:       append([]string{"--memory-limit", "lots"}, guard...),
 			want:       2,

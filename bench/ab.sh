@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# bench/ab.sh: dlb's two data paths and nginx in front of the same 3 demo
+# backend containers, in alternating rounds, with what make bench does not
+# show: context switches and syscalls per request. For performance work;
+# make bench is the suite of record.
+#
+#   bash bench/ab.sh [ROUNDS] [SECONDS] [CONNS]     (defaults 4 5 64)
+#   AB_PPROF=1 also takes a CPU profile of the fast path (test-artifacts/ab/ID/fast.pprof).
+#
+# Per round and target: req/s, p99, CPU µs per request (utime+stime of the
+# process tree) and context switches per request (voluntary + involuntary,
+# all threads); medians at the end. Then one strace -c -f run per target
+# (syscalls per request; strace slows the run, the counts per request hold).
+# Needs Docker, Go, wrk, nginx, strace. Traffic goes to 127.0.0.1 and to the
+# containers it starts only; everything it starts is removed on exit.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+ROUNDS=${1:-4} SECS=${2:-5} CONNS=${3:-64}
+ID="ab-$$"
+WORK=$ROOT/test-artifacts/ab/$ID
+mkdir -p "$WORK"
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	docker ps -aq --filter "label=dlb-ab=$ID" | xargs -r docker rm -f >/dev/null 2>&1 || true
+	docker network rm "$ID" >/dev/null 2>&1 || true
+	docker rmi "dlb-demo:$ID" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+CGO_ENABLED=0 go build -o bin/dlb ./cmd/dlb
+CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/demo ./examples/demo
+docker build -q -t "dlb-demo:$ID" -f examples/demo/Dockerfile . >/dev/null
+docker network create --label "dlb-ab=$ID" "$ID" >/dev/null
+IPS=()
+for i in 1 2 3; do
+	docker run -d --name "$ID-$i" --network "$ID" --label "dlb-ab=$ID" --label dlb.enable=true \
+		--label dlb.port=80 --label dlb.service=ab "dlb-demo:$ID" >/dev/null
+	IPS+=("$(docker inspect -f "{{(index .NetworkSettings.Networks \"$ID\").IPAddress}}" "$ID-$i")")
+done
+
+declare -A PORT PID
+start_dlb() { # NAME PORT DATAPATH
+	GOMAXPROCS=2 bin/dlb --listen "127.0.0.1:$2" --admin "127.0.0.1:$(($2 + 1))" --network "$ID" \
+		--log-level warn --data-path "$3" --pprof >"$WORK/$1.log" 2>&1 &
+	PID[$1]=$! PORT[$1]=$2
+	PIDS+=("$!")
+}
+start_dlb fast 27290 fast
+start_dlb std 27292 std
+{
+	echo "worker_processes 2; pid $WORK/nginx.pid; error_log $WORK/nginx.err warn;"
+	echo "events { worker_connections 4096; }"
+	echo "http { access_log off; keepalive_requests 1000000; upstream b {"
+	for ip in "${IPS[@]}"; do echo "server $ip:80;"; done
+	echo "keepalive 64; keepalive_requests 1000000; }"
+	echo "server { listen 127.0.0.1:27294; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
+} >"$WORK/nginx.conf"
+nginx -p "$WORK/" -c "$WORK/nginx.conf" -g "daemon off;" >"$WORK/nginx.out" 2>&1 &
+PID[nginx]=$! PORT[nginx]=27294
+PIDS+=("$!")
+for t in fast std nginx; do
+	for i in $(seq 100); do
+		[[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:${PORT[$t]}/") == 200 ]] && break
+		sleep 0.2
+	done
+done
+
+tree() { echo "$1"; for c in $(ps -o pid= --ppid "$1"); do tree "$c"; done; }
+ticks() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[11] + f[12])); done; echo $s; }
+ctxsw() {
+	local s=0 p v
+	for p in $(tree "$1"); do
+		for v in $(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {print $2}'); do s=$((s + v)); done
+	done
+	echo $s
+}
+HZ=$(getconf CLK_TCK)
+printf 'round\ttarget\treq/s\tp99_ms\tcpu_us_per_req\tctxsw_per_req\n' | tee "$WORK/runs.tsv"
+for r in $(seq "$ROUNDS"); do
+	for t in fast std nginx; do
+		t0=$(ticks "${PID[$t]}") c0=$(ctxsw "${PID[$t]}")
+		out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:${PORT[$t]}/")
+		t1=$(ticks "${PID[$t]}") c1=$(ctxsw "${PID[$t]}")
+		n=$(awk '/requests in/ {print $1}' <<<"$out")
+		rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+		p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) sub(/ms/,"",v); else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+		awk -v r="$r" -v t="$t" -v rps="$rps" -v p99="$p99" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v n="$n" -v hz="$HZ" \
+			'BEGIN { printf "%d\t%s\t%s\t%s\t%.1f\t%.2f\n", r, t, rps, p99, dt * 1e6 / hz / n, dc / n }' | tee -a "$WORK/runs.tsv"
+	done
+done
+echo "medians:"
+for t in fast std nginx; do
+	awk -F'\t' -v t="$t" '$2 == t { rps[++n] = $3; cpu[n] = $5; cs[n] = $6; p99[n] = $4 }
+		function med(a, n,   i, j, x) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+		END { printf "%s\treq/s %.0f\tp99 %.2f ms\tcpu %.1f us/req\tctxsw %.2f/req\n", t, med(rps, n), med(p99, n), med(cpu, n), med(cs, n) }' "$WORK/runs.tsv"
+done | tee "$WORK/medians.txt"
+if [[ ${AB_PPROF:-0} == 1 ]]; then
+	wrk -t2 -c"$CONNS" -d8s "http://127.0.0.1:${PORT[fast]}/" >/dev/null &
+	curl -s -o "$WORK/fast.pprof" "http://127.0.0.1:$((PORT[fast] + 1))/debug/pprof/profile?seconds=6"
+	wait "$!"
+	go tool pprof -top -cum -nodecount=60 bin/dlb "$WORK/fast.pprof" >"$WORK/fast-pprof.txt" 2>&1 || true
+fi
+if command -v strace >/dev/null; then
+	for t in fast std nginx; do
+		pids=$(tree "${PID[$t]}" | sed 's/^/-p /' | tr '\n' ' ')
+		timeout 20 strace -f -c -o "$WORK/strace-$t.txt" $pids &
+		sp=$!
+		sleep 1
+		n=$(wrk -t2 -c"$CONNS" -d3s "http://127.0.0.1:${PORT[$t]}/" | awk '/requests in/ {print $1}')
+		kill -INT "$sp" 2>/dev/null
+		wait "$sp" 2>/dev/null || true
+		echo "== $t: syscalls per request under strace ($n requests)"
+		awk -v n="$n" '$1 ~ /^[0-9.]+$/ && NF >= 5 { c = $4; e = (NF == 6) ? $5 : 0; name = $NF; if (c / n >= 0.01) printf "  %-14s %6.2f/req  (errors %.2f/req)\n", name, c / n, e / n }' "$WORK/strace-$t.txt"
+	done | tee "$WORK/strace.txt"
+fi
+echo "results in $WORK"

@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recordingReplica is a replica that keeps the raw bytes it receives and
+// answers each request it can read with 200 and a body naming how many it
+// read on the connection; answer, when set, replaces that answer.
+type recordingReplica struct {
+	addr string
+	mu   sync.Mutex
+	raw  bytes.Buffer
+}
+
+func newRecordingReplica(t *testing.T, answer string) *recordingReplica {
+	t.Helper()
+	rr := &recordingReplica{}
+	rr.addr, _ = rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(io.TeeReader(c, rr))
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(io.Discard, req.Body); err != nil {
+				return
+			}
+			if answer != "" {
+				io.WriteString(c, answer)
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	return rr
+}
+
+func (rr *recordingReplica) Write(p []byte) (int, error) {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return rr.raw.Write(p)
+}
+
+// requests parses what the replica received: the complete requests, with
+// their bodies, and whatever bytes follow the last one.
+func (rr *recordingReplica) requests(t *testing.T) (reqs []*http.Request, bodies []string, rest string) {
+	rr.mu.Lock()
+	raw := bytes.Clone(rr.raw.Bytes())
+	rr.mu.Unlock()
+	br := bufio.NewReader(bytes.NewReader(raw))
+	consumed := 0
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			break
+		}
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			break
+		}
+		reqs, bodies = append(reqs, req), append(bodies, string(b))
+		consumed = len(raw) - br.Buffered()
+	}
+	return reqs, bodies, string(raw[consumed:])
+}
+
+// exchangeRaw writes raw to addr and reads n responses. It returns their
+// statuses and bodies, and whether the connection was closed after them
+// (within a second).
+func exchangeRaw(t *testing.T, addr, raw string, n int) (statuses []int, bodies []string, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for range n {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return statuses, bodies, true
+		}
+		b, _ := io.ReadAll(resp.Body)
+		statuses, bodies = append(statuses, resp.StatusCode), append(bodies, string(b))
+	}
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	_, err = br.ReadByte()
+	var ne net.Error
+	return statuses, bodies, err != nil && !(errAs(err, &ne) && ne.Timeout())
+}
+
+func errAs(err error, ne *net.Error) bool {
+	e, ok := err.(net.Error)
+	if ok {
+		*ne = e
+	}
+	return ok
+}
+
+// TestConformance sends, over real sockets, well-formed requests and the
+// malformed and ambiguous ones that request smuggling is made of (RFC 9112
+// sections 2.2, 3.2, 5, 6 and 7.1; CL.TE, TE.CL and TE.TE from the public
+// research), and checks what the client gets and the raw bytes the
+// replica receives. Both data paths must refuse what RFC 9112 calls an
+// error or forward it made unambiguous, never pass a second request inside
+// a first. Where the paths differ, want gives each path's answer.
+func TestConformance(t *testing.T) {
+	const host = "Host: app\r\n"
+	type want struct {
+		statuses  []int // the responses the client reads
+		forwarded int   // complete requests the replica receives
+		closed    bool  // dlb closes the connection after them
+	}
+	refused := want{statuses: []int{400}, closed: true}
+	cases := []struct {
+		name string
+		raw  string
+		want want
+		std  *want // net/http's answer, where it differs from the fast path's
+		body string
+	}{
+		{name: "plain GET", raw: "GET /a?b=c HTTP/1.1\r\n" + host + "\r\n", want: want{statuses: []int{200}, forwarded: 1}},
+		{name: "POST with a body", raw: "POST /p HTTP/1.1\r\n" + host + "Content-Length: 5\r\n\r\nhello", want: want{statuses: []int{200}, forwarded: 1}, body: "hello"},
+		{name: "pipelined GETs", raw: "GET /1 HTTP/1.1\r\n" + host + "\r\nGET /2 HTTP/1.1\r\n" + host + "\r\n", want: want{statuses: []int{200, 200}, forwarded: 2}},
+		{name: "pipelined, the second for net/http", raw: "GET /1 HTTP/1.1\r\n" + host + "\r\nGET /a/../2 HTTP/1.1\r\n" + host + "\r\nGET /3 HTTP/1.1\r\n" + host + "\r\n",
+			want: want{statuses: []int{200, 200, 200}, forwarded: 3}},
+		{name: "a request inside a body is body", raw: "POST / HTTP/1.1\r\n" + host + "Content-Length: 32\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n", want: want{statuses: []int{200}, forwarded: 1}, body: "GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"},
+		{name: "Connection: close", raw: "GET / HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", want: want{statuses: []int{200}, forwarded: 1, closed: true}},
+		{name: "chunked body", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", want: want{statuses: []int{200}, forwarded: 1}, body: "hello"},
+		{name: "HTTP/1.0", raw: "GET / HTTP/1.0\r\n" + host + "\r\n", want: want{statuses: []int{200}, forwarded: 1, closed: true}},
+		{name: "CL.TE", raw: "POST / HTTP/1.1\r\n" + host + "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG", want: refused,
+			// net/http takes the chunked framing and forwards it alone
+			// (RFC 9112 section 6.1 allows that, but wants the connection
+			// closed after the response, which net/http's server does not).
+			std: &want{statuses: []int{200}, forwarded: 1}},
+		{name: "TE.CL", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n", want: refused,
+			// net/http takes the chunked framing and forwards it alone
+			// (RFC 9112 section 6.1 allows that, but wants the connection
+			// closed after the response, which net/http's server does not).
+			std: &want{statuses: []int{200}, forwarded: 1}},
+		{name: "TE other than chunked", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", want: refused,
+			std: &want{statuses: []int{501}, closed: true}},
+		{name: "TE chunked twice", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", want: refused,
+			std: &want{statuses: []int{501}, closed: true}},
+		{name: "TE list", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", want: refused,
+			std: &want{statuses: []int{501}, closed: true}},
+		{name: "space before colon", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\nhello", want: refused},
+		{name: "two Content-Lengths", raw: "POST / HTTP/1.1\r\n" + host + "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", want: refused},
+		{name: "the same Content-Length twice", raw: "POST / HTTP/1.1\r\n" + host + "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", want: refused,
+			std: &want{statuses: []int{200}, forwarded: 1}, body: "hello"},
+		{name: "Content-Length with a sign", raw: "POST / HTTP/1.1\r\n" + host + "Content-Length: +5\r\n\r\nhello", want: refused},
+		{name: "Content-Length list", raw: "POST / HTTP/1.1\r\n" + host + "Content-Length: 5, 5\r\n\r\nhello", want: refused},
+		{name: "bare LF", raw: "GET / HTTP/1.1\n" + host + "\r\n", want: refused,
+			std: &want{statuses: []int{200}, forwarded: 1}},
+		{name: "bare CR", raw: "GET / HTTP/1.1\r\n" + "X: a\rb\r\n" + host + "\r\n", want: refused},
+		{name: "obs-fold", raw: "GET / HTTP/1.1\r\n" + host + "X: a\r\n b\r\n\r\n", want: refused,
+			// RFC 9112 section 5.2 lets a server replace obs-fold by spaces.
+			std: &want{statuses: []int{200}, forwarded: 1}},
+		{name: "NUL in a value", raw: "GET / HTTP/1.1\r\n" + host + "X: a\x00b\r\n\r\n", want: refused},
+		{name: "two Hosts", raw: "GET / HTTP/1.1\r\n" + host + "Host: other\r\n\r\n", want: refused},
+		{name: "no Host", raw: "GET / HTTP/1.1\r\n\r\n", want: refused},
+		{name: "bad chunk size", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", want: want{statuses: []int{400}, closed: true}},
+		{name: "bad chunk terminator", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", want: want{statuses: []int{400}, closed: true}},
+		{name: "head too large", raw: "GET / HTTP/1.1\r\n" + host + "X: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", want: want{statuses: []int{431}, closed: true}},
+		{name: "dot segments go to net/http", raw: "GET /a/../b HTTP/1.1\r\n" + host + "\r\n", want: want{statuses: []int{200}, forwarded: 1}},
+		{name: "absolute form goes to net/http", raw: "GET http://app/x HTTP/1.1\r\n" + host + "\r\n", want: want{statuses: []int{200}, forwarded: 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := tc.want
+			if tc.std != nil && testDataPath == DataPathStd {
+				w = *tc.std
+			}
+			rr := newRecordingReplica(t, "")
+			r, p := poolRoute("app")
+			ready(t, p, "app-1", rr.addr)
+			f := newFront(t, Options{MaxReplayBody: 1 << 20}, []Route{r}, nil, func(s *http.Server) { s.MaxHeaderBytes = 16 << 10 })
+			statuses, _, closed := exchangeRaw(t, f.srv.Listener.Addr().String(), tc.raw, len(w.statuses))
+			if !equalInts(statuses, w.statuses) {
+				t.Errorf("%q: got statuses %v, want %v", tc.raw, statuses, w.statuses)
+			}
+			if closed != w.closed {
+				t.Errorf("%q: connection closed: got %v, want %v", tc.raw, closed, w.closed)
+			}
+			reqs, bodies, rest := rr.requests(t)
+			if len(reqs) != w.forwarded {
+				t.Errorf("%q: the replica got %d requests, want %d (raw: %q)", tc.raw, len(reqs), w.forwarded, rr.raw.String())
+			}
+			if w.forwarded > 0 && rest != "" {
+				t.Errorf("%q: the replica got bytes past its requests: %q", tc.raw, rest)
+			}
+			for i, req := range reqs {
+				if _, ok := req.Header["Transfer-Encoding"]; ok && req.Header.Get("Content-Length") != "" {
+					t.Errorf("%q: request %d reached the replica with both Content-Length and Transfer-Encoding", tc.raw, i)
+				}
+				if req.Header.Get("X-Forwarded-For") != "127.0.0.1" || req.Header.Get("X-Forwarded-Host") != "app" || req.Header.Get("X-Forwarded-Proto") != "http" {
+					t.Errorf("%q: request %d: X-Forwarded-For %q, -Host %q, -Proto %q; want 127.0.0.1, app, http", tc.raw, i,
+						req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Host"), req.Header.Get("X-Forwarded-Proto"))
+				}
+			}
+			if tc.body != "" && w.forwarded == 1 && len(bodies) == 1 && bodies[0] != tc.body {
+				t.Errorf("%q: the replica got body %q, want %q", tc.raw, bodies[0], tc.body)
+			}
+		})
+	}
+}
+
+// TestConformanceResponses checks what dlb makes of a replica's malformed
+// or unusual responses: the framing errors of RFC 9112 sections 6 and 7.1
+// are 502 on the fast path; hop-by-hop fields are not passed on.
+func TestConformanceResponses(t *testing.T) {
+	cases := []struct {
+		name     string
+		answer   string
+		status   int
+		body     string
+		std      int    // net/http's status, where it differs
+		stdBody  string // and its body
+		noHeader string
+	}{
+		{name: "Content-Length", answer: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", status: 200, body: "hello"},
+		{name: "chunked", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", status: 200, body: "hello"},
+		{name: "hop-by-hop fields", answer: "HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok", status: 200, body: "ok", noHeader: "X-Hop"},
+		{name: "CL and TE", answer: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", status: 502, std: 200, stdBody: "hello"},
+		{name: "two Content-Lengths", answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhello", status: 502},
+		{name: "TE other than chunked", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nok", status: 502},
+		{name: "bare LF", answer: "HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok", status: 502, std: 200, stdBody: "ok"},
+		{name: "obs-fold", answer: "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 2\r\n\r\nok", status: 502, std: 200, stdBody: "ok"},
+		{name: "bad status line", answer: "HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok", status: 502},
+		{name: "switching protocols unasked", answer: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", status: 502},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			want, wantBody := tc.status, tc.body
+			if tc.std != 0 && testDataPath == DataPathStd {
+				want, wantBody = tc.std, tc.stdBody
+			}
+			rr := newRecordingReplica(t, tc.answer)
+			r, p := poolRoute("app")
+			ready(t, p, "app-1", rr.addr)
+			f := newFront(t, Options{}, []Route{r}, nil)
+			got := f.do(t, http.MethodGet, "app", "/", nil)
+			if got.status != want {
+				t.Fatalf("replica's %q: got %d %q, want %d", tc.answer, got.status, got.body, want)
+			}
+			if want == 200 && got.body != wantBody {
+				t.Errorf("replica's %q: got body %q, want %q", tc.answer, got.body, wantBody)
+			}
+			if tc.noHeader != "" && got.header.Get(tc.noHeader) != "" {
+				t.Errorf("replica's %q: the client got %s: %q, a hop-by-hop field", tc.answer, tc.noHeader, got.header.Get(tc.noHeader))
+			}
+		})
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,1039 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/dlb-lb/dlb/balancer"
+)
+
+// Data paths, the values of --data-path.
+const (
+	// DataPathFast serves plain HTTP/1.1 with FastServer: dlb's own parser
+	// and forwarding loop, net/http for everything else.
+	DataPathFast = "fast"
+	// DataPathStd serves every request with net/http's server and
+	// httputil.ReverseProxy.
+	DataPathStd = "std"
+)
+
+// FastServer serves plain HTTP/1.1 on a listener with dlb's own loop: one
+// goroutine per client connection reads a request head into its buffer,
+// parses it in place (h1parse.go), routes and picks as the Proxy does,
+// writes the request to a kept-alive replica connection and relays the
+// response, its framing checked as it passes. Nothing is allocated per
+// request, and no goroutine hands a request to another.
+//
+// A request the fast path does not handle itself goes to net/http with the
+// bytes already read: the connection is handed to the http.Server serving
+// Handoffs, for good. That covers HTTP/1.0 and HTTP/2 (h2c), upgrades,
+// Expect, trailers, chunked or large request bodies, targets that are not
+// plain absolute paths (anything with '%', ';', '\\', "//", "." or ".."
+// segments: net/http's path checks apply to them), sticky routes, h2c
+// replicas, trusted proxies' requests, routes without a ready replica (the
+// queue), and no route at all. A malformed or ambiguous head (RFC 9112) is
+// answered 400 and the connection closed.
+//
+// Create it with NewFastServer; it uses the std server's timeouts.
+type FastServer struct {
+	p        *Proxy
+	std      *http.Server
+	handoffs *handoffListener
+	park     *parking // nil: idle connections are not parked
+
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	writeTimeout      time.Duration
+	parkAfter         time.Duration
+	intercept         func(host, path string) bool
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[*fastConn]struct{}
+	closing  atomic.Bool
+	shutdown chan struct{}
+}
+
+// fastBufferSize is the size of a client connection's read buffer and of
+// its write buffer. A request whose head and body do not fit in it goes to
+// net/http (which applies --max-header-bytes).
+const fastBufferSize = 8 << 10
+
+// NewFastServer returns a FastServer forwarding with p. It reads its
+// timeouts from std (ReadHeaderTimeout, IdleTimeout, WriteTimeout; a
+// client connection's writes get IdleTimeout when std has no WriteTimeout),
+// and hands std what it does not serve: serve std on Handoffs. Idle client
+// connections are parked after parkAfter (0: never), as NewIdleListener
+// does for std's. A request for which intercept (if not nil) says true
+// goes to std too: std's handler answers it before the Proxy does (as
+// ACME's challenges and HTTPS redirects are).
+func NewFastServer(p *Proxy, std *http.Server, parkAfter time.Duration, intercept func(host, path string) bool) *FastServer {
+	fs := &FastServer{p: p, std: std, conns: map[*fastConn]struct{}{}, shutdown: make(chan struct{}),
+		readHeaderTimeout: std.ReadHeaderTimeout, idleTimeout: std.IdleTimeout,
+		writeTimeout: std.WriteTimeout, parkAfter: parkAfter, intercept: intercept}
+	if fs.readHeaderTimeout <= 0 {
+		fs.readHeaderTimeout = std.ReadTimeout
+	}
+	if fs.readHeaderTimeout <= 0 {
+		fs.readHeaderTimeout = 10 * time.Second
+	}
+	if fs.idleTimeout <= 0 {
+		fs.idleTimeout = 120 * time.Second
+	}
+	if fs.writeTimeout <= 0 {
+		fs.writeTimeout = fs.idleTimeout
+	}
+	if parkAfter > 0 && parkAfter < fs.idleTimeout {
+		if pk, err := newParking(fs.woken); err == nil {
+			fs.park = pk
+		}
+	}
+	fs.handoffs = &handoffListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	return fs
+}
+
+// Handoffs returns the listener of the connections handed to net/http,
+// whose Addr is addr's.
+func (fs *FastServer) Handoffs(addr net.Addr) net.Listener {
+	fs.handoffs.addr = addr
+	return fs.handoffs
+}
+
+// Serve accepts connections on ln until it is closed; it returns
+// http.ErrServerClosed after Shutdown.
+func (fs *FastServer) Serve(ln net.Listener) error {
+	fs.mu.Lock()
+	fs.ln = ln
+	fs.mu.Unlock()
+	if fs.closing.Load() {
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if fs.closing.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		fs.start(c)
+	}
+}
+
+// start serves c on a goroutine of its own.
+func (fs *FastServer) start(c net.Conn) {
+	fc := &fastConn{fs: fs, c: c, remote: c.RemoteAddr().String()}
+	fc.peer = hostOfAddr(fc.remote)
+	fc.trusted = fs.p.opts.TrustedProxies.Trusts(fc.remote)
+	fs.mu.Lock()
+	if fs.closing.Load() {
+		fs.mu.Unlock()
+		c.Close()
+		return
+	}
+	fs.conns[fc] = struct{}{}
+	fs.mu.Unlock()
+	go fc.serve()
+}
+
+// woken serves a parked connection that has a request waiting.
+func (fs *FastServer) woken(c net.Conn) { fs.start(c) }
+
+func (fs *FastServer) forget(fc *fastConn) {
+	fs.mu.Lock()
+	delete(fs.conns, fc)
+	fs.mu.Unlock()
+}
+
+// Shutdown stops accepting, closes idle connections (parked ones too) and
+// waits until the busy ones have finished their request, or ctx ends, when
+// it closes them.
+func (fs *FastServer) Shutdown(ctx context.Context) error {
+	if !fs.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(fs.shutdown)
+	fs.mu.Lock()
+	if fs.ln != nil {
+		fs.ln.Close()
+	}
+	fs.mu.Unlock()
+	if fs.park != nil {
+		fs.park.close()
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		fs.mu.Lock()
+		n := 0
+		for fc := range fs.conns {
+			if fc.state.CompareAndSwap(connIdle, connClosed) {
+				fc.c.Close()
+				continue
+			}
+			n++
+		}
+		fs.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			fs.mu.Lock()
+			for fc := range fs.conns {
+				fc.c.Close()
+			}
+			fs.mu.Unlock()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Connection states, for Shutdown.
+const (
+	connIdle int32 = iota
+	connActive
+	connClosed
+)
+
+// fastConn is one client connection.
+type fastConn struct {
+	fs      *FastServer
+	c       net.Conn
+	remote  string // ip:port
+	peer    string // ip
+	trusted bool   // the peer is a trusted proxy
+	state   atomic.Int32
+
+	buf  *[fastBufferSize]byte
+	n    int // bytes of buf filled
+	bw   *bufio.Writer
+	req  h1Request
+	resp h1Response
+
+	writeDeadline time.Time
+
+	// Watching the client while a replica answers (watchClient).
+	peek     peeker
+	watch    *time.Timer
+	watchMu  sync.Mutex
+	watching *h1Conn // the replica connection to close if the client goes
+	gone     atomic.Bool
+
+	// Reused per request: the attempt (for the Proxy's retry logic), and
+	// the request as Observers and the error handler see it.
+	a      attempt
+	hreq   http.Request
+	hurl   url.URL
+	ex     Exchange
+	status int
+	bytes  int64
+}
+
+var (
+	fastBuffers = sync.Pool{New: func() any { return new([fastBufferSize]byte) }}
+	fastWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, fastBufferSize) }}
+)
+
+// serve reads and forwards requests until the client is done, a request
+// goes to net/http, or the connection idles long enough to be parked.
+func (fc *fastConn) serve() {
+	defer func() {
+		// As net/http's server does: a bug costs one connection, not the
+		// process.
+		if v := recover(); v != nil {
+			fc.fs.p.opts.Log.Error().Str("client", fc.remote).Interface("panic", v).Msg("fast data path: connection dropped after a panic (a bug: please report it)")
+			fc.c.Close()
+			fc.fs.forget(fc)
+		}
+	}()
+	fc.buf = fastBuffers.Get().(*[fastBufferSize]byte)
+	fc.bw = fastWriters.Get().(*bufio.Writer)
+	fc.bw.Reset(fc.c)
+	next := fc.loop()
+	fc.bw.Reset(nil)
+	fastWriters.Put(fc.bw)
+	fc.bw = nil
+	pending := fc.buf[:fc.n]
+	fc.fs.forget(fc)
+	switch next {
+	case afterHandoff:
+		fc.fs.handoff(fc.c, pending)
+	case afterPark:
+		if !fc.fs.park.add(fc.c, time.Now().Add(fc.fs.idleTimeout-fc.fs.parkAfter)) {
+			fc.c.Close()
+		}
+	default:
+		fc.c.Close()
+	}
+	fastBuffers.Put(fc.buf)
+	fc.buf = nil
+}
+
+// What becomes of a connection when loop returns.
+type afterLoop int
+
+const (
+	afterClose afterLoop = iota
+	afterHandoff
+	afterPark
+)
+
+// loop serves requests from the connection.
+func (fc *fastConn) loop() afterLoop {
+	fs := fc.fs
+	for {
+		v, ok, after := fc.readHead()
+		if !ok {
+			return after
+		}
+		switch v {
+		case h1Reject:
+			fc.badRequest()
+			fc.lingerClose()
+			return afterClose
+		case h1Handoff:
+			return afterHandoff
+		}
+		keep, handled := fc.forward()
+		if !handled {
+			return afterHandoff
+		}
+		if !keep || fs.closing.Load() || fc.gone.Load() {
+			return afterClose
+		}
+		// Keep what follows the request (a pipelined next one).
+		used := fc.req.headLen + int(max(fc.req.contentLength, 0))
+		fc.n = copy(fc.buf[:], fc.buf[used:fc.n])
+		if !fc.state.CompareAndSwap(connActive, connIdle) {
+			return afterClose
+		}
+	}
+}
+
+// readHead reads until the buffer holds a request head (and its body, when
+// it has one of a known length) or the parser refuses it. ok is false
+// when the connection ends: closed, timed out, parked or handed off.
+func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
+	fs := fc.fs
+	var deadline time.Time
+	if fc.n == 0 {
+		// Idle: wait for the next request up to the idle timeout, or to
+		// parking time.
+		wait := fs.idleTimeout
+		if fs.park != nil {
+			wait = fs.parkAfter
+		}
+		fc.c.SetReadDeadline(time.Now().Add(wait))
+		n, err := fc.c.Read(fc.buf[:])
+		if n == 0 {
+			var ne net.Error
+			if err != nil && fs.park != nil && errors.As(err, &ne) && ne.Timeout() && !fs.closing.Load() {
+				if fc.state.CompareAndSwap(connIdle, connClosed) {
+					return 0, false, afterPark
+				}
+			}
+			return 0, false, afterClose
+		}
+		fc.n = n
+	}
+	if !fc.state.CompareAndSwap(connIdle, connActive) && fc.state.Load() != connActive {
+		return 0, false, afterClose
+	}
+	for {
+		v = parseRequest(fc.buf[:fc.n], &fc.req)
+		if v == h1OK && fc.req.headLen+int(fc.req.contentLength) > len(fc.buf) {
+			return h1Handoff, true, 0 // a body larger than the buffer: net/http streams it
+		}
+		if v == h1OK && fc.req.headLen+int(max(fc.req.contentLength, 0)) <= fc.n || v == h1Reject || v == h1Handoff {
+			if !deadline.IsZero() {
+				fc.c.SetReadDeadline(time.Time{})
+			}
+			return v, true, 0
+		}
+		if fc.n == len(fc.buf) {
+			return h1Handoff, true, 0 // a head larger than the buffer: net/http applies its limit
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(fs.readHeaderTimeout)
+			fc.c.SetReadDeadline(deadline)
+		}
+		n, err := fc.c.Read(fc.buf[fc.n:])
+		fc.n += n
+		if n == 0 && err != nil {
+			return 0, false, afterClose
+		}
+	}
+}
+
+// badRequest answers a malformed request (RFC 9112) and the connection
+// closes.
+func (fc *fastConn) badRequest() {
+	fc.extendWriteDeadline()
+	fc.bw.WriteString("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 49\r\n\r\ndlb: malformed HTTP/1.1 request (see RFC 9112)\r\n")
+	fc.bw.Flush()
+}
+
+// lingerClose shuts the writing side and reads what the client still
+// sends for a while, so that closing with unread bytes does not reset the
+// connection before the client has read the answer (as net/http does).
+func (fc *fastConn) lingerClose() {
+	if cw, ok := fc.c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		fc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		for {
+			if _, err := fc.c.Read(fc.buf[:]); err != nil {
+				break
+			}
+		}
+	}
+	fc.n = 0
+}
+
+// extendWriteDeadline gives the client's connection the write timeout
+// from now, resetting the timer only when more than half of it has passed.
+func (fc *fastConn) extendWriteDeadline() {
+	now := time.Now()
+	if fc.writeDeadline.Sub(now) > fc.fs.writeTimeout/2 {
+		return
+	}
+	fc.writeDeadline = now.Add(fc.fs.writeTimeout)
+	fc.c.SetWriteDeadline(fc.writeDeadline)
+}
+
+// str is b as a string without a copy, for lookups that do not keep it.
+func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// forward serves the parsed request. handled is false when it is for
+// net/http, before anything was sent; keep whether the connection can
+// carry the next request.
+func (fc *fastConn) forward() (keep, handled bool) {
+	p, r := fc.fs.p, &fc.req
+	if fc.trusted {
+		return false, false
+	}
+	path := r.target
+	if q := bytes.IndexByte(path, '?'); q >= 0 {
+		path = path[:q]
+	}
+	if fc.fs.intercept != nil && fc.fs.intercept(str(r.host), str(path)) {
+		return false, false
+	}
+	route := p.router.Lookup(str(r.host), str(path))
+	if route == nil || route.Sticky || route.Scheme == SchemeH2C || route.MaxBody > 0 && r.contentLength > route.MaxBody {
+		return false, false
+	}
+	var key uint64
+	if route.Pool.NeedsKey() {
+		key = fc.key(route)
+	}
+	up := route.Pool.Pick(key, nil)
+	if up == nil {
+		return false, false // net/http queues it, or answers 503
+	}
+	ut := p.transportFor(up)
+	if ut.fast == nil {
+		return false, false
+	}
+	start := time.Now()
+	a := &fc.a
+	*a = attempt{Context: context.Background(), route: route, up: up, key: key}
+	a.tried = a.triedBuf[:0]
+	if up.Begin() {
+		a.first = up
+	}
+	fc.status, fc.bytes = 0, 0
+	fc.hurl = url.URL{Path: str(path), RawQuery: ""}
+	fc.hreq = http.Request{Method: str(r.method), URL: &fc.hurl, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Host: str(r.host), RemoteAddr: fc.remote, RequestURI: str(r.target), ContentLength: max(r.contentLength, 0)}
+	keep = fc.exchange(route)
+	a.up.End(a.failed)
+	if ob := p.opts.Observer; ob != nil {
+		fc.ex = Exchange{Route: route, Upstream: a.up, FirstFor: a.first, Status: fc.status, Bytes: fc.bytes,
+			Start: start, Duration: time.Since(start), Retries: len(a.tried)}
+		if fc.ex.Status == 0 {
+			fc.ex.Status = StatusClientClosed
+		}
+		ob.Observe(&fc.hreq, &fc.ex)
+	}
+	return keep && !r.close, true
+}
+
+// key is the request's affinity key, as requestKey makes it.
+func (fc *fastConn) key(route *Route) uint64 {
+	if route.hashHeader != "" {
+		r := &fc.req
+		for _, f := range r.fields[:r.nfields] {
+			if bytes.EqualFold(f.name, []byte(route.hashHeader)) {
+				if len(f.value) > 0 {
+					return balancer.KeyOf(str(f.value))
+				}
+				break
+			}
+		}
+	}
+	return balancer.KeyOf(fc.peer)
+}
+
+// exchange sends the request to the attempt's replica, retrying as the
+// Proxy does, and relays the response. It reports whether the client
+// connection can be kept.
+func (fc *fastConn) exchange(route *Route) bool {
+	p, a := fc.fs.p, &fc.a
+	defer fc.watchFor(nil)
+	fresh := false
+	for {
+		run := a.up.Admissions() // which of its runs as Ready this try meets
+		ft := p.transportFor(a.up).fast
+		// A request that can be resent skips the look at an idle
+		// connection: if the replica closed it, the request goes again on
+		// a new one (fresh below), as net/http's Transport does.
+		hc, reused, err := ft.getConn(context.Background(), a.up.Address(), fresh, !fc.replayable())
+		if err == nil {
+			fc.watchFor(hc)
+			err = fc.send(hc, route)
+			var b []byte
+			if err == nil {
+				b, err = readResponseHead(hc, &fc.resp)
+			}
+			if err == nil {
+				return fc.relay(hc, b)
+			}
+			hc.close()
+			if reused && !fresh && hc.r.got == 0 && fc.replayable() {
+				fresh = true
+				continue
+			}
+			if reused && hc.r.got == 0 {
+				err = fmt.Errorf("the upstream closed a kept-alive connection before answering: %w", err)
+			}
+		}
+		fresh = false
+		if fc.gone.Load() {
+			fc.status = StatusClientClosed
+			return false
+		}
+		if err = p.failover(&fc.hreq, a, err, run); err != nil {
+			fc.fail(err)
+			return false
+		}
+	}
+}
+
+// watchEvery is how often a client is checked for having gone while a
+// replica answers it.
+const watchEvery = 100 * time.Millisecond
+
+// watchFor starts watching the client for as long as hc answers it (nil:
+// stops): when the client closes its connection, hc is closed, which ends
+// the exchange and tells the replica (as net/http's server cancels the
+// request's context). A request answered within watchEvery costs a timer
+// reset and stop, no syscall.
+func (fc *fastConn) watchFor(hc *h1Conn) {
+	fc.watchMu.Lock()
+	fc.watching = hc
+	fc.watchMu.Unlock()
+	switch {
+	case hc == nil:
+		if fc.watch != nil {
+			fc.watch.Stop()
+		}
+	case fc.watch == nil:
+		fc.peek.init(fc.c)
+		fc.watch = time.AfterFunc(watchEvery, fc.watchClient)
+	default:
+		fc.watch.Reset(watchEvery)
+	}
+}
+
+// watchClient runs on the timer: it looks at the client's socket without
+// reading it.
+func (fc *fastConn) watchClient() {
+	fc.watchMu.Lock()
+	defer fc.watchMu.Unlock()
+	if fc.watching == nil {
+		return
+	}
+	if fc.peek.gone() {
+		fc.gone.Store(true)
+		fc.watching.close()
+		return
+	}
+	fc.watch.Reset(watchEvery)
+}
+
+// replayable is replayable(req) for the fast path's request: its body is
+// in memory, so only the method and idempotency keys count.
+func (fc *fastConn) replayable() bool {
+	switch str(fc.req.method) {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return fc.req.contentLength <= 0
+	}
+	for _, f := range fc.req.fields[:fc.req.nfields] {
+		if bytes.EqualFold(f.name, []byte("Idempotency-Key")) || bytes.EqualFold(f.name, []byte("X-Idempotency-Key")) {
+			return true
+		}
+	}
+	return false
+}
+
+// hopByHop reports whether a request field is not passed on: the hop's
+// own (RFC 9110 section 7.6.1), and the forwarding headers dlb sets.
+func hopByHop(name []byte) bool {
+	if responseHop(name) {
+		return true
+	}
+	switch len(name) {
+	case 7:
+		return bytes.EqualFold(name, []byte("Trailer"))
+	case 9:
+		return bytes.EqualFold(name, []byte("Forwarded"))
+	case 15:
+		return bytes.EqualFold(name, []byte("X-Forwarded-For"))
+	case 16:
+		return bytes.EqualFold(name, []byte("X-Forwarded-Host"))
+	case 17:
+		return bytes.EqualFold(name, []byte("X-Forwarded-Proto"))
+	case 19:
+		return bytes.EqualFold(name, []byte("Proxy-Authorization"))
+	}
+	return false
+}
+
+// send writes the request to the replica: the client's fields but the
+// hop-by-hop ones, X-Forwarded-For, -Host and -Proto set as
+// setForwarded does for a client that is not a trusted proxy, and the
+// body.
+func (fc *fastConn) send(hc *h1Conn, route *Route) error {
+	r := &fc.req
+	hc.r.got, hc.r.limit = 0, maxResponseHeader
+	// The timer is reset only when half of the timeout has passed; the
+	// other path using the connection clears it (h1Conn.roundTrip).
+	if now := time.Now(); hc.writeDeadline.Sub(now) < fc.fs.writeTimeout/2 {
+		hc.writeDeadline = now.Add(fc.fs.writeTimeout)
+		hc.nc.SetWriteDeadline(hc.writeDeadline)
+	}
+	w := hc.bw
+	w.Write(r.method)
+	w.WriteByte(' ')
+	target := r.target
+	if route.StripPath && route.Path != "/" && hasPathPrefix(fc.hurl.Path, route.Path) {
+		target = target[len(route.Path):] // stripPrefix's rule on a plain target
+		if len(target) == 0 || target[0] != '/' {
+			w.WriteByte('/')
+		}
+	}
+	w.Write(target)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.Write(r.host)
+	w.WriteString("\r\n")
+	for _, f := range r.fields[:r.nfields] {
+		if hopByHop(f.name) {
+			continue
+		}
+		w.Write(f.name)
+		w.WriteString(": ")
+		w.Write(f.value)
+		w.WriteString("\r\n")
+	}
+	w.WriteString("X-Forwarded-For: ")
+	w.WriteString(fc.peer)
+	w.WriteString("\r\nX-Forwarded-Host: ")
+	w.Write(r.host)
+	w.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	if r.contentLength > 0 {
+		w.Write(fc.buf[r.headLen : r.headLen+int(r.contentLength)])
+	}
+	return w.Flush()
+}
+
+// relay writes the replica's response, whose first head (b, parsed in
+// fc.resp) has been read, to the client. It reports whether the client
+// connection can be kept.
+func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
+	head := fc.req.method[0] == 'H' && string(fc.req.method) == http.MethodHead
+	rs := &fc.resp
+	for {
+		if b == nil {
+			var err error
+			if b, err = readResponseHead(hc, rs); err != nil {
+				hc.close()
+				fc.fail(err) // after 1xx responses only: nothing final was sent
+				return false
+			}
+		}
+		hc.r.limit = math.MaxInt64
+		final := rs.status >= 200
+		bodyless := rs.bodyless(head)
+		untilClose := final && !bodyless && !rs.chunked && rs.contentLength < 0
+		keepClient := !untilClose && !fc.req.close && !fc.fs.closing.Load()
+		fc.extendWriteDeadline()
+		fc.writeHead(b, rs, final, keepClient)
+		hc.br.Discard(rs.headLen)
+		b = nil
+		if !final {
+			continue
+		}
+		fc.status = rs.status
+		keepUp := !rs.close && !rs.http10 && !untilClose
+		var ok bool
+		switch {
+		case bodyless:
+			ok = true
+		case rs.chunked:
+			ok = fc.copyChunked(hc)
+		case rs.contentLength >= 0:
+			ok = fc.copyN(hc, rs.contentLength)
+		default:
+			fc.copyUntilClose(hc)
+			ok, keepUp = true, false
+		}
+		if err := fc.bw.Flush(); err != nil {
+			ok = false
+		}
+		fc.watchFor(nil) // before hc goes back to the pool, where the watch must not close it
+		if ok && keepUp && hc.br.Buffered() == 0 && !fc.gone.Load() {
+			hc.t.putIdle(hc)
+		} else {
+			hc.close()
+		}
+		return ok && keepClient
+	}
+}
+
+// readResponseHead returns the bytes of the next response head on hc
+// (valid until hc.br is read again), parsed into rs. A head larger than
+// hc.br's buffer gets a larger buffer, up to maxResponseHeader.
+func readResponseHead(hc *h1Conn, rs *h1Response) ([]byte, error) {
+	if _, err := hc.br.Peek(1); err != nil {
+		return nil, err
+	}
+	for {
+		br := hc.br
+		b, _ := br.Peek(br.Buffered())
+		switch parseResponse(b, rs) {
+		case h1OK:
+			return b, nil
+		case h1Reject, h1Handoff:
+			return nil, errBadResponse
+		}
+		if br.Buffered() == br.Size() {
+			if br.Size() >= maxResponseHeader {
+				return nil, errHeaderTooLarge
+			}
+			// The bytes read go first, then the connection's.
+			hc.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), &hc.r), min(4*br.Size(), maxResponseHeader))
+			continue
+		}
+		if _, err := br.Peek(br.Buffered() + 1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// errBadResponse is a replica's response the parser refused.
+var errBadResponse = errors.New("malformed HTTP/1.1 response from the replica (RFC 9112)")
+
+// writeHead writes a response head to the client: the status line as
+// HTTP/1.1, the fields but the hop-by-hop ones, Date when the replica sent
+// none, and the framing.
+func (fc *fastConn) writeHead(b []byte, rs *h1Response, final, keep bool) {
+	w := fc.bw
+	line := b[:bytes.IndexByte(b, '\r')]
+	w.WriteString("HTTP/1.1")
+	w.Write(line[8:])
+	w.WriteString("\r\n")
+	date := false
+	for _, f := range rs.fields[:rs.nfields] {
+		if responseHop(f.name) || rs.connection != nil && connectionNames(rs.connection, f.name) {
+			continue
+		}
+		if len(f.name) == 4 && bytes.EqualFold(f.name, []byte("Date")) {
+			date = true
+		}
+		w.Write(f.name)
+		w.WriteString(": ")
+		w.Write(f.value)
+		w.WriteString("\r\n")
+	}
+	if final {
+		if !date {
+			w.WriteString("Date: ")
+			w.Write(httpDate())
+			w.WriteString("\r\n")
+		}
+		if rs.chunked && rs.status != 204 && rs.status != 304 {
+			w.WriteString("Transfer-Encoding: chunked\r\n")
+		}
+		if !keep {
+			w.WriteString("Connection: close\r\n")
+		}
+	}
+	w.WriteString("\r\n")
+}
+
+// responseHop reports whether a response field is the hop's own.
+func responseHop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return bytes.EqualFold(name, []byte("TE"))
+	case 7:
+		return bytes.EqualFold(name, []byte("Upgrade"))
+	case 10:
+		return bytes.EqualFold(name, []byte("Connection")) || bytes.EqualFold(name, []byte("Keep-Alive"))
+	case 16:
+		return bytes.EqualFold(name, []byte("Proxy-Connection"))
+	case 17:
+		return bytes.EqualFold(name, []byte("Transfer-Encoding"))
+	case 18:
+		return bytes.EqualFold(name, []byte("Proxy-Authenticate"))
+	}
+	return false
+}
+
+// fill makes br hold at least one byte, flushing what the client is owed
+// before waiting for the replica.
+func (fc *fastConn) fill(br *bufio.Reader) error {
+	if br.Buffered() > 0 {
+		return nil
+	}
+	if err := fc.bw.Flush(); err != nil {
+		return err
+	}
+	_, err := br.Peek(1)
+	return err
+}
+
+// copyN relays n body bytes.
+func (fc *fastConn) copyN(hc *h1Conn, n int64) bool {
+	for n > 0 {
+		if hc.br.Buffered() == 0 && n >= fastBufferSize {
+			m, ok := fc.copyDirect(hc, n)
+			if !ok {
+				return false
+			}
+			n -= m
+			continue
+		}
+		if err := fc.fill(hc.br); err != nil {
+			return false
+		}
+		b, _ := hc.br.Peek(int(min(int64(hc.br.Buffered()), n)))
+		if _, err := fc.bw.Write(b); err != nil {
+			return false
+		}
+		fc.bytes += int64(len(b))
+		hc.br.Discard(len(b))
+		n -= int64(len(b))
+	}
+	return true
+}
+
+// copyDirect relays up to n bytes of a large body with one read from the
+// replica into a copy buffer and one write to the client, past both
+// buffers.
+func (fc *fastConn) copyDirect(hc *h1Conn, n int64) (int64, bool) {
+	if fc.bw.Flush() != nil {
+		return 0, false
+	}
+	buf := bufferPool{}.Get()
+	defer bufferPool{}.Put(buf)
+	m, err := hc.r.Read(buf[:min(n, int64(len(buf)))])
+	if m > 0 {
+		if _, werr := fc.c.Write(buf[:m]); werr != nil {
+			return 0, false
+		}
+		fc.bytes += int64(m)
+	}
+	return int64(m), err == nil || m > 0 && err == io.EOF && int64(m) == n
+}
+
+// copyChunked relays a chunked body, checked by a chunkScanner, to its
+// end.
+func (fc *fastConn) copyChunked(hc *h1Conn) bool {
+	var s chunkScanner
+	for !s.done() {
+		if err := fc.fill(hc.br); err != nil {
+			return false
+		}
+		b, _ := hc.br.Peek(hc.br.Buffered())
+		n, ok := s.scan(b)
+		if _, err := fc.bw.Write(b[:n]); err != nil || !ok {
+			return false
+		}
+		fc.bytes += int64(n)
+		hc.br.Discard(n)
+	}
+	return true
+}
+
+// copyUntilClose relays a body that ends when the replica closes.
+func (fc *fastConn) copyUntilClose(hc *h1Conn) {
+	for fc.fill(hc.br) == nil {
+		b, _ := hc.br.Peek(hc.br.Buffered())
+		if _, err := fc.bw.Write(b); err != nil {
+			return
+		}
+		fc.bytes += int64(len(b))
+		hc.br.Discard(len(b))
+	}
+}
+
+// fail answers a request that got no response, as the Proxy's error
+// handler does (502, 503 or 504, and the same log line).
+func (fc *fastConn) fail(err error) {
+	if fc.gone.Load() {
+		fc.status = StatusClientClosed
+		return
+	}
+	w := &bufferedResponse{header: http.Header{}}
+	fc.fs.p.errorHandler(w, fc.hreq.WithContext(&fc.a), err)
+	if w.status == 0 {
+		return
+	}
+	fc.status = w.status
+	fc.bytes = int64(w.body.Len())
+	fc.extendWriteDeadline()
+	bw := fc.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(w.status))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(w.status))
+	bw.WriteString("\r\n")
+	w.header.Set("Content-Length", strconv.Itoa(w.body.Len()))
+	w.header.Set("Connection", "close")
+	w.header.Set("Date", string(httpDate()))
+	w.header.Write(bw)
+	bw.WriteString("\r\n")
+	bw.Write(w.body.Bytes())
+	bw.Flush()
+}
+
+// bufferedResponse is an http.ResponseWriter that keeps what is written,
+// for fail.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *bufferedResponse) Header() http.Header { return w.header }
+func (w *bufferedResponse) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+func (w *bufferedResponse) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.body.Write(b)
+}
+
+// httpDate is the Date field's value for now, made once a second.
+func httpDate() []byte {
+	now := time.Now().Unix()
+	if d := dateCache.Load(); d != nil && d.unix == now {
+		return d.text
+	}
+	d := &cachedDate{unix: now, text: []byte(time.Unix(now, 0).UTC().Format(http.TimeFormat))}
+	dateCache.Store(d)
+	return d.text
+}
+
+type cachedDate struct {
+	unix int64
+	text []byte
+}
+
+var dateCache atomic.Pointer[cachedDate]
+
+// handoff gives a connection to the http.Server serving Handoffs, with
+// the bytes already read from it.
+func (fs *FastServer) handoff(c net.Conn, pending []byte) {
+	c.SetDeadline(time.Time{})
+	if len(pending) > 0 {
+		c = &prefixConn{Conn: c, pending: bytes.Clone(pending)}
+	}
+	select {
+	case fs.handoffs.conns <- c:
+	case <-fs.handoffs.done:
+		c.Close()
+	}
+}
+
+// handoffListener is the listener net/http serves hand-offs from.
+type handoffListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// prefixConn is a connection whose first reads return bytes already read
+// from it.
+type prefixConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// SyscallConn gives the network connection's, so that it can be parked
+// once its bytes have been read.
+func (c *prefixConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("not a network connection")
+}
+
+// Unwrap returns the network connection.
+func (c *prefixConn) Unwrap() net.Conn { return c.Conn }
