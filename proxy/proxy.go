@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +53,13 @@ type Options struct {
 	// UpstreamTransport picks how requests reach replicas: TransportFast or
 	// TransportStd (default TransportFast). See h1transport.go.
 	UpstreamTransport string
+	// BodyTimeout cuts off a request body that brings less than 1 KiB in
+	// this long (408); WriteTimeout a client that takes none of the
+	// response for this long; ResponseHeaderTimeout a replica that sends no
+	// response header for this long after the request (504; a route's own
+	// wins). Zero picks DefaultBodyTimeout, DefaultWriteTimeout and
+	// DefaultResponseHeaderTimeout; negative turns the timeout off.
+	BodyTimeout, WriteTimeout, ResponseHeaderTimeout time.Duration
 }
 
 // Proxy is an http.Handler that forwards requests to the pools of a Router.
@@ -80,6 +88,9 @@ func New(router *Router, opts Options) *Proxy {
 	if opts.Ejector == nil {
 		opts.Ejector = &Ejector{}
 	}
+	opts.BodyTimeout = orDefault(opts.BodyTimeout, DefaultBodyTimeout)
+	opts.WriteTimeout = orDefault(opts.WriteTimeout, DefaultWriteTimeout)
+	opts.ResponseHeaderTimeout = orDefault(opts.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
 	p := &Proxy{router: router, opts: opts, sticky: newStickyPins()}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -104,18 +115,29 @@ type attempt struct {
 	tried    []*balancer.Upstream
 	triedBuf [3]*balancer.Upstream
 	failed   bool
-	first    *balancer.Upstream // a replica that got its first request since it turned Ready
-	body     *replayBody        // nil when the request has no body
-	key      uint64             // affinity key, when the pool's policy uses one
-	pinned   string             // the sticky cookie's token the request came with
-	secure   bool               // the client spoke TLS (looked at for sticky routes only)
+	first    *balancer.Upstream        // a replica that got its first request since it turned Ready
+	body     *replayBody               // nil when the request has no body
+	key      uint64                    // affinity key, when the pool's policy uses one
+	pinned   string                    // the sticky cookie's token the request came with
+	secure   bool                      // the client spoke TLS (looked at for sticky routes only)
+	client   *clientBody               // the client's body as read; nil when it has none
+	rc       *http.ResponseController  // the client's connection, for write deadlines; nil without
+	cancels  []context.CancelCauseFunc // of the response header timers (deadlines.go)
 }
 
 // ServeHTTP routes the request and forwards it.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var rc *http.ResponseController
+	if p.opts.WriteTimeout > 0 {
+		rc = http.NewResponseController(w)
+		p.extendWrite(rc) // for an answer of dlb's own; renewed when the replica's comes
+	}
 	if ob := p.observe(w, r); ob != nil {
 		defer ob.done()
 		w = ob
+	}
+	if !p.screen(w, r) {
+		return
 	}
 	route := p.router.Lookup(r.Host, r.URL.Path)
 	observing(w).setRoute(route)
@@ -150,14 +172,26 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}
 	if up == nil {
+		p.extendWrite(rc)
 		serviceUnavailable(w, route.Service)
 		return
 	}
-	a := &attempt{Context: r.Context(), route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies)}
+	a := &attempt{Context: r.Context(), route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies), rc: rc}
 	observing(w).setAttempt(a)
 	a.tried = a.triedBuf[:0]
+	defer a.cancelTimers()
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		a.body = newReplayBody(r.Body, r.ContentLength, p.opts.MaxReplayBody)
+		a.client = &clientBody{src: r.Body}
+		if p.opts.BodyTimeout > 0 {
+			a.client.rc, a.client.timeout = http.NewResponseController(unobserved(w)), p.opts.BodyTimeout
+		}
+		a.body = newReplayBody(a.client, r.ContentLength, p.opts.MaxReplayBody)
+		if a.body.srcErr != nil {
+			// The client's body failed before any replica was asked.
+			p.extendWrite(rc)
+			p.clientFailed(w, r, route.Service, a.body.srcErr)
+			return
+		}
 		r.Body = a.body
 		if a.body.kept {
 			// Lets net/http's Transport send the request again by itself when
@@ -198,6 +232,14 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		stripPrefix(pr.Out.URL, a.route.Path)
 	}
 	pr.Out.Host = pr.In.Host
+	if pr.Out.Host == "" {
+		// HTTP/1.0 without Host: the address the client connected to, not
+		// the replica's own (which the transport would put there).
+		pr.Out.Host = localHost(pr.In)
+	}
+	// dlb's server answers "Expect: 100-continue" itself when the body is
+	// first read; the replica's 100 would reach the client as a second one.
+	pr.Out.Header.Del("Expect")
 	setForwarded(pr, p.opts.TrustedProxies)
 }
 
@@ -211,10 +253,16 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		service = a.route.Service
 	}
 	var tooLarge *http.MaxBytesError
+	if a != nil {
+		p.extendWrite(a.rc)
+	}
 	switch {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.
 		return
+	case a != nil && a.classify(err) == faultClient:
+		a.failed = false
+		p.clientFailed(w, r, service, err)
 	case errors.Is(err, errNoReplica):
 		serviceUnavailable(w, service)
 	case errors.As(err, &tooLarge):
@@ -316,9 +364,17 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := (*Proxy)(rt)
 	a := req.Context().Value(stateKey{}).(*attempt)
 	for {
-		resp, err := p.transportFor(a.up).forScheme(a.route.Scheme).RoundTrip(req)
+		resp, err := p.timedRoundTrip(p.transportFor(a.up).forScheme(a.route.Scheme), req, a)
 		if err == nil {
+			p.timeWrites(resp, a)
 			return resp, nil
+		}
+		switch a.classify(err) {
+		case faultClient:
+			return nil, err
+		case faultSlowReplica:
+			a.failed = true
+			return nil, err
 		}
 		if ejectable(err) && a.up.State() == balancer.Ready {
 			if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
@@ -426,15 +482,35 @@ type replayBody struct {
 func newReplayBody(src io.ReadCloser, length, maxKeep int64) *replayBody {
 	b := &replayBody{src: src}
 	if length > 0 && length <= maxKeep {
-		b.buf = make([]byte, length)
-		n, err := io.ReadFull(src, b.buf)
-		b.buf, b.kept = b.buf[:n], true
-		if err != nil {
-			b.srcErr = err
-		}
+		b.buf, b.srcErr = readKept(src, length)
+		b.kept = true
 		b.r.Reset(b.buf)
 	}
 	return b
+}
+
+// readKept reads a body of the given length into memory, as io.ReadFull
+// would, but grows its buffer as bytes arrive: a client that declares a
+// length and sends nothing costs a small buffer, not the declared length.
+func readKept(src io.Reader, length int64) ([]byte, error) {
+	buf := make([]byte, 0, min(length, 4<<10))
+	for int64(len(buf)) < length {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, int(min(int64(cap(buf)), length-int64(len(buf)))))
+		}
+		n, err := src.Read(buf[len(buf):min(int64(cap(buf)), length)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if int64(len(buf)) == length && err == io.EOF {
+				return buf, nil
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {

@@ -1,0 +1,107 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// Default timeouts toward slow clients and hung replicas; Options can
+// change each, and a route can raise the response header timeout.
+const (
+	// DefaultBodyTimeout: a request body must bring 1 KiB within this long.
+	DefaultBodyTimeout = 30 * time.Second
+	// DefaultWriteTimeout: a client must take some of the response within
+	// this long.
+	DefaultWriteTimeout = 30 * time.Second
+	// DefaultResponseHeaderTimeout: a replica must send its response header
+	// within this long after the request was sent.
+	DefaultResponseHeaderTimeout = 60 * time.Second
+)
+
+// errResponseHeaderTimeout fails a round trip whose replica sent no
+// response header in time; errorHandler answers 504 (it is a timeout).
+var errResponseHeaderTimeout error = headerTimeoutError{}
+
+type headerTimeoutError struct{}
+
+func (headerTimeoutError) Error() string {
+	return "the replica sent no response header within the response header timeout (--response-header-timeout, or the dlb.timeout.response_header label)"
+}
+func (headerTimeoutError) Timeout() bool   { return true }
+func (headerTimeoutError) Temporary() bool { return false }
+
+// responseHeaderTimeout is the route's own, else the proxy's.
+func (p *Proxy) responseHeaderTimeout(r *Route) time.Duration {
+	if r.ResponseHeaderTimeout > 0 {
+		return r.ResponseHeaderTimeout
+	}
+	return p.opts.ResponseHeaderTimeout
+}
+
+// timedRoundTrip is rt.RoundTrip bounded by the route's response header
+// timeout: when no header came in time, the request is cancelled and the
+// error is errResponseHeaderTimeout. The response body is not bounded (a
+// stream may take as long as it takes); its context ends with the request.
+func (p *Proxy) timedRoundTrip(rt http.RoundTripper, req *http.Request, a *attempt) (*http.Response, error) {
+	d := p.responseHeaderTimeout(a.route)
+	if d <= 0 {
+		return rt.RoundTrip(req)
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	a.cancels = append(a.cancels, cancel)
+	timer := time.AfterFunc(d, func() { cancel(errResponseHeaderTimeout) })
+	resp, err := rt.RoundTrip(req.WithContext(ctx))
+	if timer.Stop() || err == nil {
+		return resp, err
+	}
+	if context.Cause(ctx) == errResponseHeaderTimeout && req.Context().Err() == nil {
+		return nil, fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
+	}
+	return resp, err
+}
+
+// extendWrite gives the client WriteTimeout, from now, to take what is
+// written next. dlb sets it before each part of a response, so a client that
+// stops reading is cut off within the timeout (and the replica's connection
+// with it), however long a stream runs. rc is nil without a write timeout.
+func (p *Proxy) extendWrite(rc *http.ResponseController) {
+	if rc != nil {
+		rc.SetWriteDeadline(time.Now().Add(p.opts.WriteTimeout))
+	}
+}
+
+// writeTimed is a response body that renews the client's write deadline
+// before each part of it is written to the client.
+type writeTimed struct {
+	io.ReadCloser
+	p  *Proxy
+	rc *http.ResponseController
+}
+
+func (b *writeTimed) Read(buf []byte) (int, error) {
+	n, err := b.ReadCloser.Read(buf)
+	if n > 0 {
+		b.p.extendWrite(b.rc)
+	}
+	return n, err
+}
+
+// timeWrites makes resp's body renew the write deadline. A protocol switch
+// (101) clears it instead: the connection is handed over for as long as
+// the two sides talk.
+func (p *Proxy) timeWrites(resp *http.Response, a *attempt) {
+	if a.rc == nil {
+		return
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		a.rc.SetWriteDeadline(time.Time{})
+		return
+	}
+	p.extendWrite(a.rc)
+	if resp.Body != nil && resp.Body != http.NoBody {
+		resp.Body = &writeTimed{ReadCloser: resp.Body, p: p, rc: a.rc}
+	}
+}
