@@ -28,6 +28,9 @@ const (
 	LabelHealthPath   = "dlb.health.path"   // active HTTP check path
 	LabelHealthIntvl  = "dlb.health.interval"
 	LabelHealthTmout  = "dlb.health.timeout"
+	// LabelHeaderTimeout raises (or lowers) --response-header-timeout for
+	// a service whose replicas take long to start answering.
+	LabelHeaderTimeout = "dlb.timeout.response_header"
 
 	// Compose's own labels, set on every container it creates.
 	LabelComposeProject = "com.docker.compose.project"
@@ -69,6 +72,9 @@ type LabelConfig struct {
 	// HealthInterval and HealthTimeout are dlb.health.interval and
 	// dlb.health.timeout (defaults 5s and 2s).
 	HealthInterval, HealthTimeout time.Duration
+	// ResponseHeaderTimeout is dlb.timeout.response_header; 0 means dlb's
+	// --response-header-timeout.
+	ResponseHeaderTimeout time.Duration
 }
 
 // LabelError says which label of a container is malformed, with what value,
@@ -77,7 +83,15 @@ type LabelError struct {
 	Label, Value, Want string
 }
 
+// maxQuoted is how much of a label's value an error quotes: labels are
+// set by whoever starts containers, and a log line is no place for a
+// megabyte of it.
+const maxQuoted = 256
+
 func (e *LabelError) Error() string {
+	if len(e.Value) > maxQuoted {
+		return fmt.Sprintf("label %s=%q... (%d bytes): %s", e.Label, e.Value[:maxQuoted], len(e.Value), e.Want)
+	}
 	return fmt.Sprintf("label %s=%q: %s", e.Label, e.Value, e.Want)
 }
 
@@ -88,12 +102,26 @@ func ParseLabels(labels map[string]string) (LabelConfig, error) {
 	c := LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
 	for _, lp := range labelParsers {
 		if v, ok := labels[lp.label]; ok {
+			if hasControl(v) {
+				return c, &LabelError{lp.label, v, "contains a control character (a newline, tab or other byte below 0x20, or 0x7f); remove it"}
+			}
 			if want := lp.parse(&c, v); want != "" {
 				return c, &LabelError{lp.label, v, want}
 			}
 		}
 	}
 	return c, nil
+}
+
+// hasControl reports whether v has a control character. No dlb label takes
+// one, and one in a path or header would be sent to replicas as is.
+func hasControl(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 const wantBool = "not a boolean (use true or false)"
@@ -194,6 +222,9 @@ var labelParsers = []struct {
 	}},
 	{LabelHealthTmout, func(c *LabelConfig, v string) string {
 		return parseDuration(v, &c.HealthTimeout, 10*time.Millisecond, time.Minute, "not a duration from 10ms to 1m (e.g. 2s)")
+	}},
+	{LabelHeaderTimeout, func(c *LabelConfig, v string) string {
+		return parseDuration(v, &c.ResponseHeaderTimeout, 100*time.Millisecond, 24*time.Hour, "not a duration from 100ms to 24h (e.g. 5m)")
 	}},
 }
 

@@ -31,6 +31,7 @@ type Metrics struct {
 	eventToReady *prometheus.HistogramVec // service
 	eventToFirst *prometheus.HistogramVec // service
 	dockerEvents *prometheus.CounterVec   // action
+	refused      prometheus.Counter       // connections over --max-conns
 
 	// series caches the request counters of each replica, so that a
 	// request costs no label lookup. A replica's entry and series go when
@@ -144,11 +145,15 @@ func New(pools Pools) *Metrics {
 			Name: "dlb_docker_events_total",
 			Help: "Docker Engine events handled, by action.",
 		}, []string{"action"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dlb_refused_connections_total",
+			Help: "Client connections closed at once because dlb had --max-conns open.",
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.duration, m.retries, m.ejections, m.readyToFirst, m.eventToReady, m.eventToFirst, m.dockerEvents,
+		m.requests, m.duration, m.retries, m.ejections, m.readyToFirst, m.eventToReady, m.eventToFirst, m.dockerEvents, m.refused,
 		&poolCollector{pools: pools},
 	)
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
@@ -284,6 +289,10 @@ func (m *Metrics) ReplicaReady(service string, sinceEvent time.Duration) {
 func (m *Metrics) DockerEvent(action string) {
 	m.dockerEvents.WithLabelValues(strings.TrimSpace(action)).Inc()
 }
+
+// RefusedConnection counts a client connection refused over --max-conns;
+// it is proxy.LimitListener's refused.
+func (m *Metrics) RefusedConnection() { m.refused.Inc() }
 
 // poolCollector reports what the pools hold at scrape time: replicas by
 // state, and requests in flight to each service's replicas.
