@@ -33,12 +33,18 @@ func statusCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "admin-url", Value: defaultAdminURL, EnvVars: envs("ADMIN_URL"), Usage: "address of dlb's admin API (dlb's --admin)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the admin API"},
+			&cli.StringFlag{Name: "admin-token", EnvVars: envs("ADMIN_TOKEN"), Usage: "the admin token of dlb's --admin-token"},
+			&cli.StringFlag{Name: "admin-token-file", EnvVars: envs("ADMIN_TOKEN_FILE"), Usage: "file holding --admin-token"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return cli.Exit(fmt.Sprintf("unexpected argument %q: dlb status takes flags only (see dlb status --help)", c.Args().First()), statusNoAnswer)
 			}
-			pools, err := fetchPools(c.Context, c.String("admin-url"), c.Duration("timeout"))
+			token, err := adminToken(c)
+			if err != nil {
+				return cli.Exit(err.Error(), statusNoAnswer)
+			}
+			pools, err := fetchPools(c.Context, c.String("admin-url"), token, c.Duration("timeout"))
 			if err != nil {
 				return cli.Exit(err.Error(), statusNoAnswer)
 			}
@@ -53,7 +59,7 @@ func statusCommand() *cli.Command {
 
 // fetchPools reads /api/pools from the admin API at base; its errors say
 // what to check, naming --admin-url.
-func fetchPools(ctx context.Context, base string, timeout time.Duration) ([]admin.Pool, error) {
+func fetchPools(ctx context.Context, base, token string, timeout time.Duration) ([]admin.Pool, error) {
 	u, err := url.Parse(strings.TrimSpace(base))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--admin-url %q: not an admin address: use http://host:port, e.g. %s", base, defaultAdminURL)
@@ -68,11 +74,17 @@ func fetchPools(ctx context.Context, base string, timeout time.Duration) ([]admi
 	if err != nil {
 		return nil, fmt.Errorf("--admin-url %q: %v", base, err)
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach dlb's admin API at %s (--admin-url): %v; is dlb running with its admin API on that address (dlb --admin)?", base, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, fmt.Errorf("GET %s: %s: dlb asks for its admin token; give it with --admin-token or --admin-token-file (DLB_ADMIN_TOKEN)", endpoint, resp.Status)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s; is --admin-url %s the address of dlb's admin API (dlb --admin)?", endpoint, resp.Status, base)
 	}
