@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,15 +53,35 @@ func (p *Proxy) timedRoundTrip(rt http.RoundTripper, req *http.Request, a *attem
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	a.cancels = append(a.cancels, cancel)
-	timer := time.AfterFunc(d, func() { cancel(errResponseHeaderTimeout) })
+	// The timeout runs from the end of the request's body, as the standard
+	// transport's does: a slow upload is not a slow replica. state goes
+	// from 0 (waiting) to 1 (answered) or 2 (timed out), once.
+	var state atomic.Int32
+	var fire func()
+	fire = func() {
+		if left := a.client.sentFor(d); left > 0 {
+			if state.Load() == 0 {
+				time.AfterFunc(left, fire)
+			}
+			return
+		}
+		if state.CompareAndSwap(0, 2) {
+			cancel(errResponseHeaderTimeout)
+		}
+	}
+	first := time.AfterFunc(d, fire)
 	resp, err := rt.RoundTrip(req.WithContext(ctx))
-	if timer.Stop() || err == nil {
+	if state.CompareAndSwap(0, 1) {
+		first.Stop() // (one re-armed during a slow upload finds state 1 and ends)
 		return resp, err
 	}
-	if context.Cause(ctx) == errResponseHeaderTimeout && req.Context().Err() == nil {
-		return nil, fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
+	if resp != nil {
+		resp.Body.Close()
 	}
-	return resp, err
+	if req.Context().Err() != nil {
+		return nil, req.Context().Err()
+	}
+	return nil, fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
 }
 
 // extendWrite gives the client WriteTimeout, from now, to take what is

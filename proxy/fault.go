@@ -35,10 +35,11 @@ const (
 func (a *attempt) classify(err error) fault {
 	var ce *clientError
 	switch {
+	case errors.Is(err, errResponseHeaderTimeout):
+		// First: cancelling the round trip may fail the body's read too.
+		return faultSlowReplica
 	case errors.As(err, &ce), a.client != nil && a.client.failed.Load():
 		return faultClient
-	case errors.Is(err, errResponseHeaderTimeout):
-		return faultSlowReplica
 	}
 	return faultReplica
 }
@@ -63,6 +64,8 @@ type clientBody struct {
 	timeout time.Duration
 	failed  atomic.Bool // read by the handler while a transport goroutine reads the body
 
+	ended atomic.Int64 // when the body ended (unix ns); 0 while it is read
+
 	waited time.Duration // time spent in reads since the last progress
 	got    int           // bytes since the last progress
 	done   bool          // the body ended; the deadline was cleared
@@ -72,12 +75,29 @@ type clientBody struct {
 // timeout to be given another one.
 const bodyProgress = 1 << 10
 
+// sentFor returns how much longer than d ago the body ended: 0 when it
+// ended d or more ago (or there is none), the time left otherwise, and d
+// while it is still being read.
+func (b *clientBody) sentFor(d time.Duration) time.Duration {
+	if b == nil {
+		return 0
+	}
+	end := b.ended.Load()
+	if end == 0 {
+		return d
+	}
+	return max(time.Duration(end+int64(d)-time.Now().UnixNano()), 0)
+}
+
 func (b *clientBody) Read(p []byte) (int, error) {
 	if b.rc == nil || b.done {
 		n, err := b.src.Read(p)
-		if err != nil && err != io.EOF {
-			b.failed.Store(true)
-			err = &clientError{err}
+		if err != nil {
+			b.ended.CompareAndSwap(0, time.Now().UnixNano())
+			if err != io.EOF {
+				b.failed.Store(true)
+				err = &clientError{err}
+			}
 		}
 		return n, err
 	}
@@ -93,6 +113,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		// and to notice a client that leaves); no deadline of ours must
 		// cut that short.
 		b.done = true
+		b.ended.CompareAndSwap(0, time.Now().UnixNano())
 		b.rc.SetReadDeadline(time.Time{})
 		if err != io.EOF {
 			b.failed.Store(true)
