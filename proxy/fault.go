@@ -38,7 +38,7 @@ func (a *attempt) classify(err error) fault {
 	case errors.Is(err, errResponseHeaderTimeout):
 		// First: cancelling the round trip may fail the body's read too.
 		return faultSlowReplica
-	case errors.As(err, &ce), a.client != nil && a.client.failed.Load():
+	case errors.As(err, &ce), a.bodyError() != nil:
 		return faultClient
 	}
 	return faultReplica
@@ -62,7 +62,7 @@ type clientBody struct {
 	src     io.ReadCloser
 	rc      *http.ResponseController // nil: no timeout
 	timeout time.Duration
-	failed  atomic.Bool // read by the handler while a transport goroutine reads the body
+	failed  atomic.Pointer[clientError] // the first read error; read by the handler while a transport goroutine reads the body
 
 	ended atomic.Int64 // when the body ended (unix ns); 0 while it is read
 
@@ -95,8 +95,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		if err != nil {
 			b.ended.CompareAndSwap(0, time.Now().UnixNano())
 			if err != io.EOF {
-				b.failed.Store(true)
-				err = &clientError{err}
+				err = b.fail(err)
 			}
 		}
 		return n, err
@@ -109,21 +108,42 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		b.got, b.waited = 0, 0
 	}
 	if err != nil {
-		// The server reads on from the connection (for the next request,
-		// and to notice a client that leaves); no deadline of ours must
-		// cut that short.
 		b.done = true
 		b.ended.CompareAndSwap(0, time.Now().UnixNano())
-		b.rc.SetReadDeadline(time.Time{})
-		if err != io.EOF {
-			b.failed.Store(true)
-			err = &clientError{err}
+		if err == io.EOF {
+			// The server reads on from the connection (for the next
+			// request, and to notice a client that leaves); no deadline
+			// of ours must cut that short. After an error the deadline
+			// stays: the server's reading of what is left of a failed
+			// body must not wait on a stalled client.
+			b.rc.SetReadDeadline(time.Time{})
+		} else {
+			err = b.fail(err)
 		}
 	}
 	return n, err
 }
 
 func (b *clientBody) Close() error { return b.src.Close() }
+
+// fail records err as the body's first failure and returns it marked as
+// the client's.
+func (b *clientBody) fail(err error) error {
+	ce := &clientError{err}
+	b.failed.CompareAndSwap(nil, ce)
+	return ce
+}
+
+// bodyError is the first error reading the client's body, or nil.
+func (a *attempt) bodyError() error {
+	if a.client == nil {
+		return nil
+	}
+	if ce := a.client.failed.Load(); ce != nil {
+		return ce
+	}
+	return nil
+}
 
 // clientFailed answers a request whose body failed to arrive: 408 when it
 // stalled, 413 past dlb.max_body, else 400 (bad chunk framing, cut short).

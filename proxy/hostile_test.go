@@ -135,3 +135,47 @@ func TestResponseHeaderTimeout(t *testing.T) {
 		t.Fatalf("a slow replica was taken out (%s); want it kept in rotation", up.State())
 	}
 }
+
+// TestBodyTimeoutCutsOffASlowBody: a body that brings a byte every 100ms
+// gets 408 within the body timeout; the replica is not blamed.
+func TestBodyTimeoutCutsOffASlowBody(t *testing.T) {
+	for _, size := range []int{1000, 1000000} { // kept for replay, and streamed
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			b := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+			})
+			route, pool := poolRoute("svc")
+			up := ready(t, pool, "a", b.addr())
+			f := newFront(t, Options{BodyTimeout: 500 * time.Millisecond}, []Route{route}, nil)
+			c, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\nx", size)
+			answer := make(chan string, 1)
+			go func() {
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				b, _ := io.ReadAll(c)
+				answer <- string(b)
+			}()
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case out := <-answer:
+					if el := time.Since(start); el > 2*time.Second || !strings.HasPrefix(out, "HTTP/1.1 408") {
+						t.Fatalf("a body of a byte every 100ms, body timeout 500ms: after %s got %.50q; want 408 after about 500ms", el, out)
+					}
+					if up.Failures() != 0 || up.State() != balancer.Ready {
+						t.Fatalf("after a client's slow body: replica %s, %d failures; want ready, 0", up.State(), up.Failures())
+					}
+					return
+				case <-tick.C:
+					c.Write([]byte("x"))
+				}
+			}
+		})
+	}
+}

@@ -257,12 +257,17 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		p.extendWrite(a.rc)
 	}
 	switch {
+	case a != nil && a.classify(err) == faultClient:
+		// Before the next case: a failed read of the body cancels the
+		// request's context too, but a client that stalled is still there.
+		a.failed = false
+		if be := a.bodyError(); be != nil {
+			err = be // what the transport made of it may hide a timeout
+		}
+		p.clientFailed(w, r, service, err)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.
 		return
-	case a != nil && a.classify(err) == faultClient:
-		a.failed = false
-		p.clientFailed(w, r, service, err)
 	case errors.Is(err, errNoReplica):
 		serviceUnavailable(w, service)
 	case errors.As(err, &tooLarge):
@@ -365,6 +370,12 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	a := req.Context().Value(stateKey{}).(*attempt)
 	for {
 		resp, err := p.timedRoundTrip(p.transportFor(a.up).forScheme(a.route.Scheme), req, a)
+		if be := a.bodyError(); err == nil && be != nil {
+			// The replica answered a body the client broke off: what it
+			// says is about a request the client never finished.
+			resp.Body.Close()
+			resp, err = nil, be
+		}
 		if err == nil {
 			p.timeWrites(resp, a)
 			return resp, nil
