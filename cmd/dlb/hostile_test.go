@@ -50,10 +50,7 @@ networks:
 // the server closes the connection or wait passes.
 func rawExchange(t *testing.T, addr, req string, wait time.Duration) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dial(t, addr)
 	defer c.Close()
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
@@ -61,6 +58,17 @@ func rawExchange(t *testing.T, addr, req string, wait time.Duration) string {
 	c.SetReadDeadline(time.Now().Add(wait))
 	b, _ := io.ReadAll(c)
 	return string(b)
+}
+
+// dial connects to addr; the connection is closed when the test ends.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // rawGet sends one request with "Connection: close" and returns the status
@@ -127,11 +135,7 @@ func TestHostileClients(t *testing.T) {
 	})
 
 	t.Run("a slow request body is cut off within the body timeout", func(t *testing.T) {
-		c, err := net.Dial("tcp", d.proxyAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, d.proxyAddr)
 		fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nx")
 		start := time.Now()
 		closed := make(chan string, 1)
@@ -157,11 +161,7 @@ func TestHostileClients(t *testing.T) {
 	})
 
 	t.Run("a client that does not read is cut off within the write timeout", func(t *testing.T) {
-		c, err := net.Dial("tcp", d.proxyAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, d.proxyAddr)
 		fmt.Fprintf(c, "GET /download?bytes=200000000 HTTP/1.1\r\nHost: x\r\n\r\n")
 		// Not reading for 3 write timeouts; then whatever was sent before
 		// dlb gave up drains, and the connection ends long before 200 MB.
@@ -213,11 +213,7 @@ func TestHostileClients(t *testing.T) {
 	})
 
 	t.Run("one 100 Continue", func(t *testing.T) {
-		c, err := net.Dial("tcp", d.proxyAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, d.proxyAddr)
 		fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
 		br := bufio.NewReader(c)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
