@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -34,6 +35,16 @@ func (headerTimeoutError) Error() string {
 func (headerTimeoutError) Timeout() bool   { return true }
 func (headerTimeoutError) Temporary() bool { return false }
 
+// longLived reports a gRPC call: its streams may idle for as long as the
+// application likes (a client stream sending now and then, a watch whose
+// server sends its header with its first message), so neither the body
+// timeout nor the proxy's response header timeout applies (a route's own
+// dlb.timeout.response_header does).
+func longLived(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return len(ct) >= 16 && strings.EqualFold(ct[:16], "application/grpc")
+}
+
 // responseHeaderTimeout is the route's own, else the proxy's.
 func (p *Proxy) responseHeaderTimeout(r *Route) time.Duration {
 	if r.ResponseHeaderTimeout > 0 {
@@ -48,7 +59,7 @@ func (p *Proxy) responseHeaderTimeout(r *Route) time.Duration {
 // stream may take as long as it takes); its context ends with the request.
 func (p *Proxy) timedRoundTrip(rt http.RoundTripper, req *http.Request, a *attempt) (*http.Response, error) {
 	d := p.responseHeaderTimeout(a.route)
-	if d <= 0 {
+	if d <= 0 || a.route.ResponseHeaderTimeout <= 0 && longLived(req) {
 		return rt.RoundTrip(req)
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())

@@ -179,3 +179,33 @@ func TestBodyTimeoutCutsOffASlowBody(t *testing.T) {
 		})
 	}
 }
+
+// TestGRPCStreamsHaveNoBodyOrHeaderTimeout: a gRPC call's body may pause and
+// its response header come late, as streams do.
+func TestGRPCStreamsHaveNoBodyOrHeaderTimeout(t *testing.T) {
+	b := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(400 * time.Millisecond)
+		io.WriteString(w, "a")
+	})
+	route, pool := poolRoute("svc")
+	ready(t, pool, "a", b.addr())
+	f := newFront(t, Options{BodyTimeout: 200 * time.Millisecond, ResponseHeaderTimeout: 200 * time.Millisecond}, []Route{route}, nil)
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte("x"))
+		time.Sleep(500 * time.Millisecond)
+		pw.Write([]byte("y"))
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", f.srv.URL+"/svc/Method", pr)
+	req.Header.Set("Content-Type", "application/grpc+proto")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a gRPC call pausing 500ms with body and header timeouts of 200ms: %d, want 200", resp.StatusCode)
+	}
+}

@@ -182,7 +182,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer a.cancelTimers()
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		a.client = &clientBody{src: r.Body}
-		if p.opts.BodyTimeout > 0 {
+		if p.opts.BodyTimeout > 0 && !longLived(r) {
 			a.client.rc, a.client.timeout = http.NewResponseController(unobserved(w)), p.opts.BodyTimeout
 		}
 		a.body = newReplayBody(a.client, r.ContentLength, p.opts.MaxReplayBody)
