@@ -62,28 +62,18 @@ func (p *Proxy) timedRoundTrip(rt http.RoundTripper, req *http.Request, a *attem
 	if d <= 0 || a.route.ResponseHeaderTimeout <= 0 && longLived(req) {
 		return rt.RoundTrip(req)
 	}
+	ht := &headerTimer{a: a, d: d}
 	ctx, cancel := context.WithCancelCause(req.Context())
-	a.cancels = append(a.cancels, cancel)
-	// The timeout runs from the end of the request's body, as the standard
-	// transport's does: a slow upload is not a slow replica. state goes
-	// from 0 (waiting) to 1 (answered) or 2 (timed out), once.
-	var state atomic.Int32
-	var fire func()
-	fire = func() {
-		if left := a.client.sentFor(d); left > 0 {
-			if state.Load() == 0 {
-				time.AfterFunc(left, fire)
-			}
-			return
-		}
-		if state.CompareAndSwap(0, 2) {
-			cancel(errResponseHeaderTimeout)
-		}
-	}
-	first := time.AfterFunc(d, fire)
+	ht.cancel = cancel
+	ht.timer = time.AfterFunc(d, ht.fire)
 	resp, err := rt.RoundTrip(req.WithContext(ctx))
-	if state.CompareAndSwap(0, 1) {
-		first.Stop() // (one re-armed during a slow upload finds state 1 and ends)
+	if ht.state.CompareAndSwap(0, 1) {
+		ht.timer.Stop() // (one re-armed during a slow upload finds state 1 and ends)
+		if err != nil {
+			cancel(nil)
+		} else {
+			a.endHeaderTimer = cancel // the body still reads under ctx
+		}
 		return resp, err
 	}
 	if resp != nil {
@@ -93,6 +83,30 @@ func (p *Proxy) timedRoundTrip(rt http.RoundTripper, req *http.Request, a *attem
 		return nil, req.Context().Err()
 	}
 	return nil, fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
+}
+
+// headerTimer cancels a round trip whose response header is late. The
+// timeout runs from the end of the request's body, as the standard
+// transport's does: a slow upload is not a slow replica. state goes from 0
+// (waiting) to 1 (answered) or 2 (timed out), once.
+type headerTimer struct {
+	a      *attempt
+	d      time.Duration
+	state  atomic.Int32
+	timer  *time.Timer // the first; stopped once the header came
+	cancel context.CancelCauseFunc
+}
+
+func (ht *headerTimer) fire() {
+	if left := ht.a.client.sentFor(ht.d); left > 0 {
+		if ht.state.Load() == 0 {
+			time.AfterFunc(left, ht.fire)
+		}
+		return
+	}
+	if ht.state.CompareAndSwap(0, 2) {
+		ht.cancel(errResponseHeaderTimeout)
+	}
 }
 
 // extendWrite gives the client WriteTimeout, from now, to take what is
@@ -106,7 +120,8 @@ func (p *Proxy) extendWrite(rc *http.ResponseController) {
 }
 
 // writeTimed is a response body that renews the client's write deadline
-// before each part of it is written to the client.
+// before each part of it is written to the client. It lives in the
+// attempt, so that it costs no allocation of its own.
 type writeTimed struct {
 	io.ReadCloser
 	p  *Proxy
@@ -134,6 +149,7 @@ func (p *Proxy) timeWrites(resp *http.Response, a *attempt) {
 	}
 	p.extendWrite(a.rc)
 	if resp.Body != nil && resp.Body != http.NoBody {
-		resp.Body = &writeTimed{ReadCloser: resp.Body, p: p, rc: a.rc}
+		a.writes = writeTimed{ReadCloser: resp.Body, p: p, rc: a.rc}
+		resp.Body = &a.writes
 	}
 }

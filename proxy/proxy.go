@@ -115,14 +115,17 @@ type attempt struct {
 	tried    []*balancer.Upstream
 	triedBuf [3]*balancer.Upstream
 	failed   bool
-	first    *balancer.Upstream        // a replica that got its first request since it turned Ready
-	body     *replayBody               // nil when the request has no body
-	key      uint64                    // affinity key, when the pool's policy uses one
-	pinned   string                    // the sticky cookie's token the request came with
-	secure   bool                      // the client spoke TLS (looked at for sticky routes only)
-	client   *clientBody               // the client's body as read; nil when it has none
-	rc       *http.ResponseController  // the client's connection, for write deadlines; nil without
-	cancels  []context.CancelCauseFunc // of the response header timers (deadlines.go)
+	first    *balancer.Upstream       // a replica that got its first request since it turned Ready
+	body     *replayBody              // nil when the request has no body
+	key      uint64                   // affinity key, when the pool's policy uses one
+	pinned   string                   // the sticky cookie's token the request came with
+	secure   bool                     // the client spoke TLS (looked at for sticky routes only)
+	client   *clientBody              // the client's body as read; nil when it has none
+	rc       *http.ResponseController // the client's connection, for write deadlines; nil without
+	writes   writeTimed               // the response body, when a.rc is set (deadlines.go)
+	// endHeaderTimer ends the context of the response header timer of the
+	// try that got a response; nil if none.
+	endHeaderTimer context.CancelCauseFunc
 }
 
 // ServeHTTP routes the request and forwards it.
@@ -179,7 +182,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a := &attempt{Context: r.Context(), route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies), rc: rc}
 	observing(w).setAttempt(a)
 	a.tried = a.triedBuf[:0]
-	defer a.cancelTimers()
+	defer a.endTimer()
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		a.client = &clientBody{src: r.Body}
 		if p.opts.BodyTimeout > 0 && !longLived(r) {

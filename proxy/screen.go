@@ -66,10 +66,10 @@ func orDefault(v, d time.Duration) time.Duration {
 	return v
 }
 
-// cancelTimers ends the contexts of a's response header timers once the
-// request is done.
-func (a *attempt) cancelTimers() {
-	for _, c := range a.cancels {
-		c(nil)
+// endTimer ends the context of a's response header timer once the request
+// is done.
+func (a *attempt) endTimer() {
+	if a.endHeaderTimer != nil {
+		a.endHeaderTimer(nil)
 	}
 }
