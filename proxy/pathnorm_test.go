@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path"
 	"strings"
@@ -133,6 +136,38 @@ func FuzzNormalizePath(f *testing.F) {
 			if out != want {
 				t.Fatalf("normalizePath(%q) = %q; path.Clean gives %q", escaped, out, want)
 			}
+		}
+	})
+}
+
+// FuzzRequestRouting sends any request net/http can parse through the
+// proxy in front of a /v2 service and a catch-all one (both with no
+// replica, so the answer says which service was chosen): it never panics,
+// and a request is routed to /v2 only if the path the most eager replica
+// would serve is inside /v2.
+func FuzzRequestRouting(f *testing.F) {
+	for _, s := range []string{"/v2/x", "/v2/../admin", "/v2/%2e%2e/admin", "/v2/..%2fadmin", "/v2;/../admin", "/x/../v2/y", "*"} {
+		f.Add("GET " + s + " HTTP/1.1\r\nHost: a\r\n\r\n")
+	}
+	v2, _ := poolRoute("v2")
+	v2.Path = "/v2"
+	other, _ := poolRoute("other")
+	rt := &Router{}
+	rt.Set([]Route{v2, other})
+	px := New(rt, Options{})
+	f.Fuzz(func(t *testing.T, raw string) {
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if err != nil {
+			return
+		}
+		escaped := req.URL.EscapedPath()
+		rec := httptest.NewRecorder()
+		px.ServeHTTP(rec, req)
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"v2"`) {
+			return
+		}
+		if v := replicaView(escaped); v != "/v2" && !strings.HasPrefix(v, "/v2/") {
+			t.Fatalf("%q was routed to /v2, but a replica would serve %q", raw, v)
 		}
 	})
 }
