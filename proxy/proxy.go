@@ -115,14 +115,16 @@ type attempt struct {
 	tried    []*balancer.Upstream
 	triedBuf [3]*balancer.Upstream
 	failed   bool
-	first    *balancer.Upstream       // a replica that got its first request since it turned Ready
-	body     *replayBody              // nil when the request has no body
-	key      uint64                   // affinity key, when the pool's policy uses one
-	pinned   string                   // the sticky cookie's token the request came with
-	secure   bool                     // the client spoke TLS (looked at for sticky routes only)
-	client   *clientBody              // the client's body as read; nil when it has none
-	rc       *http.ResponseController // the client's connection, for write deadlines; nil without
-	writes   writeTimed               // the response body, when a.rc is set (deadlines.go)
+	first    *balancer.Upstream // a replica that got its first request since it turned Ready
+	body     *replayBody        // nil when the request has no body
+	key      uint64             // affinity key, when the pool's policy uses one
+	pinned   string             // the sticky cookie's token the request came with
+	secure   bool               // the client spoke TLS (looked at for sticky routes only)
+
+	// Against slow and hostile clients (fault.go, deadlines.go).
+	client *clientBody              // the client's body as read; nil when it has none
+	rc     *http.ResponseController // the client's connection, for write deadlines; nil without
+	writes writeTimed               // the response body, when rc is set
 	// endHeaderTimer ends the context of the response header timer of the
 	// try that got a response; nil if none.
 	endHeaderTimer context.CancelCauseFunc
