@@ -155,8 +155,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 			return nil, badFlag("admin", cfg.admin, err.Error())
 		}
 	}
-	err := parseProtocolFlags(c, cfg)
-	if err != nil {
+	if err := parseProtocolFlags(c, cfg); err != nil {
 		return nil, err
 	}
 	if cfg.retries < 0 || cfg.retries > 10 {
@@ -168,9 +167,11 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.shutdownTimeout < 0 {
 		return nil, badFlag("shutdown-timeout", cfg.shutdownTimeout.String(), "must not be negative")
 	}
-	if cfg.limits, err = parseLimits(c); err != nil {
+	limits, err := parseLimits(c)
+	if err != nil {
 		return nil, err
 	}
+	cfg.limits = limits
 	if cfg.maxHeaderBytes < 1024 {
 		return nil, badFlag("max-header-bytes", fmt.Sprint(cfg.maxHeaderBytes), "must be at least 1024")
 	}
