@@ -124,14 +124,22 @@ func (p *Proxy) extendWrite(rc *http.ResponseController) {
 // attempt, so that it costs no allocation of its own.
 type writeTimed struct {
 	io.ReadCloser
-	p  *Proxy
-	rc *http.ResponseController
+	p    *Proxy
+	rc   *http.ResponseController
+	last time.Time // when the deadline was last renewed
 }
 
+// Read renews the deadline when an eighth of the timeout has passed since
+// it last did, not on every read: over HTTP/2 each renewal is a message to
+// the connection's goroutine and a timer, and a stream of small messages
+// would pay that for each.
 func (b *writeTimed) Read(buf []byte) (int, error) {
 	n, err := b.ReadCloser.Read(buf)
 	if n > 0 {
-		b.p.extendWrite(b.rc)
+		if now := time.Now(); now.Sub(b.last) >= b.p.opts.WriteTimeout/8 {
+			b.last = now
+			b.rc.SetWriteDeadline(now.Add(b.p.opts.WriteTimeout))
+		}
 	}
 	return n, err
 }
@@ -149,7 +157,7 @@ func (p *Proxy) timeWrites(resp *http.Response, a *attempt) {
 	}
 	p.extendWrite(a.rc)
 	if resp.Body != nil && resp.Body != http.NoBody {
-		a.writes = writeTimed{ReadCloser: resp.Body, p: p, rc: a.rc}
+		a.writes = writeTimed{ReadCloser: resp.Body, p: p, rc: a.rc, last: time.Now()}
 		resp.Body = &a.writes
 	}
 }
