@@ -86,6 +86,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseLabels -fuzztime 30s ./discovery
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./proxy
 	$(GO) test -run '^$$' -fuzz FuzzParseResponse -fuzztime 30s ./proxy
+	DLB_UPSTREAM_TRANSPORT=fast $(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime 30s ./proxy
+	DLB_UPSTREAM_TRANSPORT=fast $(GO) test -run '^$$' -fuzz FuzzRequestRouting -fuzztime 30s ./proxy
 
 # dlb, nginx and HAProxy in front of the same demo containers, plus the direct
 # ceiling; writes docs/benchmarks.md and .png. Knobs: BENCH_REPLICAS, BENCH_ROUNDS,

@@ -4,6 +4,7 @@ package admin
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -73,7 +74,16 @@ func Handler(src Source) http.Handler {
 		}
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no pool named " + name})
 	})
+	streams := make(chan struct{}, MaxEventStreams)
 	mux.HandleFunc("GET /api/events", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case streams <- struct{}{}:
+			defer func() { <-streams }()
+		default:
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, fmt.Sprintf("dlb admin: already %d event streams open; close a dashboard", MaxEventStreams), http.StatusServiceUnavailable)
+			return
+		}
 		serveEvents(w, r, src)
 	})
 	return mux
@@ -88,18 +98,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
+// MaxEventStreams is how many /api/events streams may be open at once; more
+// get 503. EventWriteTimeout is how long a stream's client may take to read
+// a message before it is dropped: a client that stops reading holds no
+// memory or goroutine of dlb for longer.
+const (
+	MaxEventStreams   = 64
+	EventWriteTimeout = 10 * time.Second
+)
+
 // serveEvents streams the pools: at once, on every change (at most every
 // 50 ms, so a burst of changes is one message), and every second.
 func serveEvents(w http.ResponseWriter, r *http.Request, src Source) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
-		return
-	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
+	rc := http.NewResponseController(w)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var sb strings.Builder
@@ -114,10 +129,13 @@ func serveEvents(w http.ResponseWriter, r *http.Request, src Source) {
 		sb.WriteString("event: pools\ndata: ")
 		sb.Write(data)
 		sb.WriteString("\n\n")
+		rc.SetWriteDeadline(time.Now().Add(EventWriteTimeout))
 		if _, err := w.Write([]byte(sb.String())); err != nil {
 			return
 		}
-		flusher.Flush()
+		if rc.Flush() != nil {
+			return
+		}
 		select {
 		case <-r.Context().Done():
 			return

@@ -30,6 +30,9 @@ const (
 	LabelHealthTmout  = "dlb.health.timeout"
 	LabelTLS          = "dlb.tls"      // off: no certificate from the ACME CA, no HTTPS redirect
 	LabelHSTS         = "dlb.tls.hsts" // true, or a Strict-Transport-Security value
+	// LabelHeaderTimeout raises (or lowers) --response-header-timeout for
+	// a service whose replicas take long to start answering.
+	LabelHeaderTimeout = "dlb.timeout.response_header"
 
 	// Compose's own labels, set on every container it creates.
 	LabelComposeProject = "com.docker.compose.project"
@@ -77,6 +80,9 @@ type LabelConfig struct {
 	// HSTS is the Strict-Transport-Security value dlb.tls.hsts asks for on
 	// HTTPS responses; "" sends none.
 	HSTS string
+	// ResponseHeaderTimeout is dlb.timeout.response_header; 0 means dlb's
+	// --response-header-timeout.
+	ResponseHeaderTimeout time.Duration
 }
 
 // LabelError says which label of a container is malformed, with what value,
@@ -85,7 +91,15 @@ type LabelError struct {
 	Label, Value, Want string
 }
 
+// maxQuoted is how much of a label's value an error quotes: labels are
+// set by whoever starts containers, and a log line is no place for a
+// megabyte of it.
+const maxQuoted = 256
+
 func (e *LabelError) Error() string {
+	if len(e.Value) > maxQuoted {
+		return fmt.Sprintf("label %s=%q... (%d bytes): %s", e.Label, e.Value[:maxQuoted], len(e.Value), e.Want)
+	}
 	return fmt.Sprintf("label %s=%q: %s", e.Label, e.Value, e.Want)
 }
 
@@ -96,12 +110,26 @@ func ParseLabels(labels map[string]string) (LabelConfig, error) {
 	c := LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
 	for _, lp := range labelParsers {
 		if v, ok := labels[lp.label]; ok {
+			if hasControl(v) {
+				return c, &LabelError{lp.label, v, "contains a control character (a newline, tab or other byte below 0x20, or 0x7f); remove it"}
+			}
 			if want := lp.parse(&c, v); want != "" {
 				return c, &LabelError{lp.label, v, want}
 			}
 		}
 	}
 	return c, nil
+}
+
+// hasControl reports whether v has a control character. No dlb label takes
+// one, and one in a path or header would be sent to replicas as is.
+func hasControl(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 const wantBool = "not a boolean (use true or false)"
@@ -221,6 +249,9 @@ var labelParsers = []struct {
 		}
 		c.HSTS = h
 		return ""
+	}},
+	{LabelHeaderTimeout, func(c *LabelConfig, v string) string {
+		return parseDuration(v, &c.ResponseHeaderTimeout, 100*time.Millisecond, 24*time.Hour, "not a duration from 100ms to 24h (e.g. 5m)")
 	}},
 }
 

@@ -164,7 +164,11 @@ func TestParseLabels(t *testing.T) {
 		good("path dots inside a segment", discovery.LabelPath, "/v1.2/a..b", cfg(path("/v1.2/a..b"))),
 		bad("path relative", discovery.LabelPath, "api", pathStart),
 		bad("path with a space", discovery.LabelPath, "/a b", pathChars),
-		bad("path with a tab", discovery.LabelPath, "/a\tb", pathChars),
+		bad("path with a tab", discovery.LabelPath, "/a\tb", "contains a control character"),
+		bad("health path with a newline in its query", discovery.LabelHealthPath, "/healthz?x=1\nHost: evil", "contains a control character"),
+		bad("host with a newline", discovery.LabelHost, "a.example.com\n", "contains a control character"),
+		good("response header timeout", discovery.LabelHeaderTimeout, "5m", cfg(func(c *discovery.LabelConfig) { c.ResponseHeaderTimeout = 5 * time.Minute })),
+		bad("response header timeout too short", discovery.LabelHeaderTimeout, "1ms", "from 100ms to 24h"),
 		bad("path with a query", discovery.LabelPath, "/api?x=1", pathChars),
 		bad("path with a fragment", discovery.LabelPath, "/api#top", pathChars),
 		bad("path percent-encoded", discovery.LabelPath, "/a%20b", pathChars),
@@ -357,5 +361,17 @@ func TestEnabled(t *testing.T) {
 				t.Errorf("Enabled(%v, %v) = %v, %v; want %v, error %v", tt.labels, tt.exposed, got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestLabelErrorQuotesAtMost256Bytes(t *testing.T) {
+	long := "/" + strings.Repeat("a", 10000) + " b"
+	_, err := discovery.ParseLabels(map[string]string{discovery.LabelPath: long})
+	if err == nil {
+		t.Fatal("ParseLabels of a 10 KB bad path: no error, want one")
+	}
+	msg := err.Error()
+	if len(msg) > 600 || !strings.Contains(msg, "(10003 bytes)") {
+		t.Fatalf("error of a 10 KB label value is %d bytes long (want it cut to the value's first 256 bytes and its length): %.300s", len(msg), msg)
 	}
 }

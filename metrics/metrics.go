@@ -32,6 +32,7 @@ type Metrics struct {
 	eventToFirst *prometheus.HistogramVec // service
 	dockerEvents *prometheus.CounterVec   // action
 	certificates *prometheus.CounterVec   // kind, result
+	refused      prometheus.Counter       // connections over --max-conns
 
 	// series caches the request counters of each replica, so that a
 	// request costs no label lookup. A replica's entry and series go when
@@ -149,11 +150,15 @@ func New(pools Pools) *Metrics {
 			Name: "dlb_certificates_total",
 			Help: "Certificates asked of the ACME CA, by kind (obtain, renew) and result (success, failure).",
 		}, []string{"kind", "result"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dlb_refused_connections_total",
+			Help: "Client connections closed at once because dlb had --max-conns open.",
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.duration, m.retries, m.ejections, m.readyToFirst, m.eventToReady, m.eventToFirst, m.dockerEvents, m.certificates,
+		m.requests, m.duration, m.retries, m.ejections, m.readyToFirst, m.eventToReady, m.eventToFirst, m.dockerEvents, m.certificates, m.refused,
 		&poolCollector{pools: pools},
 	)
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
@@ -302,6 +307,10 @@ func (m *Metrics) Certificate(renewal, ok bool) {
 	}
 	m.certificates.WithLabelValues(kind, result).Inc()
 }
+
+// RefusedConnection counts a client connection refused over --max-conns;
+// it is proxy.LimitListener's refused.
+func (m *Metrics) RefusedConnection() { m.refused.Inc() }
 
 // poolCollector reports what the pools hold at scrape time: replicas by
 // state, and requests in flight to each service's replicas.

@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -75,7 +77,7 @@ const fastBufferSize = 8 << 10
 
 // NewFastServer returns a FastServer forwarding with p. It reads its
 // timeouts from std (ReadHeaderTimeout, IdleTimeout, WriteTimeout; a
-// client connection's writes get IdleTimeout when std has no WriteTimeout),
+// client connection's writes get the Proxy's WriteTimeout when std has none, else IdleTimeout),
 // and hands std what it does not serve: serve std on Handoffs. Idle client
 // connections are parked after parkAfter (0: never), as NewIdleListener
 // does for std's. A request for which intercept (if not nil) says true
@@ -93,6 +95,11 @@ func NewFastServer(p *Proxy, std *http.Server, parkAfter time.Duration, intercep
 	}
 	if fs.idleTimeout <= 0 {
 		fs.idleTimeout = 120 * time.Second
+	}
+	if fs.writeTimeout <= 0 {
+		// The Proxy's --write-timeout: a client that takes none of
+		// the response for this long is let go, as on the std path.
+		fs.writeTimeout = p.opts.WriteTimeout
 	}
 	if fs.writeTimeout <= 0 {
 		fs.writeTimeout = fs.idleTimeout
@@ -518,7 +525,7 @@ func (fc *fastConn) exchange(route *Route) bool {
 			err = fc.send(hc, route)
 			var b []byte
 			if err == nil {
-				b, err = readResponseHead(hc, &fc.resp)
+				b, err = fc.readResponseHead(hc, route)
 			}
 			if err == nil {
 				return fc.relay(hc, b)
@@ -542,6 +549,23 @@ func (fc *fastConn) exchange(route *Route) bool {
 			return false
 		}
 	}
+}
+
+// readResponseHead reads the replica's response head within the route's
+// response header timeout (as timedRoundTrip bounds the std path's): a
+// replica that sends none in time fails with errResponseHeaderTimeout.
+func (fc *fastConn) readResponseHead(hc *h1Conn, route *Route) ([]byte, error) {
+	d := fc.fs.p.responseHeaderTimeout(route)
+	if d <= 0 {
+		return readResponseHead(hc, &fc.resp)
+	}
+	hc.nc.SetReadDeadline(time.Now().Add(d))
+	b, err := readResponseHead(hc, &fc.resp)
+	hc.nc.SetReadDeadline(time.Time{}) // the body takes as long as it takes
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
+	}
+	return b, err
 }
 
 // watchEvery is how often a client is checked for having gone while a
@@ -620,6 +644,13 @@ func hopByHop(name []byte) bool {
 		return bytes.EqualFold(name, []byte("X-Forwarded-Proto"))
 	case 19:
 		return bytes.EqualFold(name, []byte("Proxy-Authorization"))
+	}
+	// The fast path serves no trusted proxy (they go to net/http), so
+	// what only a proxy may claim is dropped, as setForwarded does.
+	for _, u := range untrustedHeaders {
+		if strings.EqualFold(str(name), u) {
+			return true
+		}
 	}
 	return false
 }

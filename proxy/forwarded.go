@@ -76,14 +76,28 @@ func (t TrustedProxies) String() string {
 	return strings.Join(s, ",")
 }
 
+// untrustedHeaders are dropped from the requests of clients that are not
+// trusted proxies, besides X-Forwarded-For, -Host and -Proto.
+var untrustedHeaders = [...]string{"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Server", "X-Original-Url", "X-Rewrite-Url"}
+
 // setForwarded sets X-Forwarded-For, -Proto and -Host on the outbound
 // request. ReverseProxy has removed the client's before Rewrite runs; for a
 // trusted proxy, dlb appends the proxy's address to the X-Forwarded-For it
 // sent and keeps its -Proto and -Host, which describe the original client's
 // request rather than the hop to dlb. The Forwarded header (RFC 7239) is not
-// passed on.
+// passed on; nor are X-Real-IP, X-Forwarded-Port and X-Forwarded-Prefix
+// (and the like) of clients that are not trusted proxies.
 func setForwarded(pr *httputil.ProxyRequest, trusted TrustedProxies) {
 	if !trusted.Trusts(pr.In.RemoteAddr) {
+		// Headers that proxies set and replicas believe, which
+		// ReverseProxy leaves alone: a client could claim any address,
+		// port or mount point with them.
+		h := pr.Out.Header
+		for _, name := range untrustedHeaders {
+			if _, ok := h[name]; ok {
+				delete(h, name)
+			}
+		}
 		pr.SetXForwarded()
 		return
 	}

@@ -572,6 +572,7 @@ func (s *chunkScanner) expect(c, want byte, next uint8) bool {
 // done reports whether the body's end has been seen.
 func (s *chunkScanner) done() bool { return s.state == stDone }
 
+// unhex is the value of the hex digit c (isHex).
 func unhex(c byte) byte {
 	switch {
 	case c <= '9':

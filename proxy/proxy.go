@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,6 +58,13 @@ type Options struct {
 	// gets 503 with Retry-After, not 404: its service may exist. nil means
 	// the routes are always known.
 	Routed func() bool
+	// BodyTimeout cuts off a request body that brings less than 1 KiB in
+	// this long (408); WriteTimeout a client that takes none of the
+	// response for this long; ResponseHeaderTimeout a replica that sends no
+	// response header for this long after the request (504; a route's own
+	// wins). Zero picks DefaultBodyTimeout, DefaultWriteTimeout and
+	// DefaultResponseHeaderTimeout; negative turns the timeout off.
+	BodyTimeout, WriteTimeout, ResponseHeaderTimeout time.Duration
 }
 
 // Proxy is an http.Handler that forwards requests to the pools of a Router.
@@ -85,6 +93,9 @@ func New(router *Router, opts Options) *Proxy {
 	if opts.Ejector == nil {
 		opts.Ejector = &Ejector{}
 	}
+	opts.BodyTimeout = orDefault(opts.BodyTimeout, DefaultBodyTimeout)
+	opts.WriteTimeout = orDefault(opts.WriteTimeout, DefaultWriteTimeout)
+	opts.ResponseHeaderTimeout = orDefault(opts.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
 	p := &Proxy{router: router, opts: opts, sticky: newStickyPins()}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -114,13 +125,29 @@ type attempt struct {
 	key      uint64             // affinity key, when the pool's policy uses one
 	pinned   string             // the sticky cookie's token the request came with
 	secure   bool               // the client spoke TLS (looked at for sticky routes only)
+
+	// Against slow and hostile clients (fault.go, deadlines.go).
+	client *clientBody              // the client's body as read; nil when it has none
+	rc     *http.ResponseController // the client's connection, for write deadlines; nil without
+	writes writeTimed               // the response body, when rc is set
+	// endHeaderTimer ends the context of the response header timer of the
+	// try that got a response; nil if none.
+	endHeaderTimer context.CancelCauseFunc
 }
 
 // ServeHTTP routes the request and forwards it.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var rc *http.ResponseController
+	if p.opts.WriteTimeout > 0 {
+		rc = http.NewResponseController(w)
+		p.extendWrite(rc) // for an answer of dlb's own; renewed when the replica's comes
+	}
 	if ob := p.observe(w, r); ob != nil {
 		defer ob.done()
 		w = ob
+	}
+	if !p.screen(w, r) {
+		return
 	}
 	route := p.router.Lookup(r.Host, r.URL.Path)
 	observing(w).setRoute(route)
@@ -159,14 +186,26 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}
 	if up == nil {
+		p.extendWrite(rc)
 		serviceUnavailable(w, route.Service)
 		return
 	}
-	a := &attempt{Context: r.Context(), route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies)}
+	a := &attempt{Context: r.Context(), route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies), rc: rc}
 	observing(w).setAttempt(a)
 	a.tried = a.triedBuf[:0]
+	defer a.endTimer()
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		a.body = newReplayBody(r.Body, r.ContentLength, p.opts.MaxReplayBody)
+		a.client = &clientBody{src: r.Body}
+		if p.opts.BodyTimeout > 0 && !longLived(r) {
+			a.client.rc, a.client.timeout = http.NewResponseController(unobserved(w)), p.opts.BodyTimeout
+		}
+		a.body = newReplayBody(a.client, r.ContentLength, p.opts.MaxReplayBody)
+		if a.body.srcErr != nil {
+			// The client's body failed before any replica was asked.
+			p.extendWrite(rc)
+			p.clientFailed(w, r, route.Service, a.body.srcErr)
+			return
+		}
 		r.Body = a.body
 		if a.body.kept {
 			// Lets net/http's Transport send the request again by itself when
@@ -215,6 +254,14 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		stripPrefix(pr.Out.URL, a.route.Path)
 	}
 	pr.Out.Host = pr.In.Host
+	if pr.Out.Host == "" {
+		// HTTP/1.0 without Host: the address the client connected to, not
+		// the replica's own (which the transport would put there).
+		pr.Out.Host = localHost(pr.In)
+	}
+	// dlb's server answers "Expect: 100-continue" itself when the body is
+	// first read; the replica's 100 would reach the client as a second one.
+	pr.Out.Header.Del("Expect")
 	setForwarded(pr, p.opts.TrustedProxies)
 }
 
@@ -228,7 +275,18 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		service = a.route.Service
 	}
 	var tooLarge *http.MaxBytesError
+	if a != nil {
+		p.extendWrite(a.rc)
+	}
 	switch {
+	case a != nil && a.classify(err) == faultClient:
+		// Before the next case: a failed read of the body cancels the
+		// request's context too, but a client that stalled is still there.
+		a.failed = false
+		if be := a.bodyError(); be != nil {
+			err = be // what the transport made of it may hide a timeout
+		}
+		p.clientFailed(w, r, service, err)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.
 		return
@@ -343,8 +401,15 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	a := req.Context().Value(stateKey{}).(*attempt)
 	for {
 		run := a.up.Admissions() // which of its runs as Ready this try meets
-		resp, err := p.transportFor(a.up).forScheme(a.route.Scheme).RoundTrip(req)
+		resp, err := p.timedRoundTrip(p.transportFor(a.up).forScheme(a.route.Scheme), req, a)
+		if be := a.bodyError(); err == nil && be != nil {
+			// The replica answered a body the client broke off: what it
+			// says is about a request the client never finished.
+			resp.Body.Close()
+			resp, err = nil, be
+		}
 		if err == nil {
+			p.timeWrites(resp, a)
 			return resp, nil
 		}
 		if err = p.failover(req, a, err, run); err != nil {
@@ -365,6 +430,13 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // error to answer with. run is the replica's Admissions before the try, so
 // that a retry may go back to it once it has been let in again.
 func (p *Proxy) failover(req *http.Request, a *attempt, err error, run uint64) error {
+	switch a.classify(err) {
+	case faultClient:
+		return err
+	case faultSlowReplica:
+		a.failed = true
+		return err
+	}
 	if ejectable(err) && a.up.State() == balancer.Ready {
 		if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
 			p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
@@ -491,15 +563,35 @@ type replayBody struct {
 func newReplayBody(src io.ReadCloser, length, maxKeep int64) *replayBody {
 	b := &replayBody{src: src}
 	if length > 0 && length <= maxKeep {
-		b.buf = make([]byte, length)
-		n, err := io.ReadFull(src, b.buf)
-		b.buf, b.kept = b.buf[:n], true
-		if err != nil {
-			b.srcErr = err
-		}
+		b.buf, b.srcErr = readKept(src, length)
+		b.kept = true
 		b.r.Reset(b.buf)
 	}
 	return b
+}
+
+// readKept reads a body of the given length into memory, as io.ReadFull
+// would, but grows its buffer as bytes arrive: a client that declares a
+// length and sends nothing costs a small buffer, not the declared length.
+func readKept(src io.Reader, length int64) ([]byte, error) {
+	buf := make([]byte, 0, min(length, 4<<10))
+	for int64(len(buf)) < length {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, int(min(int64(cap(buf)), length-int64(len(buf)))))
+		}
+		n, err := src.Read(buf[len(buf):min(int64(cap(buf)), length)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if int64(len(buf)) == length && err == io.EOF {
+				return buf, nil
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {

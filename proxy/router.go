@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
 )
@@ -36,6 +37,9 @@ type Route struct {
 	Scheme string
 	// MaxBody is the largest request body accepted (413 above); 0: no limit.
 	MaxBody int64
+	// ResponseHeaderTimeout, when positive, replaces the proxy's for this
+	// route (dlb.timeout.response_header, for slow APIs).
+	ResponseHeaderTimeout time.Duration
 	// Pool serves the route's requests.
 	Pool *balancer.Pool
 

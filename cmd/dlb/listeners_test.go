@@ -102,6 +102,12 @@ func TestProtocolFlagErrors(t *testing.T) {
 		{"bad trusted proxy", []string{"--trusted-proxies", "10.0.0.0/8,10.0.0.0/33"}, `--trusted-proxies "10.0.0.0/8,10.0.0.0/33": "10.0.0.0/33" is not a CIDR`},
 		{"trusted proxy by name", []string{"--trusted-proxies", "proxy"}, `"proxy" is not an IP address or a CIDR`},
 		{"tiny header limit", []string{"--max-header-bytes", "100"}, `--max-header-bytes "100": must be at least 1024`},
+		{"negative body timeout", []string{"--body-timeout", "-1s"}, `--body-timeout "-1s": must not be negative`},
+		{"negative connection limit", []string{"--max-conns", "-5"}, `--max-conns "-5": must be a number of connections`},
+		{"admin host with a port", []string{"--admin-hosts", "dlb:8080"}, `"dlb:8080" is not a host name`},
+		{"missing admin token file", []string{"--admin-token-file", missing}, `--admin-token-file "` + missing + `": cannot read it`},
+		{"empty admin token file", []string{"--admin-token-file", empty}, `--admin-token-file "` + empty + `": is empty`},
+		{"both admin tokens", []string{"--admin-token", "x", "--admin-token-file", cert}, "give one of them"},
 	})
 }
 

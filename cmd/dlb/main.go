@@ -68,7 +68,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter: stderr,
 		// Exit codes are run's business, not the library's.
 		ExitErrHandler: func(*cli.Context, error) {},
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: ":80", EnvVars: envs("LISTEN"), Usage: "address the proxy listens on"},
 			&cli.StringFlag{Name: "listen-tls", EnvVars: envs("LISTEN_TLS"), Usage: "address of the HTTPS listener (HTTP/2 and HTTP/1.1, TLS 1.2+), e.g. :443; needs --tls-cert and --tls-key; empty: no HTTPS"},
 			&cli.StringFlag{Name: "tls-cert", EnvVars: envs("TLS_CERT"), Usage: "PEM file with the certificate (chain) that --listen-tls serves"},
@@ -83,7 +83,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envs("RETRIES"), Usage: "how many other replicas a failed request may be retried on, when safe"},
 			&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
-			&cli.IntFlag{Name: "max-header-bytes", Value: 1 << 20, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
+			&cli.IntFlag{Name: "max-header-bytes", Value: defaultMaxHeaderBytes, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
 			&cli.StringFlag{Name: "upstream-transport", Value: proxy.TransportFast, EnvVars: envs("UPSTREAM_TRANSPORT"), Usage: "how requests reach replicas: fast (HTTP/1.1 on the request's goroutine) or std (Go's http.Transport)"},
 			&cli.StringFlag{Name: "data-path", Value: proxy.DataPathStd, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request)"},
 			&cli.DurationFlag{Name: "park-idle-after", Value: time.Second, EnvVars: envs("PARK_IDLE_AFTER"), Usage: "a client connection idle this long between requests is parked: it keeps no goroutine nor buffer until its next request (Linux; 0 disables)"},
@@ -93,7 +93,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
 			&cli.BoolFlag{Name: "access-log", EnvVars: envs("ACCESS_LOG"), Usage: "write one line per request to stdout (time, client, method, host, path, status, bytes, duration in ms, service, replica), in the --log-format"},
-		},
+		}, limitFlags()...),
 		Action: serve,
 		Commands: []*cli.Command{
 			lintCommand(),
@@ -128,6 +128,7 @@ type config struct {
 	log             zerolog.Logger
 	logFormat       string
 	accessLog       bool
+	limits          limits
 
 	listenTLS      string
 	certs          *certs.Options // the HTTPS listener's certificates
@@ -179,6 +180,11 @@ func parseConfig(c *cli.Context) (*config, error) {
 	if cfg.shutdownTimeout < 0 {
 		return nil, badFlag("shutdown-timeout", cfg.shutdownTimeout.String(), "must not be negative")
 	}
+	limits, err := parseLimits(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg.limits = limits
 	if cfg.maxHeaderBytes < 1024 {
 		return nil, badFlag("max-header-bytes", fmt.Sprint(cfg.maxHeaderBytes), "must be at least 1024")
 	}
@@ -262,6 +268,7 @@ func serve(c *cli.Context) error {
 	px := proxy.New(router, proxy.Options{
 		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
 		Observer: observerOf(obs...), UpstreamTransport: cfg.transport,
+		BodyTimeout: cfg.limits.bodyTimeout, WriteTimeout: cfg.limits.writeTimeout, ResponseHeaderTimeout: cfg.limits.headerTimeout,
 		Log:    log.With().Str("component", "proxy").Logger(),
 		Routed: func() bool { return reg.listed.Load() }, // reg is set below, before serving
 	})
@@ -291,6 +298,13 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
 	}
+	var refused func()
+	if met != nil {
+		refused = met.RefusedConnection
+	}
+	// The limit counts every client connection, those the fast data path
+	// serves and those it hands to net/http.
+	ln = proxy.LimitListener(ln, cfg.limits.maxConns, refused)
 	fastSrv, ln := fastPath(px, proxySrv, ln, cfg, keeper)
 	ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
 	proxySrv.ConnState = proxy.ConnState(ln, proxySrv.ConnState)
@@ -317,12 +331,13 @@ func serve(c *cli.Context) error {
 		if c.Bool("pprof") {
 			h = withPprof(h)
 		}
+		h = cfg.limits.guard.Wrap(h)
 		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	}
 
 	gcInfo := cfg.gc.apply()
 	log.Info().Str("version", version).Str("listen", ln.Addr().String()).Str("listen_tls", addrOf(tlsLn)).
-		Bool("h2c", cfg.h2c).Str("admin", addrOf(adminLn)).
+		Bool("h2c", cfg.h2c).Str("admin", addrOf(adminLn)).Int64("max_conns", cfg.limits.maxConns).
 		Str("network", cfg.opts.Network).Bool("exposed_by_default", cfg.opts.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
 
 	watchDone := make(chan struct{})

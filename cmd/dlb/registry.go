@@ -60,14 +60,14 @@ func routeOf(r discovery.Replica, pool *balancer.Pool) proxy.Route {
 	return proxy.Route{
 		Service: r.Service, Hosts: r.Hosts, Path: r.Path, StripPath: l.StripPath,
 		Sticky: l.Sticky, StickyCookie: l.StickyCookie, HashHeader: l.HashHeader,
-		Scheme: l.Scheme, MaxBody: l.MaxBody, Pool: pool,
+		Scheme: l.Scheme, MaxBody: l.MaxBody, ResponseHeaderTimeout: l.ResponseHeaderTimeout, Pool: pool,
 	}
 }
 
 func sameRoute(a, b proxy.Route) bool {
 	return slices.Equal(a.Hosts, b.Hosts) && a.Path == b.Path && a.StripPath == b.StripPath &&
 		a.Sticky == b.Sticky && a.StickyCookie == b.StickyCookie && a.HashHeader == b.HashHeader &&
-		a.Scheme == b.Scheme && a.MaxBody == b.MaxBody && a.Pool == b.Pool
+		a.Scheme == b.Scheme && a.MaxBody == b.MaxBody && a.ResponseHeaderTimeout == b.ResponseHeaderTimeout && a.Pool == b.Pool
 }
 
 var _ discovery.Sink = (*registry)(nil)

@@ -34,18 +34,24 @@ func statusCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "admin-url", Value: defaultAdminURL, EnvVars: envs("ADMIN_URL"), Usage: "address of dlb's admin API (dlb's --admin)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the admin API"},
+			&cli.StringFlag{Name: "admin-token", EnvVars: envs("ADMIN_TOKEN"), Usage: "the admin token of dlb's --admin-token"},
+			&cli.StringFlag{Name: "admin-token-file", EnvVars: envs("ADMIN_TOKEN_FILE"), Usage: "file holding --admin-token"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return cli.Exit(fmt.Sprintf("unexpected argument %q: dlb status takes flags only (see dlb status --help)", c.Args().First()), statusNoAnswer)
 			}
-			pools, err := fetchPools(c.Context, c.String("admin-url"), c.Duration("timeout"))
+			token, err := adminToken(c)
+			if err != nil {
+				return cli.Exit(err.Error(), statusNoAnswer)
+			}
+			pools, err := fetchPools(c.Context, c.String("admin-url"), token, c.Duration("timeout"))
 			if err != nil {
 				return cli.Exit(err.Error(), statusNoAnswer)
 			}
 			writeStatus(c.App.Writer, pools)
 			var hosts []certs.HostStatus
-			if ok, err := fetchAdmin(c.Context, c.String("admin-url"), "/api/certificates", c.Duration("timeout"), &hosts); err != nil {
+			if ok, err := fetchAdmin(c.Context, c.String("admin-url"), token, "/api/certificates", c.Duration("timeout"), &hosts); err != nil {
 				return cli.Exit(err.Error(), statusNoAnswer)
 			} else if ok && len(hosts) > 0 {
 				fmt.Fprintln(c.App.Writer)
@@ -61,15 +67,16 @@ func statusCommand() *cli.Command {
 
 // fetchPools reads /api/pools from the admin API at base; its errors say
 // what to check, naming --admin-url.
-func fetchPools(ctx context.Context, base string, timeout time.Duration) ([]admin.Pool, error) {
+func fetchPools(ctx context.Context, base, token string, timeout time.Duration) ([]admin.Pool, error) {
 	var pools []admin.Pool
-	_, err := fetchAdmin(ctx, base, "/api/pools", timeout, &pools)
+	_, err := fetchAdmin(ctx, base, token, "/api/pools", timeout, &pools)
 	return pools, err
 }
 
-// fetchAdmin decodes the JSON at path of the admin API at base into v; it
-// reports false, with no error, when the path is not there (404).
-func fetchAdmin(ctx context.Context, base, path string, timeout time.Duration, v any) (bool, error) {
+// fetchAdmin decodes the JSON at path of the admin API at base into v,
+// sending token (if any) as a bearer token; it reports false, with no
+// error, when the path is not there (404).
+func fetchAdmin(ctx context.Context, base, token, path string, timeout time.Duration, v any) (bool, error) {
 	u, err := url.Parse(strings.TrimSpace(base))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return false, fmt.Errorf("--admin-url %q: not an admin address: use http://host:port, e.g. %s", base, defaultAdminURL)
@@ -84,11 +91,17 @@ func fetchAdmin(ctx context.Context, base, path string, timeout time.Duration, v
 	if err != nil {
 		return false, fmt.Errorf("--admin-url %q: %v", base, err)
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return false, fmt.Errorf("cannot reach dlb's admin API at %s (--admin-url): %v; is dlb running with its admin API on that address (dlb --admin)?", base, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return false, fmt.Errorf("GET %s: %s: dlb asks for its admin token; give it with --admin-token or --admin-token-file (DLB_ADMIN_TOKEN)", endpoint, resp.Status)
+	}
 	if resp.StatusCode == http.StatusNotFound && path != "/api/pools" {
 		return false, nil
 	}
