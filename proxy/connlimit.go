@@ -7,31 +7,48 @@ import (
 	"syscall"
 )
 
-// LimitListener accepts at most max connections at once; the ones over the
-// limit are accepted and closed at once, and refused is called for each
+// ConnLimit bounds the client connections open at once across every
+// listener it wraps (the plain and the TLS one share one budget). Those over
+// the limit are accepted and closed at once, and refused is called for each
 // (for a metric). Closing them rather than leaving them in the kernel's
 // backlog keeps clients from waiting on a connection nobody will serve,
 // and keeps dlb's file descriptors for replicas, Docker and the admin port.
-// Its connections keep their file descriptor reachable (syscall.Conn), so
-// an IdleListener on top can park them; a parked connection still counts.
-// max <= 0 returns ln itself.
-func LimitListener(ln net.Listener, max int64, refused func()) net.Listener {
-	if max <= 0 {
-		return ln
-	}
-	return &limitListener{Listener: ln, max: max, refused: refused}
-}
-
-type limitListener struct {
-	net.Listener
+// A nil *ConnLimit sets no limit.
+type ConnLimit struct {
 	max     int64
 	open    atomic.Int64
 	refused func()
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
+// NewConnLimit returns a limit of max connections; max <= 0 returns nil,
+// no limit.
+func NewConnLimit(max int64, refused func()) *ConnLimit {
+	if max <= 0 {
+		return nil
+	}
+	return &ConnLimit{max: max, refused: refused}
+}
+
+// Listener wraps ln so that its connections count against l. Its
+// connections keep their file descriptor reachable (syscall.Conn), so an
+// IdleListener on top can park them; a parked connection still counts.
+// On a nil l it returns ln itself.
+func (l *ConnLimit) Listener(ln net.Listener) net.Listener {
+	if l == nil {
+		return ln
+	}
+	return &limitListener{Listener: ln, l: l}
+}
+
+type limitListener struct {
+	net.Listener
+	l *ConnLimit
+}
+
+func (ll *limitListener) Accept() (net.Conn, error) {
+	l := ll.l
 	for {
-		c, err := l.Listener.Accept()
+		c, err := ll.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
@@ -52,7 +69,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // limitConn gives its place back when closed.
 type limitConn struct {
 	net.Conn
-	l    *limitListener
+	l    *ConnLimit
 	once sync.Once
 }
 

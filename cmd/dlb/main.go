@@ -302,9 +302,10 @@ func serve(c *cli.Context) error {
 	if met != nil {
 		refused = met.RefusedConnection
 	}
-	// The limit counts every client connection, those the fast data path
-	// serves and those it hands to net/http.
-	ln = proxy.LimitListener(ln, cfg.limits.maxConns, refused)
+	// The limit counts every client connection: plain and TLS, those the
+	// fast data path serves and those it hands to net/http.
+	limit := proxy.NewConnLimit(cfg.limits.maxConns, refused)
+	ln = limit.Listener(ln)
 	fastSrv, ln := fastPath(px, proxySrv, ln, cfg, keeper)
 	ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
 	proxySrv.ConnState = proxy.ConnState(ln, proxySrv.ConnState)
@@ -312,6 +313,9 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	if tlsLn != nil {
+		tlsLn = limit.Listener(tlsLn)
 	}
 	if keeper != nil {
 		keeper.Start(ctx, ln.Addr().String(), tlsLn.Addr().String())
