@@ -26,7 +26,8 @@ func TestParseTLSLabels(t *testing.T) {
 		{name: "hsts value", labels: map[string]string{discovery.LabelHSTS: "max-age=600; includeSubDomains"}, hsts: "max-age=600; includeSubDomains"},
 		{name: "hsts no max-age", labels: map[string]string{discovery.LabelHSTS: "includeSubDomains"}, wantErr: "Strict-Transport-Security value"},
 		{name: "hsts bad age", labels: map[string]string{discovery.LabelHSTS: "max-age=soon"}, wantErr: "Strict-Transport-Security value"},
-		{name: "hsts header injection", labels: map[string]string{discovery.LabelHSTS: "max-age=1\r\nX-Evil: 1"}, wantErr: "Strict-Transport-Security value"},
+		{name: "hsts header injection", labels: map[string]string{discovery.LabelHSTS: "max-age=1\r\nX-Evil: 1"}, wantErr: "contains a control character"},
+		{name: "hsts with a quote", labels: map[string]string{discovery.LabelHSTS: `max-age=1; x="y"`}, wantErr: "Strict-Transport-Security value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

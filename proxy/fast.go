@@ -348,6 +348,7 @@ func (fc *fastConn) loop() afterLoop {
 func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 	fs := fc.fs
 	var deadline time.Time
+	inBody, progress := false, 0 // reading the body, and its bytes since the deadline was set
 	if fc.n == 0 {
 		// Idle: wait for the next request up to the idle timeout, or to
 		// parking time.
@@ -385,16 +386,42 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 		if fc.n == len(fc.buf) {
 			return h1Handoff, true, 0 // a head larger than the buffer: net/http applies its limit
 		}
-		if deadline.IsZero() {
+		switch {
+		case v == h1OK && !inBody && fs.p.opts.BodyTimeout > 0:
+			// The head is in, the body is not: from here the body
+			// timeout applies, as clientBody applies it on net/http's
+			// path (bodyProgress bytes in each BodyTimeout).
+			inBody, progress = true, 0
+			deadline = time.Now().Add(fs.p.opts.BodyTimeout)
+			fc.c.SetReadDeadline(deadline)
+		case deadline.IsZero():
 			deadline = time.Now().Add(fs.readHeaderTimeout)
 			fc.c.SetReadDeadline(deadline)
 		}
 		n, err := fc.c.Read(fc.buf[fc.n:])
 		fc.n += n
+		if progress += n; inBody && progress >= bodyProgress {
+			progress = 0
+			deadline = time.Now().Add(fs.p.opts.BodyTimeout)
+			fc.c.SetReadDeadline(deadline)
+		}
 		if n == 0 && err != nil {
+			if inBody && errors.Is(err, os.ErrDeadlineExceeded) {
+				fc.bodyStalled()
+			}
 			return 0, false, afterClose
 		}
 	}
+}
+
+// bodyStalled answers a request whose body brought less than bodyProgress
+// bytes in the body timeout (408, as clientFailed does on net/http's
+// path); the connection closes.
+func (fc *fastConn) bodyStalled() {
+	msg := fmt.Sprintf("dlb: the request body stalled (less than %d bytes in %s)\r\n", bodyProgress, fc.fs.p.opts.BodyTimeout)
+	fc.extendWriteDeadline()
+	fmt.Fprintf(fc.bw, "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
+	fc.bw.Flush()
 }
 
 // badRequest answers a malformed request (RFC 9112) and the connection
@@ -578,9 +605,11 @@ const watchEvery = 100 * time.Millisecond
 // request's context). A request answered within watchEvery costs a timer
 // reset and stop, no syscall.
 func (fc *fastConn) watchFor(hc *h1Conn) {
+	// The timer's callback reads fc.watch under watchMu too: it may run
+	// before AfterFunc's result is stored when this goroutine is slow.
 	fc.watchMu.Lock()
+	defer fc.watchMu.Unlock()
 	fc.watching = hc
-	fc.watchMu.Unlock()
 	switch {
 	case hc == nil:
 		if fc.watch != nil {
