@@ -660,19 +660,23 @@ func hopByHop(name []byte) bool {
 	if responseHop(name) {
 		return true
 	}
+	var is bool
 	switch len(name) {
 	case 7:
-		return bytes.EqualFold(name, []byte("Trailer"))
+		is = bytes.EqualFold(name, []byte("Trailer"))
 	case 9:
-		return bytes.EqualFold(name, []byte("Forwarded"))
+		is = bytes.EqualFold(name, []byte("Forwarded"))
 	case 15:
-		return bytes.EqualFold(name, []byte("X-Forwarded-For"))
+		is = bytes.EqualFold(name, []byte("X-Forwarded-For"))
 	case 16:
-		return bytes.EqualFold(name, []byte("X-Forwarded-Host"))
+		is = bytes.EqualFold(name, []byte("X-Forwarded-Host"))
 	case 17:
-		return bytes.EqualFold(name, []byte("X-Forwarded-Proto"))
+		is = bytes.EqualFold(name, []byte("X-Forwarded-Proto"))
 	case 19:
-		return bytes.EqualFold(name, []byte("Proxy-Authorization"))
+		is = bytes.EqualFold(name, []byte("Proxy-Authorization"))
+	}
+	if is {
+		return true
 	}
 	// The fast path serves no trusted proxy (they go to net/http), so
 	// what only a proxy may claim is dropped, as setForwarded does.

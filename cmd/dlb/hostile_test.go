@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -253,7 +254,9 @@ func TestHostileClients(t *testing.T) {
 	t.Run("Content-Length with Transfer-Encoding closes the connection", func(t *testing.T) {
 		out := rawExchange(t, d.proxyAddr, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"+
 			"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 5*time.Second)
-		if !strings.Contains(out, "Connection: close") || strings.Count(out, "HTTP/1.1 ") != 1 {
+		// (One status line: the fast data path refuses CL+TE with a 400
+		// whose text names HTTP/1.1 too.)
+		if !strings.Contains(out, "Connection: close") || len(statusLine.FindAllString(out, -1)) != 1 {
 			t.Fatalf("CL+TE request and a second one: got %q; want one answer with Connection: close, then the connection closed", out)
 		}
 	})
@@ -269,6 +272,9 @@ func TestHostileClients(t *testing.T) {
 		}
 	})
 }
+
+// statusLine matches the status line of an HTTP/1.1 response.
+var statusLine = regexp.MustCompile(`(?m)^HTTP/1\.1 [0-9]{3} `)
 
 // rss is a process's resident set size in bytes, from /proc.
 func rss(t *testing.T, pid int) int64 {
