@@ -48,6 +48,9 @@ type Sink interface {
 	Stop(id string)
 	// Remove says the container is gone, or no longer one of dlb's.
 	Remove(id string)
+	// Lost says the Watcher lost the engine: what it reported stays, but
+	// is not known to be current until the next Sync.
+	Lost()
 }
 
 // Watcher follows the Docker Engine and keeps a Sink up to date. Create one
@@ -113,6 +116,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	for {
 		synced, err := w.session(ctx)
 		w.synced.Store(false)
+		w.sink.Lost()
 		if ctx.Err() != nil {
 			return nil
 		}

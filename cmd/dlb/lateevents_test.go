@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -267,4 +268,16 @@ func TestConsoleLogHasNoColourOffATerminal(t *testing.T) {
 			t.Fatal("dlb did not say it was starting within 10s")
 		}
 	}
+}
+
+// refusedAddr is a 127.0.0.1 address where nothing listens.
+func refusedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

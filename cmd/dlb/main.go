@@ -19,6 +19,7 @@ import (
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/fleet"
 	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/docker/docker/client"
@@ -247,51 +248,45 @@ func serve(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	docker, err := newDockerClient(cfg.dockerHost)
+	dockerClient, err := newDockerClient(cfg.dockerHost)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	defer docker.Close()
+	defer dockerClient.Close()
 
-	router := &proxy.Router{}
-	var reg *registry
+	router, pools := &proxy.Router{}, &balancer.Pools{}
 	var met *metrics.Metrics
 	var obs []proxy.Observer
 	if cfg.admin != "" {
-		// The registry, made below, holds the pools; scrapes come later.
-		met = metrics.New(metrics.PoolsFunc(func() []*balancer.Pool { return reg.pools.All() }))
+		met = metrics.New(pools)
 		obs = append(obs, met)
 	}
 	if cfg.accessLog {
 		obs = append(obs, newAccessLog(c.App.Writer, cfg.logFormat))
 	}
+	var fl *fleet.Fleet
 	px := proxy.New(router, proxy.Options{
 		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
 		Observer: observerOf(obs...), UpstreamTransport: cfg.transport,
 		BodyTimeout: cfg.limits.bodyTimeout, WriteTimeout: cfg.limits.writeTimeout, ResponseHeaderTimeout: cfg.limits.headerTimeout,
 		Log:    log.With().Str("component", "proxy").Logger(),
-		Routed: func() bool { return reg.listed.Load() }, // reg is set below, before serving
+		Routed: func() bool { return fl.Routed() }, // fl is set below, before serving
 	})
-	reg = newRegistry(router, px, log.With().Str("component", "pools").Logger())
-	if met != nil {
-		reg.left = met.Forget
-		reg.ready = met.ReplicaReady
-	}
-	watcher := discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
-	reg.synced = watcher.Synced
-	if err := findSelf(ctx, docker, &cfg.opts, log); err == nil {
-		watcher = discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
-		reg.synced = watcher.Synced
+	keeper := newKeeper(cfg, met, log)
+	fl = fleet.New(fleet.Options{Router: router, Proxy: px, Pools: pools, Observer: fleetObserverOf(met, keeper),
+		Log: log.With().Str("component", "pools").Logger()})
+	docker := fl.Source("docker")
+	watcher := discovery.NewWatcher(dockerClient, docker, cfg.opts, log.With().Str("component", "discovery").Logger())
+	if err := findSelf(ctx, dockerClient, &cfg.opts, log); err == nil {
+		watcher = discovery.NewWatcher(dockerClient, docker, cfg.opts, log.With().Str("component", "discovery").Logger())
 	}
 	if met != nil {
 		watcher.OnEvent = met.DockerEvent
 	}
 
-	keeper := newKeeper(cfg, met, log)
 	plain, secure := http.Handler(px), http.Handler(px)
 	if keeper != nil {
 		plain, secure = keeper.HTTPHandler(px), keeper.HTTPSHandler(px)
-		reg.sites = keeper.SetSites
 	}
 	proxySrv := newProxyServer(plain, cfg, nil, log)
 	ln, err := net.Listen("tcp", cfg.listen)
@@ -327,7 +322,7 @@ func serve(c *cli.Context) error {
 			}
 			return cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
 		}
-		h := adminHandler(reg, met, keeper)
+		h := adminHandler(fl, met, keeper)
 		if c.Bool("pprof") {
 			h = withPprof(h)
 		}
@@ -345,7 +340,7 @@ func serve(c *cli.Context) error {
 		defer close(watchDone)
 		watcher.Run(ctx)
 	}()
-	go watchNetwork(ctx, docker, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
+	go watchNetwork(ctx, dockerClient, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
 	errc := make(chan error, 3)
 	go func() { errc <- proxySrv.Serve(ln) }()
 	fastSrv.serve(errc)

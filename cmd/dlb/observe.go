@@ -6,10 +6,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/dlb-lb/dlb/admin"
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
+	"github.com/dlb-lb/dlb/fleet"
 	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/mattn/go-isatty"
@@ -47,6 +49,44 @@ func observerOf(os ...proxy.Observer) proxy.Observer {
 		return os[0]
 	}
 	return observers(os)
+}
+
+// fleetObserver tells metrics and the certificate keeper (either may be
+// nil) of the fleet's changes.
+type fleetObserver struct {
+	met    *metrics.Metrics
+	keeper *certs.Keeper
+}
+
+var _ fleet.Observer = fleetObserver{}
+
+// fleetObserverOf is nil when there is neither metrics nor keeper.
+func fleetObserverOf(met *metrics.Metrics, keeper *certs.Keeper) fleet.Observer {
+	if met == nil && keeper == nil {
+		return nil
+	}
+	return fleetObserver{met: met, keeper: keeper}
+}
+
+// ReplicaReady counts how long the replica took to turn ready.
+func (o fleetObserver) ReplicaReady(service string, sinceEvent time.Duration) {
+	if o.met != nil {
+		o.met.ReplicaReady(service, sinceEvent)
+	}
+}
+
+// ReplicaLeft drops the replica's series.
+func (o fleetObserver) ReplicaLeft(u *balancer.Upstream) {
+	if o.met != nil {
+		o.met.Forget(u)
+	}
+}
+
+// SitesChanged tells the keeper which hosts to hold certificates for.
+func (o fleetObserver) SitesChanged(sites []certs.Site) {
+	if o.keeper != nil {
+		o.keeper.SetSites(sites)
+	}
 }
 
 // accessLog writes one line per request: when it began, the client,
