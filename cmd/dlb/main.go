@@ -9,18 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
-	"github.com/dlb-lb/dlb/fleet"
-	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/docker/docker/client"
 	"github.com/rs/zerolog"
@@ -124,6 +118,7 @@ type config struct {
 	log             zerolog.Logger
 	logFormat       string
 	accessLog       bool
+	pprof           bool
 	limits          limits
 
 	listenTLS      string
@@ -154,7 +149,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		logFormat:      c.String("log-format"), accessLog: c.Bool("access-log"),
 		listenTLS: c.String("listen-tls"), h2c: c.Bool("h2c"),
 		transport: c.String("upstream-transport"), parkIdleAfter: c.Duration("park-idle-after"),
-		dataPath: c.String("data-path"),
+		dataPath: c.String("data-path"), pprof: c.Bool("pprof"),
 	}
 	if err := checkAddr(cfg.listen); err != nil {
 		return nil, badFlag("listen", cfg.listen, err.Error())
@@ -231,137 +226,6 @@ func checkAddr(a string) error {
 	if _, err := discovery.ParsePort(port); err != nil && port != "0" {
 		return fmt.Errorf("port %q is not a port number (0-65535)", port)
 	}
-	return nil
-}
-
-func serve(c *cli.Context) error {
-	cfg, err := parseConfig(c)
-	if err != nil {
-		return err
-	}
-	log := cfg.log
-	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-
-	dockerClient, err := newDockerClient(cfg.dockerHost)
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	defer dockerClient.Close()
-
-	router, pools := &proxy.Router{}, &balancer.Pools{}
-	var met *metrics.Metrics
-	var obs []proxy.Observer
-	if cfg.admin != "" {
-		met = metrics.New(pools)
-		obs = append(obs, met)
-	}
-	if cfg.accessLog {
-		obs = append(obs, newAccessLog(c.App.Writer, cfg.logFormat))
-	}
-	var fl *fleet.Fleet
-	px := proxy.New(router, proxy.Options{
-		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
-		Observer: observerOf(obs...), UpstreamTransport: cfg.transport,
-		BodyTimeout: cfg.limits.bodyTimeout, WriteTimeout: cfg.limits.writeTimeout, ResponseHeaderTimeout: cfg.limits.headerTimeout,
-		Log:    log.With().Str("component", "proxy").Logger(),
-		Routed: func() bool { return fl.Routed() }, // fl is set below, before serving
-	})
-	keeper := newKeeper(cfg, met, log)
-	fl = fleet.New(fleet.Options{Router: router, Proxy: px, Pools: pools, Observer: fleetObserverOf(met, keeper),
-		Log: log.With().Str("component", "pools").Logger()})
-	docker := fl.Source("docker")
-	watcher := discovery.NewWatcher(dockerClient, docker, cfg.opts, log.With().Str("component", "discovery").Logger())
-	if err := findSelf(ctx, dockerClient, &cfg.opts, log); err == nil {
-		watcher = discovery.NewWatcher(dockerClient, docker, cfg.opts, log.With().Str("component", "discovery").Logger())
-	}
-	if met != nil {
-		watcher.OnEvent = met.DockerEvent
-	}
-
-	plain, secure := http.Handler(px), http.Handler(px)
-	if keeper != nil {
-		plain, secure = keeper.HTTPHandler(px), keeper.HTTPSHandler(px)
-	}
-	proxySrv := newProxyServer(plain, cfg, nil, log)
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
-	}
-	var refused func()
-	if met != nil {
-		refused = met.RefusedConnection
-	}
-	// The limit counts every client connection, those the fast data path
-	// serves and those it hands to net/http.
-	ln = proxy.LimitListener(ln, cfg.limits.maxConns, refused)
-	fastSrv, ln := fastPath(px, proxySrv, ln, cfg, keeper)
-	ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
-	proxySrv.ConnState = proxy.ConnState(ln, proxySrv.ConnState)
-	tlsSrv, tlsLn, err := listenTLS(secure, cfg, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	if keeper != nil {
-		keeper.Start(ctx, ln.Addr().String(), tlsLn.Addr().String())
-	}
-	var adminSrv *http.Server
-	var adminLn net.Listener
-	if cfg.admin != "" {
-		adminLn, err = net.Listen("tcp", cfg.admin)
-		if err != nil {
-			ln.Close()
-			if tlsLn != nil {
-				tlsLn.Close()
-			}
-			return cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
-		}
-		h := adminHandler(fl, met, keeper)
-		if c.Bool("pprof") {
-			h = withPprof(h)
-		}
-		h = cfg.limits.guard.Wrap(h)
-		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	}
-
-	gcInfo := cfg.gc.apply()
-	log.Info().Str("version", version).Str("listen", ln.Addr().String()).Str("listen_tls", addrOf(tlsLn)).
-		Bool("h2c", cfg.h2c).Str("admin", addrOf(adminLn)).Int64("max_conns", cfg.limits.maxConns).
-		Str("network", cfg.opts.Network).Bool("exposed_by_default", cfg.opts.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
-
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		watcher.Run(ctx)
-	}()
-	go watchNetwork(ctx, dockerClient, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
-	errc := make(chan error, 3)
-	go func() { errc <- proxySrv.Serve(ln) }()
-	fastSrv.serve(errc)
-	if tlsSrv != nil {
-		go func() { errc <- tlsSrv.ServeTLS(tlsLn, "", "") }()
-	}
-	if adminSrv != nil {
-		go func() { errc <- adminSrv.Serve(adminLn) }()
-	}
-
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		stop()
-		return cli.Exit(fmt.Sprintf("server failed: %v", err), 1)
-	}
-	log.Info().Dur("timeout_ms", cfg.shutdownTimeout).Msg("shutting down: no new connections, finishing requests in flight")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
-	defer cancel()
-	if adminSrv != nil {
-		adminSrv.Close()
-	}
-	fastSrv.shutdown(sctx, log)
-	shutdownAll(sctx, log, proxySrv, tlsSrv)
-	<-watchDone
-	log.Info().Msg("stopped")
 	return nil
 }
 
