@@ -44,6 +44,7 @@ import (
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/health"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/rs/zerolog"
 )
@@ -87,8 +88,8 @@ type Fleet struct {
 	pools    *balancer.Pools
 	router   *proxy.Router
 	proxy    *proxy.Proxy
-	gate     *proxy.Gate
-	checker  *proxy.Checker
+	gate     *health.Gate
+	checker  *health.Checker
 	observer Observer
 	log      zerolog.Logger
 	listed   atomic.Bool // every source has synced once: the routes are known
@@ -142,7 +143,7 @@ var _ admin.Source = (*Fleet)(nil)
 // New returns a Fleet with no replica and no source.
 func New(o Options) *Fleet {
 	f := &Fleet{pools: o.Pools, router: o.Router, proxy: o.Proxy, observer: o.Observer, log: o.Log,
-		gate: &proxy.Gate{}, checker: &proxy.Checker{},
+		gate: &health.Gate{}, checker: &health.Checker{},
 		sources: map[string]*sourceState{}, replicas: map[string]placed{}, services: map[string]*service{}}
 	if f.pools == nil {
 		f.pools = &balancer.Pools{}
@@ -392,7 +393,7 @@ func (g *Fleet) admit(r discovery.Replica, pool *balancer.Pool) {
 		u.SetAnnounced(r.EventTime)
 	}
 	if r.Labels.HealthPath != "" {
-		hc := proxy.HealthCheck{Path: r.Labels.HealthPath, Interval: r.Labels.HealthInterval,
+		hc := health.Check{Path: r.Labels.HealthPath, Interval: r.Labels.HealthInterval,
 			Timeout: r.Labels.HealthTimeout, Admit: r.Health == ""}
 		if len(r.Hosts) > 0 && !strings.HasPrefix(r.Hosts[0], "*") {
 			hc.Host = r.Hosts[0]

@@ -1,4 +1,4 @@
-package proxy
+package health
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"github.com/dlb-lb/dlb/balancer"
 )
 
-// HealthCheck is an active HTTP check of one upstream (label dlb.health.path).
-type HealthCheck struct {
+// Check is an active HTTP check of one upstream (label dlb.health.path).
+type Check struct {
 	// Path is requested with GET; a 2xx or 3xx answer passes.
 	Path string
 	// Interval between checks once the upstream is ready, and Timeout of one.
@@ -39,7 +39,7 @@ type Checker struct {
 
 // Watch starts checking u (a member of pool) with hc, replacing any check
 // already running for it.
-func (c *Checker) Watch(pool *balancer.Pool, u *balancer.Upstream, hc HealthCheck) {
+func (c *Checker) Watch(pool *balancer.Pool, u *balancer.Upstream, hc Check) {
 	go c.run(c.checks.start(u.ID()), pool, u, hc)
 }
 
@@ -59,7 +59,7 @@ var defaultCheckClient = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-func (c *Checker) run(ctx context.Context, pool *balancer.Pool, u *balancer.Upstream, hc HealthCheck) {
+func (c *Checker) run(ctx context.Context, pool *balancer.Pool, u *balancer.Upstream, hc Check) {
 	fall, rise := max(c.Fall, 1), max(c.Rise, 1)
 	if c.Fall == 0 {
 		fall = 2
@@ -117,7 +117,7 @@ func (c *Checker) run(ctx context.Context, pool *balancer.Pool, u *balancer.Upst
 }
 
 // check sends one check and reports whether it passed.
-func (c *Checker) check(ctx context.Context, u *balancer.Upstream, hc HealthCheck) bool {
+func (c *Checker) check(ctx context.Context, u *balancer.Upstream, hc Check) bool {
 	ctx, cancel := context.WithTimeout(ctx, hc.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+u.Address()+hc.Path, nil)
