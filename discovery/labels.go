@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"fmt"
+	"github.com/dlb-lb/dlb/balancer"
 	"slices"
 	"sort"
 	"strconv"
@@ -178,8 +179,8 @@ var labelParsers = []struct {
 	{LabelPathStrip, func(c *LabelConfig, v string) string { return parseBool(v, &c.StripPath, nil) }},
 	{LabelBalance, func(c *LabelConfig, v string) string {
 		b := strings.TrimSpace(v)
-		if !slices.Contains(BalanceNames, b) {
-			return "not a policy (use " + strings.Join(BalanceNames, ", ") + ")"
+		if !slices.Contains(balancer.PolicyNames, b) {
+			return "not a policy (use " + strings.Join(balancer.PolicyNames, ", ") + ")"
 		}
 		c.Balance = b
 		return ""
@@ -314,9 +315,6 @@ func parseDuration(v string, dst *time.Duration, lo, hi time.Duration, want stri
 	*dst = d
 	return ""
 }
-
-// BalanceNames are the policies dlb.balance accepts.
-var BalanceNames = []string{"round_robin", "least_conn", "random", "hash"}
 
 // ParseSize parses a byte count with an optional k, m or g suffix (powers
 // of 1024), e.g. 512, 64k, 10m, 1g.

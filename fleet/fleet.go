@@ -435,10 +435,8 @@ func (g *Fleet) setRoute(svc *service, r discovery.Replica) {
 	want := routeOf(r, svc.pool)
 	site := certs.Site{Hosts: r.Hosts, Off: r.Labels.TLSOff, HSTS: r.Labels.HSTS}
 	if r.Labels.Balance != "" || svc.from == "" {
-		if !svc.pool.SetPolicy(r.Labels.Balance) {
-			g.log.Warn().Str("service", r.Service).Str("replica", r.Name).
-				Msgf("label %s=%q: this dlb does not implement that policy; keeping %s", discovery.LabelBalance, r.Labels.Balance, svc.pool.Policy())
-		}
+		// discovery accepts only balancer.PolicyNames: the policy exists.
+		svc.pool.SetPolicy(r.Labels.Balance)
 	}
 	if svc.from != "" && sameRoute(svc.route, want) && site.Off == svc.site.Off && site.HSTS == svc.site.HSTS {
 		return
