@@ -34,7 +34,6 @@
 package fleet
 
 import (
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,12 +129,6 @@ func routeOf(r discovery.Replica, pool *balancer.Pool) proxy.Route {
 		Sticky: l.Sticky, StickyCookie: l.StickyCookie, HashHeader: l.HashHeader,
 		Scheme: l.Scheme, MaxBody: l.MaxBody, ResponseHeaderTimeout: l.ResponseHeaderTimeout, Pool: pool,
 	}
-}
-
-func sameRoute(a, b proxy.Route) bool {
-	return slices.Equal(a.Hosts, b.Hosts) && a.Path == b.Path && a.StripPath == b.StripPath &&
-		a.Sticky == b.Sticky && a.StickyCookie == b.StickyCookie && a.HashHeader == b.HashHeader &&
-		a.Scheme == b.Scheme && a.MaxBody == b.MaxBody && a.ResponseHeaderTimeout == b.ResponseHeaderTimeout && a.Pool == b.Pool
 }
 
 var _ admin.Source = (*Fleet)(nil)
@@ -438,7 +431,7 @@ func (g *Fleet) setRoute(svc *service, r discovery.Replica) {
 		// discovery accepts only balancer.PolicyNames: the policy exists.
 		svc.pool.SetPolicy(r.Labels.Balance)
 	}
-	if svc.from != "" && sameRoute(svc.route, want) && site.Off == svc.site.Off && site.HSTS == svc.site.HSTS {
+	if svc.from != "" && svc.route.Same(want) && site.Off == svc.site.Off && site.HSTS == svc.site.HSTS {
 		return
 	}
 	if other, ok := g.replicas[svc.from]; ok && svc.from != r.ID {
