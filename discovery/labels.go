@@ -3,6 +3,7 @@ package discovery
 import (
 	"fmt"
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/health"
 	"slices"
 	"sort"
 	"strconv"
@@ -108,7 +109,7 @@ func (e *LabelError) Error() string {
 // malformed label gives a *LabelError naming the label, the value and what is
 // accepted.
 func ParseLabels(labels map[string]string) (LabelConfig, error) {
-	c := LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
+	c := LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: health.DefaultInterval, HealthTimeout: health.DefaultTimeout}
 	for _, lp := range labelParsers {
 		if v, ok := labels[lp.label]; ok {
 			if hasControl(v) {

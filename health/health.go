@@ -26,7 +26,7 @@ type Check struct {
 // soon as it is watched, and again quickly (backing off to Interval) until it
 // first passes, which makes the upstream ready; after that, Fall consecutive
 // failures take it Down and Rise consecutive passes bring it back. The zero
-// value is ready to use (Fall and Rise default to 2).
+// value is ready to use (Fall and Rise default to DefaultFall and DefaultRise).
 type Checker struct {
 	Fall, Rise int
 	// Client sends the checks; nil means a client with no keep-alive.
@@ -59,19 +59,28 @@ var defaultCheckClient = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
+// The defaults of an active check: the one place they are set (the
+// dlb.health.* labels default to them too).
+const (
+	DefaultInterval = 5 * time.Second // between checks (dlb.health.interval)
+	DefaultTimeout  = 2 * time.Second // for one check's answer (dlb.health.timeout)
+	DefaultFall     = 2               // failures in a row that take a ready upstream down
+	DefaultRise     = 2               // passes in a row that bring it back
+)
+
 func (c *Checker) run(ctx context.Context, pool *balancer.Pool, u *balancer.Upstream, hc Check) {
 	fall, rise := max(c.Fall, 1), max(c.Rise, 1)
 	if c.Fall == 0 {
-		fall = 2
+		fall = DefaultFall
 	}
 	if c.Rise == 0 {
-		rise = 2
+		rise = DefaultRise
 	}
 	if hc.Interval <= 0 {
-		hc.Interval = 5 * time.Second
+		hc.Interval = DefaultInterval
 	}
 	if hc.Timeout <= 0 {
-		hc.Timeout = 2 * time.Second
+		hc.Timeout = DefaultTimeout
 	}
 	admitted := false
 	wait := 25 * time.Millisecond

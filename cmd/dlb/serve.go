@@ -153,7 +153,7 @@ func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
 		h = withPprof(h)
 	}
 	h = cfg.limits.guard.Wrap(h)
-	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
 	return s, nil
 }
 
