@@ -308,7 +308,11 @@ func (w *Watcher) accept(id string, r Replica, err error) bool {
 		w.warned[id] = msg
 		w.mu.Unlock()
 		if fresh {
-			w.log.Warn().Msg(msg)
+			ev := w.log.Warn()
+			if ce := (*ContainerError)(nil); errors.As(err, &ce) {
+				ev = ev.Str("container", ce.Container)
+			}
+			ev.Msg(msg)
 		}
 		if r.ID == "" {
 			return false
