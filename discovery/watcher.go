@@ -51,6 +51,10 @@ type Sink interface {
 	// Lost says the Watcher lost the engine: what it reported stays, but
 	// is not known to be current until the next Sync.
 	Lost()
+	// Event says the Watcher is handling an engine event with this action
+	// ("start", "die", "health_status: healthy", "connect"...), for
+	// metrics. It is called on the Watcher's goroutines and must not block.
+	Event(action string)
 }
 
 // Watcher follows the Docker Engine and keeps a Sink up to date. Create one
@@ -68,10 +72,6 @@ type Watcher struct {
 	// is quiet, so that a connection that hangs without breaking is noticed
 	// (zero means 5s); a ping gets as long again to answer.
 	PingInterval time.Duration
-	// OnEvent, if set, is called with the action of every event the
-	// Watcher handles ("start", "die", "health_status: healthy",
-	// "connect"...), on the Watcher's goroutine; it must not block.
-	OnEvent func(action string)
 
 	synced atomic.Bool
 
@@ -375,9 +375,7 @@ func (w *Watcher) handle(ctx context.Context, m events.Message) error {
 	action := string(m.Action)
 	w.log.Debug().Str("type", string(m.Type)).Str("action", action).Str("actor", attrs["name"]).
 		Str("container", attrs["container"]).Msg("docker event")
-	if w.OnEvent != nil {
-		w.OnEvent(action)
-	}
+	w.sink.Event(action)
 	if id == "" || id == w.opts.SelfID {
 		return nil
 	}

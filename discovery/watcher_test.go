@@ -98,13 +98,14 @@ func event(action events.Action, c dc.InspectResponse) events.Message {
 }
 
 // recordingSink is a discovery.Sink that holds replica states by
-// container name, and counts Sync and Lost calls.
+// container name, counts Sync and Lost calls and keeps the events' actions.
 type recordingSink struct {
-	mu     sync.Mutex
-	names  map[string]string // ID -> name
-	state  map[string]string // name -> "up", "draining", "stopped"
-	syncs  int
-	losses int
+	mu      sync.Mutex
+	names   map[string]string // ID -> name
+	state   map[string]string // name -> "up", "draining", "stopped"
+	syncs   int
+	losses  int
+	actions []string // of the events the Watcher handled, in order
 }
 
 func newRecordingSink() *recordingSink {
@@ -129,6 +130,18 @@ func (s *recordingSink) Drain(id string)  { s.mark(id, "draining") }
 func (s *recordingSink) Stop(id string)   { s.mark(id, "stopped") }
 func (s *recordingSink) Remove(id string) { s.mark(id, "") }
 func (s *recordingSink) Lost()            { s.mu.Lock(); s.losses++; s.mu.Unlock() }
+func (s *recordingSink) Event(action string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.actions = append(s.actions, action)
+}
+
+// handled reports whether the Watcher began handling an event of action.
+func (s *recordingSink) handled(action string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.actions, action)
+}
 
 func (s *recordingSink) mark(id, state string) {
 	s.mu.Lock()
@@ -182,8 +195,6 @@ func TestWatcherFollowsAFakeEngine(t *testing.T) {
 	sink := newRecordingSink()
 	w := discovery.NewWatcher(engine, sink, discovery.Options{}, zerolog.Nop())
 	w.MinBackoff, w.MaxBackoff = time.Millisecond, time.Millisecond
-	var handled sync.Map // action -> true, once the Watcher began handling one
-	w.OnEvent = func(action string) { handled.Store(action, true) }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
@@ -202,7 +213,7 @@ func TestWatcherFollowsAFakeEngine(t *testing.T) {
 	// One container's events are handled in order: once the die is, the
 	// stale start was.
 	deadline := time.Now().Add(5 * time.Second)
-	for _, ok := handled.Load("die"); !ok; _, ok = handled.Load("die") {
+	for !sink.handled("die") {
 		if time.Now().After(deadline) {
 			t.Fatal("the Watcher did not handle web-3's die event within 5s")
 		}

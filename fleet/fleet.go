@@ -16,8 +16,9 @@
 //     a route differs.
 //   - Drain: its container is being stopped or paused; requests in flight
 //     finish, no new ones come.
-//   - Stop: its process exited; it stays in its pool, down, so that its
-//     requests wait for it to start again rather than get 404.
+//   - Stop: its process exited; it stays in its pool, down, so that
+//     requests wait for it to start again (docker restart, a restart
+//     policy), up to the proxy's queue timeout.
 //   - Remove: it is gone, or no longer one of dlb's. Its pool and route stay,
 //     answering 503, so that a service with no replica is told apart from an
 //     unknown one.
@@ -26,6 +27,8 @@
 //     updated. Replicas of other sources are left alone.
 //   - Lost: the source lost its engine; what it reported stays, and the
 //     Fleet is not in sync until the source syncs again.
+//   - Event: the source is handling one of its engine's events; the
+//     Observer hears of it (metrics count them).
 //
 // The Fleet is in sync (Healthy) while every source is; its routes are
 // known (Routed) once every source has synced once. Observers learn of the
@@ -60,6 +63,9 @@ type Observer interface {
 	// SitesChanged gives every service's hosts and HTTPS labels whenever
 	// the routes change.
 	SitesChanged(sites []certs.Site)
+	// SourceEvent says a source is handling one of its engine's events
+	// (for Docker, the action: "start", "die", "health_status: healthy"...).
+	SourceEvent(source, action string)
 }
 
 // Options configure a Fleet. The zero value works: a Fleet of its own
@@ -197,6 +203,11 @@ func (s source) Drain(id string)             { s.f.Drain(id) }
 func (s source) Stop(id string)              { s.f.Stop(id) }
 func (s source) Remove(id string)            { s.f.Remove(id) }
 func (s source) Lost()                       { s.f.Lost(s.name) }
+func (s source) Event(action string) {
+	if s.f.observer != nil {
+		s.f.observer.SourceEvent(s.name, action)
+	}
+}
 
 // Sync makes the pools hold exactly the given replicas of source: its
 // replicas not among them are removed, those of other sources stay.

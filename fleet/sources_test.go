@@ -73,10 +73,11 @@ func TestFleetHealthyNeedsEverySource(t *testing.T) {
 
 // recorder is an Observer that keeps what it was told.
 type recorder struct {
-	mu    sync.Mutex
-	ready []string
-	left  []string
-	sites [][]string // hosts of each site, per call
+	mu     sync.Mutex
+	ready  []string
+	left   []string
+	sites  [][]string // hosts of each site, per call
+	events []string   // "source action"
 }
 
 func (o *recorder) ReplicaReady(service string, _ time.Duration) {
@@ -89,6 +90,12 @@ func (o *recorder) ReplicaLeft(u *balancer.Upstream) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.left = append(o.left, u.Name())
+}
+
+func (o *recorder) SourceEvent(source, action string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events = append(o.events, source+" "+action)
 }
 
 func (o *recorder) SitesChanged(sites []certs.Site) {
@@ -107,6 +114,7 @@ func TestFleetObserver(t *testing.T) {
 	var o recorder
 	f := New(Options{Observer: &o})
 	src := f.Source("docker")
+	src.Event("start")
 	r := replicaOf(t, "web-1", backend(t, "web-1"), withHealth("healthy"), onRoute("/", "a.example.com"))
 	r.EventTime = time.Now()
 	src.Update(r)
@@ -126,6 +134,9 @@ func TestFleetObserver(t *testing.T) {
 	}
 	if want := []string{"web-1"}; !slices.Equal(o.left, want) {
 		t.Errorf("ReplicaLeft got %q, want %q", o.left, want)
+	}
+	if want := []string{"docker start"}; !slices.Equal(o.events, want) {
+		t.Errorf("SourceEvent got %q, want %q", o.events, want)
 	}
 	if len(o.sites) != 1 || !slices.Equal(o.sites[0], []string{"a.example.com"}) {
 		t.Errorf("SitesChanged got %q, want one call with [a.example.com]", o.sites)

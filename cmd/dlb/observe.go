@@ -82,6 +82,13 @@ func (o fleetObserver) ReplicaLeft(u *balancer.Upstream) {
 	}
 }
 
+// SourceEvent counts the engine's event.
+func (o fleetObserver) SourceEvent(_, action string) {
+	if o.met != nil {
+		o.met.DockerEvent(action)
+	}
+}
+
 // SitesChanged tells the keeper which hosts to hold certificates for.
 func (o fleetObserver) SitesChanged(sites []certs.Site) {
 	if o.keeper != nil {

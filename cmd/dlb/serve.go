@@ -88,9 +88,6 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 	// (or when dlb cannot tell which container it is) as the flags say.
 	_ = findSelf(ctx, docker, &cfg.opts, log)
 	p.watcher = discovery.NewWatcher(docker, src, cfg.opts, log.With().Str("component", "discovery").Logger())
-	if p.metrics != nil {
-		p.watcher.OnEvent = p.metrics.DockerEvent
-	}
 	p.plain, p.secure = p.proxy, p.proxy
 	if p.keeper != nil {
 		p.plain, p.secure = p.keeper.HTTPHandler(p.proxy), p.keeper.HTTPSHandler(p.proxy)
