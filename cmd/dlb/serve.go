@@ -59,7 +59,7 @@ type parts struct {
 // The access log, if on, goes to stdout.
 func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 	log := cfg.log
-	docker, err := newDockerClient(cfg.dockerHost)
+	docker, err := discovery.NewClient(cfg.dockerHost)
 	if err != nil {
 		return nil, cli.Exit(err.Error(), 1)
 	}
@@ -86,7 +86,7 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 	src := p.fleet.Source("docker")
 	// In a container, replicas are reached over dlb's own networks; else
 	// (or when dlb cannot tell which container it is) as the flags say.
-	_ = findSelf(ctx, docker, &cfg.opts, log)
+	_ = discovery.FindSelf(ctx, docker, &cfg.opts, log)
 	p.watcher = discovery.NewWatcher(docker, src, cfg.opts, log.With().Str("component", "discovery").Logger())
 	p.plain, p.secure = p.proxy, p.proxy
 	if p.keeper != nil {
@@ -169,7 +169,7 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 		defer close(watchDone)
 		p.watcher.Run(ctx)
 	}()
-	go watchNetwork(ctx, p.docker, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
+	go discovery.WatchNetwork(ctx, p.docker, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
 	errc := make(chan error, 3)
 	go func() { errc <- s.proxy.Serve(s.ln) }()
 	s.fast.serve(errc)
