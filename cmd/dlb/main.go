@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/dlb-lb/dlb/accesslog"
 	"io"
 	"net"
 	"os"
@@ -206,7 +207,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 	switch c.String("log-format") {
 	case "json":
 	case "console":
-		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339, NoColor: !isTerminal(out)}
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339, NoColor: !accesslog.IsTerminal(out)}
 	default:
 		return nil, badFlag("log-format", c.String("log-format"), "must be console or json")
 	}

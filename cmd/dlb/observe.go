@@ -2,10 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"io"
-	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/dlb-lb/dlb/admin"
@@ -14,8 +11,6 @@ import (
 	"github.com/dlb-lb/dlb/fleet"
 	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
-	"github.com/mattn/go-isatty"
-	"github.com/rs/zerolog"
 )
 
 // observers tells every one of its Observers about each request.
@@ -94,59 +89,6 @@ func (o fleetObserver) SitesChanged(sites []certs.Site) {
 	if o.keeper != nil {
 		o.keeper.SetSites(sites)
 	}
-}
-
-// accessLog writes one line per request: when it began, the client,
-// method, host, path, status, response bytes, duration (ms), service and
-// replica.
-type accessLog struct {
-	log zerolog.Logger
-}
-
-var _ proxy.Observer = (*accessLog)(nil)
-
-// accessLogFields is the order of the fields in the console format.
-var accessLogFields = []string{"client", "method", "host", "path", "status", "bytes", "duration_ms", "service", "replica"}
-
-// newAccessLog writes the access log to w as JSON lines, or as the console
-// format (format "console"), like dlb's own log; in colour only on a
-// terminal.
-func newAccessLog(w io.Writer, format string) *accessLog {
-	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "2006-01-02T15:04:05.000Z07:00",
-			NoColor:    !isTerminal(w),
-			PartsOrder: []string{zerolog.TimestampFieldName}, FieldsOrder: accessLogFields}
-	}
-	return &accessLog{log: zerolog.New(w)}
-}
-
-// isTerminal reports whether w is a terminal: logs are coloured only there
-// (docker compose logs, files and pipes get no escape codes).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && isatty.IsTerminal(f.Fd())
-}
-
-// Observe writes the request's line.
-func (l *accessLog) Observe(r *http.Request, e *proxy.Exchange) {
-	client, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		client = r.RemoteAddr
-	}
-	service, replica := "", ""
-	if e.Route != nil {
-		service = e.Route.Service
-	}
-	if e.Upstream != nil {
-		replica = e.Upstream.Name()
-	}
-	l.log.Log().
-		Str(zerolog.TimestampFieldName, e.Start.Format("2006-01-02T15:04:05.000Z07:00")).
-		Str("client", client).Str("method", r.Method).Str("host", r.Host).Str("path", r.URL.Path).
-		Int("status", e.Status).Int64("bytes", e.Bytes).
-		Float64("duration_ms", float64(e.Duration.Microseconds())/1000).
-		Str("service", service).Str("replica", replica).
-		Send()
 }
 
 // adminHandler is the admin API with /metrics beside it (m may be nil),

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/dlb-lb/dlb/accesslog"
 	"io"
 	"net"
 	"net/http"
@@ -71,7 +72,7 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 		obs = append(obs, p.metrics)
 	}
 	if cfg.accessLog {
-		obs = append(obs, newAccessLog(stdout, cfg.logFormat))
+		obs = append(obs, accesslog.New(stdout, cfg.logFormat))
 	}
 	p.proxy = proxy.New(router, proxy.Options{
 		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
