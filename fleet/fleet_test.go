@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/dlb-lb/dlb/internal/nettest"
 	"io"
 	"net"
 	"net/http"
@@ -118,12 +119,7 @@ func backend(t *testing.T, name string) string {
 // refusedAddr is a 127.0.0.1 address where nothing listens.
 func refusedAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr, _ := nettest.ReservePort(t)
 	return addr
 }
 

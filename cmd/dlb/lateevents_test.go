@@ -9,7 +9,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
+	"github.com/dlb-lb/dlb/internal/nettest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -273,11 +273,6 @@ func TestConsoleLogHasNoColourOffATerminal(t *testing.T) {
 // refusedAddr is a 127.0.0.1 address where nothing listens.
 func refusedAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr, _ := nettest.ReservePort(t)
 	return addr
 }
