@@ -68,6 +68,17 @@ type Observer interface {
 	SourceEvent(source, action string)
 }
 
+// Releaser is what the Fleet needs of a proxy: to be told that a replica
+// left rotation, with removed true when its process exited or it is gone
+// (its connections, even those being made, are dropped) and false when it
+// drains or moved (its idle connections are closed, those in flight
+// finish). *proxy.Proxy is one; a TCP proxy can be another.
+type Releaser interface {
+	Release(u *balancer.Upstream, removed bool)
+}
+
+var _ Releaser = (*proxy.Proxy)(nil)
+
 // Options configure a Fleet. The zero value works: a Fleet of its own
 // pools and router, observed by no one.
 type Options struct {
@@ -76,7 +87,7 @@ type Options struct {
 	Router *proxy.Router
 	// Proxy, if set, is told when a replica leaves rotation, so that it
 	// drops (or lets finish) its connections to it.
-	Proxy *proxy.Proxy
+	Proxy Releaser
 	// Pools holds the pools; nil: the Fleet's own. Give it to share the
 	// pools with a reader made before the Fleet (metrics).
 	Pools *balancer.Pools
@@ -92,7 +103,7 @@ type Options struct {
 type Fleet struct {
 	pools    *balancer.Pools
 	router   *proxy.Router
-	proxy    *proxy.Proxy
+	proxy    Releaser
 	gate     *health.Gate
 	checker  *health.Checker
 	observer Observer
