@@ -258,25 +258,25 @@ func (f *Fleet) Lost(source string) {
 func (f *Fleet) Routed() bool { return f.listed.Load() }
 
 // Update adds a replica of source or applies a change to it.
-func (g *Fleet) Update(source string, r discovery.Replica) {
-	g.mu.Lock()
-	g.update(source, r)
-	g.mu.Unlock()
-	g.notify()
+func (f *Fleet) Update(source string, r discovery.Replica) {
+	f.mu.Lock()
+	f.update(source, r)
+	f.mu.Unlock()
+	f.notify()
 }
 
 // Drain stops new requests to a replica; those in flight finish.
-func (g *Fleet) Drain(id string) { g.retire(id, false) }
+func (f *Fleet) Drain(id string) { f.retire(id, false) }
 
 // Stop marks a replica whose process exited as down; it stays in its pool
 // until it is started again or removed, so requests wait for it.
-func (g *Fleet) Stop(id string) { g.retire(id, true) }
+func (f *Fleet) Stop(id string) { f.retire(id, true) }
 
 // retire takes a replica out of rotation without removing it: draining
 // while its process runs, down once it exited (its transport is dropped).
-func (g *Fleet) retire(id string, exited bool) {
-	g.mu.Lock()
-	p, ok := g.replicas[id]
+func (f *Fleet) retire(id string, exited bool) {
+	f.mu.Lock()
+	p, ok := f.replicas[id]
 	var u *balancer.Upstream
 	if ok {
 		u = p.pool.Get(id)
@@ -284,73 +284,73 @@ func (g *Fleet) retire(id string, exited bool) {
 	// One line per state change: docker stop reports kill, die and stop,
 	// and a stop that comes after the die changes nothing.
 	if u == nil || !p.r.Running || !exited && u.State() == balancer.Draining {
-		g.mu.Unlock()
+		f.mu.Unlock()
 		return
 	}
-	g.unwatch(id)
+	f.unwatch(id)
 	msg := "replica draining"
 	if exited {
 		p.pool.Stop(id)
 		p.r.Running = false
-		g.replicas[id] = p
+		f.replicas[id] = p
 		msg = "replica stopped"
 	} else {
 		p.pool.Drain(id)
 	}
-	g.release(u, exited)
-	g.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Int("ready", p.pool.ReadyCount()).Msg(msg)
-	g.mu.Unlock()
-	g.notify()
+	f.release(u, exited)
+	f.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Int("ready", p.pool.ReadyCount()).Msg(msg)
+	f.mu.Unlock()
+	f.notify()
 }
 
 // Remove takes a replica out of its pool. The pool stays, so that its
 // requests get 503 rather than 404 while it has no replica.
-func (g *Fleet) Remove(id string) {
-	g.mu.Lock()
-	g.remove(id)
-	g.mu.Unlock()
-	g.notify()
+func (f *Fleet) Remove(id string) {
+	f.mu.Lock()
+	f.remove(id)
+	f.mu.Unlock()
+	f.notify()
 }
 
-func (g *Fleet) remove(id string) {
-	p, ok := g.replicas[id]
+func (f *Fleet) remove(id string) {
+	p, ok := f.replicas[id]
 	if !ok {
 		return
 	}
-	delete(g.replicas, id)
-	g.unwatch(id)
+	delete(f.replicas, id)
+	f.unwatch(id)
 	u := p.pool.Get(id)
 	p.pool.Remove(id)
 	if u != nil {
-		g.release(u, true)
-		if g.observer != nil {
-			g.observer.ReplicaLeft(u)
+		f.release(u, true)
+		if f.observer != nil {
+			f.observer.ReplicaLeft(u)
 		}
 	}
-	g.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Int("ready", p.pool.ReadyCount()).Msg("replica removed")
+	f.log.Info().Str("service", p.pool.Name()).Str("replica", p.r.Name).Int("ready", p.pool.ReadyCount()).Msg("replica removed")
 }
 
-func (g *Fleet) update(source string, r discovery.Replica) {
-	old, known := g.replicas[r.ID]
+func (f *Fleet) update(source string, r discovery.Replica) {
+	old, known := f.replicas[r.ID]
 	if known && old.pool.Name() != r.Service {
-		g.remove(r.ID) // its dlb.service label changed: move it
+		f.remove(r.ID) // its dlb.service label changed: move it
 		known = false
 	}
-	pool := g.pools.GetOrCreate(r.Service)
-	svc := g.services[r.Service]
+	pool := f.pools.GetOrCreate(r.Service)
+	svc := f.services[r.Service]
 	if svc == nil {
 		svc = &service{pool: pool}
-		g.services[r.Service] = svc
+		f.services[r.Service] = svc
 	}
-	g.setRoute(svc, r)
+	f.setRoute(svc, r)
 	before := pool.Get(r.ID)
 	moved := known && old.r.Address() != r.Address()
 	// A replica at a new address must show again that it answers there.
 	wasServing := known && !moved && old.r.Serving() && before != nil && before.State() != balancer.Draining
 	pool.Put(balancer.Member{ID: r.ID, Name: r.Name, Address: r.Address(), Weight: r.Labels.Weight})
-	g.replicas[r.ID] = placed{r: r, pool: pool, source: source}
+	f.replicas[r.ID] = placed{r: r, pool: pool, source: source}
 	if moved && before != nil {
-		g.release(before, false)
+		f.release(before, false)
 	}
 
 	// Docker's HEALTHCHECK, when the container has one, decides readiness.
@@ -366,21 +366,21 @@ func (g *Fleet) update(source string, r discovery.Replica) {
 			pool.SetHealth(r.ID, balancer.CheckPassive, true)
 			pool.SetHealth(r.ID, balancer.CheckActive, true)
 		}
-		ev := g.log.Info().Str("service", r.Service).Str("replica", r.Name).Str("address", r.Address())
+		ev := f.log.Info().Str("service", r.Service).Str("replica", r.Name).Str("address", r.Address())
 		if !r.EventTime.IsZero() {
 			ev = ev.Dur("since_event_ms", time.Since(r.EventTime))
 		}
 		ev.Msg("replica starting")
-		g.admit(r, pool)
+		f.admit(r, pool)
 	case r.Health == "healthy":
-		g.markReady(r, pool)
+		f.markReady(r, pool)
 	}
 }
 
 // markReady lets a replica that showed it can answer take requests, and
 // logs, when it was not ready before, how long that took since the Docker
 // event that announced it.
-func (g *Fleet) markReady(r discovery.Replica, pool *balancer.Pool) {
+func (f *Fleet) markReady(r discovery.Replica, pool *balancer.Pool) {
 	u := pool.Get(r.ID)
 	if u == nil || u.State() == balancer.Ready {
 		return
@@ -389,12 +389,12 @@ func (g *Fleet) markReady(r discovery.Replica, pool *balancer.Pool) {
 	if !pool.MarkReady(r.ID) || u.State() != balancer.Ready {
 		return
 	}
-	ev := g.log.Info().Str("service", r.Service).Str("replica", r.Name)
+	ev := f.log.Info().Str("service", r.Service).Str("replica", r.Name)
 	if !r.EventTime.IsZero() {
 		since := time.Since(r.EventTime)
 		ev = ev.Dur("since_event_ms", since)
-		if g.observer != nil {
-			g.observer.ReplicaReady(r.Service, since)
+		if f.observer != nil {
+			f.observer.ReplicaReady(r.Service, since)
 		}
 	}
 	ev.Msg("replica ready")
@@ -403,7 +403,7 @@ func (g *Fleet) markReady(r discovery.Replica, pool *balancer.Pool) {
 // admit lets a started replica into its pool once it can answer: when Docker
 // says it is healthy if it has a HEALTHCHECK, else when it accepts a TCP
 // connection on its port.
-func (g *Fleet) admit(r discovery.Replica, pool *balancer.Pool) {
+func (f *Fleet) admit(r discovery.Replica, pool *balancer.Pool) {
 	if u := pool.Get(r.ID); u != nil {
 		u.SetAnnounced(r.EventTime)
 	}
@@ -413,40 +413,40 @@ func (g *Fleet) admit(r discovery.Replica, pool *balancer.Pool) {
 		if len(r.Hosts) > 0 && !strings.HasPrefix(r.Hosts[0], "*") {
 			hc.Host = r.Hosts[0]
 		}
-		g.checker.Watch(pool, pool.Get(r.ID), hc)
+		f.checker.Watch(pool, pool.Get(r.ID), hc)
 	}
 	if r.Health != "" {
 		if r.Health == "healthy" {
-			g.markReady(r, pool)
+			f.markReady(r, pool)
 		}
 		return
 	}
 	if r.Labels.HealthPath != "" {
 		return // the first passing HTTP check admits it
 	}
-	g.gate.Start(r.ID, r.Address(), func() {
-		g.markReady(r, pool)
-		g.notify()
+	f.gate.Start(r.ID, r.Address(), func() {
+		f.markReady(r, pool)
+		f.notify()
 	})
 }
 
 // release tells the proxy that u left rotation: its connections are
 // dropped when its process exited, else those in flight may finish.
-func (g *Fleet) release(u *balancer.Upstream, exited bool) {
-	if g.proxy != nil {
-		g.proxy.Release(u, exited)
+func (f *Fleet) release(u *balancer.Upstream, exited bool) {
+	if f.proxy != nil {
+		f.proxy.Release(u, exited)
 	}
 }
 
 // unwatch stops the readiness probe and health checks of a replica.
-func (g *Fleet) unwatch(id string) {
-	g.gate.Stop(id)
-	g.checker.Unwatch(id)
+func (f *Fleet) unwatch(id string) {
+	f.gate.Stop(id)
+	f.checker.Unwatch(id)
 }
 
 // setRoute records the route a replica's labels ask for, and rebuilds the
 // routing table when it differs from the service's current one.
-func (g *Fleet) setRoute(svc *service, r discovery.Replica) {
+func (f *Fleet) setRoute(svc *service, r discovery.Replica) {
 	want := routeOf(r, svc.pool)
 	site := certs.Site{Hosts: r.Hosts, Off: r.Labels.TLSOff, HSTS: r.Labels.HSTS}
 	if r.Labels.Balance != "" || svc.from == "" {
@@ -456,47 +456,47 @@ func (g *Fleet) setRoute(svc *service, r discovery.Replica) {
 	if svc.from != "" && svc.route.Same(want) && site.Off == svc.site.Off && site.HSTS == svc.site.HSTS {
 		return
 	}
-	if other, ok := g.replicas[svc.from]; ok && svc.from != r.ID {
-		g.log.Warn().Str("service", r.Service).
+	if other, ok := f.replicas[svc.from]; ok && svc.from != r.ID {
+		f.log.Warn().Str("service", r.Service).
 			Msgf("replicas disagree on the route: %s says host %q path %q, %s says host %q path %q (or other dlb.* route labels differ); using %s's (give all replicas of a service the same labels)",
 				other.r.Name, strings.Join(svc.route.Hosts, ","), svc.route.Path, r.Name, strings.Join(r.Hosts, ","), r.Path, r.Name)
 	}
 	svc.route, svc.site, svc.from = want, site, r.ID
-	g.rebuildRoutes()
+	f.rebuildRoutes()
 }
 
-func (g *Fleet) rebuildRoutes() {
-	routes := make([]proxy.Route, 0, len(g.services))
-	for _, s := range g.services {
+func (f *Fleet) rebuildRoutes() {
+	routes := make([]proxy.Route, 0, len(f.services))
+	for _, s := range f.services {
 		routes = append(routes, s.route)
 	}
-	for _, c := range g.router.Set(routes) {
-		g.log.Warn().Msg(c)
+	for _, c := range f.router.Set(routes) {
+		f.log.Warn().Msg(c)
 	}
-	if g.observer != nil {
-		sites := make([]certs.Site, 0, len(g.services))
-		for _, s := range g.services {
+	if f.observer != nil {
+		sites := make([]certs.Site, 0, len(f.services))
+		for _, s := range f.services {
 			sites = append(sites, s.site)
 		}
-		g.observer.SitesChanged(sites)
+		f.observer.SitesChanged(sites)
 	}
 }
 
 // notify wakes everyone waiting on Changed.
-func (g *Fleet) notify() {
+func (f *Fleet) notify() {
 	ch := make(chan struct{})
-	old := g.changed.Swap(&ch)
+	old := f.changed.Swap(&ch)
 	close(*old)
 }
 
 // Changed returns a channel closed at the next change.
-func (g *Fleet) Changed() <-chan struct{} { return *g.changed.Load() }
+func (f *Fleet) Changed() <-chan struct{} { return *f.changed.Load() }
 
 // Healthy reports whether every source is in sync with its engine.
-func (g *Fleet) Healthy() (bool, string) {
-	g.mu.Lock()
-	synced := g.allSynced(func(s *sourceState) bool { return s.synced })
-	g.mu.Unlock()
+func (f *Fleet) Healthy() (bool, string) {
+	f.mu.Lock()
+	synced := f.allSynced(func(s *sourceState) bool { return s.synced })
+	f.mu.Unlock()
 	if synced {
 		return true, ""
 	}
@@ -504,12 +504,12 @@ func (g *Fleet) Healthy() (bool, string) {
 }
 
 // Pools returns the admin view of every pool.
-func (g *Fleet) Pools() []admin.Pool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make([]admin.Pool, 0, len(g.services))
-	for _, p := range g.pools.All() {
-		svc := g.services[p.Name()]
+func (f *Fleet) Pools() []admin.Pool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]admin.Pool, 0, len(f.services))
+	for _, p := range f.pools.All() {
+		svc := f.services[p.Name()]
 		ap := admin.Pool{Name: p.Name(), Policy: p.Policy(), Path: "/", Replicas: []admin.Replica{}}
 		if svc != nil {
 			ap.Host, ap.Path = strings.Join(svc.route.Hosts, ","), svc.route.Path
