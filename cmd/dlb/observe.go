@@ -10,41 +10,7 @@ import (
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/fleet"
 	"github.com/dlb-lb/dlb/metrics"
-	"github.com/dlb-lb/dlb/proxy"
 )
-
-// observers tells every one of its Observers about each request.
-type observers []proxy.Observer
-
-var _ proxy.EjectionObserver = observers(nil)
-
-// Observe passes the request on to each Observer in turn.
-func (os observers) Observe(r *http.Request, e *proxy.Exchange) {
-	for _, o := range os {
-		o.Observe(r, e)
-	}
-}
-
-// Ejected passes the ejection on to those that want to know.
-func (os observers) Ejected(route *proxy.Route, u *balancer.Upstream) {
-	for _, o := range os {
-		if eo, ok := o.(proxy.EjectionObserver); ok {
-			eo.Ejected(route, u)
-		}
-	}
-}
-
-// observerOf is nil with no Observer (so that the proxy does no work for
-// them), the Observer itself with one, and all of them with more.
-func observerOf(os ...proxy.Observer) proxy.Observer {
-	switch len(os) {
-	case 0:
-		return nil
-	case 1:
-		return os[0]
-	}
-	return observers(os)
-}
 
 // fleetObserver tells metrics and the certificate keeper (either may be
 // nil) of the fleet's changes.

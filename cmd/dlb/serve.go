@@ -76,7 +76,7 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 	}
 	p.proxy = proxy.New(router, proxy.Options{
 		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
-		Observer: observerOf(obs...), UpstreamTransport: cfg.transport,
+		Observer: proxy.Observers(obs...), UpstreamTransport: cfg.transport,
 		BodyTimeout: cfg.limits.bodyTimeout, WriteTimeout: cfg.limits.writeTimeout, ResponseHeaderTimeout: cfg.limits.headerTimeout,
 		Log:    log.With().Str("component", "proxy").Logger(),
 		Routed: func() bool { return p.fleet.Routed() }, // p.fleet is set below, before serving
