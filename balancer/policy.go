@@ -16,24 +16,44 @@ type Affinity interface {
 	Affinity() bool
 }
 
+// DefaultPolicy is the policy of a pool whose replicas ask for none.
+const DefaultPolicy = "round_robin"
+
+// policies are the policies dlb implements, by name, in the order help and
+// error messages list them: the one place a policy's name is given.
+var policies = []struct {
+	name string
+	new  func() Policy
+}{
+	{DefaultPolicy, func() Policy { return &RoundRobin{} }},
+	{"least_conn", func() Policy { return &LeastConn{} }},
+	{"random", func() Policy { return &Random{} }},
+	{"hash", func() Policy { return &Hash{} }},
+}
+
 // NewPolicy returns a new policy of the given name; the empty name is round
 // robin. ok is false for an unknown name.
 func NewPolicy(name string) (p Policy, ok bool) {
-	switch name {
-	case "", "round_robin":
-		return &RoundRobin{}, true
-	case "least_conn":
-		return &LeastConn{}, true
-	case "random":
-		return &Random{}, true
-	case "hash":
-		return &Hash{}, true
+	if name == "" {
+		name = DefaultPolicy
+	}
+	for _, pol := range policies {
+		if pol.name == name {
+			return pol.new(), true
+		}
 	}
 	return nil, false
 }
 
-// PolicyNames lists the names NewPolicy accepts, for error messages.
-var PolicyNames = []string{"round_robin", "least_conn", "random", "hash"}
+// PolicyNames lists the names NewPolicy accepts (dlb.balance's values),
+// for validation and error messages.
+var PolicyNames = func() []string {
+	names := make([]string, len(policies))
+	for i, p := range policies {
+		names[i] = p.name
+	}
+	return names
+}()
 
 // usesKey reports whether p picks by the request's key.
 func usesKey(p Policy) bool {

@@ -110,7 +110,8 @@ func NewPool(name string, opts ...PoolOption) *Pool {
 		o(p)
 	}
 	p.snap.Store(&snapshot{})
-	p.policy.Store(&policyBox{name: "round_robin", p: &RoundRobin{}})
+	pol, _ := NewPolicy(DefaultPolicy)
+	p.policy.Store(&policyBox{name: DefaultPolicy, p: pol, keyed: usesKey(pol)})
 	return p
 }
 
@@ -124,7 +125,7 @@ func (p *Pool) Policy() string { return p.policy.Load().name }
 // name; it reports false for an unknown name and leaves the policy as it was.
 func (p *Pool) SetPolicy(name string) bool {
 	if name == "" {
-		name = "round_robin"
+		name = DefaultPolicy
 	}
 	if p.policy.Load().name == name {
 		return true

@@ -2,6 +2,8 @@ package discovery
 
 import (
 	"fmt"
+	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/health"
 	"slices"
 	"sort"
 	"strconv"
@@ -107,7 +109,7 @@ func (e *LabelError) Error() string {
 // malformed label gives a *LabelError naming the label, the value and what is
 // accepted.
 func ParseLabels(labels map[string]string) (LabelConfig, error) {
-	c := LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
+	c := LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: health.DefaultInterval, HealthTimeout: health.DefaultTimeout}
 	for _, lp := range labelParsers {
 		if v, ok := labels[lp.label]; ok {
 			if hasControl(v) {
@@ -178,8 +180,8 @@ var labelParsers = []struct {
 	{LabelPathStrip, func(c *LabelConfig, v string) string { return parseBool(v, &c.StripPath, nil) }},
 	{LabelBalance, func(c *LabelConfig, v string) string {
 		b := strings.TrimSpace(v)
-		if !slices.Contains(BalanceNames, b) {
-			return "not a policy (use " + strings.Join(BalanceNames, ", ") + ")"
+		if !slices.Contains(balancer.PolicyNames, b) {
+			return "not a policy (use " + strings.Join(balancer.PolicyNames, ", ") + ")"
 		}
 		c.Balance = b
 		return ""
@@ -209,7 +211,7 @@ var labelParsers = []struct {
 	}},
 	{LabelMaxBody, func(c *LabelConfig, v string) string {
 		n, err := ParseSize(v)
-		if err != nil {
+		if err != nil || n < 1 || n > 1<<50 {
 			return "not a size (a number of bytes, or with k, m or g, e.g. 10m)"
 		}
 		c.MaxBody = n
@@ -315,27 +317,26 @@ func parseDuration(v string, dst *time.Duration, lo, hi time.Duration, want stri
 	return ""
 }
 
-// BalanceNames are the policies dlb.balance accepts.
-var BalanceNames = []string{"round_robin", "least_conn", "random", "hash"}
-
-// ParseSize parses a byte count with an optional k, m or g suffix (powers
-// of 1024), e.g. 512, 64k, 10m, 1g.
+// ParseSize parses a byte count with an optional unit, case-insensitive,
+// all powers of 1024: B; k, KB or KiB; m, MB or MiB; g, GB or GiB (e.g.
+// 512, 64k, 10m, 256MiB, 1GiB). It takes 0 and sizes up to 4 EiB; callers
+// set their own bounds. It is the one size parser of dlb: dlb.max_body and
+// --memory-limit.
 func ParseSize(v string) (int64, error) {
-	s := strings.ToLower(strings.TrimSpace(v))
-	s = strings.TrimSuffix(s, "b")
+	t := strings.ToLower(strings.TrimSpace(v))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}}
 	mult := int64(1)
-	if n := len(s); n > 0 {
-		switch s[n-1] {
-		case 'k':
-			mult, s = 1<<10, s[:n-1]
-		case 'm':
-			mult, s = 1<<20, s[:n-1]
-		case 'g':
-			mult, s = 1<<30, s[:n-1]
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
 		}
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 1 || n > (1<<50)/mult {
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
 		return 0, fmt.Errorf("%q is not a size", v)
 	}
 	return n * mult, nil

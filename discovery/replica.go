@@ -88,9 +88,23 @@ var ErrNotSelected = errors.New("not selected")
 // process does not run (created, exited, restarting). It wraps ErrNotSelected.
 var ErrNotRunning = fmt.Errorf("not running: %w", ErrNotSelected)
 
+// ContainerError is what Build says of one container: its name, as data
+// for whoever logs or shows it, and what is wrong with it.
+type ContainerError struct {
+	Container string // the container's name, without Docker's leading slash
+	Err       error  // what is wrong, and what to change
+}
+
+// Error reads "container NAME: what is wrong".
+func (e *ContainerError) Error() string { return "container " + e.Container + ": " + e.Err.Error() }
+
+// Unwrap is Err, so that errors.Is finds ErrNotSelected and ErrNotRunning.
+func (e *ContainerError) Unwrap() error { return e.Err }
+
 // Build turns one container's inspect data into a Replica. The error says
-// why the container cannot be used and what to change; it wraps
-// ErrNotSelected when the container is simply not one of dlb's.
+// why the container cannot be used and what to change (a *ContainerError,
+// once the container's name is known); it wraps ErrNotSelected when the
+// container is simply not one of dlb's.
 func Build(c container.InspectResponse, o Options) (Replica, error) {
 	if c.ContainerJSONBase == nil || c.Config == nil {
 		return Replica{}, fmt.Errorf("container with no inspect data: %w", ErrNotSelected)
@@ -99,7 +113,7 @@ func Build(c container.InspectResponse, o Options) (Replica, error) {
 	labels := c.Config.Labels
 	r.Project = labels[LabelComposeProject]
 	fail := func(format string, args ...any) (Replica, error) {
-		return Replica{}, fmt.Errorf("container %s: "+format, append([]any{r.Name}, args...)...)
+		return Replica{}, &ContainerError{Container: r.Name, Err: fmt.Errorf(format, args...)}
 	}
 	if c.ID == o.SelfID && o.SelfID != "" {
 		return fail("dlb itself: %w", ErrNotSelected)
@@ -169,7 +183,7 @@ func Build(c container.InspectResponse, o Options) (Replica, error) {
 	}
 	r.Network, r.IP = choice.Network, choice.IP
 	if choice.Warning != "" {
-		err = fmt.Errorf("container %s: %s", r.Name, choice.Warning)
+		err = &ContainerError{Container: r.Name, Err: errors.New(choice.Warning)}
 	}
 	return r, err
 }

@@ -48,6 +48,13 @@ type Sink interface {
 	Stop(id string)
 	// Remove says the container is gone, or no longer one of dlb's.
 	Remove(id string)
+	// Lost says the Watcher lost the engine: what it reported stays, but
+	// is not known to be current until the next Sync.
+	Lost()
+	// Event says the Watcher is handling an engine event with this action
+	// ("start", "die", "health_status: healthy", "connect"...), for
+	// metrics. It is called on the Watcher's goroutines and must not block.
+	Event(action string)
 }
 
 // Watcher follows the Docker Engine and keeps a Sink up to date. Create one
@@ -65,10 +72,6 @@ type Watcher struct {
 	// is quiet, so that a connection that hangs without breaking is noticed
 	// (zero means 5s); a ping gets as long again to answer.
 	PingInterval time.Duration
-	// OnEvent, if set, is called with the action of every event the
-	// Watcher handles ("start", "die", "health_status: healthy",
-	// "connect"...), on the Watcher's goroutine; it must not block.
-	OnEvent func(action string)
 
 	synced atomic.Bool
 
@@ -113,6 +116,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	for {
 		synced, err := w.session(ctx)
 		w.synced.Store(false)
+		w.sink.Lost()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -304,7 +308,11 @@ func (w *Watcher) accept(id string, r Replica, err error) bool {
 		w.warned[id] = msg
 		w.mu.Unlock()
 		if fresh {
-			w.log.Warn().Msg(msg)
+			ev := w.log.Warn()
+			if ce := (*ContainerError)(nil); errors.As(err, &ce) {
+				ev = ev.Str("container", ce.Container)
+			}
+			ev.Msg(msg)
 		}
 		if r.ID == "" {
 			return false
@@ -367,9 +375,7 @@ func (w *Watcher) handle(ctx context.Context, m events.Message) error {
 	action := string(m.Action)
 	w.log.Debug().Str("type", string(m.Type)).Str("action", action).Str("actor", attrs["name"]).
 		Str("container", attrs["container"]).Msg("docker event")
-	if w.OnEvent != nil {
-		w.OnEvent(action)
-	}
+	w.sink.Event(action)
 	if id == "" || id == w.opts.SelfID {
 		return nil
 	}

@@ -97,14 +97,6 @@ type Pools interface {
 
 var _ Pools = (*balancer.Pools)(nil)
 
-// PoolsFunc lists pools with a function.
-type PoolsFunc func() []*balancer.Pool
-
-var _ Pools = PoolsFunc(nil)
-
-// All calls f.
-func (f PoolsFunc) All() []*balancer.Pool { return f() }
-
 // New returns dlb's metrics, reading the replicas' states and requests in
 // flight from pools at each scrape.
 func New(pools Pools) *Metrics {

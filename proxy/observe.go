@@ -29,6 +29,40 @@ type EjectionObserver interface {
 	Ejected(route *Route, u *balancer.Upstream)
 }
 
+// observers tells every one of its Observers about each request.
+type observers []Observer
+
+var _ EjectionObserver = observers(nil)
+
+// Observe passes the request on to each Observer in turn.
+func (os observers) Observe(r *http.Request, e *Exchange) {
+	for _, o := range os {
+		o.Observe(r, e)
+	}
+}
+
+// Ejected passes the ejection on to those that want to know.
+func (os observers) Ejected(route *Route, u *balancer.Upstream) {
+	for _, o := range os {
+		if eo, ok := o.(EjectionObserver); ok {
+			eo.Ejected(route, u)
+		}
+	}
+}
+
+// Observers is one Observer that tells all of os: nil with none (so that
+// the proxy does no work for them), the Observer itself with one. Those of
+// os that are EjectionObservers hear of ejections too.
+func Observers(os ...Observer) Observer {
+	switch len(os) {
+	case 0:
+		return nil
+	case 1:
+		return os[0]
+	}
+	return observers(os)
+}
+
 // StatusClientClosed is the Status of an Exchange whose client went away
 // before dlb sent a response (nginx's 499; never sent on the wire).
 const StatusClientClosed = 499

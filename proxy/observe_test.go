@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/health"
 )
 
 // recorder is an EjectionObserver that hands each Exchange to the test.
@@ -160,7 +161,7 @@ func TestObserverSeesDLBsOwnAnswers(t *testing.T) {
 // replica is ejected: the Exchange counts the retry, the Observer hears of
 // the ejection.
 func TestObserverSeesRetriesAndEjections(t *testing.T) {
-	op := newObservedProxy(t, Options{Retries: 2, Ejector: &Ejector{MinWindow: time.Hour}},
+	op := newObservedProxy(t, Options{Retries: 2, Ejector: &health.Ejector{MinWindow: time.Hour}},
 		deadAddr(t), replicaAt(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	code, _ := mustGet(t, op.url+"/")
 	e := op.rec.next(t)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/health"
 	"github.com/rs/zerolog"
 )
 
@@ -44,7 +45,7 @@ type Options struct {
 	TrustedProxies TrustedProxies
 	// Ejector takes replicas that refuse or reset connections out for a
 	// while; nil means a default Ejector.
-	Ejector *Ejector
+	Ejector *health.Ejector
 	// Observer, if set, is told about every request once it is done (for
 	// metrics and access logs); nil costs nothing.
 	Observer Observer
@@ -91,7 +92,7 @@ func New(router *Router, opts Options) *Proxy {
 		opts.MaxReplayBody = 64 << 10
 	}
 	if opts.Ejector == nil {
-		opts.Ejector = &Ejector{}
+		opts.Ejector = &health.Ejector{}
 	}
 	opts.BodyTimeout = orDefault(opts.BodyTimeout, DefaultBodyTimeout)
 	opts.WriteTimeout = orDefault(opts.WriteTimeout, DefaultWriteTimeout)
@@ -437,7 +438,7 @@ func (p *Proxy) failover(req *http.Request, a *attempt, err error, run uint64) e
 		a.failed = true
 		return err
 	}
-	if ejectable(err) && a.up.State() == balancer.Ready {
+	if health.Ejectable(err) && a.up.State() == balancer.Ready {
 		if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
 			p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
 				Dur("for_ms", window).Msg("replica ejected: it refused or reset a connection; will probe it back")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/dlb-lb/dlb/internal/nettest"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/health"
 )
 
 // backend is a real HTTP server standing for one replica. By default it
@@ -84,7 +86,7 @@ func ready(t *testing.T, p *balancer.Pool, name, addr string) *balancer.Upstream
 // meanwhile and swallow the connection.
 func deadAddr(t *testing.T) string {
 	t.Helper()
-	addr, _ := reservePort(t)
+	addr, _ := nettest.ReservePort(t)
 	return addr
 }
 
@@ -200,13 +202,7 @@ func (f *front) try(method, host, path string, body io.Reader) (response, error)
 // waitFor polls cond until it holds, failing the test after 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 5s for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	nettest.WaitFor(t, what, cond)
 }
 
 // waitIdle waits for every upstream's in-flight count to return to 0.
@@ -675,7 +671,7 @@ func TestProxyRetriesTheOnlyReplicaOnceItIsBack(t *testing.T) {
 	r, p := poolRoute("web")
 	u := ready(t, p, "web-1", deadAddr(t))
 	web := newBackend(t, "web-1", nil)
-	ej := &Ejector{AfterFunc: func(d time.Duration, f func()) *time.Timer {
+	ej := &health.Ejector{AfterFunc: func(d time.Duration, f func()) *time.Timer {
 		return time.NewTimer(time.Hour) // no probe: the restart brings it back
 	}}
 	ej.OnChange = func(_ *balancer.Upstream, ejected bool) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -46,6 +47,20 @@ type Route struct {
 	// Derived by Router.Set, so that requests need not derive them.
 	hashHeader string // HashHeader in canonical form ("X-User")
 	cookieName string // StickyCookie, or the default one
+}
+
+// Same reports whether r and o ask for the same routing: every field
+// equal (Hosts in the same order, none equal to empty), the fields Router.Set
+// derives aside. It compares every field by reflection, so that a field
+// added to Route is compared without anyone listing it here.
+func (r Route) Same(o Route) bool {
+	if r.Pool != o.Pool || !slices.Equal(r.Hosts, o.Hosts) {
+		return false
+	}
+	r.Pool, o.Pool = nil, nil // compared above, not by their contents
+	r.Hosts, o.Hosts = nil, nil
+	r.hashHeader, r.cookieName, o.hashHeader, o.cookieName = "", "", "", ""
+	return reflect.DeepEqual(r, o)
 }
 
 // Router finds the route of a request by host, then by the longest path

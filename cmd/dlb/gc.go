@@ -2,10 +2,9 @@ package main
 
 import (
 	"fmt"
+	"github.com/dlb-lb/dlb/discovery"
 	"os"
 	"runtime/debug"
-	"strconv"
-	"strings"
 )
 
 // gcSettings are the garbage collector's knobs: GOGC and GOMEMLIMIT, as
@@ -40,24 +39,12 @@ func (g gcSettings) apply() string {
 	return fmt.Sprintf("gc percent %d, memory limit %s", pct, limS)
 }
 
-// parseSize reads a byte count with an optional unit: B, KiB, MiB, GiB
-// (or KB, MB, GB, also powers of 1024), case-insensitive; "0" is none.
+// parseSize reads --memory-limit: a size as discovery.ParseSize reads it
+// (B, KiB, MiB, GiB, or KB, MB, GB, also powers of 1024); "0" is none.
 func parseSize(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
+	n, err := discovery.ParseSize(s)
+	if err != nil {
 		return 0, fmt.Errorf("not a size: use a number of bytes with a unit, e.g. 256MiB or 1GiB (0: no limit)")
 	}
-	return n * mult, nil
+	return n, nil
 }

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/dlb-lb/dlb/internal/nettest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -267,4 +268,11 @@ func TestConsoleLogHasNoColourOffATerminal(t *testing.T) {
 			t.Fatal("dlb did not say it was starting within 10s")
 		}
 	}
+}
+
+// refusedAddr is a 127.0.0.1 address where nothing listens.
+func refusedAddr(t *testing.T) string {
+	t.Helper()
+	addr, _ := nettest.ReservePort(t)
+	return addr
 }

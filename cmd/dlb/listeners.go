@@ -57,6 +57,14 @@ func parseProtocolFlags(c *cli.Context, cfg *config) error {
 	return nil
 }
 
+// The timeouts of every server dlb runs (the proxy's, over TLS or not, and
+// the admin API's): how long a client may take to send a request's header,
+// and how long a kept-alive connection may idle between requests.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+)
+
 // newProxyServer returns a server of the proxy's requests: over TLS when
 // tc is set (HTTP/2 and HTTP/1.1), else HTTP/1.1, and with h2c unencrypted
 // HTTP/2 with prior knowledge as well. Neither reads nor writes have a
@@ -64,8 +72,8 @@ func parseProtocolFlags(c *cli.Context, cfg *config) error {
 func newProxyServer(h http.Handler, cfg *config, tc *tls.Config, log zerolog.Logger) *http.Server {
 	s := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    cfg.maxHeaderBytes,
 		ErrorLog:          newStdLogger(log),
 		TLSConfig:         tc,

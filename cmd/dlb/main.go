@@ -3,25 +3,19 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/dlb-lb/dlb/accesslog"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
-	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
-	"github.com/docker/docker/client"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 )
@@ -84,16 +78,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
 			&cli.IntFlag{Name: "max-header-bytes", Value: defaultMaxHeaderBytes, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
-			&cli.StringFlag{Name: "upstream-transport", Value: proxy.TransportFast, EnvVars: envs("UPSTREAM_TRANSPORT"), Usage: "how requests reach replicas: fast (HTTP/1.1 on the request's goroutine) or std (Go's http.Transport)"},
 			&cli.StringFlag{Name: "data-path", Value: proxy.DataPathStd, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request)"},
-			&cli.DurationFlag{Name: "park-idle-after", Value: time.Second, EnvVars: envs("PARK_IDLE_AFTER"), Usage: "a client connection idle this long between requests is parked: it keeps no goroutine nor buffer until its next request (Linux; 0 disables)"},
-			&cli.IntFlag{Name: "gc-percent", Value: 100, EnvVars: envs("GC_PERCENT"), Usage: "garbage collector target, as GOGC: the heap may grow this many percent over the live data before a collection (-1 turns it off)"},
-			&cli.StringFlag{Name: "memory-limit", Value: "0", EnvVars: envs("MEMORY_LIMIT"), Usage: "soft memory limit, as GOMEMLIMIT, e.g. 256MiB: the collector works harder near it (0: none)"},
-			&cli.BoolFlag{Name: "pprof", EnvVars: envs("PPROF"), Usage: "serve Go's profiler at /debug/pprof/ on the admin address (for performance work)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
 			&cli.BoolFlag{Name: "access-log", EnvVars: envs("ACCESS_LOG"), Usage: "write one line per request to stdout (time, client, method, host, path, status, bytes, duration in ms, service, replica), in the --log-format"},
-		}, limitFlags()...),
+		}, append(limitFlags(), tuningFlags()...)...),
 		Action: serve,
 		Commands: []*cli.Command{
 			lintCommand(),
@@ -128,6 +117,7 @@ type config struct {
 	log             zerolog.Logger
 	logFormat       string
 	accessLog       bool
+	pprof           bool
 	limits          limits
 
 	listenTLS      string
@@ -158,7 +148,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 		logFormat:      c.String("log-format"), accessLog: c.Bool("access-log"),
 		listenTLS: c.String("listen-tls"), h2c: c.Bool("h2c"),
 		transport: c.String("upstream-transport"), parkIdleAfter: c.Duration("park-idle-after"),
-		dataPath: c.String("data-path"),
+		dataPath: c.String("data-path"), pprof: c.Bool("pprof"),
 	}
 	if err := checkAddr(cfg.listen); err != nil {
 		return nil, badFlag("listen", cfg.listen, err.Error())
@@ -217,7 +207,7 @@ func parseConfig(c *cli.Context) (*config, error) {
 	switch c.String("log-format") {
 	case "json":
 	case "console":
-		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339, NoColor: !isTerminal(out)}
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.RFC3339, NoColor: !accesslog.IsTerminal(out)}
 	default:
 		return nil, badFlag("log-format", c.String("log-format"), "must be console or json")
 	}
@@ -238,197 +228,9 @@ func checkAddr(a string) error {
 	return nil
 }
 
-func serve(c *cli.Context) error {
-	cfg, err := parseConfig(c)
-	if err != nil {
-		return err
-	}
-	log := cfg.log
-	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-
-	docker, err := newDockerClient(cfg.dockerHost)
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	defer docker.Close()
-
-	router := &proxy.Router{}
-	var reg *registry
-	var met *metrics.Metrics
-	var obs []proxy.Observer
-	if cfg.admin != "" {
-		// The registry, made below, holds the pools; scrapes come later.
-		met = metrics.New(metrics.PoolsFunc(func() []*balancer.Pool { return reg.pools.All() }))
-		obs = append(obs, met)
-	}
-	if cfg.accessLog {
-		obs = append(obs, newAccessLog(c.App.Writer, cfg.logFormat))
-	}
-	px := proxy.New(router, proxy.Options{
-		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
-		Observer: observerOf(obs...), UpstreamTransport: cfg.transport,
-		BodyTimeout: cfg.limits.bodyTimeout, WriteTimeout: cfg.limits.writeTimeout, ResponseHeaderTimeout: cfg.limits.headerTimeout,
-		Log:    log.With().Str("component", "proxy").Logger(),
-		Routed: func() bool { return reg.listed.Load() }, // reg is set below, before serving
-	})
-	reg = newRegistry(router, px, log.With().Str("component", "pools").Logger())
-	if met != nil {
-		reg.left = met.Forget
-		reg.ready = met.ReplicaReady
-	}
-	watcher := discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
-	reg.synced = watcher.Synced
-	if err := findSelf(ctx, docker, &cfg.opts, log); err == nil {
-		watcher = discovery.NewWatcher(docker, reg, cfg.opts, log.With().Str("component", "discovery").Logger())
-		reg.synced = watcher.Synced
-	}
-	if met != nil {
-		watcher.OnEvent = met.DockerEvent
-	}
-
-	keeper := newKeeper(cfg, met, log)
-	plain, secure := http.Handler(px), http.Handler(px)
-	if keeper != nil {
-		plain, secure = keeper.HTTPHandler(px), keeper.HTTPSHandler(px)
-		reg.sites = keeper.SetSites
-	}
-	proxySrv := newProxyServer(plain, cfg, nil, log)
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
-	}
-	var refused func()
-	if met != nil {
-		refused = met.RefusedConnection
-	}
-	// The limit counts every client connection: plain and TLS, those the
-	// fast data path serves and those it hands to net/http.
-	limit := proxy.NewConnLimit(cfg.limits.maxConns, refused)
-	ln = limit.Listener(ln)
-	fastSrv, ln := fastPath(px, proxySrv, ln, cfg, keeper)
-	ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
-	proxySrv.ConnState = proxy.ConnState(ln, proxySrv.ConnState)
-	tlsSrv, tlsLn, err := listenTLS(secure, cfg, log)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	if tlsLn != nil {
-		tlsLn = limit.Listener(tlsLn)
-	}
-	if keeper != nil {
-		keeper.Start(ctx, ln.Addr().String(), tlsLn.Addr().String())
-	}
-	var adminSrv *http.Server
-	var adminLn net.Listener
-	if cfg.admin != "" {
-		adminLn, err = net.Listen("tcp", cfg.admin)
-		if err != nil {
-			ln.Close()
-			if tlsLn != nil {
-				tlsLn.Close()
-			}
-			return cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
-		}
-		h := adminHandler(reg, met, keeper)
-		if c.Bool("pprof") {
-			h = withPprof(h)
-		}
-		h = cfg.limits.guard.Wrap(h)
-		adminSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	}
-
-	gcInfo := cfg.gc.apply()
-	log.Info().Str("version", version).Str("listen", ln.Addr().String()).Str("listen_tls", addrOf(tlsLn)).
-		Bool("h2c", cfg.h2c).Str("admin", addrOf(adminLn)).Int64("max_conns", cfg.limits.maxConns).
-		Str("network", cfg.opts.Network).Bool("exposed_by_default", cfg.opts.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
-
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		watcher.Run(ctx)
-	}()
-	go watchNetwork(ctx, docker, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
-	errc := make(chan error, 3)
-	go func() { errc <- proxySrv.Serve(ln) }()
-	fastSrv.serve(errc)
-	if tlsSrv != nil {
-		go func() { errc <- tlsSrv.ServeTLS(tlsLn, "", "") }()
-	}
-	if adminSrv != nil {
-		go func() { errc <- adminSrv.Serve(adminLn) }()
-	}
-
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		stop()
-		return cli.Exit(fmt.Sprintf("server failed: %v", err), 1)
-	}
-	log.Info().Dur("timeout_ms", cfg.shutdownTimeout).Msg("shutting down: no new connections, finishing requests in flight")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
-	defer cancel()
-	if adminSrv != nil {
-		adminSrv.Close()
-	}
-	fastSrv.shutdown(sctx, log)
-	shutdownAll(sctx, log, proxySrv, tlsSrv)
-	<-watchDone
-	log.Info().Msg("stopped")
-	return nil
-}
-
 func addrOf(ln net.Listener) string {
 	if ln == nil {
 		return ""
 	}
 	return ln.Addr().String()
-}
-
-// newDockerClient connects as the Docker CLI does: DOCKER_HOST,
-// DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, or host when set; the API version
-// is negotiated, since the engine may be older than this client.
-func newDockerClient(host string) (*client.Client, error) {
-	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if host != "" {
-		opts = append(opts, client.WithHost(host))
-	}
-	c, err := client.NewClientWithOpts(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("Docker client: %v (check DOCKER_HOST, DOCKER_CERT_PATH or --docker-host)", err)
-	}
-	return c, nil
-}
-
-// findSelf fills in dlb's own container and its networks when dlb runs in a
-// container, so that replicas are reached on a network dlb shares with them.
-func findSelf(ctx context.Context, docker *client.Client, o *discovery.Options, log zerolog.Logger) error {
-	if _, err := os.Stat("/.dockerenv"); err != nil {
-		return err
-	}
-	host, err := os.Hostname()
-	if err != nil {
-		return err
-	}
-	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	info, err := docker.ContainerInspect(ictx, host)
-	if err != nil || !strings.HasPrefix(info.ID, host) || info.NetworkSettings == nil {
-		if err == nil {
-			err = errors.New("hostname is not the container ID")
-		}
-		log.Debug().Err(err).Msg("running in a container, but could not find which; set --network")
-		return err
-	}
-	o.SelfID = info.ID
-	if info.Config != nil {
-		o.SelfProject = info.Config.Labels[discovery.LabelComposeProject]
-	}
-	for n := range info.NetworkSettings.Networks {
-		o.SelfNetworks = append(o.SelfNetworks, n)
-	}
-	log.Info().Str("container", strings.TrimPrefix(info.Name, "/")).Str("project", o.SelfProject).Strs("networks", o.SelfNetworks).
-		Msg("running in a container: replicas are reached over these networks only")
-	return nil
 }

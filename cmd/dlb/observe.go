@@ -2,104 +2,59 @@ package main
 
 import (
 	"encoding/json"
-	"io"
-	"net"
 	"net/http"
-	"os"
+	"time"
 
 	"github.com/dlb-lb/dlb/admin"
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
+	"github.com/dlb-lb/dlb/fleet"
 	"github.com/dlb-lb/dlb/metrics"
-	"github.com/dlb-lb/dlb/proxy"
-	"github.com/mattn/go-isatty"
-	"github.com/rs/zerolog"
 )
 
-// observers tells every one of its Observers about each request.
-type observers []proxy.Observer
-
-var _ proxy.EjectionObserver = observers(nil)
-
-// Observe passes the request on to each Observer in turn.
-func (os observers) Observe(r *http.Request, e *proxy.Exchange) {
-	for _, o := range os {
-		o.Observe(r, e)
-	}
+// fleetObserver tells metrics and the certificate keeper (either may be
+// nil) of the fleet's changes.
+type fleetObserver struct {
+	met    *metrics.Metrics
+	keeper *certs.Keeper
 }
 
-// Ejected passes the ejection on to those that want to know.
-func (os observers) Ejected(route *proxy.Route, u *balancer.Upstream) {
-	for _, o := range os {
-		if eo, ok := o.(proxy.EjectionObserver); ok {
-			eo.Ejected(route, u)
-		}
-	}
-}
+var _ fleet.Observer = fleetObserver{}
 
-// observerOf is nil with no Observer (so that the proxy does no work for
-// them), the Observer itself with one, and all of them with more.
-func observerOf(os ...proxy.Observer) proxy.Observer {
-	switch len(os) {
-	case 0:
+// fleetObserverOf is nil when there is neither metrics nor keeper.
+func fleetObserverOf(met *metrics.Metrics, keeper *certs.Keeper) fleet.Observer {
+	if met == nil && keeper == nil {
 		return nil
-	case 1:
-		return os[0]
 	}
-	return observers(os)
+	return fleetObserver{met: met, keeper: keeper}
 }
 
-// accessLog writes one line per request: when it began, the client,
-// method, host, path, status, response bytes, duration (ms), service and
-// replica.
-type accessLog struct {
-	log zerolog.Logger
+// ReplicaReady counts how long the replica took to turn ready.
+func (o fleetObserver) ReplicaReady(service string, sinceEvent time.Duration) {
+	if o.met != nil {
+		o.met.ReplicaReady(service, sinceEvent)
+	}
 }
 
-var _ proxy.Observer = (*accessLog)(nil)
-
-// accessLogFields is the order of the fields in the console format.
-var accessLogFields = []string{"client", "method", "host", "path", "status", "bytes", "duration_ms", "service", "replica"}
-
-// newAccessLog writes the access log to w as JSON lines, or as the console
-// format (format "console"), like dlb's own log; in colour only on a
-// terminal.
-func newAccessLog(w io.Writer, format string) *accessLog {
-	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "2006-01-02T15:04:05.000Z07:00",
-			NoColor:    !isTerminal(w),
-			PartsOrder: []string{zerolog.TimestampFieldName}, FieldsOrder: accessLogFields}
+// ReplicaLeft drops the replica's series.
+func (o fleetObserver) ReplicaLeft(u *balancer.Upstream) {
+	if o.met != nil {
+		o.met.Forget(u)
 	}
-	return &accessLog{log: zerolog.New(w)}
 }
 
-// isTerminal reports whether w is a terminal: logs are coloured only there
-// (docker compose logs, files and pipes get no escape codes).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && isatty.IsTerminal(f.Fd())
+// SourceEvent counts the engine's event.
+func (o fleetObserver) SourceEvent(_, action string) {
+	if o.met != nil {
+		o.met.DockerEvent(action)
+	}
 }
 
-// Observe writes the request's line.
-func (l *accessLog) Observe(r *http.Request, e *proxy.Exchange) {
-	client, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		client = r.RemoteAddr
+// SitesChanged tells the keeper which hosts to hold certificates for.
+func (o fleetObserver) SitesChanged(sites []certs.Site) {
+	if o.keeper != nil {
+		o.keeper.SetSites(sites)
 	}
-	service, replica := "", ""
-	if e.Route != nil {
-		service = e.Route.Service
-	}
-	if e.Upstream != nil {
-		replica = e.Upstream.Name()
-	}
-	l.log.Log().
-		Str(zerolog.TimestampFieldName, e.Start.Format("2006-01-02T15:04:05.000Z07:00")).
-		Str("client", client).Str("method", r.Method).Str("host", r.Host).Str("path", r.URL.Path).
-		Int("status", e.Status).Int64("bytes", e.Bytes).
-		Float64("duration_ms", float64(e.Duration.Microseconds())/1000).
-		Str("service", service).Str("replica", replica).
-		Send()
 }
 
 // adminHandler is the admin API with /metrics beside it (m may be nil),

@@ -1,4 +1,4 @@
-package proxy
+package health
 
 import (
 	"errors"
@@ -164,8 +164,8 @@ func TestEjectable(t *testing.T) {
 		{"some other error", errors.New("malformed HTTP response"), false},
 	}
 	for _, tt := range tests {
-		if got := ejectable(tt.err); got != tt.want {
-			t.Errorf("%s: ejectable(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		if got := Ejectable(tt.err); got != tt.want {
+			t.Errorf("%s: Ejectable(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
 }

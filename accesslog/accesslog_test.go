@@ -1,4 +1,4 @@
-package main
+package accesslog
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ func accessLogExchange() (*http.Request, *proxy.Exchange) {
 func TestAccessLogJSON(t *testing.T) {
 	var buf bytes.Buffer
 	r, e := accessLogExchange()
-	newAccessLog(&buf, "json").Observe(r, e)
+	New(&buf, "json").Observe(r, e)
 	var got map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatalf("access log line %q: not JSON: %v", buf.String(), err)
@@ -53,7 +53,7 @@ func TestAccessLogConsole(t *testing.T) {
 	var buf bytes.Buffer
 	r, e := accessLogExchange()
 	e.Route, e.Upstream, e.Status = nil, nil, 404
-	newAccessLog(&buf, "console").Observe(r, e)
+	New(&buf, "console").Observe(r, e)
 	line := buf.String()
 	for _, part := range []string{"2026-03-04T05:06:07.891Z", "client=192.0.2.10", "method=POST", "host=shop.example",
 		"path=/cart/add", "status=404", "bytes=42", "duration_ms=12.345", "service=", "replica="} {
@@ -63,33 +63,5 @@ func TestAccessLogConsole(t *testing.T) {
 	}
 	if strings.Index(line, "client=") > strings.Index(line, "replica=") {
 		t.Errorf("console line %q: want the fields in order client ... replica", line)
-	}
-}
-
-// counting is an Observer that counts what it is told.
-type counting struct{ requests, ejections int }
-
-func (c *counting) Observe(*http.Request, *proxy.Exchange)   { c.requests++ }
-func (c *counting) Ejected(*proxy.Route, *balancer.Upstream) { c.ejections++ }
-
-type requestsOnly struct{ requests int }
-
-func (c *requestsOnly) Observe(*http.Request, *proxy.Exchange) { c.requests++ }
-
-func TestObserverOf(t *testing.T) {
-	if o := observerOf(); o != nil {
-		t.Errorf("observerOf() = %v, want nil so that the proxy does no work", o)
-	}
-	one := &counting{}
-	if o := observerOf(one); o != proxy.Observer(one) {
-		t.Errorf("observerOf(one) = %v, want it unwrapped", o)
-	}
-	a, b := &counting{}, &requestsOnly{}
-	o := observerOf(a, b)
-	r, e := accessLogExchange()
-	o.Observe(r, e)
-	o.(proxy.EjectionObserver).Ejected(e.Route, e.Upstream)
-	if a.requests != 1 || b.requests != 1 || a.ejections != 1 {
-		t.Errorf("requests seen %d and %d, ejections %d; want 1, 1, 1", a.requests, b.requests, a.ejections)
 	}
 }

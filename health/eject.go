@@ -1,4 +1,4 @@
-package proxy
+package health
 
 import (
 	"context"
@@ -162,10 +162,10 @@ func tcpProbe(addr string) bool {
 	return true
 }
 
-// ejectable reports whether err says the upstream itself is broken (it
+// Ejectable reports whether err says the upstream itself is broken (it
 // refused or reset the connection, or did not answer the connect), as
 // opposed to the client leaving or the upstream being removed by dlb.
-func ejectable(err error) bool {
+func Ejectable(err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return false
 	}

@@ -1,6 +1,6 @@
 //go:build unix
 
-package proxy
+package nettest
 
 import (
 	"fmt"
@@ -9,9 +9,10 @@ import (
 	"testing"
 )
 
-// reservePort is deadAddr with a release that frees the port early, for a
+// ReservePort returns a loopback address where nothing listens (as the
+// proxy tests' deadAddr does), with a release that frees the port early, for a
 // test that then listens on it.
-func reservePort(t *testing.T) (addr string, release func()) {
+func ReservePort(t testing.TB) (addr string, release func()) {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {

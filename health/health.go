@@ -1,4 +1,4 @@
-package proxy
+package health
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"github.com/dlb-lb/dlb/balancer"
 )
 
-// HealthCheck is an active HTTP check of one upstream (label dlb.health.path).
-type HealthCheck struct {
+// Check is an active HTTP check of one upstream (label dlb.health.path).
+type Check struct {
 	// Path is requested with GET; a 2xx or 3xx answer passes.
 	Path string
 	// Interval between checks once the upstream is ready, and Timeout of one.
@@ -26,7 +26,7 @@ type HealthCheck struct {
 // soon as it is watched, and again quickly (backing off to Interval) until it
 // first passes, which makes the upstream ready; after that, Fall consecutive
 // failures take it Down and Rise consecutive passes bring it back. The zero
-// value is ready to use (Fall and Rise default to 2).
+// value is ready to use (Fall and Rise default to DefaultFall and DefaultRise).
 type Checker struct {
 	Fall, Rise int
 	// Client sends the checks; nil means a client with no keep-alive.
@@ -39,7 +39,7 @@ type Checker struct {
 
 // Watch starts checking u (a member of pool) with hc, replacing any check
 // already running for it.
-func (c *Checker) Watch(pool *balancer.Pool, u *balancer.Upstream, hc HealthCheck) {
+func (c *Checker) Watch(pool *balancer.Pool, u *balancer.Upstream, hc Check) {
 	go c.run(c.checks.start(u.ID()), pool, u, hc)
 }
 
@@ -59,19 +59,28 @@ var defaultCheckClient = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-func (c *Checker) run(ctx context.Context, pool *balancer.Pool, u *balancer.Upstream, hc HealthCheck) {
+// The defaults of an active check: the one place they are set (the
+// dlb.health.* labels default to them too).
+const (
+	DefaultInterval = 5 * time.Second // between checks (dlb.health.interval)
+	DefaultTimeout  = 2 * time.Second // for one check's answer (dlb.health.timeout)
+	DefaultFall     = 2               // failures in a row that take a ready upstream down
+	DefaultRise     = 2               // passes in a row that bring it back
+)
+
+func (c *Checker) run(ctx context.Context, pool *balancer.Pool, u *balancer.Upstream, hc Check) {
 	fall, rise := max(c.Fall, 1), max(c.Rise, 1)
 	if c.Fall == 0 {
-		fall = 2
+		fall = DefaultFall
 	}
 	if c.Rise == 0 {
-		rise = 2
+		rise = DefaultRise
 	}
 	if hc.Interval <= 0 {
-		hc.Interval = 5 * time.Second
+		hc.Interval = DefaultInterval
 	}
 	if hc.Timeout <= 0 {
-		hc.Timeout = 2 * time.Second
+		hc.Timeout = DefaultTimeout
 	}
 	admitted := false
 	wait := 25 * time.Millisecond
@@ -117,7 +126,7 @@ func (c *Checker) run(ctx context.Context, pool *balancer.Pool, u *balancer.Upst
 }
 
 // check sends one check and reports whether it passed.
-func (c *Checker) check(ctx context.Context, u *balancer.Upstream, hc HealthCheck) bool {
+func (c *Checker) check(ctx context.Context, u *balancer.Upstream, hc Check) bool {
 	ctx, cancel := context.WithTimeout(ctx, hc.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+u.Address()+hc.Path, nil)

@@ -1,9 +1,10 @@
-package main
+package fleet
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/dlb-lb/dlb/internal/nettest"
 	"io"
 	"net"
 	"net/http"
@@ -21,10 +22,12 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// testRegistry is a registry wired as serve wires it, with its proxy served
-// by a real HTTP server.
+// testRegistry is a Fleet wired as serve wires it, with its proxy served
+// by a real HTTP server, and one source, "docker", whose calls its
+// Sync, Update, Drain, Stop and Remove make.
 type testRegistry struct {
-	*registry
+	*Fleet
+	src    discovery.Sink
 	router *proxy.Router
 	front  *httptest.Server
 }
@@ -33,10 +36,10 @@ func newTestRegistry(t *testing.T) *testRegistry {
 	t.Helper()
 	router := &proxy.Router{}
 	px := proxy.New(router, proxy.Options{})
-	g := newRegistry(router, px, zerolog.Nop())
+	g := New(Options{Router: router, Proxy: px, Log: zerolog.Nop()})
 	front := httptest.NewServer(px)
 	t.Cleanup(front.Close)
-	tr := &testRegistry{registry: g, router: router, front: front}
+	tr := &testRegistry{Fleet: g, src: g.Source("docker"), router: router, front: front}
 	t.Cleanup(func() { // end the readiness probes still running
 		for _, p := range g.Pools() {
 			for _, r := range p.Replicas {
@@ -46,6 +49,9 @@ func newTestRegistry(t *testing.T) *testRegistry {
 	})
 	return tr
 }
+
+func (tr *testRegistry) Sync(rs []discovery.Replica) { tr.src.Sync(rs) }
+func (tr *testRegistry) Update(r discovery.Replica)  { tr.src.Update(r) }
 
 // get sends GET path with Host host through the proxy and returns the status
 // and body.
@@ -113,12 +119,7 @@ func backend(t *testing.T, name string) string {
 // refusedAddr is a 127.0.0.1 address where nothing listens.
 func refusedAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr, _ := nettest.ReservePort(t)
 	return addr
 }
 
@@ -151,7 +152,7 @@ func withHealth(h string) func(*discovery.Replica) {
 	return func(r *discovery.Replica) { r.Health = h }
 }
 
-func TestRegistryAdmitsANewReplicaOnceItListens(t *testing.T) {
+func TestFleetAdmitsANewReplicaOnceItListens(t *testing.T) {
 	tr := newTestRegistry(t)
 	addr := refusedAddr(t)
 	tr.Update(replicaOf(t, "web-1", addr))
@@ -170,7 +171,7 @@ func TestRegistryAdmitsANewReplicaOnceItListens(t *testing.T) {
 	tr.waitState(t, "web", "id-web-1", "ready")
 }
 
-func TestRegistryServesAReadyReplica(t *testing.T) {
+func TestFleetServesAReadyReplica(t *testing.T) {
 	tr := newTestRegistry(t)
 	tr.Update(replicaOf(t, "web-1", backend(t, "web-1")))
 	tr.waitState(t, "web", "id-web-1", "ready")
@@ -180,7 +181,7 @@ func TestRegistryServesAReadyReplica(t *testing.T) {
 }
 
 // With a HEALTHCHECK, Docker's verdict decides, not the TCP gate.
-func TestRegistryFollowsDockerHealth(t *testing.T) {
+func TestFleetFollowsDockerHealth(t *testing.T) {
 	tr := newTestRegistry(t)
 	addr := backend(t, "web-1") // listening all along
 	steps := []struct {
@@ -201,7 +202,7 @@ func TestRegistryFollowsDockerHealth(t *testing.T) {
 	}
 }
 
-func TestRegistryLifecycle(t *testing.T) {
+func TestFleetLifecycle(t *testing.T) {
 	tr := newTestRegistry(t)
 	r := replicaOf(t, "web-1", backend(t, "web-1"), withHealth("healthy"))
 	tr.Update(r)
@@ -230,7 +231,7 @@ func TestRegistryLifecycle(t *testing.T) {
 
 // A stopped replica stays in its pool (requests wait for it); a draining or
 // stopped one gets no requests.
-func TestRegistryStoppedReplicaStaysInItsPool(t *testing.T) {
+func TestFleetStoppedReplicaStaysInItsPool(t *testing.T) {
 	tr := newTestRegistry(t)
 	tr.Update(replicaOf(t, "web-1", backend(t, "web-1"), withHealth("healthy")))
 	tr.Update(replicaOf(t, "web-2", backend(t, "web-2"), withHealth("healthy")))
@@ -245,7 +246,7 @@ func TestRegistryStoppedReplicaStaysInItsPool(t *testing.T) {
 	}
 }
 
-func TestRegistryEmptyPoolStillRoutes(t *testing.T) {
+func TestFleetEmptyPoolStillRoutes(t *testing.T) {
 	tr := newTestRegistry(t)
 	tr.Update(replicaOf(t, "web-1", backend(t, "web-1"), withHealth("healthy"), onRoute("/app")))
 	tr.Remove("id-web-1")
@@ -260,7 +261,7 @@ func TestRegistryEmptyPoolStillRoutes(t *testing.T) {
 	}
 }
 
-func TestRegistryRouteFollowsTheLabels(t *testing.T) {
+func TestFleetRouteFollowsTheLabels(t *testing.T) {
 	tr := newTestRegistry(t)
 	addr := backend(t, "web-1")
 	steps := []struct {
@@ -307,7 +308,7 @@ func TestRegistryRouteFollowsTheLabels(t *testing.T) {
 	}
 }
 
-func TestRegistryReplicasOfAServiceShareAPool(t *testing.T) {
+func TestFleetReplicasOfAServiceShareAPool(t *testing.T) {
 	tr := newTestRegistry(t)
 	tr.Update(replicaOf(t, "web-1", backend(t, "web-1"), withHealth("healthy")))
 	tr.Update(replicaOf(t, "web-2", backend(t, "web-2"), withHealth("healthy")))
@@ -337,7 +338,7 @@ func TestRegistryReplicasOfAServiceShareAPool(t *testing.T) {
 	}
 }
 
-func TestRegistryReplicaMovesWhenItsServiceChanges(t *testing.T) {
+func TestFleetReplicaMovesWhenItsServiceChanges(t *testing.T) {
 	tr := newTestRegistry(t)
 	addr := backend(t, "web-1")
 	tr.Update(replicaOf(t, "web-1", addr, withHealth("healthy"), inService("alpha"), onRoute("/a")))
@@ -356,7 +357,7 @@ func TestRegistryReplicaMovesWhenItsServiceChanges(t *testing.T) {
 	}
 }
 
-func TestRegistrySync(t *testing.T) {
+func TestFleetSync(t *testing.T) {
 	tr := newTestRegistry(t)
 	addr := backend(t, "any")
 	r := func(name string) discovery.Replica { return replicaOf(t, name, addr, withHealth("healthy")) }
@@ -382,7 +383,7 @@ func TestRegistrySync(t *testing.T) {
 	}
 }
 
-func TestRegistryPools(t *testing.T) {
+func TestFleetPools(t *testing.T) {
 	tr := newTestRegistry(t)
 	tr.Update(replicaOf(t, "web-2", "10.0.0.3:8080", withHealth("healthy"), onRoute("/api", "a.example.com", "b.example.com")))
 	tr.Update(replicaOf(t, "web-1", "10.0.0.2:8080", withHealth("starting"), onRoute("/api", "a.example.com", "b.example.com")))
@@ -402,7 +403,7 @@ func TestRegistryPools(t *testing.T) {
 	}
 }
 
-func TestRegistryChangedAndHealthy(t *testing.T) {
+func TestFleetChangedAndHealthy(t *testing.T) {
 	tr := newTestRegistry(t)
 	ch := tr.Changed()
 	tr.Update(replicaOf(t, "web-1", "10.0.0.2:80", withHealth("starting")))
@@ -414,7 +415,7 @@ func TestRegistryChangedAndHealthy(t *testing.T) {
 	if ok, reason := tr.Healthy(); ok || reason == "" {
 		t.Errorf("Healthy before the watcher synced: got %v %q, want false and a reason", ok, reason)
 	}
-	tr.synced = func() bool { return true }
+	tr.Sync(nil) // the watcher's first full list
 	if ok, reason := tr.Healthy(); !ok || reason != "" {
 		t.Errorf("Healthy once synced: got %v %q, want true", ok, reason)
 	}
@@ -424,7 +425,7 @@ func TestRegistryChangedAndHealthy(t *testing.T) {
 // connect/disconnect event during start-up). The readiness gate must then
 // probe the new address: the old one may never answer, or may answer for
 // another container.
-func TestRegistryGateFollowsAnAddressChangeWhileStarting(t *testing.T) {
+func TestFleetGateFollowsAnAddressChangeWhileStarting(t *testing.T) {
 	tr := newTestRegistry(t)
 	tr.Update(replicaOf(t, "web-1", refusedAddr(t))) // starting, its gate probing the old address
 	if got := tr.state("web", "id-web-1"); got != "starting" {
@@ -441,7 +442,7 @@ func TestRegistryGateFollowsAnAddressChangeWhileStarting(t *testing.T) {
 // When a replica's dlb.service changes and the new service claims the same
 // host and path, the old, now empty pool must not keep the route: requests
 // must reach the replica, not get 503 from a pool nobody is in.
-func TestRegistryRenamedServiceKeepsServing(t *testing.T) {
+func TestFleetRenamedServiceKeepsServing(t *testing.T) {
 	tr := newTestRegistry(t)
 	addr := backend(t, "web-1")
 	tr.Update(replicaOf(t, "web-1", addr, withHealth("healthy"), inService("alpha")))
@@ -461,7 +462,7 @@ func TestRegistryRenamedServiceKeepsServing(t *testing.T) {
 // docker stop reports kill, die, then stop: the replica's log says draining,
 // then stopped, one line per state change (the stop after the die changes
 // nothing).
-func TestRegistryLogsEachStateChangeOnce(t *testing.T) {
+func TestFleetLogsEachStateChangeOnce(t *testing.T) {
 	tr := newTestRegistry(t)
 	var buf bytes.Buffer
 	tr.log = zerolog.New(&buf)

@@ -1,4 +1,4 @@
-package proxy
+package health
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func TestCheckerLifecycle(t *testing.T) {
 	u := pool.Put(balancer.Member{ID: "a", Name: "a", Address: strings.TrimPrefix(srv.URL, "http://")})
 	c := &Checker{}
 	defer c.Unwatch("a")
-	c.Watch(pool, u, HealthCheck{Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: time.Second, Admit: true})
+	c.Watch(pool, u, Check{Path: "/healthz", Interval: 20 * time.Millisecond, Timeout: time.Second, Admit: true})
 
 	time.Sleep(60 * time.Millisecond) // several checks fail while starting
 	if got := u.State(); got != balancer.Starting {
@@ -76,7 +76,7 @@ func TestCheckerFirstCheckAtOnce(t *testing.T) {
 	c := &Checker{}
 	defer c.Unwatch("a")
 	start := time.Now()
-	c.Watch(pool, u, HealthCheck{Path: "/", Interval: time.Hour, Timeout: time.Second, Admit: true})
+	c.Watch(pool, u, Check{Path: "/", Interval: time.Hour, Timeout: time.Second, Admit: true})
 	waitState(t, u, balancer.Ready, "after the first check")
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("first check admitted the upstream after %s; it should run at once", took)

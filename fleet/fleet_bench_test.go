@@ -1,4 +1,4 @@
-package main
+package fleet
 
 import (
 	"fmt"
@@ -17,7 +17,7 @@ func BenchmarkApplyEvent(b *testing.B) {
 	for _, n := range []int{1, 200, 1000} {
 		b.Run(fmt.Sprintf("pool=%d", n), func(b *testing.B) {
 			router := &proxy.Router{}
-			g := newRegistry(router, proxy.New(router, proxy.Options{}), zerolog.Nop())
+			g := New(Options{Router: router, Proxy: proxy.New(router, proxy.Options{}), Log: zerolog.Nop()})
 			rs := make([]discovery.Replica, n)
 			for i := range rs {
 				rs[i] = discovery.Replica{
@@ -27,7 +27,7 @@ func BenchmarkApplyEvent(b *testing.B) {
 					Labels: discovery.LabelConfig{Path: "/", Weight: 1, Scheme: "http"},
 				}
 			}
-			g.Sync(rs)
+			g.Sync("docker", rs)
 			pool := g.pools.Get("app")
 			if pool.ReadyCount() != n {
 				b.Fatalf("%d ready after Sync, want %d", pool.ReadyCount(), n)
@@ -40,7 +40,7 @@ func BenchmarkApplyEvent(b *testing.B) {
 				g.Drain(r.ID)
 				g.Stop(r.ID)
 				r.Running = true
-				g.Update(r)
+				g.Update("docker", r)
 			}
 			b.StopTimer()
 			if got := pool.Get(r.ID).State(); got != balancer.Ready {

@@ -1,8 +1,9 @@
-package proxy
+package health
 
 import (
 	"context"
 	"errors"
+	"github.com/dlb-lb/dlb/internal/nettest"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,7 @@ func countingDial(n *atomic.Int32) func(ctx context.Context, network, addr strin
 }
 
 func TestGateReadyOnceAListenerAppears(t *testing.T) {
-	addr, release := reservePort(t)
+	addr, release := nettest.ReservePort(t)
 	var dials atomic.Int32
 	g := &Gate{MinInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond, Dial: countingDial(&dials)}
 	var calls atomic.Int32
@@ -28,7 +29,7 @@ func TestGateReadyOnceAListenerAppears(t *testing.T) {
 	defer g.Stop("web-1")
 
 	// The process has started but does not listen yet: probes fail.
-	waitFor(t, "two refused probes", func() bool { return dials.Load() >= 2 })
+	nettest.WaitFor(t, "two refused probes", func() bool { return dials.Load() >= 2 })
 	select {
 	case <-readyCh:
 		t.Fatal("ready: called while nothing listened")
@@ -49,7 +50,7 @@ func TestGateReadyOnceAListenerAppears(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("ready: not called 5s after %s started listening (%d probes)", addr, dials.Load())
 	}
-	waitFor(t, "the probe to end", func() bool { return g.Probing() == 0 })
+	nettest.WaitFor(t, "the probe to end", func() bool { return g.Probing() == 0 })
 	if got := calls.Load(); got != 1 {
 		t.Errorf("ready: called %d times, want once", got)
 	}

@@ -1,4 +1,4 @@
-package main
+package discovery
 
 import (
 	"context"
@@ -10,18 +10,19 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// networkLister is the one Docker call watchNetwork makes.
-type networkLister interface {
+// NetworkLister is the one Docker call WatchNetwork makes; *client.Client
+// satisfies it.
+type NetworkLister interface {
 	NetworkList(ctx context.Context, options network.ListOptions) ([]network.Summary, error)
 }
 
-// watchNetwork checks that --network (want) names a network of the engine,
+// WatchNetwork checks that --network (want) names a network of the engine,
 // by its exact name or as a Compose short name (<project>_want). When none
 // exists it says so once, since dlb will find no replica and nothing else
 // would tell why; it keeps checking every interval (the network may be
 // created later, by the Compose project that uses it) and says when one
 // appears. It returns then, or when ctx ends.
-func watchNetwork(ctx context.Context, docker networkLister, want string, interval time.Duration, log zerolog.Logger) {
+func WatchNetwork(ctx context.Context, docker NetworkLister, want string, interval time.Duration, log zerolog.Logger) {
 	if want == "" {
 		return
 	}

@@ -1,15 +1,16 @@
 //go:build !unix
 
-package proxy
+package nettest
 
 import (
 	"net"
 	"testing"
 )
 
-// reservePort is deadAddr with a release, a no-op here, for a test that
+// ReservePort returns a loopback address where nothing listens (as the
+// proxy tests' deadAddr does), with a release, a no-op here, for a test that
 // then listens on the port.
-func reservePort(t *testing.T) (addr string, release func()) {
+func ReservePort(t testing.TB) (addr string, release func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"github.com/dlb-lb/dlb/accesslog"
+	"io"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/certs"
+	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/fleet"
+	"github.com/dlb-lb/dlb/metrics"
+	"github.com/dlb-lb/dlb/proxy"
+	"github.com/docker/docker/client"
+	"github.com/urfave/cli/v2"
+)
+
+// serve is dlb's main command: it checks the flags, builds dlb's parts,
+// opens its listeners, and runs until SIGTERM or SIGINT.
+func serve(c *cli.Context) error {
+	cfg, err := parseConfig(c)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	p, err := build(ctx, cfg, c.App.Writer)
+	if err != nil {
+		return err
+	}
+	defer p.docker.Close()
+	s, err := listen(ctx, cfg, p)
+	if err != nil {
+		return err
+	}
+	return s.run(ctx, stop, cfg, p)
+}
+
+// parts are dlb's components, wired together but not yet listening.
+type parts struct {
+	docker  *client.Client
+	fleet   *fleet.Fleet
+	proxy   *proxy.Proxy
+	metrics *metrics.Metrics // nil without --admin
+	keeper  *certs.Keeper    // nil without --listen-tls
+	watcher *discovery.Watcher
+	// plain and secure are the handlers of --listen and --listen-tls: the
+	// proxy, wrapped by the keeper when there is one.
+	plain, secure http.Handler
+}
+
+// build makes dlb's parts from cfg: the Docker client, metrics, the proxy,
+// the certificate keeper, the fleet, and the watcher that reports to it.
+// The access log, if on, goes to stdout.
+func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
+	log := cfg.log
+	docker, err := discovery.NewClient(cfg.dockerHost)
+	if err != nil {
+		return nil, cli.Exit(err.Error(), 1)
+	}
+	p := &parts{docker: docker}
+	router, pools := &proxy.Router{}, &balancer.Pools{}
+	var obs []proxy.Observer
+	if cfg.admin != "" {
+		p.metrics = metrics.New(pools)
+		obs = append(obs, p.metrics)
+	}
+	if cfg.accessLog {
+		obs = append(obs, accesslog.New(stdout, cfg.logFormat))
+	}
+	p.proxy = proxy.New(router, proxy.Options{
+		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
+		Observer: proxy.Observers(obs...), UpstreamTransport: cfg.transport,
+		BodyTimeout: cfg.limits.bodyTimeout, WriteTimeout: cfg.limits.writeTimeout, ResponseHeaderTimeout: cfg.limits.headerTimeout,
+		Log:    log.With().Str("component", "proxy").Logger(),
+		Routed: func() bool { return p.fleet.Routed() }, // p.fleet is set below, before serving
+	})
+	p.keeper = newKeeper(cfg, p.metrics, log)
+	p.fleet = fleet.New(fleet.Options{Router: router, Proxy: p.proxy, Pools: pools,
+		Observer: fleetObserverOf(p.metrics, p.keeper), Log: log.With().Str("component", "pools").Logger()})
+	src := p.fleet.Source("docker")
+	// In a container, replicas are reached over dlb's own networks; else
+	// (or when dlb cannot tell which container it is) as the flags say.
+	_ = discovery.FindSelf(ctx, docker, &cfg.opts, log)
+	p.watcher = discovery.NewWatcher(docker, src, cfg.opts, log.With().Str("component", "discovery").Logger())
+	p.plain, p.secure = p.proxy, p.proxy
+	if p.keeper != nil {
+		p.plain, p.secure = p.keeper.HTTPHandler(p.proxy), p.keeper.HTTPSHandler(p.proxy)
+	}
+	return p, nil
+}
+
+// servers are dlb's servers, each with the listener it serves.
+type servers struct {
+	proxy   *http.Server
+	ln      net.Listener
+	fast    *fastListener // nil with --data-path std
+	tls     *http.Server  // nil without --listen-tls
+	tlsLn   net.Listener
+	admin   *http.Server // nil with an empty --admin
+	adminLn net.Listener
+}
+
+// listen opens --listen, --listen-tls and --admin, and starts the
+// certificate keeper on them. An address in use is an error naming its
+// flag.
+func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
+	log := cfg.log
+	s := &servers{proxy: newProxyServer(p.plain, cfg, nil, log)}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return nil, cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
+	}
+	var refused func()
+	if p.metrics != nil {
+		refused = p.metrics.RefusedConnection
+	}
+	// The limit counts every client connection: plain and TLS, those the
+	// fast data path serves and those it hands to net/http.
+	limit := proxy.NewConnLimit(cfg.limits.maxConns, refused)
+	ln = limit.Listener(ln)
+	s.fast, ln = fastPath(p.proxy, s.proxy, ln, cfg, p.keeper)
+	s.ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
+	s.proxy.ConnState = proxy.ConnState(s.ln, s.proxy.ConnState)
+	s.tls, s.tlsLn, err = listenTLS(p.secure, cfg, log)
+	if err != nil {
+		s.ln.Close()
+		return nil, err
+	}
+	if s.tlsLn != nil {
+		s.tlsLn = limit.Listener(s.tlsLn)
+	}
+	if p.keeper != nil {
+		p.keeper.Start(ctx, s.ln.Addr().String(), s.tlsLn.Addr().String())
+	}
+	if cfg.admin == "" {
+		return s, nil
+	}
+	s.adminLn, err = net.Listen("tcp", cfg.admin)
+	if err != nil {
+		s.ln.Close()
+		if s.tlsLn != nil {
+			s.tlsLn.Close()
+		}
+		return nil, cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
+	}
+	h := adminHandler(p.fleet, p.metrics, p.keeper)
+	if cfg.pprof {
+		h = withPprof(h)
+	}
+	h = cfg.limits.guard.Wrap(h)
+	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
+	return s, nil
+}
+
+// run follows Docker and serves until ctx ends (then it shuts down
+// gracefully, within --shutdown-timeout) or a server fails (then it calls
+// stop and returns the error).
+func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config, p *parts) error {
+	log := cfg.log
+	gcInfo := cfg.gc.apply()
+	log.Info().Str("version", version).Str("listen", s.ln.Addr().String()).Str("listen_tls", addrOf(s.tlsLn)).
+		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.limits.maxConns).
+		Str("network", cfg.opts.Network).Bool("exposed_by_default", cfg.opts.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
+
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		p.watcher.Run(ctx)
+	}()
+	go discovery.WatchNetwork(ctx, p.docker, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
+	errc := make(chan error, 3)
+	go func() { errc <- s.proxy.Serve(s.ln) }()
+	s.fast.serve(errc)
+	if s.tls != nil {
+		go func() { errc <- s.tls.ServeTLS(s.tlsLn, "", "") }()
+	}
+	if s.admin != nil {
+		go func() { errc <- s.admin.Serve(s.adminLn) }()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		stop()
+		return cli.Exit(fmt.Sprintf("server failed: %v", err), 1)
+	}
+	log.Info().Dur("timeout_ms", cfg.shutdownTimeout).Msg("shutting down: no new connections, finishing requests in flight")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	if s.admin != nil {
+		s.admin.Close()
+	}
+	s.fast.shutdown(sctx, log)
+	shutdownAll(sctx, log, s.proxy, s.tls)
+	<-watchDone
+	log.Info().Msg("stopped")
+	return nil
+}
