@@ -391,7 +391,13 @@ func (k *Keeper) Intercepts(host, path string) bool {
 	if !k.ACMEOn() {
 		return false
 	}
-	return strings.HasPrefix(path, challengePrefix) || k.o.Redirect && k.own(hostOnly(host)) != nil
+	return strings.HasPrefix(path, challengePrefix) || k.redirects(hostOnly(host))
+}
+
+// redirects reports whether plain HTTP to host goes to HTTPS: redirects
+// are on and the host has its ACME certificate.
+func (k *Keeper) redirects(host string) bool {
+	return k.o.Redirect && k.own(host) != nil
 }
 
 // HTTPHandler wraps the plain listener's handler: it answers ACME's
@@ -409,16 +415,13 @@ func (k *Keeper) HTTPHandler(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if k.o.Redirect {
-			host := hostOnly(r.Host)
-			if k.own(host) != nil {
-				target := "https://" + host
-				if k.tlsPort != "" && k.tlsPort != "443" {
-					target += ":" + k.tlsPort
-				}
-				http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusPermanentRedirect)
-				return
+		if host := hostOnly(r.Host); k.redirects(host) {
+			target := "https://" + host
+			if k.tlsPort != "" && k.tlsPort != "443" {
+				target += ":" + k.tlsPort
 			}
+			http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusPermanentRedirect)
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
