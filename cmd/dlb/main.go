@@ -73,6 +73,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "network", EnvVars: envs("NETWORK"), Usage: "Docker network whose container addresses dlb uses (exact name, or the Compose short name: appnet finds <project>_appnet)"},
 			&cli.BoolFlag{Name: "exposed-by-default", EnvVars: envs("EXPOSED_BY_DEFAULT"), Usage: "balance every container, not only those labelled dlb.enable=true"},
 			&cli.StringFlag{Name: "project", EnvVars: envs("PROJECT"), Usage: "only containers of this Compose project"},
+			&cli.StringFlag{Name: "provider", Value: providerDocker, EnvVars: envs("PROVIDER"), Usage: "where replicas come from, comma-separated: docker (containers of this engine), swarm (tasks of Docker Swarm services, from a manager), or docker,swarm"},
 			&cli.StringFlag{Name: "docker-host", EnvVars: envs("DOCKER_HOST"), Usage: "Docker Engine address (default: $DOCKER_HOST, else the local socket); tcp:// to a read-only socket proxy works"},
 			&cli.IntFlag{Name: "retries", Value: 2, EnvVars: envs("RETRIES"), Usage: "how many other replicas a failed request may be retried on, when safe"},
 			&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
@@ -106,6 +107,7 @@ type config struct {
 	listen, admin   string
 	opts            discovery.Options
 	dockerHost      string
+	providers       []string // --provider: docker, swarm
 	retries         int
 	queueTimeout    time.Duration
 	shutdownTimeout time.Duration
@@ -194,6 +196,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 		return nil, badFlag("upstream-transport", cfg.transport, "must be fast or std")
 	}
 	if err := checkDataPath(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.providers, err = parseProviders(c.String("provider")); err != nil {
 		return nil, err
 	}
 	if h := cfg.dockerHost; h != "" && !strings.Contains(h, "://") {
