@@ -274,7 +274,7 @@ func (s *Source) poll(ctx context.Context, now time.Time) error {
 			busy = true // an update rolls: more tasks will come and go
 		}
 	}
-	if s.apply(wants, now) || busy {
+	if s.apply(wants) || busy {
 		s.busyUntil = now.Add(s.o.BusyFor)
 	}
 	return nil
@@ -372,7 +372,7 @@ func (s *Source) plan(sel map[string]selectedService, tasks []swarm.Task, nodes 
 
 // apply tells the sink how wants differ from what it was told, and
 // reports whether anything did.
-func (s *Source) apply(wants map[string]want, now time.Time) bool {
+func (s *Source) apply(wants map[string]want) bool {
 	if !s.synced {
 		return s.resync(wants)
 	}
@@ -397,11 +397,14 @@ func (s *Source) apply(wants map[string]want, now time.Time) bool {
 		case w.draining && !k.draining:
 			s.known[id] = reported{r: k.r, draining: true}
 			s.sink.Drain(id)
+			drained := time.Now() // after the lists: the poll's start may precede the change
 			ev := s.log.Info().Str("service", k.r.Service).Str("task", k.r.Name).Str("desired_state", string(w.desired))
 			if !w.changed.IsZero() {
-				ev = ev.Dur("since_change_ms", now.Sub(w.changed))
+				// The task's UpdatedAt is when the orchestrator changed its
+				// DesiredState: how long the drain took is measured from it.
+				ev = ev.Dur("since_change_ms", drained.Sub(w.changed)).Time("changed", w.changed)
 			}
-			ev.Time("seen", now).Msg("swarm task draining")
+			ev.Msg("swarm task draining")
 			changed = true
 		case !w.draining && !sameReplica(k.r, w.r):
 			s.known[id] = reported{r: w.r, draining: k.draining}
