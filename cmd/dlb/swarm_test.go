@@ -91,13 +91,18 @@ func TestSwarmZeroErrors(t *testing.T) {
 	t.Logf("all phases: %d requests, %d failed, slowest %s", r, f, time.Duration(l.slowest.Load()).Round(time.Millisecond))
 
 	logs := d.containerLogs()
-	drains := logDurations(logs, "swarm task draining", "since_change_ms")
-	readies := logDurations(logs, "replica ready", "since_event_ms")
-	t.Logf("DesiredState change -> drained (%d tasks): %s", len(drains), summary(drains))
-	t.Logf("task running -> ready in dlb (%d tasks): %s", len(readies), summary(readies))
-	if len(drains) < 4 {
-		t.Errorf("dlb logged %d drains of swarm tasks, want at least the 4 of the scale-down", len(drains))
+	// Scale-down sets DesiredState remove; updates, rollbacks, shutdown.
+	for _, ds := range []string{"remove", "shutdown"} {
+		drains := logDurations(logs, "swarm task draining", "since_change_ms", ds)
+		sinceEvent := logDurations(logs, "swarm task draining", "since_service_event_ms", ds)
+		t.Logf("DesiredState %s: task UpdatedAt -> drained in dlb (%d tasks): %s; the service event -> drained: %s",
+			ds, len(drains), summary(drains), summary(sinceEvent))
+		if ds == "remove" && len(drains) < 4 {
+			t.Errorf("dlb logged %d drains of tasks for the scale-down, want the 4 it removed", len(drains))
+		}
 	}
+	readies := logDurations(logs, "replica ready", "since_event_ms", "")
+	t.Logf("task running -> ready in dlb (%d tasks): %s", len(readies), summary(readies))
 	t.Logf("the test took %s", time.Since(start).Round(100*time.Millisecond))
 }
 
@@ -271,12 +276,12 @@ func (d *swarmDLB) waitTasksServe(t *testing.T, svc, pool string, n int) {
 }
 
 // logDurations reads field (milliseconds) from dlb's JSON log lines with
-// this message.
-func logDurations(logs, message, field string) []time.Duration {
+// this message, and this desired_state unless it is "".
+func logDurations(logs, message, field, desired string) []time.Duration {
 	var out []time.Duration
 	for _, line := range strings.Split(logs, "\n") {
 		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) != nil || m["message"] != message {
+		if json.Unmarshal([]byte(line), &m) != nil || m["message"] != message || desired != "" && m["desired_state"] != desired {
 			continue
 		}
 		if ms, ok := m[field].(float64); ok {

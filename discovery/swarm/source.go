@@ -97,6 +97,9 @@ type Source struct {
 	warned    map[string]string   // swarm service ID -> the warning last logged
 	busyUntil time.Time           // poll fast until then
 	failures  int                 // polls failed in a row
+	// events are when the engine last reported an event of a service (by
+	// service ID), to log how long a drain took since the user's change.
+	events map[string]time.Time
 }
 
 // reported is what the Source last told the sink of a task.
@@ -109,7 +112,7 @@ type reported struct {
 func New(engine Engine, sink discovery.Sink, o Options) *Source {
 	o.defaults()
 	return &Source{engine: engine, sink: sink, o: o, log: o.Log,
-		known: map[string]reported{}, warned: map[string]string{}}
+		known: map[string]reported{}, warned: map[string]string{}, events: map[string]time.Time{}}
 }
 
 // Run follows the swarm until ctx ends; it returns nil then.
@@ -142,6 +145,9 @@ func (s *Source) Run(ctx context.Context) error {
 			s.sink.Event(string(m.Type) + " " + string(m.Action))
 			s.log.Debug().Str("type", string(m.Type)).Str("action", string(m.Action)).Str("actor", m.Actor.Attributes["name"]).Msg("swarm event: listing tasks")
 			s.busyUntil = time.Now().Add(s.o.BusyFor)
+			if m.Type == events.ServiceEventType && m.TimeNano > 0 {
+				s.events[m.Actor.ID] = time.Unix(0, m.TimeNano)
+			}
 			resetTimer(timer, 0)
 		case err := <-errs:
 			// Resubscribed at the next poll, which also catches what the
@@ -241,6 +247,7 @@ type want struct {
 	r        discovery.Replica
 	draining bool      // its DesiredState is no longer running
 	changed  time.Time // when the task last changed (its DesiredState, for a draining one)
+	service  string    // the Swarm service's ID
 	desired  swarm.TaskState
 }
 
@@ -307,6 +314,11 @@ func (s *Source) selected(services []swarm.Service) map[string]selectedService {
 			delete(s.warned, id)
 		}
 	}
+	for id := range s.events {
+		if !seen[id] {
+			delete(s.events, id)
+		}
+	}
 	return out
 }
 
@@ -363,7 +375,7 @@ func (s *Source) plan(sel map[string]selectedService, tasks []swarm.Task, nodes 
 			}
 		}
 		r.EventTime = t.Status.Timestamp // when it turned running: how fast dlb admits it is measured from there
-		w := want{r: r, draining: t.DesiredState != swarm.TaskStateRunning, changed: t.UpdatedAt, desired: t.DesiredState}
+		w := want{r: r, draining: t.DesiredState != swarm.TaskStateRunning, changed: t.UpdatedAt, desired: t.DesiredState, service: t.ServiceID}
 		busy = busy || w.draining
 		out[t.ID] = w
 	}
@@ -403,6 +415,9 @@ func (s *Source) apply(wants map[string]want) bool {
 				// The task's UpdatedAt is when the orchestrator changed its
 				// DesiredState: how long the drain took is measured from it.
 				ev = ev.Dur("since_change_ms", drained.Sub(w.changed)).Time("changed", w.changed)
+			}
+			if at, ok := s.events[w.service]; ok && drained.Sub(at) < s.o.BusyFor {
+				ev = ev.Dur("since_service_event_ms", drained.Sub(at))
 			}
 			ev.Msg("swarm task draining")
 			changed = true
