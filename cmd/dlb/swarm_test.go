@@ -299,3 +299,52 @@ func summary(ds []time.Duration) string {
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 	return fmt.Sprintf("median %s, max %s", ds[len(ds)/2].Round(100*time.Microsecond), ds[len(ds)-1].Round(100*time.Microsecond))
 }
+
+// TestSwarmExampleStack deploys examples/swarm/stack.yaml as the README
+// says (docker stack deploy), with this process's images and free ports:
+// the three tasks take turns on dlb's published port, then five after
+// docker service scale.
+func TestSwarmExampleStack(t *testing.T) {
+	requireDocker(t)
+	useSwarm(t)
+	root, _ := filepath.Abs("../..")
+	b, err := os.ReadFile(filepath.Join(root, "examples/swarm/stack.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stack := fmt.Sprintf("dlbswex%d", os.Getpid())
+	port, adminPort := freePort(t), freePort(t)
+	yaml := strings.NewReplacer(
+		"image: dlb:dev", "image: "+runImage("dlb:dev"),
+		"image: dlb-demo:dev", "image: "+runImage("dlb-demo:dev"),
+		"published: 8000", "published: "+port,
+		"published: 8080", "published: "+adminPort,
+		`"--project", "shop"`, `"--project", "`+stack+`"`,
+	).Replace(string(b))
+	for _, want := range []string{runImage("dlb:dev"), runImage("dlb-demo:dev"), port, adminPort, stack} {
+		if !strings.Contains(yaml, want) {
+			t.Fatalf("the example stack file changed: could not set %s in it", want)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "stack.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeNetwork(t, stack+"_appnet") })
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := exec.Command("docker", "service", "logs", "--raw", stack+"_dlb").CombinedOutput()
+			t.Logf("dlb's log:\n%s", out)
+		}
+		exec.Command("docker", "stack", "rm", stack).Run()
+	})
+	docker(t, "stack", "deploy", "-c", file, stack)
+	url := "http://127.0.0.1:" + port + "/"
+	waitFor(t, 60*time.Second, "the example stack's 3 tasks to take turns behind its dlb", answeredByN(url, 3))
+	docker(t, "service", "scale", "-d", stack+"_app=5")
+	took := waitFor(t, 30*time.Second, "5 tasks to take turns after docker service scale", answeredByN(url, 5))
+	t.Logf("example stack: 5 tasks answered %s after docker service scale returned", took)
+	if code, body := get("http://127.0.0.1:" + adminPort + "/healthz"); code != 200 {
+		t.Errorf("admin /healthz on the published admin port: %d %q, want 200", code, body)
+	}
+}
