@@ -202,7 +202,9 @@ func attach(name, cidr string) swarm.NetworkAttachment {
 
 func onNode(n string) func(*swarm.Task) { return func(t *swarm.Task) { t.NodeID = n } }
 
-func inState(st swarm.TaskState) func(*swarm.Task) { return func(t *swarm.Task) { t.Status.State = st } }
+func inState(st swarm.TaskState) func(*swarm.Task) {
+	return func(t *swarm.Task) { t.Status.State = st }
+}
 
 func node(id string, st swarm.NodeState) swarm.Node {
 	n := swarm.Node{ID: id}
