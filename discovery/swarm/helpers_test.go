@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/swarm"
@@ -28,6 +29,9 @@ type fakeEngine struct {
 	nodes    []swarm.Node
 	err      error
 	lists    int // ServiceList calls
+	// afterServiceList, if set, changes the swarm once, right after the
+	// next service list (a race with the next call).
+	afterServiceList func(e *fakeEngine)
 	events   chan events.Message
 }
 
@@ -48,19 +52,35 @@ func (e *fakeEngine) ServiceList(context.Context, swarm.ServiceListOptions) ([]s
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.lists++
-	return slices.Clone(e.services), e.err
+	out := slices.Clone(e.services)
+	if after := e.afterServiceList; after != nil {
+		e.afterServiceList = nil
+		after(e)
+	}
+	return out, e.err
 }
 
 func (e *fakeEngine) TaskList(_ context.Context, o swarm.TaskListOptions) ([]swarm.Task, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.err != nil {
+		return nil, e.err
+	}
+	// As the engine does: a service filter that names no service is an
+	// error, an ID that names no task is not.
+	for _, id := range o.Filters.Get("service") {
+		if !slices.ContainsFunc(e.services, func(s swarm.Service) bool { return s.ID == id }) {
+			return nil, fmt.Errorf("service %s not found: %w", id, cerrdefs.ErrNotFound)
+		}
+	}
 	var out []swarm.Task
 	for _, t := range e.tasks {
-		if o.Filters.ExactMatch("service", t.ServiceID) {
+		if o.Filters.Contains("service") && o.Filters.ExactMatch("service", t.ServiceID) ||
+			o.Filters.Contains("id") && o.Filters.ExactMatch("id", t.ID) {
 			out = append(out, t)
 		}
 	}
-	return out, e.err
+	return out, nil
 }
 
 func (e *fakeEngine) NodeList(context.Context, swarm.NodeListOptions) ([]swarm.Node, error) {

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -106,6 +107,7 @@ type Source struct {
 type reported struct {
 	r        discovery.Replica
 	draining bool
+	service  string // the Swarm service's ID
 }
 
 // New returns a Source that reads engine and reports to sink.
@@ -181,6 +183,11 @@ func (s *Source) pollOnce(ctx context.Context) time.Duration {
 	}
 	now := time.Now()
 	err := s.poll(ctx, now)
+	if cerrdefs.IsNotFound(err) {
+		// A service went between the service list and the task list that
+		// names it: the next list no longer has it.
+		err = s.poll(ctx, now)
+	}
 	if err == nil {
 		if s.failures > 0 {
 			s.log.Info().Int("failed_polls", s.failures).Msg("swarm answers again; resynced")
@@ -276,6 +283,13 @@ func (s *Source) poll(ctx context.Context, now time.Time) error {
 		}
 	}
 	wants, busy := s.plan(sel, tasks, nodes)
+	orphans, err := s.orphans(ctx, services)
+	if err != nil {
+		return fmt.Errorf("listing the tasks of removed swarm services: %w", err)
+	}
+	for id, w := range orphans {
+		wants[id], busy = w, true
+	}
 	for _, svc := range sel {
 		if u := svc.s.UpdateStatus; u != nil && (u.State == swarm.UpdateStateUpdating || u.State == swarm.UpdateStateRollbackStarted) {
 			busy = true // an update rolls: more tasks will come and go
@@ -285,6 +299,36 @@ func (s *Source) poll(ctx context.Context, now time.Time) error {
 		s.busyUntil = now.Add(s.o.BusyFor)
 	}
 	return nil
+}
+
+// orphans are the known tasks of services that are gone (docker service
+// rm, docker stack rm) and still run: Swarm stops them seconds later, so
+// they drain, rather than leave with their requests in flight.
+func (s *Source) orphans(ctx context.Context, services []swarm.Service) (map[string]want, error) {
+	exists := make(map[string]bool, len(services))
+	for _, svc := range services {
+		exists[svc.ID] = true
+	}
+	f := filters.NewArgs()
+	for id, k := range s.known {
+		if !exists[k.service] {
+			f.Add("id", id)
+		}
+	}
+	if f.Len() == 0 {
+		return nil, nil
+	}
+	tasks, err := s.engine.TaskList(ctx, swarm.TaskListOptions{Filters: f})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]want{}
+	for _, t := range tasks {
+		if k, ok := s.known[t.ID]; ok && t.Status.State == swarm.TaskStateRunning {
+			out[t.ID] = want{r: k.r, draining: true, changed: t.UpdatedAt, desired: t.DesiredState, service: t.ServiceID}
+		}
+	}
+	return out, nil
 }
 
 // selectedService is a service dlb balances, and what its labels say.
@@ -403,11 +447,11 @@ func (s *Source) apply(wants map[string]want) bool {
 		case !ok && w.draining:
 			// Never served, and on its way out: nothing to tell.
 		case !ok:
-			s.known[id] = reported{r: w.r}
+			s.known[id] = reported{r: w.r, service: w.service}
 			s.sink.Update(w.r)
 			changed = true
 		case w.draining && !k.draining:
-			s.known[id] = reported{r: k.r, draining: true}
+			s.known[id] = reported{r: k.r, draining: true, service: k.service}
 			s.sink.Drain(id)
 			drained := time.Now() // after the lists: the poll's start may precede the change
 			ev := s.log.Info().Str("service", k.r.Service).Str("task", k.r.Name).Str("desired_state", string(w.desired))
@@ -422,7 +466,7 @@ func (s *Source) apply(wants map[string]want) bool {
 			ev.Msg("swarm task draining")
 			changed = true
 		case !w.draining && !sameReplica(k.r, w.r):
-			s.known[id] = reported{r: w.r, draining: k.draining}
+			s.known[id] = reported{r: w.r, draining: k.draining, service: k.service}
 			s.sink.Update(w.r)
 			changed = true
 		}
@@ -446,7 +490,7 @@ func (s *Source) resync(wants map[string]want) bool {
 		}
 		w.r.EventTime = time.Time{} // a full list, as the container watcher's: no event to time from
 		rs = append(rs, w.r)
-		known[id] = reported{r: w.r, draining: w.draining}
+		known[id] = reported{r: w.r, draining: w.draining, service: w.service}
 	}
 	s.sink.Sync(rs)
 	for _, id := range drain {

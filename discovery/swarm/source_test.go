@@ -294,3 +294,42 @@ func TestSourcePollsFastWhileBusy(t *testing.T) {
 		t.Errorf("an update rolling: next poll in %v, want %v", got, s.o.FastPoll)
 	}
 }
+
+// docker service rm: the service is gone from the list at once, its tasks
+// run for seconds more. They drain, and leave once they stop.
+func TestSourceDrainsTheTasksOfARemovedService(t *testing.T) {
+	s, e, rec, _ := newTestSource(t)
+	e.set(func(e *fakeEngine) {
+		e.services = []swarm.Service{service("web"), service("api")}
+		e.tasks = []swarm.Task{task("t1", "web", 1), task("a1", "api", 1)}
+	})
+	ctx := context.Background()
+	steps := []struct {
+		name   string
+		change func(e *fakeEngine)
+		want   []string
+	}{
+		{"first list", nil, []string{"sync a1,t1"}},
+		{"web removed, its task still runs", func(e *fakeEngine) {
+			e.services = e.services[1:]
+			e.task("t1").DesiredState = swarm.TaskStateRemove
+		}, []string{"drain t1"}},
+		{"still running", nil, nil},
+		{"it stopped", func(e *fakeEngine) { e.task("t1").Status.State = swarm.TaskStateShutdown }, []string{"remove t1"}},
+		{"api removed between the service and the task lists", func(e *fakeEngine) {
+			e.afterServiceList = func(e *fakeEngine) {
+				e.services = nil
+				e.task("a1").DesiredState = swarm.TaskStateRemove
+			}
+		}, []string{"drain a1"}},
+	}
+	for _, st := range steps {
+		if st.change != nil {
+			e.set(st.change)
+		}
+		s.pollOnce(ctx)
+		if got := rec.take(); !slices.Equal(got, st.want) {
+			t.Errorf("%s: sink got %q, want %q", st.name, got, st.want)
+		}
+	}
+}
