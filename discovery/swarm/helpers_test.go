@@ -32,7 +32,7 @@ type fakeEngine struct {
 	// afterServiceList, if set, changes the swarm once, right after the
 	// next service list (a race with the next call).
 	afterServiceList func(e *fakeEngine)
-	events   chan events.Message
+	events           chan events.Message
 }
 
 func newEngine() *fakeEngine {

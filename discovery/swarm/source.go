@@ -303,7 +303,8 @@ func (s *Source) poll(ctx context.Context, now time.Time) error {
 
 // orphans are the known tasks of services that are gone (docker service
 // rm, docker stack rm) and still run: Swarm stops them seconds later, so
-// they drain, rather than leave with their requests in flight.
+// they drain, rather than leave with their requests in flight. (Swarm
+// 20.10 leaves their DesiredState running meanwhile.)
 func (s *Source) orphans(ctx context.Context, services []swarm.Service) (map[string]want, error) {
 	exists := make(map[string]bool, len(services))
 	for _, svc := range services {
@@ -325,7 +326,7 @@ func (s *Source) orphans(ctx context.Context, services []swarm.Service) (map[str
 	out := map[string]want{}
 	for _, t := range tasks {
 		if k, ok := s.known[t.ID]; ok && t.Status.State == swarm.TaskStateRunning {
-			out[t.ID] = want{r: k.r, draining: true, changed: t.UpdatedAt, desired: t.DesiredState, service: t.ServiceID}
+			out[t.ID] = want{r: k.r, draining: true, desired: t.DesiredState, service: t.ServiceID}
 		}
 	}
 	return out, nil
