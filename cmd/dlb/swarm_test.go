@@ -42,7 +42,8 @@ func TestSwarmZeroErrors(t *testing.T) {
 	t.Cleanup(func() { exec.Command("docker", "service", "rm", svc).Run() })
 	docker(t, "service", "create", "-d", "--quiet", "--name", svc, "--no-resolve-image", "--endpoint-mode", "dnsrr",
 		"--network", net, "--replicas", "3", "--restart-delay", "200ms", "--stop-grace-period", "5s",
-		"--label", "dlb.enable=true", "--label", "com.docker.stack.namespace="+prefix, v1)
+		"--label", "dlb.enable=true", "--label", "com.docker.stack.namespace="+prefix,
+		"--container-label", "dlb.enable=true", "--container-label", "com.docker.compose.project="+prefix, v1)
 
 	d := startSwarmDLB(t, prefix, net)
 	d.waitTasksServe(t, svc, pool, 3)
@@ -181,13 +182,15 @@ type swarmDLB struct {
 
 // startSwarmDLB runs dlb in a container on net, with the socket mounted
 // read-only and its ports published on loopback, and waits until it is in
-// sync with the swarm.
+// sync with the swarm. It follows containers too (--provider docker,swarm):
+// the tasks' containers, labelled as a Compose project's of --project, must
+// not be reported twice, and both sources must sync.
 func startSwarmDLB(t *testing.T, prefix, net string) *swarmDLB {
 	t.Helper()
 	name := prefix + "_dlb"
 	args := []string{"run", "-d", "--name", name, "--network", net, "--label", "dlb.test=" + prefix,
 		"-v", "/var/run/docker.sock:/var/run/docker.sock:ro", "-p", "127.0.0.1::80", "-p", "127.0.0.1::8080",
-		runImage("dlb:dev"), "--provider", "swarm", "--project", prefix, "--queue-timeout", "20s",
+		runImage("dlb:dev"), "--provider", "docker,swarm", "--project", prefix, "--queue-timeout", "20s",
 		"--log-format", "json", "--log-level", "debug"}
 	if dp := os.Getenv("DLB_TEST_DATA_PATH"); dp != "" {
 		args = append(args, "--data-path", dp)
@@ -245,6 +248,9 @@ func (d *swarmDLB) waitTasksServe(t *testing.T, svc, pool string, n int) {
 		var states []string
 		ready := 0
 		for _, p := range d.pools() {
+			if p.Name != pool {
+				t.Errorf("dlb has a pool %s beside %s (the tasks' containers reported by the container watcher too?)", p.Name, pool)
+			}
 			if p.Name == pool {
 				for _, r := range p.Replicas {
 					states = append(states, r.Name+"="+r.State)
