@@ -112,7 +112,9 @@ func TestSwarmZeroErrors(t *testing.T) {
 // and removes the docker_gwbridge network it brought, when the test ends),
 // uses the engine's swarm when it is a manager, and skips otherwise. A
 // lock keeps two test processes of this checkout or another from leaving
-// a swarm under each other's feet.
+// a swarm under each other's feet. The node of a swarm it creates is
+// labelled, so that a run killed before its cleanup leaves a swarm the
+// next run knows as its own and leaves.
 func useSwarm(t *testing.T) {
 	t.Helper()
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
@@ -124,19 +126,37 @@ func useSwarm(t *testing.T) {
 	}
 	t.Cleanup(func() { lock.Close() }) // unlocks, after the cleanups registered below
 	state := strings.Fields(docker(t, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"))
+	hadGWBridge := exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil
 	switch {
 	case len(state) == 2 && state[0] == "active" && state[1] == "true":
-		t.Log("the engine is a swarm manager already: using its swarm, leaving it as it is")
+		label, _ := exec.Command("docker", "node", "inspect", "self", "--format", `{{index .Spec.Labels "`+swarmTestLabel+`"}}`).Output()
+		if strings.TrimSpace(string(label)) == "" {
+			t.Log("the engine is a swarm manager already: using its swarm, leaving it as it is")
+			return
+		}
+		// A swarm this test made, left behind by a run that was killed
+		// (the lock says no other run uses it): this run leaves it.
+		t.Log("the engine is in a swarm an earlier run of this test made and did not leave: using it, then leaving it")
+		leaveSwarm(t, false)
 		return
 	case len(state) == 2 && state[0] == "active":
 		t.Skip("the engine is a swarm worker: the Swarm API answers only on managers; run this test on a manager or outside any swarm")
 	case len(state) == 0 || state[0] != "inactive":
 		t.Skipf("the engine's swarm state is %q: cannot use it for this test", strings.Join(state, " "))
 	}
-	hadGWBridge := exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil
 	if out, err := exec.Command("docker", "swarm", "init", "--advertise-addr", "127.0.0.1").CombinedOutput(); err != nil {
 		t.Skipf("cannot initialise a one-node swarm (docker swarm init --advertise-addr 127.0.0.1: %v: %s)", err, strings.TrimSpace(string(out)))
 	}
+	leaveSwarm(t, hadGWBridge)
+	docker(t, "node", "update", "--label-add", swarmTestLabel+"=true", docker(t, "info", "--format", "{{.Swarm.NodeID}}"))
+}
+
+// swarmTestLabel marks the node of a swarm that useSwarm created.
+const swarmTestLabel = "dlb-test-swarm"
+
+// leaveSwarm leaves the swarm when the test ends, and removes the
+// docker_gwbridge network unless it was there before the swarm.
+func leaveSwarm(t *testing.T, hadGWBridge bool) {
 	t.Cleanup(func() {
 		if out, err := exec.Command("docker", "swarm", "leave", "--force").CombinedOutput(); err != nil {
 			t.Errorf("leaving the swarm this test created: %v: %s", err, out)
