@@ -461,7 +461,10 @@ func (s *Source) apply(wants map[string]want) bool {
 				// DesiredState: how long the drain took is measured from it.
 				ev = ev.Dur("since_change_ms", drained.Sub(w.changed)).Time("changed", w.changed)
 			}
-			if at, ok := s.events[w.service]; ok && drained.Sub(at) < s.o.BusyFor {
+			// The service's event, if it is the one that made this change
+			// (a scale-down changes its tasks within milliseconds; a rolling
+			// update's later tasks change seconds after its event).
+			if at, ok := s.events[w.service]; ok && !w.changed.IsZero() && at.After(w.changed.Add(-time.Second)) {
 				ev = ev.Dur("since_service_event_ms", drained.Sub(at))
 			}
 			ev.Msg("swarm task draining")
