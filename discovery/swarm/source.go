@@ -188,6 +188,13 @@ func (s *Source) pollOnce(ctx context.Context) time.Duration {
 		// names it: the next list no longer has it.
 		err = s.poll(ctx, now)
 	}
+	if err != nil && s.inNoSwarm(ctx) {
+		// An engine in no swarm runs no task: that is a full list, so
+		// that the other sources' pools are served and /healthz is not
+		// held back (checkRole said so at start).
+		s.apply(nil)
+		err = nil
+	}
 	if err == nil {
 		if s.failures > 0 {
 			s.log.Info().Int("failed_polls", s.failures).Msg("swarm answers again; resynced")
@@ -212,6 +219,15 @@ func (s *Source) pollOnce(ctx context.Context) time.Duration {
 		s.log.Debug().Err(err).Dur("retry_in_ms", wait).Msg("swarm poll failed again")
 	}
 	return wait
+}
+
+// inNoSwarm reports whether the engine says it is in no swarm (its Swarm
+// API then fails as a worker's does).
+func (s *Source) inNoSwarm(ctx context.Context) bool {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := s.engine.Info(ictx)
+	return err == nil && info.Swarm.LocalNodeState == swarm.LocalNodeStateInactive
 }
 
 // advice says what a failed poll means for the user.

@@ -333,3 +333,32 @@ func TestSourceDrainsTheTasksOfARemovedService(t *testing.T) {
 		}
 	}
 }
+
+// An engine in no swarm runs no task: the source syncs an empty list (so
+// that dlb with --provider docker,swarm serves its containers), and
+// follows the swarm once the engine joins one.
+func TestSourceOnAnEngineInNoSwarm(t *testing.T) {
+	s, e, rec, logs := newTestSource(t)
+	e.set(func(e *fakeEngine) {
+		e.info.LocalNodeState, e.info.ControlAvailable = swarm.LocalNodeStateInactive, false
+		e.err = errNotManager // what 20.10 answers in no swarm too
+	})
+	s.checkRole(context.Background())
+	s.pollOnce(context.Background())
+	s.pollOnce(context.Background())
+	if got, want := rec.take(), []string{"sync "}; !slices.Equal(got, want) {
+		t.Errorf("in no swarm: sink got %q, want %q", got, want)
+	}
+	if !strings.Contains(logs.String(), "this engine is in no swarm") || logs.count(`"level":"warn"`) != 1 {
+		t.Errorf("want one warning saying the engine is in no swarm; log:\n%s", logs)
+	}
+	e.set(func(e *fakeEngine) {
+		e.info.LocalNodeState, e.info.ControlAvailable, e.err = swarm.LocalNodeStateActive, true, nil
+		e.services = []swarm.Service{service("web")}
+		e.tasks = []swarm.Task{task("t1", "web", 1)}
+	})
+	s.pollOnce(context.Background())
+	if got, want := rec.take(), []string{"update t1 10.0.1.11:80"}; !slices.Equal(got, want) {
+		t.Errorf("after swarm init: sink got %q, want %q", got, want)
+	}
+}
