@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/proxy"
 	dc "github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 )
@@ -376,7 +377,7 @@ func TestBuildWarnsAboutAGuessedNetwork(t *testing.T) {
 func TestBuildKeepsTheLabels(t *testing.T) {
 	c := container(enabled, withLabel(discovery.LabelPort, "8080"), withNetwork("appnet", "10.0.0.2"))
 	got, _, err := discovery.Build(c, discovery.Options{})
-	want := discovery.LabelConfig{Enable: true, EnableSet: true, Port: 8080, Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
+	want := discovery.LabelConfig{Enable: true, EnableSet: true, Port: 8080, Path: "/", Weight: 1, RouteOptions: proxy.RouteOptions{Scheme: "http"}, HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
 	if err != nil || !reflect.DeepEqual(got.Labels, want) {
 		t.Errorf("Build: got labels %+v, %v; want %+v", got.Labels, err, want)
 	}

@@ -324,7 +324,7 @@ func TestObserverSees413(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 	}))
 	router := &Router{}
-	router.Set([]Route{{Service: "web", Path: "/", Pool: op.pool, MaxBody: 1000}})
+	router.Set([]Route{{Service: "web", Path: "/", Pool: op.pool, RouteOptions: RouteOptions{MaxBody: 1000}}})
 	srv := httptest.NewServer(New(router, Options{Observer: op.rec}))
 	defer srv.Close()
 	for _, tc := range []struct {
