@@ -15,7 +15,7 @@ func checkDataPath(cfg *config) error {
 	switch cfg.dataPath {
 	case proxy.DataPathStd:
 	case proxy.DataPathFast:
-		if cfg.transport == proxy.TransportStd {
+		if cfg.proxy.UpstreamTransport == proxy.TransportStd {
 			return badFlag("data-path", cfg.dataPath, "needs --upstream-transport fast (the fast path writes to the fast transport's connections); use --data-path std with --upstream-transport std")
 		}
 	default:

@@ -13,18 +13,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 )
 
-// parseProtocolFlags checks --listen-tls, --tls-cert, --tls-key, the
-// --acme-* flags and --trusted-proxies into cfg.
-func parseProtocolFlags(c *cli.Context, cfg *config) error {
-	certFile, keyFile, certDir := c.String("tls-cert"), c.String("tls-key"), c.String("tls-cert-dir")
-	cfg.certs = &certs.Options{}
-	if err := parseACMEFlags(c, cfg.listenTLS, cfg.certs); err != nil {
+// checkProtocols checks --listen-tls, --tls-cert, --tls-key, the --acme-*
+// flags and --trusted-proxies into cfg.
+func (cfg *config) checkProtocols(c *cli.Context) error {
+	certFile, keyFile, certDir := cfg.tlsCert, cfg.tlsKey, cfg.tlsCertDir
+	if err := cfg.checkACME(c); err != nil {
 		return err
 	}
 	switch {
@@ -49,11 +47,11 @@ func parseProtocolFlags(c *cli.Context, cfg *config) error {
 	case certFile != "" || keyFile != "" || certDir != "":
 		return cli.Exit("--tls-cert, --tls-key and --tls-cert-dir are for the HTTPS listener: set --listen-tls too (e.g. --listen-tls :443)", 2)
 	}
-	tp, err := proxy.ParseTrustedProxies(c.String("trusted-proxies"))
+	tp, err := proxy.ParseTrustedProxies(cfg.trustedProxies)
 	if err != nil {
-		return badFlag("trusted-proxies", c.String("trusted-proxies"), err.Error())
+		return badFlag("trusted-proxies", cfg.trustedProxies, err.Error())
 	}
-	cfg.trustedProxies = tp
+	cfg.proxy.TrustedProxies = tp
 	return nil
 }
 

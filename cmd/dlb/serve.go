@@ -23,9 +23,8 @@ import (
 
 // serve is dlb's main command: it checks the flags, builds dlb's parts,
 // opens its listeners, and runs until SIGTERM or SIGINT.
-func serve(c *cli.Context) error {
-	cfg, err := parseConfig(c)
-	if err != nil {
+func serve(c *cli.Context, cfg *config) error {
+	if err := cfg.check(c); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
@@ -74,21 +73,19 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 	if cfg.accessLog {
 		obs = append(obs, accesslog.New(stdout, cfg.logFormat))
 	}
-	p.proxy = proxy.New(router, proxy.Options{
-		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
-		Observer: proxy.Observers(obs...), UpstreamTransport: cfg.transport,
-		BodyTimeout: cfg.limits.bodyTimeout, WriteTimeout: cfg.limits.writeTimeout, ResponseHeaderTimeout: cfg.limits.headerTimeout,
-		Log:    log.With().Str("component", "proxy").Logger(),
-		Routed: func() bool { return p.fleet.Routed() }, // p.fleet is set below, before serving
-	})
+	po := cfg.proxy
+	po.Observer = proxy.Observers(obs...)
+	po.Log = log.With().Str("component", "proxy").Logger()
+	po.Routed = func() bool { return p.fleet.Routed() } // p.fleet is set below, before serving
+	p.proxy = proxy.New(router, po)
 	p.keeper = newKeeper(cfg, p.metrics, log)
 	p.fleet = fleet.New(fleet.Options{Router: router, Proxy: p.proxy, Pools: pools,
 		Observer: fleetObserverOf(p.metrics, p.keeper), Log: log.With().Str("component", "pools").Logger()})
 	src := p.fleet.Source("docker")
 	// In a container, replicas are reached over dlb's own networks; else
 	// (or when dlb cannot tell which container it is) as the flags say.
-	_ = discovery.FindSelf(ctx, docker, &cfg.opts, log)
-	p.watcher = discovery.NewWatcher(docker, src, cfg.opts, log.With().Str("component", "discovery").Logger())
+	_ = discovery.FindSelf(ctx, docker, &cfg.discovery, log)
+	p.watcher = discovery.NewWatcher(docker, src, cfg.discovery, log.With().Str("component", "discovery").Logger())
 	p.plain, p.secure = p.proxy, p.proxy
 	if p.keeper != nil {
 		p.plain, p.secure = p.keeper.HTTPHandler(p.proxy), p.keeper.HTTPSHandler(p.proxy)
@@ -123,7 +120,7 @@ func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
 	}
 	// The limit counts every client connection: plain and TLS, those the
 	// fast data path serves and those it hands to net/http.
-	limit := proxy.NewConnLimit(cfg.limits.maxConns, refused)
+	limit := proxy.NewConnLimit(cfg.maxConns, refused)
 	ln = limit.Listener(ln)
 	s.fast, ln = fastPath(p.proxy, s.proxy, ln, cfg, p.keeper)
 	s.ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
@@ -154,7 +151,7 @@ func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
 	if cfg.pprof {
 		h = withPprof(h)
 	}
-	h = cfg.limits.guard.Wrap(h)
+	h = cfg.guard.Wrap(h)
 	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
 	return s, nil
 }
@@ -166,15 +163,15 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 	log := cfg.log
 	gcInfo := cfg.gc.apply()
 	log.Info().Str("version", version).Str("listen", s.ln.Addr().String()).Str("listen_tls", addrOf(s.tlsLn)).
-		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.limits.maxConns).
-		Str("network", cfg.opts.Network).Bool("exposed_by_default", cfg.opts.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
+		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.maxConns).
+		Str("network", cfg.discovery.Network).Bool("exposed_by_default", cfg.discovery.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
 
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
 		p.watcher.Run(ctx)
 	}()
-	go discovery.WatchNetwork(ctx, p.docker, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
+	go discovery.WatchNetwork(ctx, p.docker, cfg.discovery.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
 	errc := make(chan error, 3)
 	go func() { errc <- s.proxy.Serve(s.ln) }()
 	s.fast.serve(errc)

@@ -35,7 +35,7 @@ func statusCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return cli.Exit(fmt.Sprintf("unexpected argument %q: dlb status takes flags only (see dlb status --help)", c.Args().First()), statusNoAnswer)
 			}
-			token, err := adminToken(c)
+			token, err := adminToken(c.String("admin-token"), c.String("admin-token-file"))
 			if err != nil {
 				return cli.Exit(err.Error(), statusNoAnswer)
 			}
