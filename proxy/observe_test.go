@@ -16,13 +16,13 @@ import (
 	"github.com/dlb-lb/dlb/health"
 )
 
-// recorder is an EjectionObserver that hands each Exchange to the test.
+// recorder is an Observer that hands each Exchange to the test.
 type recorder struct {
 	exchanges chan Exchange
 	ejections chan string
 }
 
-var _ EjectionObserver = (*recorder)(nil)
+var _ Observer = (*recorder)(nil)
 
 func newRecorder() *recorder {
 	return &recorder{exchanges: make(chan Exchange, 16), ejections: make(chan string, 16)}
@@ -308,6 +308,7 @@ func BenchmarkObserver(b *testing.B) {
 type noopObserver struct{}
 
 func (noopObserver) Observe(*http.Request, *Exchange) {}
+func (noopObserver) Ejected(*Route, *balancer.Upstream) {}
 
 type discardWriter struct{ h http.Header }
 

@@ -79,8 +79,15 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 	po.Routed = func() bool { return p.fleet.Routed() } // p.fleet is set below, before serving
 	p.proxy = proxy.New(router, po)
 	p.keeper = newKeeper(cfg, p.metrics, log)
+	var fobs []fleet.Observer
+	if p.metrics != nil {
+		fobs = append(fobs, p.metrics)
+	}
+	if p.keeper != nil {
+		fobs = append(fobs, fleet.SitesTo(p.keeper.SetSites))
+	}
 	p.fleet = fleet.New(fleet.Options{Router: router, Proxy: p.proxy, Pools: pools,
-		Observer: fleetObserverOf(p.metrics, p.keeper), Log: log.With().Str("component", "pools").Logger()})
+		Observer: fleet.Observers(fobs...), Log: log.With().Str("component", "pools").Logger()})
 	src := p.fleet.Source("docker")
 	// In a container, replicas are reached over dlb's own networks; else
 	// (or when dlb cannot tell which container it is) as the flags say.
