@@ -308,7 +308,7 @@ func (m *Metrics) Certificate(renewal, ok bool) {
 }
 
 // RefusedConnection counts a client connection refused over --max-conns;
-// it is proxy.ConnLimit's refused.
+// it is listener.ConnLimit's refused.
 func (m *Metrics) RefusedConnection() { m.refused.Inc() }
 
 // poolCollector reports what the pools hold at scrape time: replicas by

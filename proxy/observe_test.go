@@ -307,7 +307,7 @@ func BenchmarkObserver(b *testing.B) {
 
 type noopObserver struct{}
 
-func (noopObserver) Observe(*http.Request, *Exchange) {}
+func (noopObserver) Observe(*http.Request, *Exchange)   {}
 func (noopObserver) Ejected(*Route, *balancer.Upstream) {}
 
 type discardWriter struct{ h http.Header }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dlb-lb/dlb/proxy"
+	"github.com/dlb-lb/dlb/listener"
 	"github.com/urfave/cli/v2"
 )
 
@@ -30,7 +30,7 @@ func (cfg *config) checkLimits() error {
 	}
 	switch {
 	case cfg.maxConns == -1:
-		cfg.maxConns = proxy.DefaultMaxConns()
+		cfg.maxConns = listener.DefaultMaxConns()
 	case cfg.maxConns < 0:
 		return badFlag("max-conns", fmt.Sprint(cfg.maxConns), "must be a number of connections (0: no limit)")
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/fleet"
 	"github.com/dlb-lb/dlb/metrics"
+	"github.com/dlb-lb/dlb/listener"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/docker/docker/client"
 	"github.com/urfave/cli/v2"
@@ -127,11 +128,11 @@ func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
 	}
 	// The limit counts every client connection: plain and TLS, those the
 	// fast data path serves and those it hands to net/http.
-	limit := proxy.NewConnLimit(cfg.maxConns, refused)
+	limit := listener.NewConnLimit(cfg.maxConns, refused)
 	ln = limit.Listener(ln)
 	s.fast, ln = fastPath(p.proxy, s.proxy, ln, cfg, p.keeper)
-	s.ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
-	s.proxy.ConnState = proxy.ConnState(s.ln, s.proxy.ConnState)
+	s.ln = listener.NewIdle(ln, cfg.parkIdleAfter)
+	s.proxy.ConnState = listener.ConnState(s.ln, s.proxy.ConnState)
 	s.tls, s.tlsLn, err = listenTLS(p.secure, cfg, log)
 	if err != nil {
 		s.ln.Close()
