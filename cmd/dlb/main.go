@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"github.com/dlb-lb/dlb/admin"
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/internal/gc"
+	"github.com/dlb-lb/dlb/listener"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
@@ -78,7 +79,7 @@ type config struct {
 	adminHosts      string
 	adminToken      string
 	adminTokenFile  string
-	gcPercent       int
+	gc              gc.Settings // --gc-percent; check adds --memory-limit
 	memoryLimit     string
 	pprof           bool
 	logLevel        string
@@ -94,7 +95,6 @@ type config struct {
 	// Derived by check.
 	log   zerolog.Logger
 	guard admin.Guard
-	gc    gcSettings
 	tls   *tls.Config // nil without --listen-tls; set by build from the keeper
 }
 
@@ -115,7 +115,7 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.IntFlag{Name: "retries", Value: 2, Destination: &cfg.proxy.Retries, EnvVars: envs("RETRIES"), Usage: "how many other replicas a failed request may be retried on, when safe"},
 		&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, Destination: &cfg.proxy.QueueTimeout, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Destination: &cfg.shutdownTimeout, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
-		&cli.IntFlag{Name: "max-header-bytes", Value: defaultMaxHeaderBytes, Destination: &cfg.maxHeaderBytes, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
+		&cli.IntFlag{Name: "max-header-bytes", Value: listener.DefaultMaxHeaderBytes, Destination: &cfg.maxHeaderBytes, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
 		&cli.StringFlag{Name: "data-path", Value: proxy.DataPathStd, Destination: &cfg.dataPath, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request)"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Destination: &cfg.logLevel, EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "console", Destination: &cfg.logFormat, EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
@@ -132,8 +132,8 @@ func (cfg *config) flags() []cli.Flag {
 
 		// The data path's and the runtime's knobs, in their own section of dlb --help.
 		&cli.StringFlag{Name: "upstream-transport", Category: tuningCategory, Value: proxy.TransportFast, Destination: &cfg.proxy.UpstreamTransport, EnvVars: envs("UPSTREAM_TRANSPORT"), Usage: "how requests reach replicas: fast (HTTP/1.1 on the request's goroutine) or std (Go's http.Transport)"},
-		&cli.DurationFlag{Name: "park-idle-after", Category: tuningCategory, Value: time.Second, Destination: &cfg.parkIdleAfter, EnvVars: envs("PARK_IDLE_AFTER"), Usage: "a client connection idle this long between requests is parked: it keeps no goroutine nor buffer until its next request (Linux; 0 disables)"},
-		&cli.IntFlag{Name: "gc-percent", Category: tuningCategory, Value: 100, Destination: &cfg.gcPercent, EnvVars: envs("GC_PERCENT"), Usage: "garbage collector target, as GOGC: the heap may grow this many percent over the live data before a collection (-1 turns it off)"},
+		&cli.DurationFlag{Name: "park-idle-after", Category: tuningCategory, Value: listener.DefaultParkAfter, Destination: &cfg.parkIdleAfter, EnvVars: envs("PARK_IDLE_AFTER"), Usage: "a client connection idle this long between requests is parked: it keeps no goroutine nor buffer until its next request (Linux; 0 disables)"},
+		&cli.IntFlag{Name: "gc-percent", Category: tuningCategory, Value: gc.DefaultPercent, Destination: &cfg.gc.Percent, EnvVars: envs("GC_PERCENT"), Usage: "garbage collector target, as GOGC: the heap may grow this many percent over the live data before a collection (-1 turns it off)"},
 		&cli.StringFlag{Name: "memory-limit", Category: tuningCategory, Value: "0", Destination: &cfg.memoryLimit, EnvVars: envs("MEMORY_LIMIT"), Usage: "soft memory limit, as GOMEMLIMIT, e.g. 256MiB: the collector works harder near it (0: none)"},
 		&cli.BoolFlag{Name: "pprof", Category: tuningCategory, Destination: &cfg.pprof, EnvVars: envs("PPROF"), Usage: "serve Go's profiler at /debug/pprof/ on the admin address (for performance work)"},
 
@@ -144,8 +144,8 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.StringFlag{Name: "acme-ca-root", Destination: &cfg.acmeCARoot, EnvVars: envs("ACME_CA_ROOT"), Usage: "PEM file of a root to trust for the ACME CA's own HTTPS (a private or test CA, e.g. Pebble's); default: the system's roots"},
 		&cli.StringFlag{Name: "acme-profile", Destination: &cfg.certs.ACME.Profile, EnvVars: envs("ACME_PROFILE"), Usage: "certificate profile to ask the CA for (e.g. Let's Encrypt's shortlived); default: the CA's default"},
 		&cli.StringFlag{Name: "acme-challenge", Value: "all", Destination: &cfg.acmeChallenge, EnvVars: envs("ACME_CHALLENGE"), Usage: "how the CA checks that dlb serves a host: http-01 (on --listen, port 80), tls-alpn-01 (on --listen-tls, port 443), or all"},
-		&cli.StringFlag{Name: "acme-storage", Value: defaultACMEStorage, Destination: &cfg.certs.ACME.Storage, EnvVars: envs("ACME_STORAGE"), Usage: "directory the ACME account, keys and certificates are kept in (several dlb may share it: it is locked)"},
-		&cli.DurationFlag{Name: "acme-renew-check", Value: 10 * time.Minute, Destination: &cfg.certs.ACME.RenewCheck, EnvVars: envs("ACME_RENEW_CHECK"), Usage: "how often certificates are checked for renewal (each is renewed in its last third, or when the CA suggests)"},
+		&cli.StringFlag{Name: "acme-storage", Value: certs.DefaultStorage, Destination: &cfg.certs.ACME.Storage, EnvVars: envs("ACME_STORAGE"), Usage: "directory the ACME account, keys and certificates are kept in (several dlb may share it: it is locked)"},
+		&cli.DurationFlag{Name: "acme-renew-check", Value: certs.DefaultRenewCheck, Destination: &cfg.certs.ACME.RenewCheck, EnvVars: envs("ACME_RENEW_CHECK"), Usage: "how often certificates are checked for renewal (each is renewed in its last third, or when the CA suggests)"},
 		&cli.BoolFlag{Name: "http-redirect", Value: true, Destination: &cfg.certs.Redirect, EnvVars: envs("HTTP_REDIRECT"), Usage: "redirect plain HTTP to HTTPS (308) for hosts that have a certificate from the ACME CA"},
 	}
 }
@@ -189,11 +189,11 @@ func (cfg *config) check(c *cli.Context) error {
 	}
 	o := &cfg.discovery
 	o.Network, o.Project = strings.TrimSpace(o.Network), strings.TrimSpace(o.Project)
-	if err := checkAddr(cfg.listen); err != nil {
+	if err := listener.CheckAddr(cfg.listen); err != nil {
 		return badFlag("listen", cfg.listen, err.Error())
 	}
 	if cfg.admin != "" {
-		if err := checkAddr(cfg.admin); err != nil {
+		if err := listener.CheckAddr(cfg.admin); err != nil {
 			return badFlag("admin", cfg.admin, err.Error())
 		}
 	}
@@ -209,29 +209,49 @@ func (cfg *config) check(c *cli.Context) error {
 	if cfg.shutdownTimeout < 0 {
 		return badFlag("shutdown-timeout", cfg.shutdownTimeout.String(), "must not be negative")
 	}
-	if err := cfg.checkLimits(); err != nil {
+	for _, f := range []struct {
+		name string
+		d    *time.Duration
+	}{{"body-timeout", &cfg.proxy.BodyTimeout}, {"write-timeout", &cfg.proxy.WriteTimeout}, {"response-header-timeout", &cfg.proxy.ResponseHeaderTimeout}} {
+		switch {
+		case *f.d < 0:
+			return badFlag(f.name, f.d.String(), "must not be negative (0 turns the timeout off)")
+		case *f.d == 0:
+			*f.d = -1 // proxy.Options: negative is off, zero the default
+		}
+	}
+	switch {
+	case cfg.maxConns == -1:
+		cfg.maxConns = listener.DefaultMaxConns()
+	case cfg.maxConns < 0:
+		return badFlag("max-conns", fmt.Sprint(cfg.maxConns), "must be a number of connections (0: no limit)")
+	}
+	var err error
+	if cfg.guard.Hosts, err = admin.ParseHosts(cfg.adminHosts); err != nil {
+		return badFlag("admin-hosts", cfg.adminHosts, err.Error())
+	}
+	if cfg.guard.Token, err = adminToken(cfg.adminToken, cfg.adminTokenFile); err != nil {
 		return err
 	}
 	if cfg.maxHeaderBytes < 1024 {
 		return badFlag("max-header-bytes", fmt.Sprint(cfg.maxHeaderBytes), "must be at least 1024")
 	}
-	cfg.gc = gcSettings{percent: cfg.gcPercent, setPct: c.IsSet("gc-percent"), setLimit: c.IsSet("memory-limit")}
-	if cfg.gc.percent < -1 {
-		return badFlag("gc-percent", fmt.Sprint(cfg.gc.percent), "must be -1 (off) or more")
+	cfg.gc.SetPercent, cfg.gc.SetLimit = c.IsSet("gc-percent"), c.IsSet("memory-limit")
+	if err := cfg.gc.Check(); err != nil {
+		return badFlag("gc-percent", fmt.Sprint(cfg.gc.Percent), err.Error())
 	}
-	limit, err := parseSize(cfg.memoryLimit)
-	if err != nil {
+	if cfg.gc.Limit, err = gc.ParseLimit(cfg.memoryLimit); err != nil {
 		return badFlag("memory-limit", cfg.memoryLimit, err.Error())
 	}
-	cfg.gc.limit = limit
 	if cfg.parkIdleAfter < 0 {
 		return badFlag("park-idle-after", cfg.parkIdleAfter.String(), "must not be negative (0 never parks)")
 	}
-	if t := cfg.proxy.UpstreamTransport; t != proxy.TransportFast && t != proxy.TransportStd {
-		return badFlag("upstream-transport", t, "must be fast or std")
-	}
-	if err := checkDataPath(cfg); err != nil {
-		return err
+	if err := proxy.CheckDataPath(cfg.dataPath, cfg.proxy.UpstreamTransport); err != nil {
+		ce, flag := err.(*proxy.ChoiceError), "data-path"
+		if ce.Choice == "transport" {
+			flag = "upstream-transport"
+		}
+		return badFlag(flag, ce.Value, ce.Want)
 	}
 	if h := cfg.dockerHost; h != "" && !strings.Contains(h, "://") {
 		return badFlag("docker-host", h, "not a Docker address: use unix:///var/run/docker.sock or tcp://host:2375")
@@ -251,23 +271,4 @@ func (cfg *config) check(c *cli.Context) error {
 	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" // milliseconds: dlb follows events in ms
 	cfg.log = zerolog.New(out).Level(level).With().Timestamp().Logger()
 	return nil
-}
-
-// checkAddr checks a host:port listen address.
-func checkAddr(a string) error {
-	_, port, err := net.SplitHostPort(a)
-	if err != nil {
-		return errors.New("not a listen address: use host:port or :port, e.g. :80 or 127.0.0.1:8000")
-	}
-	if _, err := discovery.ParsePort(port); err != nil && port != "0" {
-		return fmt.Errorf("port %q is not a port number (0-65535)", port)
-	}
-	return nil
-}
-
-func addrOf(ln net.Listener) string {
-	if ln == nil {
-		return ""
-	}
-	return ln.Addr().String()
 }

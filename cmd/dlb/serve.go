@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/dlb-lb/dlb/accesslog"
 	"io"
 	"net"
 	"net/http"
@@ -11,12 +10,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dlb-lb/dlb/accesslog"
+	"github.com/dlb-lb/dlb/admin"
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/fleet"
-	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/listener"
+	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/docker/docker/client"
 	"github.com/urfave/cli/v2"
@@ -105,8 +106,9 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 type servers struct {
 	proxy   *http.Server
 	ln      net.Listener
-	fast    *fastListener // nil with --data-path std
-	tls     *http.Server  // nil without --listen-tls
+	fast    *proxy.FastServer // nil with --data-path std
+	fastLn  net.Listener
+	tls     *http.Server // nil without --listen-tls
 	tlsLn   net.Listener
 	admin   *http.Server // nil with an empty --admin
 	adminLn net.Listener
@@ -115,13 +117,9 @@ type servers struct {
 // listen opens --listen, --listen-tls and --admin, and starts the
 // certificate keeper on them. An address in use is an error naming its
 // flag.
-func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
-	log := cfg.log
-	s := &servers{proxy: newProxyServer(p.plain, cfg, nil, log)}
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return nil, cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
-	}
+func listen(ctx context.Context, cfg *config, p *parts) (s *servers, err error) {
+	so := listener.ServerOptions{MaxHeaderBytes: cfg.maxHeaderBytes, H2C: cfg.h2c, Log: cfg.log}
+	s = &servers{proxy: listener.NewServer(p.plain, so)}
 	var refused func()
 	if p.metrics != nil {
 		refused = p.metrics.RefusedConnection
@@ -129,17 +127,41 @@ func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
 	// The limit counts every client connection: plain and TLS, those the
 	// fast data path serves and those it hands to net/http.
 	limit := listener.NewConnLimit(cfg.maxConns, refused)
+	var open []net.Listener
+	defer func() {
+		for _, ln := range open {
+			if err != nil {
+				ln.Close()
+			}
+		}
+	}()
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return nil, cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
+	}
+	open = append(open, ln)
 	ln = limit.Listener(ln)
-	s.fast, ln = fastPath(p.proxy, s.proxy, ln, cfg, p.keeper)
+	if cfg.dataPath == proxy.DataPathFast {
+		// The requests the keeper answers itself on plain HTTP (ACME
+		// challenges, redirects) go to the std server, whose handler the
+		// keeper wraps; so does anything unusual (the fast server's
+		// hand-offs).
+		var intercept func(host, path string) bool
+		if p.keeper != nil && p.keeper.ACMEOn() {
+			intercept = p.keeper.Intercepts
+		}
+		s.fast, s.fastLn = proxy.NewFastServer(p.proxy, s.proxy, cfg.parkIdleAfter, intercept), ln
+		ln = s.fast.Handoffs(ln.Addr())
+	}
 	s.ln = listener.NewIdle(ln, cfg.parkIdleAfter)
 	s.proxy.ConnState = listener.ConnState(s.ln, s.proxy.ConnState)
-	s.tls, s.tlsLn, err = listenTLS(p.secure, cfg, log)
-	if err != nil {
-		s.ln.Close()
-		return nil, err
-	}
-	if s.tlsLn != nil {
-		s.tlsLn = limit.Listener(s.tlsLn)
+	if cfg.tls != nil {
+		if s.tlsLn, err = net.Listen("tcp", cfg.listenTLS); err != nil {
+			return nil, cli.Exit(fmt.Sprintf("--listen-tls %s: %v (is another process using the port?)", cfg.listenTLS, err), 1)
+		}
+		open = append(open, s.tlsLn)
+		so.TLS = cfg.tls
+		s.tls, s.tlsLn = listener.NewServer(p.secure, so), limit.Listener(s.tlsLn)
 	}
 	if p.keeper != nil {
 		p.keeper.Start(ctx, s.ln.Addr().String(), s.tlsLn.Addr().String())
@@ -147,20 +169,18 @@ func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
 	if cfg.admin == "" {
 		return s, nil
 	}
-	s.adminLn, err = net.Listen("tcp", cfg.admin)
-	if err != nil {
-		s.ln.Close()
-		if s.tlsLn != nil {
-			s.tlsLn.Close()
-		}
+	if s.adminLn, err = net.Listen("tcp", cfg.admin); err != nil {
 		return nil, cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
 	}
-	h := adminHandler(p.fleet, p.metrics, p.keeper)
-	if cfg.pprof {
-		h = withPprof(h)
+	ao := admin.Options{Pprof: cfg.pprof, Guard: cfg.guard}
+	if p.metrics != nil {
+		ao.Metrics = p.metrics
 	}
-	h = cfg.guard.Wrap(h)
-	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
+	if p.keeper != nil {
+		ao.Certificates = func() any { return p.keeper.Status() }
+	}
+	h := admin.NewHandler(p.fleet, ao)
+	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: listener.ReadHeaderTimeout, IdleTimeout: listener.IdleTimeout}
 	return s, nil
 }
 
@@ -169,7 +189,7 @@ func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
 // stop and returns the error).
 func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config, p *parts) error {
 	log := cfg.log
-	gcInfo := cfg.gc.apply()
+	gcInfo := cfg.gc.Apply()
 	log.Info().Str("version", version).Str("listen", s.ln.Addr().String()).Str("listen_tls", addrOf(s.tlsLn)).
 		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.maxConns).
 		Str("network", cfg.discovery.Network).Bool("exposed_by_default", cfg.discovery.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
@@ -180,9 +200,15 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 		p.watcher.Run(ctx)
 	}()
 	go discovery.WatchNetwork(ctx, p.docker, cfg.discovery.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- s.proxy.Serve(s.ln) }()
-	s.fast.serve(errc)
+	if s.fast != nil {
+		go func() {
+			if err := s.fast.Serve(s.fastLn); err != http.ErrServerClosed {
+				errc <- err
+			}
+		}()
+	}
 	if s.tls != nil {
 		go func() { errc <- s.tls.ServeTLS(s.tlsLn, "", "") }()
 	}
@@ -202,9 +228,22 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 	if s.admin != nil {
 		s.admin.Close()
 	}
-	s.fast.shutdown(sctx, log)
-	shutdownAll(sctx, log, s.proxy, s.tls)
+	if s.fast != nil {
+		// As http.Server.Shutdown does; the std server, shut down after
+		// it, still takes its hand-offs meanwhile.
+		if err := s.fast.Shutdown(sctx); err != nil {
+			log.Warn().Err(err).Msg("requests still in flight on the fast data path at the shutdown timeout were cut")
+		}
+	}
+	listener.ShutdownAll(sctx, log, s.proxy, s.tls)
 	<-watchDone
 	log.Info().Msg("stopped")
 	return nil
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
 }
