@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -44,6 +45,9 @@ func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && isatty.IsTerminal(f.Fd())
 }
+
+// Ejected writes nothing: the request that saw the failure gets its line.
+func (l *Log) Ejected(*proxy.Route, *balancer.Upstream) {}
 
 // Observe writes the request's line.
 func (l *Log) Observe(r *http.Request, e *proxy.Exchange) {

@@ -2,13 +2,15 @@ package discovery
 
 import (
 	"fmt"
-	"github.com/dlb-lb/dlb/balancer"
-	"github.com/dlb-lb/dlb/health"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/health"
+	"github.com/dlb-lb/dlb/proxy"
 )
 
 // The labels dlb reads. The README's label table documents each one.
@@ -58,22 +60,17 @@ type LabelConfig struct {
 	Hosts []string
 	// Path is the dlb.path prefix without a trailing slash, "/" by default.
 	Path string
-	// StripPath is dlb.path.strip: remove Path from the request before forwarding.
-	StripPath bool
 	// Balance is dlb.balance, "" meaning round_robin.
 	Balance string
-	// HashHeader is dlb.hash.header: with Balance "hash", the request header
-	// to hash instead of the client address.
-	HashHeader string
 	// Weight is dlb.weight, 1 by default.
 	Weight int
-	// Sticky is dlb.sticky; StickyCookie is dlb.sticky.cookie ("" = default).
-	Sticky       bool
-	StickyCookie string
-	// Scheme is dlb.scheme: "http" (default) or "h2c".
-	Scheme string
-	// MaxBody is dlb.max_body in bytes; 0 means no limit.
-	MaxBody int64
+	// RouteOptions are how the route forwards (proxy.Route holds the same
+	// struct): dlb.path.strip, dlb.sticky, dlb.sticky.cookie,
+	// dlb.hash.header, dlb.scheme ("http" by default), dlb.max_body (bytes;
+	// 0: no limit) and dlb.timeout.response_header (0: dlb's
+	// --response-header-timeout). An option added there is copied to the
+	// route and compared with no further edit.
+	proxy.RouteOptions
 	// HealthPath is dlb.health.path: "" means no active HTTP check.
 	HealthPath string
 	// HealthInterval and HealthTimeout are dlb.health.interval and
@@ -85,9 +82,6 @@ type LabelConfig struct {
 	// HSTS is the Strict-Transport-Security value dlb.tls.hsts asks for on
 	// HTTPS responses; "" sends none.
 	HSTS string
-	// ResponseHeaderTimeout is dlb.timeout.response_header; 0 means dlb's
-	// --response-header-timeout.
-	ResponseHeaderTimeout time.Duration
 }
 
 // LabelError says which label of a container is malformed, with what value,
@@ -112,7 +106,7 @@ func (e *LabelError) Error() string {
 // malformed label gives a *LabelError naming the label, the value and what is
 // accepted.
 func ParseLabels(labels map[string]string) (LabelConfig, error) {
-	c := LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: health.DefaultInterval, HealthTimeout: health.DefaultTimeout}
+	c := LabelConfig{Path: "/", Weight: 1, RouteOptions: proxy.RouteOptions{Scheme: "http"}, HealthInterval: health.DefaultInterval, HealthTimeout: health.DefaultTimeout}
 	for _, lp := range labelParsers {
 		if v, ok := labels[lp.label]; ok {
 			if hasControl(v) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/proxy"
 )
 
 // labelTest is one ParseLabels case: either want (and no error), or an error
@@ -23,7 +24,7 @@ type labelTest struct {
 
 // cfg is the LabelConfig of a container with no dlb labels, changed by fs.
 func cfg(fs ...func(*discovery.LabelConfig)) discovery.LabelConfig {
-	c := discovery.LabelConfig{Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
+	c := discovery.LabelConfig{Path: "/", Weight: 1, RouteOptions: proxy.RouteOptions{Scheme: "http"}, HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
 	for _, f := range fs {
 		f(&c)
 	}

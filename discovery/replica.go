@@ -104,19 +104,31 @@ func (e *ContainerError) Error() string { return "container " + e.Container + ":
 // Unwrap is Err, so that errors.Is finds ErrNotSelected and ErrNotRunning.
 func (e *ContainerError) Unwrap() error { return e.Err }
 
-// Build turns one container's inspect data into a Replica. The error says
-// why the container cannot be used and what to change (a *ContainerError,
-// once the container's name is known); it wraps ErrNotSelected when the
-// container is simply not one of dlb's.
-func Build(c container.InspectResponse, o Options) (Replica, error) {
+// Warning is a caveat about a container that dlb uses anyway: its name, as
+// data, and what may be wrong and how to make sure.
+type Warning struct {
+	Container string // the container's name, without Docker's leading slash
+	Text      string // what may be wrong, and what to change
+}
+
+// String reads "container NAME: text", as a ContainerError does.
+func (w Warning) String() string { return "container " + w.Container + ": " + w.Text }
+
+// Build turns one container's inspect data into a Replica, with the
+// caveats of a usable one as warnings. The error says why the container
+// cannot be used and what to change (a *ContainerError, once the
+// container's name is known); it wraps ErrNotSelected when the container is
+// simply not one of dlb's. With an error, the Replica is the zero value and
+// there is no warning.
+func Build(c container.InspectResponse, o Options) (Replica, []Warning, error) {
 	if c.ContainerJSONBase == nil || c.Config == nil {
-		return Replica{}, fmt.Errorf("container with no inspect data: %w", ErrNotSelected)
+		return Replica{}, nil, fmt.Errorf("container with no inspect data: %w", ErrNotSelected)
 	}
 	r := Replica{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/")}
 	labels := c.Config.Labels
 	r.Project = labels[LabelComposeProject]
-	fail := func(format string, args ...any) (Replica, error) {
-		return Replica{}, &ContainerError{Container: r.Name, Err: fmt.Errorf(format, args...)}
+	fail := func(format string, args ...any) (Replica, []Warning, error) {
+		return Replica{}, nil, &ContainerError{Container: r.Name, Err: fmt.Errorf(format, args...)}
 	}
 	if c.ID == o.SelfID && o.SelfID != "" {
 		return fail("dlb itself: %w", ErrNotSelected)
@@ -188,10 +200,11 @@ func Build(c container.InspectResponse, o Options) (Replica, error) {
 		return fail("%v", err)
 	}
 	r.Network, r.IP = choice.Network, choice.IP
+	var warnings []Warning
 	if choice.Warning != "" {
-		err = &ContainerError{Container: r.Name, Err: errors.New(choice.Warning)}
+		warnings = append(warnings, Warning{Container: r.Name, Text: choice.Warning})
 	}
-	return r, err
+	return r, warnings, nil
 }
 
 // Enabled reports whether labels ask dlb to balance the container: the

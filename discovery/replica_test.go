@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/proxy"
 	dc "github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 )
@@ -317,10 +318,10 @@ func TestBuild(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := discovery.Build(tt.input, tt.opts)
+			got, warnings, err := discovery.Build(tt.input, tt.opts)
 			if tt.wantIs == nil && tt.wantErr == nil {
-				if err != nil {
-					t.Fatalf("Build: got error %v, want %+v", err, tt.want)
+				if err != nil || len(warnings) > 0 {
+					t.Fatalf("Build: got error %v, warnings %v, want %+v", err, warnings, tt.want)
 				}
 				got.Labels = discovery.LabelConfig{} // checked by TestParseLabels
 				if !reflect.DeepEqual(got, tt.want) {
@@ -342,8 +343,8 @@ func TestBuild(t *testing.T) {
 					t.Errorf("Build: got error %q, want it to contain %q", err, s)
 				}
 			}
-			if got.ID != "" {
-				t.Errorf("Build: got replica %+v with error %v, want no replica", got, err)
+			if got.ID != "" || len(warnings) > 0 {
+				t.Errorf("Build: got replica %+v, warnings %v with error %v, want no replica and no warning", got, warnings, err)
 			}
 		})
 	}
@@ -353,24 +354,30 @@ func TestBuild(t *testing.T) {
 // says how to make the choice.
 func TestBuildWarnsAboutAGuessedNetwork(t *testing.T) {
 	c := container(enabled, withNetwork("b-net", "10.0.2.2"), withNetwork("a-net", "10.0.1.2"))
-	got, err := discovery.Build(c, discovery.Options{})
+	got, warnings, err := discovery.Build(c, discovery.Options{})
+	if err != nil {
+		t.Fatalf("Build: got error %v, want a usable replica and a warning", err)
+	}
 	if got.Network != "a-net" || got.IP != "10.0.1.2" {
 		t.Errorf("Build: got network %q ip %q, want a-net 10.0.1.2 (the first by name)", got.Network, got.IP)
 	}
-	if err == nil || errors.Is(err, discovery.ErrNotSelected) {
-		t.Fatalf("Build: got error %v, want a warning", err)
+	if len(warnings) != 1 {
+		t.Fatalf("Build: got warnings %v, want one", warnings)
+	}
+	if warnings[0].Container != "web-1" {
+		t.Errorf("Build: got a warning about container %q, want web-1", warnings[0].Container)
 	}
 	for _, s := range []string{"container web-1", "a-net, b-net", "--network"} {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("Build: got warning %q, want it to contain %q", err, s)
+		if !strings.Contains(warnings[0].String(), s) {
+			t.Errorf("Build: got warning %q, want it to contain %q", warnings[0], s)
 		}
 	}
 }
 
 func TestBuildKeepsTheLabels(t *testing.T) {
 	c := container(enabled, withLabel(discovery.LabelPort, "8080"), withNetwork("appnet", "10.0.0.2"))
-	got, err := discovery.Build(c, discovery.Options{})
-	want := discovery.LabelConfig{Enable: true, EnableSet: true, Port: 8080, Path: "/", Weight: 1, Scheme: "http", HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
+	got, _, err := discovery.Build(c, discovery.Options{})
+	want := discovery.LabelConfig{Enable: true, EnableSet: true, Port: 8080, Path: "/", Weight: 1, RouteOptions: proxy.RouteOptions{Scheme: "http"}, HealthInterval: 5 * time.Second, HealthTimeout: 2 * time.Second}
 	if err != nil || !reflect.DeepEqual(got.Labels, want) {
 		t.Errorf("Build: got labels %+v, %v; want %+v", got.Labels, err, want)
 	}
@@ -567,7 +574,7 @@ func TestBuildDisabledContainerIsQuietWhateverItsLabels(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := discovery.Build(tt.input, tt.opts)
+			_, _, err := discovery.Build(tt.input, tt.opts)
 			if !errors.Is(err, discovery.ErrNotSelected) {
 				t.Errorf("Build: got error %v, want one that wraps ErrNotSelected (the container opted out with dlb.enable=false)", err)
 			}

@@ -244,8 +244,9 @@ func (w *Watcher) list(ctx context.Context) ([]Replica, error) {
 		return nil, fmt.Errorf("listing containers: %w", err)
 	}
 	type result struct {
-		r   Replica
-		err error
+		r        Replica
+		warnings []Warning
+		err      error
 	}
 	results := make([]result, len(cs))
 	var wg sync.WaitGroup
@@ -264,7 +265,7 @@ func (w *Watcher) list(ctx context.Context) ([]Replica, error) {
 				results[i].err = err
 				return
 			}
-			results[i].r, results[i].err = Build(info, w.opts)
+			results[i].r, results[i].warnings, results[i].err = Build(info, w.opts)
 		}()
 	}
 	wg.Wait()
@@ -277,7 +278,7 @@ func (w *Watcher) list(ctx context.Context) ([]Replica, error) {
 	}
 	var out []Replica
 	for i, res := range results {
-		if !w.accept(cs[i].ID, res.r, res.err) {
+		if !w.accept(cs[i].ID, res.r, res.warnings, res.err) {
 			continue
 		}
 		out = append(out, res.r)
@@ -294,32 +295,44 @@ func (w *Watcher) list(ctx context.Context) ([]Replica, error) {
 	return out, nil
 }
 
-// accept logs what Build said of container id and reports whether the
-// replica is usable. A warning is logged once per container and message,
-// however many events and lists bring the container back.
-func (w *Watcher) accept(id string, r Replica, err error) bool {
-	if err != nil && errors.Is(err, ErrNotSelected) {
-		return false
-	}
+// accept logs what Build said of container id (its error, or its
+// warnings) and reports whether the replica is usable. What is wrong is
+// logged once per container and message, however many events and lists
+// bring the container back.
+func (w *Watcher) accept(id string, r Replica, warnings []Warning, err error) bool {
 	if err != nil {
-		w.mu.Lock()
-		msg := err.Error()
-		fresh := w.warned[id] != msg
-		w.warned[id] = msg
-		w.mu.Unlock()
-		if fresh {
-			ev := w.log.Warn()
-			if ce := (*ContainerError)(nil); errors.As(err, &ce) {
-				ev = ev.Str("container", ce.Container)
-			}
-			ev.Msg(msg)
-		}
-		if r.ID == "" {
+		if errors.Is(err, ErrNotSelected) {
 			return false
 		}
+		name := ""
+		if ce := (*ContainerError)(nil); errors.As(err, &ce) {
+			name = ce.Container
+		}
+		w.warnOnce(id, name, err.Error())
+		return false
+	}
+	for _, wn := range warnings {
+		w.warnOnce(id, wn.Container, wn.String())
 	}
 	w.noteNetwork(r)
 	return r.Serving()
+}
+
+// warnOnce logs msg about container id (named name) unless it was the last
+// thing logged about it.
+func (w *Watcher) warnOnce(id, name, msg string) {
+	w.mu.Lock()
+	fresh := w.warned[id] != msg
+	w.warned[id] = msg
+	w.mu.Unlock()
+	if !fresh {
+		return
+	}
+	ev := w.log.Warn()
+	if name != "" {
+		ev = ev.Str("container", name)
+	}
+	ev.Msg(msg)
 }
 
 // noteNetwork warns, once, when dlb runs on the host and the Compose short
@@ -451,14 +464,14 @@ func (w *Watcher) refresh(ctx context.Context, id string, eventNano int64) error
 		}
 		return fmt.Errorf("inspecting container %.12s: %w", id, err)
 	}
-	r, err := Build(info, w.opts)
+	r, warnings, err := Build(info, w.opts)
 	if errors.Is(err, ErrNotRunning) {
 		if w.is(w.known, id) {
 			w.sink.Stop(id)
 		}
 		return nil
 	}
-	if !w.accept(id, r, err) {
+	if !w.accept(id, r, warnings, err) {
 		w.forget(id)
 		return nil
 	}

@@ -140,12 +140,7 @@ type service struct {
 
 // routeOf is the route a replica's labels ask for.
 func routeOf(r discovery.Replica, pool *balancer.Pool) proxy.Route {
-	l := r.Labels
-	return proxy.Route{
-		Service: r.Service, Hosts: r.Hosts, Path: r.Path, StripPath: l.StripPath,
-		Sticky: l.Sticky, StickyCookie: l.StickyCookie, HashHeader: l.HashHeader,
-		Scheme: l.Scheme, MaxBody: l.MaxBody, ResponseHeaderTimeout: l.ResponseHeaderTimeout, Pool: pool,
-	}
+	return proxy.Route{Service: r.Service, Hosts: r.Hosts, Path: r.Path, RouteOptions: r.Labels.RouteOptions, Pool: pool}
 }
 
 var _ admin.Source = (*Fleet)(nil)

@@ -24,7 +24,7 @@ func BenchmarkApplyEvent(b *testing.B) {
 					ID: fmt.Sprintf("%064d", i), Name: fmt.Sprintf("app_%d", i), Service: "app",
 					Path: "/", IP: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Port: 80,
 					Running: true, Health: "healthy",
-					Labels: discovery.LabelConfig{Path: "/", Weight: 1, Scheme: "http"},
+					Labels: discovery.LabelConfig{Path: "/", Weight: 1, RouteOptions: proxy.RouteOptions{Scheme: "http"}},
 				}
 			}
 			g.Sync("docker", rs)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/certs"
+	"github.com/dlb-lb/dlb/fleet"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -53,10 +55,10 @@ type serviceSeries struct {
 }
 
 var (
-	_ proxy.Observer         = (*Metrics)(nil)
-	_ proxy.EjectionObserver = (*Metrics)(nil)
-	_ prometheus.Collector   = (*poolCollector)(nil)
-	_ http.Handler           = (*Metrics)(nil)
+	_ proxy.Observer       = (*Metrics)(nil)
+	_ fleet.Observer       = (*Metrics)(nil)
+	_ prometheus.Collector = (*poolCollector)(nil)
+	_ http.Handler         = (*Metrics)(nil)
 )
 
 // codeClasses are the values of the code label: the status class.
@@ -248,11 +250,12 @@ func (m *Metrics) newSeries(service string, u *balancer.Upstream) any {
 	return s
 }
 
-// Forget deletes the series of a replica that left its pool (call it after
-// the pool's Remove), so that the labels stay bounded by the replicas that
-// exist. The series are those of its name, a container's name: a replica
-// that has the name now (Compose recreating a container) starts afresh.
-func (m *Metrics) Forget(u *balancer.Upstream) {
+// ReplicaLeft deletes the series of a replica that left its pool (call it
+// after the pool's Remove), so that the labels stay bounded by the
+// replicas that exist. The series are those of its name, a container's
+// name: a replica that has the name now (Compose recreating a container)
+// starts afresh. It is the fleet's Observer.
+func (m *Metrics) ReplicaLeft(u *balancer.Upstream) {
 	name := u.Name()
 	m.seriesMu.Lock()
 	defer m.seriesMu.Unlock()
@@ -268,7 +271,7 @@ func (m *Metrics) Forget(u *balancer.Upstream) {
 	m.requests.DeletePartialMatch(prometheus.Labels{"replica": name})
 }
 
-// Ejected counts a passive ejection. It is the proxy's EjectionObserver.
+// Ejected counts a passive ejection. It is the proxy's Observer.
 func (m *Metrics) Ejected(route *proxy.Route, _ *balancer.Upstream) {
 	m.service(route.Service).ejections.Inc()
 }
@@ -279,13 +282,17 @@ func (m *Metrics) ReplicaReady(service string, sinceEvent time.Duration) {
 	m.service(service).eventToReady.Observe(sinceEvent.Seconds())
 }
 
-// DockerEvent counts an event from the Docker Engine, by its action
-// ("start", "die", "health_status: healthy"...); it is the discovery
-// Watcher's OnEvent. The Watcher subscribes to a fixed set of actions, so
-// the label stays bounded.
-func (m *Metrics) DockerEvent(action string) {
+// SourceEvent counts an event from the Docker Engine, by its action
+// ("start", "die", "health_status: healthy"...); it is the fleet's
+// Observer. The Watcher subscribes to a fixed set of actions, so the label
+// stays bounded.
+func (m *Metrics) SourceEvent(_, action string) {
 	m.dockerEvents.WithLabelValues(strings.TrimSpace(action)).Inc()
 }
+
+// SitesChanged does nothing: metrics count no sites. It is the fleet's
+// Observer.
+func (m *Metrics) SitesChanged([]certs.Site) {}
 
 // Certificate counts one certificate asked of the ACME CA: a renewal or a
 // first obtain, and whether the CA issued it.
@@ -301,7 +308,7 @@ func (m *Metrics) Certificate(renewal, ok bool) {
 }
 
 // RefusedConnection counts a client connection refused over --max-conns;
-// it is proxy.ConnLimit's refused.
+// it is listener.ConnLimit's refused.
 func (m *Metrics) RefusedConnection() { m.refused.Inc() }
 
 // poolCollector reports what the pools hold at scrape time: replicas by

@@ -229,7 +229,7 @@ func TestForgetDeletesSeries(t *testing.T) {
 	f.request(f.w2, 200, 0)
 
 	f.pool.Remove("1")
-	f.m.Forget(f.w1)
+	f.m.ReplicaLeft(f.w1)
 	for _, code := range []string{"2xx", "5xx"} {
 		wantNone(t, f.m, "dlb_requests_total", map[string]string{"service": "web", "replica": "web-1", "code": code})
 	}
@@ -257,7 +257,7 @@ func TestForgetWithNameReused(t *testing.T) {
 	want(t, f.m, "dlb_requests_total", map[string]string{"service": "web", "replica": "web-1", "code": "2xx"}, 2)
 
 	f.pool.Remove("1")
-	f.m.Forget(f.w1)
+	f.m.ReplicaLeft(f.w1)
 	f.request(fresh, 200, 0)
 	want(t, f.m, "dlb_requests_total", map[string]string{"service": "web", "replica": "web-1", "code": "2xx"}, 1)
 }
@@ -275,7 +275,7 @@ func TestForgetWhileCounting(t *testing.T) {
 		})
 	}
 	f.pool.Remove("1")
-	f.m.Forget(f.w1)
+	f.m.ReplicaLeft(f.w1)
 	wg.Wait()
 	wantNone(t, f.m, "dlb_requests_total", map[string]string{"service": "web", "replica": "web-1", "code": "2xx"})
 	gone, _ := sample(t, f.m, "dlb_requests_total", map[string]string{"service": "web", "replica": "web-1", "code": "2xx"})
@@ -317,7 +317,7 @@ func TestReplicasByStateAtScrape(t *testing.T) {
 func TestEventsAndEjections(t *testing.T) {
 	f := newFixture(t)
 	for _, a := range []string{"start", "start", "die", "health_status: healthy"} {
-		f.m.DockerEvent(a)
+		f.m.SourceEvent("docker", a)
 	}
 	f.m.Ejected(f.route, f.w1)
 	want(t, f.m, "dlb_docker_events_total", map[string]string{"action": "start"}, 2)

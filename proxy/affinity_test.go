@@ -81,7 +81,7 @@ func TestOverTLS(t *testing.T) {
 }
 
 func TestRequestKey(t *testing.T) {
-	route := Route{HashHeader: "x-user"}
+	route := Route{RouteOptions: RouteOptions{HashHeader: "x-user"}}
 	route.prepare()
 	req := func(addr, user string) *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -120,7 +120,7 @@ func TestProxyHashHeader(t *testing.T) {
 		name := fmt.Sprint("web-", i)
 		ready(t, p, name, newBackend(t, name, nil).addr())
 	}
-	f := newFront(t, Options{}, []Route{{Service: "web", Path: "/", HashHeader: "x-user", Pool: p}}, nil)
+	f := newFront(t, Options{}, []Route{{Service: "web", Path: "/", RouteOptions: RouteOptions{HashHeader: "x-user"}, Pool: p}}, nil)
 	do := func(user string) string {
 		req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/", nil)
 		if user != "" {
@@ -166,7 +166,7 @@ func TestProxyStripPath(t *testing.T) {
 	ready(t, apiPool, "api-1", api.addr())
 	ready(t, webPool, "web-1", web.addr())
 	f := newFront(t, Options{}, []Route{
-		{Service: "api", Path: "/api", StripPath: true, Pool: apiPool},
+		{Service: "api", Path: "/api", RouteOptions: RouteOptions{StripPath: true}, Pool: apiPool},
 		{Service: "web", Path: "/", Pool: webPool},
 	}, nil)
 	for _, tc := range []struct{ path, want string }{

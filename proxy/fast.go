@@ -21,6 +21,7 @@ import (
 	"unsafe"
 
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/listener"
 )
 
 // Data paths, the values of --data-path.
@@ -55,7 +56,7 @@ type FastServer struct {
 	p        *Proxy
 	std      *http.Server
 	handoffs *handoffListener
-	park     *parking // nil: idle connections are not parked
+	park     *listener.Parking // nil: idle connections are not parked
 
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
@@ -105,7 +106,7 @@ func NewFastServer(p *Proxy, std *http.Server, parkAfter time.Duration, intercep
 		fs.writeTimeout = fs.idleTimeout
 	}
 	if parkAfter > 0 && parkAfter < fs.idleTimeout {
-		if pk, err := newParking(fs.woken); err == nil {
+		if pk, err := listener.NewParking(fs.woken); err == nil {
 			fs.park = pk
 		}
 	}
@@ -189,7 +190,7 @@ func (fs *FastServer) Shutdown(ctx context.Context) error {
 	}
 	fs.mu.Unlock()
 	if fs.park != nil {
-		fs.park.close()
+		fs.park.Close()
 	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -291,7 +292,7 @@ func (fc *fastConn) serve() {
 	case afterHandoff:
 		fc.fs.handoff(fc.c, pending)
 	case afterPark:
-		if !fc.fs.park.add(fc.c, time.Now().Add(fc.fs.idleTimeout-fc.fs.parkAfter)) {
+		if !fc.fs.park.Add(fc.c, time.Now().Add(fc.fs.idleTimeout-fc.fs.parkAfter)) {
 			fc.c.Close()
 		}
 	default:

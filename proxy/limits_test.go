@@ -29,7 +29,7 @@ func TestMaxBody(t *testing.T) {
 					}
 					fmt.Fprintf(w, "%d", n)
 				})
-				front := newTestFront(t, count, Route{Scheme: scheme, MaxBody: limit}, Options{Retries: 2}, useTLS)
+				front := newTestFront(t, count, Route{RouteOptions: RouteOptions{Scheme: scheme, MaxBody: limit}}, Options{Retries: 2}, useTLS)
 				up := front.Config.Handler.(*Proxy).router.Lookup("app.test", "/").Pool.Get("r1")
 				for _, tc := range []struct {
 					name        string

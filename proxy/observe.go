@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
 )
 
-// Observer is told about every request the proxy handles, for metrics and
-// access logs. Set it in Options.Observer; nil costs nothing.
+// Observer is told about every request the proxy handles and every replica
+// it ejects, for metrics and access logs. Set it in Options.Observer
+// (several: Observers); nil costs nothing. It is the one way to watch the
+// proxy.
 type Observer interface {
 	// Observe is called once per request, on the request's goroutine, once
 	// the response is complete or the client has gone: for forwarded
@@ -18,21 +21,16 @@ type Observer interface {
 	// replica, 413 body too large). r is the client's request; neither r
 	// nor e may be kept after Observe returns.
 	Observe(r *http.Request, e *Exchange)
-}
-
-// EjectionObserver is an Observer that also wants to know when the proxy
-// takes a replica out of its pool after it refused or reset a connection.
-type EjectionObserver interface {
-	Observer
-	// Ejected is called once per ejection, on the goroutine of the request
-	// that saw the failure.
+	// Ejected is called once per passive ejection (the proxy took a
+	// replica out of its pool after it refused or reset a connection), on
+	// the goroutine of the request that saw the failure.
 	Ejected(route *Route, u *balancer.Upstream)
 }
 
 // observers tells every one of its Observers about each request.
 type observers []Observer
 
-var _ EjectionObserver = observers(nil)
+var _ Observer = observers(nil)
 
 // Observe passes the request on to each Observer in turn.
 func (os observers) Observe(r *http.Request, e *Exchange) {
@@ -41,19 +39,18 @@ func (os observers) Observe(r *http.Request, e *Exchange) {
 	}
 }
 
-// Ejected passes the ejection on to those that want to know.
+// Ejected passes the ejection on to each Observer in turn.
 func (os observers) Ejected(route *Route, u *balancer.Upstream) {
 	for _, o := range os {
-		if eo, ok := o.(EjectionObserver); ok {
-			eo.Ejected(route, u)
-		}
+		o.Ejected(route, u)
 	}
 }
 
 // Observers is one Observer that tells all of os: nil with none (so that
-// the proxy does no work for them), the Observer itself with one. Those of
-// os that are EjectionObservers hear of ejections too.
+// the proxy does no work for them), the Observer itself with one. Nil
+// Observers in os are left out.
 func Observers(os ...Observer) Observer {
+	os = slices.DeleteFunc(slices.Clone(os), func(o Observer) bool { return o == nil })
 	switch len(os) {
 	case 0:
 		return nil
@@ -196,10 +193,10 @@ func (o *observed) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // deadlines and full duplex.
 func (o *observed) Unwrap() http.ResponseWriter { return o.ResponseWriter }
 
-// ejected tells the Observer, if it wants to know, of an ejection.
+// ejected tells the Observer, if any, of an ejection.
 func (p *Proxy) ejected(route *Route, u *balancer.Upstream) {
-	if eo, ok := p.opts.Observer.(EjectionObserver); ok {
-		eo.Ejected(route, u)
+	if p.opts.Observer != nil {
+		p.opts.Observer.Ejected(route, u)
 	}
 }
 

@@ -16,13 +16,13 @@ import (
 	"github.com/dlb-lb/dlb/health"
 )
 
-// recorder is an EjectionObserver that hands each Exchange to the test.
+// recorder is an Observer that hands each Exchange to the test.
 type recorder struct {
 	exchanges chan Exchange
 	ejections chan string
 }
 
-var _ EjectionObserver = (*recorder)(nil)
+var _ Observer = (*recorder)(nil)
 
 func newRecorder() *recorder {
 	return &recorder{exchanges: make(chan Exchange, 16), ejections: make(chan string, 16)}
@@ -307,7 +307,8 @@ func BenchmarkObserver(b *testing.B) {
 
 type noopObserver struct{}
 
-func (noopObserver) Observe(*http.Request, *Exchange) {}
+func (noopObserver) Observe(*http.Request, *Exchange)   {}
+func (noopObserver) Ejected(*Route, *balancer.Upstream) {}
 
 type discardWriter struct{ h http.Header }
 
@@ -324,7 +325,7 @@ func TestObserverSees413(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 	}))
 	router := &Router{}
-	router.Set([]Route{{Service: "web", Path: "/", Pool: op.pool, MaxBody: 1000}})
+	router.Set([]Route{{Service: "web", Path: "/", Pool: op.pool, RouteOptions: RouteOptions{MaxBody: 1000}}})
 	srv := httptest.NewServer(New(router, Options{Observer: op.rec}))
 	defer srv.Close()
 	for _, tc := range []struct {

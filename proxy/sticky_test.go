@@ -155,7 +155,7 @@ func TestStickyRetryGoesElsewhere(t *testing.T) {
 	bad := ready(t, p, "web-bad", resetting)
 	ready(t, p, "web-1", newBackend(t, "web-1", nil).addr())
 	ready(t, p, "web-2", newBackend(t, "web-2", nil).addr())
-	f := newFront(t, Options{Retries: 2}, []Route{{Service: "web", Path: "/", Sticky: true, Pool: p}}, nil)
+	f := newFront(t, Options{Retries: 2}, []Route{{Service: "web", Path: "/", RouteOptions: RouteOptions{Sticky: true}, Pool: p}}, nil)
 	token := f.px.sticky.index(p).tokenOf[bad]
 	resp, c := f.getWithCookie(t, "/", "dlb_web", token)
 	if resp.status != http.StatusOK || resp.body == "web-bad" {
@@ -170,7 +170,7 @@ func TestStickyRetryGoesElsewhere(t *testing.T) {
 }
 
 func TestStickyCookieOptions(t *testing.T) {
-	f, _, _ := stickyFront(t, Route{Service: "web", Path: "/app", StickyCookie: "session_pin"}, "web-1")
+	f, _, _ := stickyFront(t, Route{Service: "web", Path: "/app", RouteOptions: RouteOptions{StickyCookie: "session_pin"}}, "web-1")
 	_, c := f.getWithCookie(t, "/app/x", "session_pin", "")
 	if c == nil || c.Path != "/app" {
 		t.Fatalf("dlb.sticky.cookie=session_pin on /app: cookie %v, want session_pin with Path=/app", c)
@@ -180,7 +180,7 @@ func TestStickyCookieOptions(t *testing.T) {
 	p := balancer.NewPool("web")
 	ready(t, p, "web-1", newBackend(t, "web-1", nil).addr())
 	rt := &Router{}
-	rt.Set([]Route{{Service: "web", Path: "/", Sticky: true, Pool: p}})
+	rt.Set([]Route{{Service: "web", Path: "/", RouteOptions: RouteOptions{Sticky: true}, Pool: p}})
 	srv := httptest.NewTLSServer(New(rt, Options{}))
 	t.Cleanup(srv.Close)
 	client := srv.Client()

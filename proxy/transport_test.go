@@ -89,7 +89,7 @@ func TestH2CReplicaTrailers(t *testing.T) {
 	defer back.Close()
 	for _, useTLS := range []bool{false, true} {
 		t.Run(frontName(useTLS), func(t *testing.T) {
-			front := newTestFrontTo(t, back.Listener.Addr().String(), Route{Scheme: SchemeH2C}, Options{}, useTLS)
+			front := newTestFrontTo(t, back.Listener.Addr().String(), Route{RouteOptions: RouteOptions{Scheme: SchemeH2C}}, Options{}, useTLS)
 			req, _ := http.NewRequest("POST", front.URL+"/grpc.health.v1.Health/Check", strings.NewReader("hello"))
 			req.Header.Set("Te", "trailers")
 			resp := doTest(t, front.Client(), req)

@@ -34,9 +34,17 @@ func TestExampleStack(t *testing.T) {
 	port, adminPort := freePort(t), freePort(t)
 	name := fmt.Sprintf("dlbexample%d", os.Getpid())
 	cc := composeCommand()
+	// The file as the README runs it, with this process's images instead of
+	// make demo's dlb:dev and dlb-demo:dev (which a fresh machine lacks and
+	// tests must not build).
+	override := filepath.Join(t.TempDir(), "images.yaml")
+	images := fmt.Sprintf("services:\n  app:\n    image: %s\n  dlb:\n    image: %s\n", runImage("dlb-demo:dev"), runImage("dlb:dev"))
+	if err := os.WriteFile(override, []byte(images), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	run := func(args ...string) string {
 		t.Helper()
-		full := append(append(cc[1:], "-p", name, "-f", filepath.Join(root, "docker-compose.yaml")), args...)
+		full := append(append(cc[1:], "-p", name, "-f", filepath.Join(root, "docker-compose.yaml"), "-f", override), args...)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, cc[0], full...)

@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -64,17 +63,6 @@ func writeFile(t *testing.T, name string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(name, b, 0o600); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestLoadTLS(t *testing.T) {
-	cert, key, _ := selfSigned(t)
-	tc, err := loadTLS(cert, key)
-	if err != nil {
-		t.Fatalf("loadTLS(a good pair): %v", err)
-	}
-	if tc.MinVersion != tls.VersionTLS12 || len(tc.Certificates) != 1 {
-		t.Errorf("loadTLS = MinVersion %#x with %d certificates, want TLS 1.2 (%#x) with 1", tc.MinVersion, len(tc.Certificates), tls.VersionTLS12)
 	}
 }
 

@@ -52,7 +52,7 @@ type sources struct {
 // options with dlb's own container filled in.
 func newSources(cfg *config, docker *client.Client, f *fleet.Fleet, log zerolog.Logger) sources {
 	var s sources
-	opts := cfg.opts
+	opts := cfg.discovery
 	// With both, a task's container on this node is the Swarm source's:
 	// the watcher would report it a second time.
 	opts.SwarmTasks = slices.Contains(cfg.providers, providerSwarm)

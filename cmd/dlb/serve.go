@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/dlb-lb/dlb/accesslog"
 	"io"
 	"net"
 	"net/http"
@@ -11,10 +10,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dlb-lb/dlb/accesslog"
+	"github.com/dlb-lb/dlb/admin"
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/fleet"
+	"github.com/dlb-lb/dlb/listener"
 	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/docker/docker/client"
@@ -23,9 +25,8 @@ import (
 
 // serve is dlb's main command: it checks the flags, builds dlb's parts,
 // opens its listeners, and runs until SIGTERM or SIGINT.
-func serve(c *cli.Context) error {
-	cfg, err := parseConfig(c)
-	if err != nil {
+func serve(c *cli.Context, cfg *config) error {
+	if err := cfg.check(c); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
@@ -74,19 +75,24 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 	if cfg.accessLog {
 		obs = append(obs, accesslog.New(stdout, cfg.logFormat))
 	}
-	p.proxy = proxy.New(router, proxy.Options{
-		Retries: cfg.retries, QueueTimeout: cfg.queueTimeout, TrustedProxies: cfg.trustedProxies,
-		Observer: proxy.Observers(obs...), UpstreamTransport: cfg.transport,
-		BodyTimeout: cfg.limits.bodyTimeout, WriteTimeout: cfg.limits.writeTimeout, ResponseHeaderTimeout: cfg.limits.headerTimeout,
-		Log:    log.With().Str("component", "proxy").Logger(),
-		Routed: func() bool { return p.fleet.Routed() }, // p.fleet is set below, before serving
-	})
+	po := cfg.proxy
+	po.Observer = proxy.Observers(obs...)
+	po.Log = log.With().Str("component", "proxy").Logger()
+	po.Routed = func() bool { return p.fleet.Routed() } // p.fleet is set below, before serving
+	p.proxy = proxy.New(router, po)
 	p.keeper = newKeeper(cfg, p.metrics, log)
+	var fobs []fleet.Observer
+	if p.metrics != nil {
+		fobs = append(fobs, p.metrics)
+	}
+	if p.keeper != nil {
+		fobs = append(fobs, fleet.SitesTo(p.keeper.SetSites))
+	}
 	p.fleet = fleet.New(fleet.Options{Router: router, Proxy: p.proxy, Pools: pools,
-		Observer: fleetObserverOf(p.metrics, p.keeper), Log: log.With().Str("component", "pools").Logger()})
+		Observer: fleet.Observers(fobs...), Log: log.With().Str("component", "pools").Logger()})
 	// In a container, replicas are reached over dlb's own networks; else
 	// (or when dlb cannot tell which container it is) as the flags say.
-	_ = discovery.FindSelf(ctx, docker, &cfg.opts, log)
+	_ = discovery.FindSelf(ctx, docker, &cfg.discovery, log)
 	p.sources = newSources(cfg, docker, p.fleet, log)
 	p.plain, p.secure = p.proxy, p.proxy
 	if p.keeper != nil {
@@ -99,8 +105,9 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 type servers struct {
 	proxy   *http.Server
 	ln      net.Listener
-	fast    *fastListener // nil with --data-path std
-	tls     *http.Server  // nil without --listen-tls
+	fast    *proxy.FastServer // nil with --data-path std
+	fastLn  net.Listener
+	tls     *http.Server // nil without --listen-tls
 	tlsLn   net.Listener
 	admin   *http.Server // nil with an empty --admin
 	adminLn net.Listener
@@ -109,31 +116,51 @@ type servers struct {
 // listen opens --listen, --listen-tls and --admin, and starts the
 // certificate keeper on them. An address in use is an error naming its
 // flag.
-func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
-	log := cfg.log
-	s := &servers{proxy: newProxyServer(p.plain, cfg, nil, log)}
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return nil, cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
-	}
+func listen(ctx context.Context, cfg *config, p *parts) (s *servers, err error) {
+	so := listener.ServerOptions{MaxHeaderBytes: cfg.maxHeaderBytes, H2C: cfg.h2c, Log: cfg.log}
+	s = &servers{proxy: listener.NewServer(p.plain, so)}
 	var refused func()
 	if p.metrics != nil {
 		refused = p.metrics.RefusedConnection
 	}
 	// The limit counts every client connection: plain and TLS, those the
 	// fast data path serves and those it hands to net/http.
-	limit := proxy.NewConnLimit(cfg.limits.maxConns, refused)
-	ln = limit.Listener(ln)
-	s.fast, ln = fastPath(p.proxy, s.proxy, ln, cfg, p.keeper)
-	s.ln = proxy.NewIdleListener(ln, cfg.parkIdleAfter)
-	s.proxy.ConnState = proxy.ConnState(s.ln, s.proxy.ConnState)
-	s.tls, s.tlsLn, err = listenTLS(p.secure, cfg, log)
+	limit := listener.NewConnLimit(cfg.maxConns, refused)
+	var open []net.Listener
+	defer func() {
+		for _, ln := range open {
+			if err != nil {
+				ln.Close()
+			}
+		}
+	}()
+	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
-		s.ln.Close()
-		return nil, err
+		return nil, cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
 	}
-	if s.tlsLn != nil {
-		s.tlsLn = limit.Listener(s.tlsLn)
+	open = append(open, ln)
+	ln = limit.Listener(ln)
+	if cfg.dataPath == proxy.DataPathFast {
+		// The requests the keeper answers itself on plain HTTP (ACME
+		// challenges, redirects) go to the std server, whose handler the
+		// keeper wraps; so does anything unusual (the fast server's
+		// hand-offs).
+		var intercept func(host, path string) bool
+		if p.keeper != nil && p.keeper.ACMEOn() {
+			intercept = p.keeper.Intercepts
+		}
+		s.fast, s.fastLn = proxy.NewFastServer(p.proxy, s.proxy, cfg.parkIdleAfter, intercept), ln
+		ln = s.fast.Handoffs(ln.Addr())
+	}
+	s.ln = listener.NewIdle(ln, cfg.parkIdleAfter)
+	s.proxy.ConnState = listener.ConnState(s.ln, s.proxy.ConnState)
+	if cfg.tls != nil {
+		if s.tlsLn, err = net.Listen("tcp", cfg.listenTLS); err != nil {
+			return nil, cli.Exit(fmt.Sprintf("--listen-tls %s: %v (is another process using the port?)", cfg.listenTLS, err), 1)
+		}
+		open = append(open, s.tlsLn)
+		so.TLS = cfg.tls
+		s.tls, s.tlsLn = listener.NewServer(p.secure, so), limit.Listener(s.tlsLn)
 	}
 	if p.keeper != nil {
 		p.keeper.Start(ctx, s.ln.Addr().String(), s.tlsLn.Addr().String())
@@ -141,20 +168,18 @@ func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
 	if cfg.admin == "" {
 		return s, nil
 	}
-	s.adminLn, err = net.Listen("tcp", cfg.admin)
-	if err != nil {
-		s.ln.Close()
-		if s.tlsLn != nil {
-			s.tlsLn.Close()
-		}
+	if s.adminLn, err = net.Listen("tcp", cfg.admin); err != nil {
 		return nil, cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
 	}
-	h := adminHandler(p.fleet, p.metrics, p.keeper)
-	if cfg.pprof {
-		h = withPprof(h)
+	ao := admin.Options{Pprof: cfg.pprof, Guard: cfg.guard}
+	if p.metrics != nil {
+		ao.Metrics = p.metrics
 	}
-	h = cfg.limits.guard.Wrap(h)
-	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
+	if p.keeper != nil {
+		ao.Certificates = func() any { return p.keeper.Status() }
+	}
+	h := admin.NewHandler(p.fleet, ao)
+	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: listener.ReadHeaderTimeout, IdleTimeout: listener.IdleTimeout}
 	return s, nil
 }
 
@@ -163,16 +188,22 @@ func listen(ctx context.Context, cfg *config, p *parts) (*servers, error) {
 // stop and returns the error).
 func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config, p *parts) error {
 	log := cfg.log
-	gcInfo := cfg.gc.apply()
+	gcInfo := cfg.gc.Apply()
 	log.Info().Str("version", version).Str("listen", s.ln.Addr().String()).Str("listen_tls", addrOf(s.tlsLn)).
-		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.limits.maxConns).
-		Strs("providers", cfg.providers).Str("network", cfg.opts.Network).Bool("exposed_by_default", cfg.opts.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
+		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.maxConns).
+		Strs("providers", cfg.providers).Str("network", cfg.discovery.Network).Bool("exposed_by_default", cfg.discovery.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
 
 	watchDone := p.sources.run(ctx)
-	go discovery.WatchNetwork(ctx, p.docker, cfg.opts.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
-	errc := make(chan error, 3)
+	go discovery.WatchNetwork(ctx, p.docker, cfg.discovery.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
+	errc := make(chan error, 4)
 	go func() { errc <- s.proxy.Serve(s.ln) }()
-	s.fast.serve(errc)
+	if s.fast != nil {
+		go func() {
+			if err := s.fast.Serve(s.fastLn); err != http.ErrServerClosed {
+				errc <- err
+			}
+		}()
+	}
 	if s.tls != nil {
 		go func() { errc <- s.tls.ServeTLS(s.tlsLn, "", "") }()
 	}
@@ -192,9 +223,22 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 	if s.admin != nil {
 		s.admin.Close()
 	}
-	s.fast.shutdown(sctx, log)
-	shutdownAll(sctx, log, s.proxy, s.tls)
+	if s.fast != nil {
+		// As http.Server.Shutdown does; the std server, shut down after
+		// it, still takes its hand-offs meanwhile.
+		if err := s.fast.Shutdown(sctx); err != nil {
+			log.Warn().Err(err).Msg("requests still in flight on the fast data path at the shutdown timeout were cut")
+		}
+	}
+	listener.ShutdownAll(sctx, log, s.proxy, s.tls)
 	<-watchDone
 	log.Info().Msg("stopped")
 	return nil
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/dlb-lb/dlb/admin"
@@ -35,7 +37,7 @@ func statusCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return cli.Exit(fmt.Sprintf("unexpected argument %q: dlb status takes flags only (see dlb status --help)", c.Args().First()), statusNoAnswer)
 			}
-			token, err := adminToken(c)
+			token, err := adminToken(c.String("admin-token"), c.String("admin-token-file"))
 			if err != nil {
 				return cli.Exit(err.Error(), statusNoAnswer)
 			}
@@ -57,4 +59,26 @@ func statusCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// adminToken reads --admin-token or --admin-token-file (not both).
+func adminToken(tok, file string) (string, error) {
+	if file == "" {
+		if tok != "" && strings.TrimSpace(tok) == "" {
+			return "", badFlag("admin-token", "(blank)", "is blank: give a token, or leave it unset")
+		}
+		return strings.TrimSpace(tok), nil
+	}
+	if tok != "" {
+		return "", cli.Exit("--admin-token and --admin-token-file both set: give one of them", 2)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", badFlag("admin-token-file", file, "cannot read it; give a readable file (mount the secret into dlb's container)")
+	}
+	tok = strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", badFlag("admin-token-file", file, "is empty: put the token in it")
+	}
+	return tok, nil
 }

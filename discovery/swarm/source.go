@@ -428,12 +428,13 @@ func (s *Source) plan(sel map[string]selectedService, tasks []swarm.Task, nodes 
 		if cs := t.Status.ContainerStatus; cs != nil && cs.ContainerID != "" && cs.ContainerID == s.o.Discovery.SelfID {
 			continue
 		}
-		r, err := taskReplica(svc.s, svc.cfg, t, s.o.Discovery)
+		r, warning, err := taskReplica(svc.s, svc.cfg, t, s.o.Discovery)
 		if err != nil {
 			s.warn(t.ServiceID, err)
-			if r.ID == "" {
-				continue
-			}
+			continue
+		}
+		if warning != "" {
+			s.warn(t.ServiceID, &ServiceError{Service: svc.s.Spec.Name, Err: errors.New(warning)})
 		}
 		r.EventTime = t.Status.Timestamp // when it turned running: how fast dlb admits it is measured from there
 		w := want{r: r, draining: t.DesiredState != swarm.TaskStateRunning, changed: t.UpdatedAt, desired: t.DesiredState, service: t.ServiceID}

@@ -13,7 +13,8 @@ import (
 )
 
 // ServiceError is what the Source says of a Swarm service whose tasks it
-// cannot use: the service's name, as data, and what to change.
+// cannot use, or uses with a caveat: the service's name, as data, and what
+// to change.
 type ServiceError struct {
 	Service string // the Swarm service's name (stack_web)
 	Err     error  // what is wrong, and what to change
@@ -114,9 +115,10 @@ func taskName(s swarm.Service, t swarm.Task) string {
 // taskReplica is the replica of one running task of a service dlb
 // balances: its address on a network dlb shares with it, never the
 // service's VIP nor the ingress mesh. The error (a *ServiceError) says
-// why the task cannot be reached and what to change.
-func taskReplica(s swarm.Service, c config, t swarm.Task, o discovery.Options) (discovery.Replica, error) {
-	r := discovery.Replica{
+// why the task cannot be reached and what to change; the warning, when
+// not "", is a caveat about a replica that is used anyway.
+func taskReplica(s swarm.Service, c config, t swarm.Task, o discovery.Options) (r discovery.Replica, warning string, err error) {
+	r = discovery.Replica{
 		ID: t.ID, Name: taskName(s, t), Service: c.service, Project: c.project,
 		Hosts: c.labels.Hosts, Path: c.labels.Path, Port: c.port, Labels: c.labels,
 		Running: t.Status.State == swarm.TaskStateRunning,
@@ -136,8 +138,8 @@ func taskReplica(s swarm.Service, c config, t swarm.Task, o discovery.Options) (
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	fail := func(err error) (discovery.Replica, error) {
-		return discovery.Replica{}, &ServiceError{Service: s.Spec.Name, Err: err}
+	fail := func(err error) (discovery.Replica, string, error) {
+		return discovery.Replica{}, "", &ServiceError{Service: s.Spec.Name, Err: err}
 	}
 	shared := false
 	for _, n := range names {
@@ -155,8 +157,5 @@ func taskReplica(s swarm.Service, c config, t swarm.Task, o discovery.Options) (
 		return fail(err)
 	}
 	r.Network, r.IP = choice.Network, choice.IP
-	if choice.Warning != "" {
-		return r, &ServiceError{Service: s.Spec.Name, Err: errors.New(choice.Warning)}
-	}
-	return r, nil
+	return r, choice.Warning, nil
 }

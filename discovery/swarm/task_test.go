@@ -106,28 +106,33 @@ func TestTaskNetworkChoice(t *testing.T) {
 		opts    discovery.Options
 		want    string // network=ip, or "" for an error
 		wantErr string
+		// wantWarning is the caveat of a replica used anyway.
+		wantWarning string
 	}{
 		{"the shared overlay, not ingress",
 			[]swarm.NetworkAttachment{attach("ingress", "10.0.0.5/24"), attach("appnet", "10.0.1.5/24")},
-			discovery.Options{SelfNetworks: []string{"appnet"}}, "appnet=10.0.1.5", ""},
+			discovery.Options{SelfNetworks: []string{"appnet"}}, "appnet=10.0.1.5", "", ""},
 		{"--network picks among shared ones",
 			[]swarm.NetworkAttachment{attach("a", "10.0.1.5/24"), attach("b", "10.0.2.5/24")},
-			discovery.Options{SelfNetworks: []string{"a", "b"}, Network: "b"}, "b=10.0.2.5", ""},
+			discovery.Options{SelfNetworks: []string{"a", "b"}, Network: "b"}, "b=10.0.2.5", "", ""},
 		{"the first shared one without --network",
 			[]swarm.NetworkAttachment{attach("b", "10.0.2.5/24"), attach("a", "10.0.1.5/24")},
-			discovery.Options{SelfNetworks: []string{"a", "b"}}, "a=10.0.1.5", ""},
+			discovery.Options{SelfNetworks: []string{"a", "b"}}, "a=10.0.1.5", "", ""},
 		{"no shared network names the fix",
 			[]swarm.NetworkAttachment{attach("other", "10.0.3.5/24")},
-			discovery.Options{SelfNetworks: []string{"appnet"}}, "", "share no network with dlb (dlb is on appnet; the tasks are on other): attach the service and dlb to one attachable overlay network"},
+			discovery.Options{SelfNetworks: []string{"appnet"}}, "", "share no network with dlb (dlb is on appnet; the tasks are on other): attach the service and dlb to one attachable overlay network", ""},
 		{"only the ingress mesh",
 			[]swarm.NetworkAttachment{attach("ingress", "10.0.0.5/24")},
-			discovery.Options{SelfNetworks: []string{"appnet"}}, "", "only the ingress mesh, which dlb does not use"},
+			discovery.Options{SelfNetworks: []string{"appnet"}}, "", "only the ingress mesh, which dlb does not use", ""},
 		{"dlb on the host: its one network",
 			[]swarm.NetworkAttachment{attach("appnet", "10.0.1.5/24")},
-			discovery.Options{}, "appnet=10.0.1.5", ""},
+			discovery.Options{}, "appnet=10.0.1.5", "", ""},
 		{"a stack's short name in --network",
 			[]swarm.NetworkAttachment{attach("shop_appnet", "10.0.1.5/24"), attach("x", "10.0.2.5/24")},
-			discovery.Options{Network: "appnet"}, "shop_appnet=10.0.1.5", ""},
+			discovery.Options{Network: "appnet"}, "shop_appnet=10.0.1.5", "", ""},
+		{"dlb on the host, tasks on several networks: the first, with a warning that names --network",
+			[]swarm.NetworkAttachment{attach("b", "10.0.2.5/24"), attach("a", "10.0.1.5/24")},
+			discovery.Options{}, "a=10.0.1.5", "", "is on several networks (a, b); using a: set --network to choose"},
 	}
 	svc := service("shop_web", serviceLabels(discovery.LabelStackNamespace, "shop"))
 	for _, tt := range tests {
@@ -137,7 +142,7 @@ func TestTaskNetworkChoice(t *testing.T) {
 				t.Fatal(err)
 			}
 			tk := task("t1", "shop_web", 1, func(t *swarm.Task) { t.NetworksAttachments = tt.nets })
-			r, err := taskReplica(svc, c, tk, tt.opts)
+			r, warning, err := taskReplica(svc, c, tk, tt.opts)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), "swarm service shop_web: ") {
 					t.Fatalf("got %v, want an error for service shop_web containing %q", err, tt.wantErr)
@@ -149,6 +154,9 @@ func TestTaskNetworkChoice(t *testing.T) {
 			}
 			if got := r.Network + "=" + r.IP; got != tt.want {
 				t.Errorf("got %s, want %s", got, tt.want)
+			}
+			if warning != tt.wantWarning {
+				t.Errorf("warning: got %q, want %q", warning, tt.wantWarning)
 			}
 		})
 	}

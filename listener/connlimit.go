@@ -1,4 +1,4 @@
-package proxy
+package listener
 
 import (
 	"net"
@@ -31,7 +31,7 @@ func NewConnLimit(max int64, refused func()) *ConnLimit {
 
 // Listener wraps ln so that its connections count against l. Its
 // connections keep their file descriptor reachable (syscall.Conn), so an
-// IdleListener on top can park them; a parked connection still counts.
+// Idle on top can park them; a parked connection still counts.
 // On a nil l it returns ln itself.
 func (l *ConnLimit) Listener(ln net.Listener) net.Listener {
 	if l == nil {
@@ -79,7 +79,7 @@ func (c *limitConn) Close() error {
 	return err
 }
 
-// SyscallConn gives an IdleListener the file descriptor to park.
+// SyscallConn gives an Idle the file descriptor to park.
 func (c *limitConn) SyscallConn() (syscall.RawConn, error) {
 	if sc, ok := c.Conn.(syscall.Conn); ok {
 		return sc.SyscallConn()

@@ -1,4 +1,4 @@
-package proxy
+package listener
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// IdleListener is a net.Listener for an http.Server that parks the client
+// Idle is a net.Listener for an http.Server that parks the client
 // connections that stay idle between requests: the server lets go of them
 // (its goroutine ends, its 8 KiB of buffers go back to its pools), and the
 // listener hands them out again, as if newly accepted, when the next request
@@ -19,13 +19,13 @@ import (
 // request after another are never parked.
 //
 // Parking needs the operating system's help (epoll on Linux); elsewhere
-// NewIdleListener returns the listener as it is, and ConnState passes
-// through. Create it with NewIdleListener and set the server's ConnState to
+// NewIdle returns the listener as it is, and ConnState passes
+// through. Create it with NewIdle and set the server's ConnState to
 // its ConnState.
-type IdleListener struct {
+type Idle struct {
 	net.Listener
 	after time.Duration
-	park  *parking
+	park  *Parking
 
 	accepted  chan acceptResult // from the accept loop
 	woken     chan net.Conn     // parked connections with a request waiting
@@ -43,16 +43,16 @@ type acceptResult struct {
 // listener takes over.
 var errParked = errors.New("idle connection parked")
 
-// NewIdleListener returns ln, wrapped so that the connections an http.Server
+// NewIdle returns ln, wrapped so that the connections an http.Server
 // serves from it are parked once idle for after. It returns ln as it is when
 // after is not positive or parking is not supported here.
-func NewIdleListener(ln net.Listener, after time.Duration) net.Listener {
+func NewIdle(ln net.Listener, after time.Duration) net.Listener {
 	if after <= 0 {
 		return ln
 	}
-	l := &IdleListener{Listener: ln, after: after,
+	l := &Idle{Listener: ln, after: after,
 		accepted: make(chan acceptResult), woken: make(chan net.Conn, 64), done: make(chan struct{})}
-	p, err := newParking(l.wake)
+	p, err := NewParking(l.wake)
 	if err != nil {
 		return ln
 	}
@@ -63,7 +63,7 @@ func NewIdleListener(ln net.Listener, after time.Duration) net.Listener {
 // ConnState returns the server's ConnState hook: it tells the listener when
 // a connection turns idle, then calls next (when not nil).
 func ConnState(ln net.Listener, next func(net.Conn, http.ConnState)) func(net.Conn, http.ConnState) {
-	if _, ok := ln.(*IdleListener); !ok {
+	if _, ok := ln.(*Idle); !ok {
 		return next
 	}
 	return func(c net.Conn, s http.ConnState) {
@@ -77,7 +77,7 @@ func ConnState(ln net.Listener, next func(net.Conn, http.ConnState)) func(net.Co
 }
 
 // Accept returns the next new connection, or a parked one with a request.
-func (l *IdleListener) Accept() (net.Conn, error) {
+func (l *Idle) Accept() (net.Conn, error) {
 	l.startOnce.Do(func() { go l.acceptLoop() })
 	select {
 	case c := <-l.woken:
@@ -92,7 +92,7 @@ func (l *IdleListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *IdleListener) acceptLoop() {
+func (l *Idle) acceptLoop() {
 	for {
 		c, err := l.Listener.Accept()
 		select {
@@ -116,17 +116,17 @@ func isTemporary(err error) bool {
 }
 
 // Close stops accepting and closes the parked connections.
-func (l *IdleListener) Close() error {
+func (l *Idle) Close() error {
 	err := l.Listener.Close()
 	l.closeOnce.Do(func() {
 		close(l.done)
-		l.park.close()
+		l.park.Close()
 	})
 	return err
 }
 
 // wake hands a parked connection with a request waiting back to the server.
-func (l *IdleListener) wake(c net.Conn) {
+func (l *Idle) wake(c net.Conn) {
 	select {
 	case l.woken <- c:
 	case <-l.done:
@@ -144,7 +144,7 @@ func (l *IdleListener) wake(c net.Conn) {
 // flags shared with that are atomic.
 type idleConn struct {
 	net.Conn
-	l         *IdleListener
+	l         *Idle
 	idle      atomic.Bool // waiting for the next request (set by ConnState)
 	shortened atomic.Bool // the read deadline was cut to after
 	deadline  time.Time   // the server's own read deadline while idle
@@ -210,7 +210,7 @@ func (c *idleConn) SetReadDeadline(t time.Time) error {
 func (c *idleConn) Close() error {
 	if c.parkIt.CompareAndSwap(true, false) {
 		c.Conn.SetReadDeadline(time.Time{})
-		if c.l.park.add(c.Conn, c.deadline) {
+		if c.l.park.Add(c.Conn, c.deadline) {
 			return nil
 		}
 	}

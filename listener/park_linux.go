@@ -1,4 +1,4 @@
-package proxy
+package listener
 
 import (
 	"net"
@@ -8,11 +8,11 @@ import (
 	"time"
 )
 
-// parking holds idle connections with no goroutine and no buffer each: one
+// Parking holds idle connections with no goroutine and no buffer each: one
 // epoll instance watches them all, and one goroutine waits on it, handing a
 // connection to wake as soon as it has something to read (a request, or
 // the client's close), and closing those idle past their deadline.
-type parking struct {
+type Parking struct {
 	epfd int
 	wake func(net.Conn)
 
@@ -41,12 +41,14 @@ const (
 	releaseEvery = 10 * time.Second
 )
 
-func newParking(wake func(net.Conn)) (*parking, error) {
+// NewParking starts a Parking that hands each parked connection with
+// something to read to wake. Off Linux it returns an error: nothing parks.
+func NewParking(wake func(net.Conn)) (*Parking, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	p := &parking{epfd: epfd, wake: wake, conns: map[int32]parked{}}
+	p := &Parking{epfd: epfd, wake: wake, conns: map[int32]parked{}}
 	go p.run()
 	return p, nil
 }
@@ -68,9 +70,9 @@ func fdOf(c net.Conn) (int32, bool) {
 	return fd, true
 }
 
-// add parks c until it has something to read or its deadline passes. It
+// Add parks c until it has something to read or its deadline passes. It
 // reports false (and does nothing) when c cannot be parked.
-func (p *parking) add(c net.Conn, deadline time.Time) bool {
+func (p *Parking) Add(c net.Conn, deadline time.Time) bool {
 	fd, ok := fdOf(c)
 	if !ok {
 		return false
@@ -92,7 +94,7 @@ func (p *parking) add(c net.Conn, deadline time.Time) bool {
 
 const epollOneShot = 1 << 30 // EPOLLONESHOT, which package syscall lacks
 
-func (p *parking) run() {
+func (p *Parking) run() {
 	events := make([]syscall.EpollEvent, 128)
 	lastSweep := time.Now()
 	release := 0 // sweeps left that return memory
@@ -148,9 +150,9 @@ func (p *parking) run() {
 	}
 }
 
-// close closes every parked connection; the waiting goroutine ends within
+// Close closes every parked connection; the waiting goroutine ends within
 // parkSweep and closes the epoll instance.
-func (p *parking) close() {
+func (p *Parking) Close() {
 	p.mu.Lock()
 	conns := p.conns
 	p.conns, p.closed = nil, true

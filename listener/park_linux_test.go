@@ -1,7 +1,7 @@
-package proxy
+package listener
 
 // parkedCount is how many connections il holds parked now.
-func parkedCount(il *IdleListener) int {
+func parkedCount(il *Idle) int {
 	il.park.mu.Lock()
 	defer il.park.mu.Unlock()
 	return len(il.park.conns)

@@ -1,7 +1,7 @@
 //go:build !linux
 
-package proxy
+package listener
 
 // parkedCount is 0: connections are parked on Linux only (the tests that
 // use it skip elsewhere).
-func parkedCount(*IdleListener) int { return 0 }
+func parkedCount(*Idle) int { return 0 }

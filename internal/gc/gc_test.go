@@ -1,8 +1,8 @@
-package main
+package gc
 
 import "testing"
 
-func TestParseSize(t *testing.T) {
+func TestParseLimit(t *testing.T) {
 	tests := []struct {
 		in      string
 		want    int64
@@ -22,9 +22,9 @@ func TestParseSize(t *testing.T) {
 		{"9999999999GiB", 0, true},
 	}
 	for _, tt := range tests {
-		got, err := parseSize(tt.in)
+		got, err := ParseLimit(tt.in)
 		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("parseSize(%q): got %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			t.Errorf("ParseLimit(%q): got %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
 	}
 }

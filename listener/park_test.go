@@ -1,4 +1,4 @@
-package proxy
+package listener
 
 import (
 	"bufio"
@@ -12,9 +12,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/nettest"
 )
 
-// parkedServer serves h from an IdleListener that parks after after, with
+// parkedServer serves h from an Idle that parks after after, with
 // the server's idle timeout idle. served counts the connections the server
 // took (a parked connection that comes back counts again).
 func parkedServer(t *testing.T, after, idle time.Duration) (addr string, srv *http.Server, served *atomic.Int32) {
@@ -23,9 +25,9 @@ func parkedServer(t *testing.T, after, idle time.Duration) (addr string, srv *ht
 	if err != nil {
 		t.Fatal(err)
 	}
-	il := NewIdleListener(ln, after)
-	lastIdleListener, _ = il.(*IdleListener)
-	if lastIdleListener == nil {
+	il := NewIdle(ln, after)
+	lastIdle, _ = il.(*Idle)
+	if lastIdle == nil {
 		ln.Close()
 		t.Skip("parking idle connections is not supported here")
 	}
@@ -44,9 +46,9 @@ func parkedServer(t *testing.T, after, idle time.Duration) (addr string, srv *ht
 	return ln.Addr().String(), srv, served
 }
 
-// lastIdleListener is the listener of the last parkedServer (tests in this
+// lastIdle is the listener of the last parkedServer (tests in this
 // package run one at a time).
-var lastIdleListener *IdleListener
+var lastIdle *Idle
 
 // client is one raw keep-alive connection.
 type client struct {
@@ -90,10 +92,10 @@ func TestIdleListenerParksAndWakes(t *testing.T) {
 		clients[i] = dialClient(t, addr)
 		clients[i].get(t, fmt.Sprintf("client %d, first GET", i))
 	}
-	il := lastIdleListener
-	waitFor(t, fmt.Sprintf("all %d idle connections to be parked", n), func() bool { return parkedCount(il) == n })
+	il := lastIdle
+	nettest.WaitFor(t, fmt.Sprintf("all %d idle connections to be parked", n), func() bool { return parkedCount(il) == n })
 	// Once parked, the server holds no goroutine for them.
-	waitFor(t, fmt.Sprintf("the server's goroutines for %d idle connections to end (%d now, %d before)", n, runtime.NumGoroutine(), before),
+	nettest.WaitFor(t, fmt.Sprintf("the server's goroutines for %d idle connections to end (%d now, %d before)", n, runtime.NumGoroutine(), before),
 		func() bool { return runtime.NumGoroutine() < before+n/2 })
 	for i, cl := range clients {
 		cl.get(t, fmt.Sprintf("client %d, GET after it was parked", i))
@@ -177,8 +179,8 @@ func TestIdleListenerLeavesHTTP2Alone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	il := NewIdleListener(ln, 10*time.Millisecond)
-	if _, ok := il.(*IdleListener); !ok {
+	il := NewIdle(ln, 10*time.Millisecond)
+	if _, ok := il.(*Idle); !ok {
 		ln.Close()
 		t.Skip("parking idle connections is not supported here")
 	}
