@@ -256,6 +256,8 @@ func (s *Source) checkRole(ctx context.Context) {
 	}
 	sw := info.Swarm
 	switch {
+	case sw.LocalNodeState == swarm.LocalNodeStateLocked:
+		s.log.Warn().Msg("--provider swarm: this engine's swarm is locked (autolock) and answers nothing until it is unlocked: docker swarm unlock")
 	case sw.LocalNodeState != swarm.LocalNodeStateActive:
 		s.log.Warn().Str("state", string(sw.LocalNodeState)).Msg("--provider swarm: this engine is in no swarm, so there are no tasks to follow: docker swarm init (or join) it, or leave swarm out of --provider")
 	case !sw.ControlAvailable:
