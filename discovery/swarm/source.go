@@ -12,8 +12,9 @@
 // A task's life as the Source reports it:
 //   - running, DesiredState running: Update (the fleet's readiness gate then
 //     admits it; a task with a HEALTHCHECK turns running only once healthy);
-//   - running, DesiredState no longer running (scale-down, update, rollback):
-//     Drain, at once: Swarm stops the container seconds later;
+//   - running, DesiredState no longer running (scale-down, update, rollback),
+//     or its service removed: Drain, at once: Swarm stops the container
+//     seconds later;
 //   - no longer running, gone from the list, or on a node that is down:
 //     Remove.
 //
