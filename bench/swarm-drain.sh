@@ -42,6 +42,10 @@ CGO_ENABLED=0 go build -trimpath -o "$WORK/bin/demo" ./examples/demo
 docker build -q -t "dlb:$ID" -f Dockerfile "$WORK" >/dev/null
 docker build -q -t "dlb-demo:$ID" -f examples/demo/Dockerfile "$WORK" >/dev/null
 
+# The swarm tests of cmd/dlb take the same lock: neither leaves a swarm the
+# other is using.
+exec 9>"${TMPDIR:-/tmp}/dlb-swarm-test.lock"
+flock 9
 case $(docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}') in
 "active true") ;;
 inactive*)
