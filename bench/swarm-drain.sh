@@ -94,4 +94,5 @@ stats() { # field: median and max in ms
 }
 echo "scale-down, task UpdatedAt (DesiredState remove) -> drained in dlb: $(stats since_change_ms)"
 echo "scale-down, service event -> drained in dlb:                       $(stats since_service_event_ms)"
+echo "every task, UpdatedAt -> drained (ms): $(grep -o '"since_change_ms":[0-9.]*' "$WORK/drains" | cut -d: -f2 | sort -n | awk '{printf "%.0f ", $1}')"
 echo "requests: $(wc -l <"$WORK/codes"), not 200: $(grep -vc '^200$' "$WORK/codes" || true)"
