@@ -50,6 +50,9 @@ func FindSelf(ctx context.Context, docker Docker, o *Options, log zerolog.Logger
 	o.SelfID = info.ID
 	if info.Config != nil {
 		o.SelfProject = info.Config.Labels[LabelComposeProject]
+		if o.SelfProject == "" { // a stack's (docker stack deploy) short names work as a project's
+			o.SelfProject = info.Config.Labels[LabelStackNamespace]
+		}
 	}
 	for n := range info.NetworkSettings.Networks {
 		o.SelfNetworks = append(o.SelfNetworks, n)

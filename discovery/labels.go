@@ -41,6 +41,9 @@ const (
 	// Compose's own labels, set on every container it creates.
 	LabelComposeProject = "com.docker.compose.project"
 	LabelComposeService = "com.docker.compose.service"
+	// Swarm's labels: the task a container runs, the stack a service is of.
+	LabelSwarmTask      = "com.docker.swarm.task.id"
+	LabelStackNamespace = "com.docker.stack.namespace"
 )
 
 // LabelConfig is what a container's dlb.* labels say, checked and normalised.

@@ -71,6 +71,9 @@ type Options struct {
 	// SelfProject is the Compose project of dlb's own container, if any: a
 	// Compose short name in Network means that project's network.
 	SelfProject string
+	// SwarmTasks says a Swarm source follows the tasks of Swarm services
+	// (--provider swarm): their containers are not replicas of their own.
+	SwarmTasks bool
 }
 
 // inContainer reports whether dlb runs in a container with networks of its
@@ -129,6 +132,9 @@ func Build(c container.InspectResponse, o Options) (Replica, []Warning, error) {
 	}
 	if c.ID == o.SelfID && o.SelfID != "" {
 		return fail("dlb itself: %w", ErrNotSelected)
+	}
+	if o.SwarmTasks && labels[LabelSwarmTask] != "" {
+		return fail("a Swarm task's container, followed by the swarm provider: %w", ErrNotSelected)
 	}
 	if o.Project != "" && r.Project != o.Project {
 		return fail("Compose project %q is not --project %q: %w", r.Project, o.Project, ErrNotSelected)

@@ -4,9 +4,9 @@
 //
 // # A replica's life
 //
-// A source (today the Docker watcher of package discovery; Docker Swarm
-// next) reports to the Fleet through the discovery.Sink that Fleet.Source
-// returns for it:
+// A source (the Docker watcher of package discovery, the Swarm source of
+// package discovery/swarm) reports to the Fleet through the discovery.Sink
+// that Fleet.Source returns for it:
 //
 //   - Update: a replica appeared, or changed. A new or restarted replica
 //     enters its service's pool as starting; the readiness gate (a TCP

@@ -50,14 +50,14 @@ type parts struct {
 	proxy   *proxy.Proxy
 	metrics *metrics.Metrics // nil without --admin
 	keeper  *certs.Keeper    // nil without --listen-tls
-	watcher *discovery.Watcher
+	sources sources          // the watcher and/or the Swarm source, as --provider says
 	// plain and secure are the handlers of --listen and --listen-tls: the
 	// proxy, wrapped by the keeper when there is one.
 	plain, secure http.Handler
 }
 
 // build makes dlb's parts from cfg: the Docker client, metrics, the proxy,
-// the certificate keeper, the fleet, and the watcher that reports to it.
+// the certificate keeper, the fleet, and the sources that report to it.
 // The access log, if on, goes to stdout.
 func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 	log := cfg.log
@@ -90,11 +90,10 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 	}
 	p.fleet = fleet.New(fleet.Options{Router: router, Proxy: p.proxy, Pools: pools,
 		Observer: fleet.Observers(fobs...), Log: log.With().Str("component", "pools").Logger()})
-	src := p.fleet.Source("docker")
 	// In a container, replicas are reached over dlb's own networks; else
 	// (or when dlb cannot tell which container it is) as the flags say.
 	_ = discovery.FindSelf(ctx, docker, &cfg.discovery, log)
-	p.watcher = discovery.NewWatcher(docker, src, cfg.discovery, log.With().Str("component", "discovery").Logger())
+	p.sources = newSources(cfg, docker, p.fleet, log)
 	p.plain, p.secure = p.proxy, p.proxy
 	if p.keeper != nil {
 		p.plain, p.secure = p.keeper.HTTPHandler(p.proxy), p.keeper.HTTPSHandler(p.proxy)
@@ -192,13 +191,9 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 	gcInfo := cfg.gc.Apply()
 	log.Info().Str("version", version).Str("listen", s.ln.Addr().String()).Str("listen_tls", addrOf(s.tlsLn)).
 		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.maxConns).
-		Str("network", cfg.discovery.Network).Bool("exposed_by_default", cfg.discovery.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
+		Strs("providers", cfg.providers).Str("network", cfg.discovery.Network).Bool("exposed_by_default", cfg.discovery.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
 
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		p.watcher.Run(ctx)
-	}()
+	watchDone := p.sources.run(ctx)
 	go discovery.WatchNetwork(ctx, p.docker, cfg.discovery.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
 	errc := make(chan error, 4)
 	go func() { errc <- s.proxy.Serve(s.ln) }()

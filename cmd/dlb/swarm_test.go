@@ -1,0 +1,376 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSwarmZeroErrors runs dlb as a container on a one-node swarm, with
+// --provider swarm, under a steady keep-alive load from the host through
+// its published port, and changes a service every way Swarm can: scale
+// 3 -> 6 -> 2, rolling updates (start-first, stop-first, a new image), a
+// rollback, a task's container killed. No request may fail, and the new
+// tasks must serve. It logs how fast dlb drained the tasks whose
+// DesiredState left running, and admitted the new ones, from dlb's log.
+//
+// The engine here has no IPVS: services use --endpoint-mode dnsrr (no
+// VIP), nothing is published through the ingress mesh, and dlb reaches
+// tasks over an attachable overlay network, which the host cannot reach.
+func TestSwarmZeroErrors(t *testing.T) {
+	requireDocker(t)
+	start := time.Now()
+	useSwarm(t)
+	prefix := fmt.Sprintf("dlbsw%d", os.Getpid())
+	net := prefix + "_net"
+	svc := prefix + "_web" // a stack's naming: dlb calls its pool prefix-web
+	pool := prefix + "-web"
+	v1, v2 := runImage("dlb-demo:dev"), "dlb-demo:"+prefix+"-v2"
+
+	docker(t, "network", "create", "-d", "overlay", "--attachable", "--label", "dlb.test="+prefix, net)
+	t.Cleanup(func() { removeNetwork(t, net) })
+	docker(t, "tag", v1, v2)
+	t.Cleanup(func() { exec.Command("docker", "rmi", v2).Run() })
+	t.Cleanup(func() { exec.Command("docker", "service", "rm", svc).Run() })
+	docker(t, "service", "create", "-d", "--quiet", "--name", svc, "--no-resolve-image", "--endpoint-mode", "dnsrr",
+		"--network", net, "--replicas", "3", "--restart-delay", "200ms", "--stop-grace-period", "5s",
+		"--label", "dlb.enable=true", "--label", "com.docker.stack.namespace="+prefix,
+		"--container-label", "dlb.enable=true", "--container-label", "com.docker.compose.project="+prefix, v1)
+
+	d := startSwarmDLB(t, prefix, net)
+	d.waitTasksServe(t, svc, pool, 3)
+
+	l := startLoad(t, d.proxyURL+"/", "", 8, 4*time.Minute, 2_000_000)
+	settle := 500 * time.Millisecond
+	phases := []struct {
+		name string
+		args []string
+		n    int // running tasks after
+		gone int // how many of the tasks that ran before are replaced
+	}{
+		{"scale 3 -> 6", []string{"service", "scale", "-d", svc + "=6"}, 6, 0},
+		{"scale 6 -> 2", []string{"service", "scale", "-d", svc + "=2"}, 2, 4},
+		{"update --force start-first", []string{"service", "update", "-d", "--force", "--update-order", "start-first", svc}, 2, 2},
+		{"update --force stop-first", []string{"service", "update", "-d", "--force", "--update-order", "stop-first", svc}, 2, 2},
+		{"update --image (second tag)", []string{"service", "update", "-d", "--no-resolve-image", "--image", v2, svc}, 2, 2},
+		{"rollback", []string{"service", "rollback", "-d", svc}, 2, 2},
+		{"docker kill one task", nil, 2, 1},
+	}
+	for _, ph := range phases {
+		l.phase(t, ph.name, settle, func() {
+			before := runningTasks(t, svc)
+			if ph.args == nil {
+				docker(t, "kill", before[0])
+			} else {
+				docker(t, ph.args...)
+			}
+			// The command returns before Swarm acts: wait until the old
+			// tasks are replaced, then until the new ones serve.
+			waitFor(t, 60*time.Second, fmt.Sprintf("%s: %d of the tasks %v to be replaced", ph.name, ph.gone, before), func() (bool, string) {
+				now := runningTasks(t, svc)
+				left := 0
+				for _, id := range before {
+					if slices.Contains(now, id) {
+						left++
+					}
+				}
+				return len(before)-left >= ph.gone, fmt.Sprintf("running now: %v", now)
+			})
+			d.waitTasksServe(t, svc, pool, ph.n)
+		})
+	}
+	l.finish()
+	r, f := l.mark()
+	t.Logf("all phases: %d requests, %d failed, slowest %s", r, f, time.Duration(l.slowest.Load()).Round(time.Millisecond))
+
+	logs := d.containerLogs()
+	// Scale-down sets DesiredState remove; updates, rollbacks, shutdown.
+	for _, ds := range []string{"remove", "shutdown"} {
+		drains := logDurations(logs, "swarm task draining", "since_change_ms", ds)
+		sinceEvent := logDurations(logs, "swarm task draining", "since_service_event_ms", ds)
+		t.Logf("DesiredState %s: task UpdatedAt -> drained in dlb (%d tasks): %s; the service event -> drained: %s",
+			ds, len(drains), summary(drains), summary(sinceEvent))
+		if ds == "remove" && len(drains) < 4 {
+			t.Errorf("dlb logged %d drains of tasks for the scale-down, want the 4 it removed", len(drains))
+		}
+	}
+	readies := logDurations(logs, "replica ready", "since_event_ms", "")
+	t.Logf("task running -> ready in dlb (%d tasks): %s", len(readies), summary(readies))
+	t.Logf("the test took %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// useSwarm makes sure the engine is a swarm manager for the test: it
+// initialises a one-node swarm when the engine is in none (and leaves it,
+// and removes the docker_gwbridge network it brought, when the test ends),
+// uses the engine's swarm when it is a manager, and skips otherwise. A
+// lock keeps two test processes of this checkout or another from leaving
+// a swarm under each other's feet. The node of a swarm it creates is
+// labelled, so that a run killed before its cleanup leaves a swarm the
+// next run knows as its own and leaves.
+func useSwarm(t *testing.T) {
+	t.Helper()
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() }) // unlocks, after the cleanups registered below
+	state := strings.Fields(docker(t, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"))
+	hadGWBridge := exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil
+	switch {
+	case len(state) == 2 && state[0] == "active" && state[1] == "true":
+		label, _ := exec.Command("docker", "node", "inspect", "self", "--format", `{{index .Spec.Labels "`+swarmTestLabel+`"}}`).Output()
+		if strings.TrimSpace(string(label)) == "" {
+			t.Log("the engine is a swarm manager already: using its swarm, leaving it as it is")
+			return
+		}
+		// A swarm this test made, left behind by a run that was killed
+		// (the lock says no other run uses it): this run leaves it.
+		t.Log("the engine is in a swarm an earlier run of this test made and did not leave: using it, then leaving it")
+		leaveSwarm(t, false)
+		return
+	case len(state) == 2 && state[0] == "active":
+		t.Skip("the engine is a swarm worker: the Swarm API answers only on managers; run this test on a manager or outside any swarm")
+	case len(state) == 0 || state[0] != "inactive":
+		t.Skipf("the engine's swarm state is %q: cannot use it for this test", strings.Join(state, " "))
+	}
+	if out, err := exec.Command("docker", "swarm", "init", "--advertise-addr", "127.0.0.1").CombinedOutput(); err != nil {
+		t.Skipf("cannot initialise a one-node swarm (docker swarm init --advertise-addr 127.0.0.1: %v: %s)", err, strings.TrimSpace(string(out)))
+	}
+	leaveSwarm(t, hadGWBridge)
+	docker(t, "node", "update", "--label-add", swarmTestLabel+"=true", docker(t, "info", "--format", "{{.Swarm.NodeID}}"))
+}
+
+// swarmTestLabel marks the node of a swarm that useSwarm created.
+const swarmTestLabel = "dlb-test-swarm"
+
+// leaveSwarm leaves the swarm when the test ends, and removes the
+// docker_gwbridge network unless it was there before the swarm.
+func leaveSwarm(t *testing.T, hadGWBridge bool) {
+	t.Cleanup(func() {
+		if out, err := exec.Command("docker", "swarm", "leave", "--force").CombinedOutput(); err != nil {
+			t.Errorf("leaving the swarm this test created: %v: %s", err, out)
+		}
+		if !hadGWBridge {
+			// The engine lets go of the bridge's last endpoint a moment
+			// after the swarm is left.
+			deadline := time.Now().Add(20 * time.Second)
+			for exec.Command("docker", "network", "rm", "docker_gwbridge").Run() != nil &&
+				exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil {
+				if time.Now().After(deadline) {
+					t.Errorf("could not remove docker_gwbridge, which the swarm this test created brought")
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	})
+}
+
+// removeNetwork removes a network of the test once the containers of the
+// removed services on it are gone, which takes the engine a few seconds.
+func removeNetwork(t *testing.T, name string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command("docker", "network", "rm", name).CombinedOutput()
+		if err == nil || strings.Contains(string(out), "not found") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("removing network %s: %v: %s", name, err, out)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// swarmDLB is dlb running as a container on the swarm's overlay network.
+type swarmDLB struct {
+	dlbProc
+	name string // the container's
+}
+
+// startSwarmDLB runs dlb in a container on net, with the socket mounted
+// read-only and its ports published on loopback, and waits until it is in
+// sync with the swarm. It follows containers too (--provider docker,swarm):
+// the tasks' containers, labelled as a Compose project's of --project, must
+// not be reported twice, and both sources must sync.
+func startSwarmDLB(t *testing.T, prefix, net string) *swarmDLB {
+	t.Helper()
+	name := prefix + "_dlb"
+	args := []string{"run", "-d", "--name", name, "--network", net, "--label", "dlb.test=" + prefix,
+		"-v", "/var/run/docker.sock:/var/run/docker.sock:ro", "-p", "127.0.0.1::80", "-p", "127.0.0.1::8080",
+		runImage("dlb:dev"), "--provider", "docker,swarm", "--project", prefix, "--queue-timeout", "20s",
+		"--log-format", "json", "--log-level", "debug"}
+	if dp := os.Getenv("DLB_TEST_DATA_PATH"); dp != "" {
+		args = append(args, "--data-path", dp)
+	}
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
+	docker(t, args...)
+	d := &swarmDLB{dlbProc: dlbProc{t: t}, name: name}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dlb's log:\n%s", d.containerLogs())
+		}
+	})
+	d.proxyURL = "http://" + docker(t, "port", name, "80/tcp")
+	d.adminURL = "http://" + docker(t, "port", name, "8080/tcp")
+	waitFor(t, 20*time.Second, "dlb's /healthz to say it is in sync with the swarm", func() (bool, string) {
+		code, body := get(d.adminURL + "/healthz")
+		return code == 200, fmt.Sprintf("%d %s", code, body)
+	})
+	return d
+}
+
+func (d *swarmDLB) containerLogs() string {
+	out, _ := exec.Command("docker", "logs", d.name).CombinedOutput()
+	return string(out)
+}
+
+// runningTasks lists the container IDs (12 characters: the demo's
+// hostname) of the service's tasks that run and should.
+func runningTasks(t *testing.T, svc string) []string {
+	t.Helper()
+	ids := strings.Fields(docker(t, "service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running", svc))
+	if len(ids) == 0 {
+		return nil
+	}
+	out := docker(t, append([]string{"inspect", "--format", "{{.Status.State}} {{with .Status.ContainerStatus}}{{.ContainerID}}{{end}}"}, ids...)...)
+	var cs []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "running" {
+			cs = append(cs, f[1][:12])
+		}
+	}
+	slices.Sort(cs)
+	return cs
+}
+
+// waitTasksServe waits until n tasks of svc run, and they, and only they,
+// answer through dlb, and dlb's pool holds them all ready and nothing else.
+func (d *swarmDLB) waitTasksServe(t *testing.T, svc, pool string, n int) {
+	t.Helper()
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d tasks of %s to run and be the ones that answer", n, svc), func() (bool, string) {
+		tasks := runningTasks(t, svc)
+		if len(tasks) != n {
+			return false, fmt.Sprintf("%d tasks run: %v", len(tasks), tasks)
+		}
+		var states []string
+		ready := 0
+		for _, p := range d.pools() {
+			if p.Name != pool {
+				t.Errorf("dlb has a pool %s beside %s (the tasks' containers reported by the container watcher too?)", p.Name, pool)
+			}
+			if p.Name == pool {
+				for _, r := range p.Replicas {
+					states = append(states, r.Name+"="+r.State)
+					if r.State == "ready" {
+						ready++
+					}
+				}
+			}
+		}
+		if ready != n || len(states) != n {
+			return false, fmt.Sprintf("pool %s: %v", pool, states)
+		}
+		seen := map[string]bool{}
+		for i := 0; i < 4*n+4; i++ {
+			code, body := get(d.proxyURL + "/")
+			if code != 200 {
+				t.Errorf("a request while waiting for the tasks: got %d %q, want 200", code, body)
+				return false, body
+			}
+			seen[strings.TrimSpace(body)] = true
+		}
+		var got []string
+		for h := range seen {
+			got = append(got, h)
+		}
+		slices.Sort(got)
+		return slices.Equal(got, tasks), fmt.Sprintf("answered by %v, tasks %v", got, tasks)
+	})
+}
+
+// logDurations reads field (milliseconds) from dlb's JSON log lines with
+// this message, and this desired_state unless it is "".
+func logDurations(logs, message, field, desired string) []time.Duration {
+	var out []time.Duration
+	for _, line := range strings.Split(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || m["message"] != message || desired != "" && m["desired_state"] != desired {
+			continue
+		}
+		if ms, ok := m[field].(float64); ok {
+			out = append(out, time.Duration(ms*float64(time.Millisecond)))
+		}
+	}
+	return out
+}
+
+// summary is the median and max of ds.
+func summary(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return fmt.Sprintf("median %s, max %s", ds[len(ds)/2].Round(100*time.Microsecond), ds[len(ds)-1].Round(100*time.Microsecond))
+}
+
+// TestSwarmExampleStack deploys examples/swarm/stack.yaml as the README
+// says (docker stack deploy), with this process's images and free ports:
+// the three tasks take turns on dlb's published port, then five after
+// docker service scale.
+func TestSwarmExampleStack(t *testing.T) {
+	requireDocker(t)
+	useSwarm(t)
+	root, _ := filepath.Abs("../..")
+	b, err := os.ReadFile(filepath.Join(root, "examples/swarm/stack.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stack := fmt.Sprintf("dlbswex%d", os.Getpid())
+	port, adminPort := freePort(t), freePort(t)
+	yaml := strings.NewReplacer(
+		"image: dlb:dev", "image: "+runImage("dlb:dev"),
+		"image: dlb-demo:dev", "image: "+runImage("dlb-demo:dev"),
+		"published: 8000", "published: "+port,
+		"published: 8080", "published: "+adminPort,
+		`"--project", "shop"`, `"--project", "`+stack+`"`,
+	).Replace(string(b))
+	for _, want := range []string{runImage("dlb:dev"), runImage("dlb-demo:dev"), port, adminPort, stack} {
+		if !strings.Contains(yaml, want) {
+			t.Fatalf("the example stack file changed: could not set %s in it", want)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "stack.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeNetwork(t, stack+"_appnet") })
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := exec.Command("docker", "service", "logs", "--raw", stack+"_dlb").CombinedOutput()
+			t.Logf("dlb's log:\n%s", out)
+		}
+		exec.Command("docker", "stack", "rm", stack).Run()
+	})
+	docker(t, "stack", "deploy", "-c", file, stack)
+	url := "http://127.0.0.1:" + port + "/"
+	waitFor(t, 60*time.Second, "the example stack's 3 tasks to take turns behind its dlb", answeredByN(url, 3))
+	docker(t, "service", "scale", "-d", stack+"_app=5")
+	took := waitFor(t, 30*time.Second, "5 tasks to take turns after docker service scale", answeredByN(url, 5))
+	t.Logf("example stack: 5 tasks answered %s after docker service scale returned", took)
+	if code, body := get("http://127.0.0.1:" + adminPort + "/healthz"); code != 200 {
+		t.Errorf("admin /healthz on the published admin port: %d %q, want 200", code, body)
+	}
+}
