@@ -243,13 +243,15 @@ type fastConn struct {
 	resp h1Response
 
 	writeDeadline time.Time
+	readDeadline  time.Time // as last set (zero: none); see readWithin
 
 	// Watching the client while a replica answers (watchClient).
-	peek     peeker
-	watch    *time.Timer
-	watchMu  sync.Mutex
-	watching *h1Conn // the replica connection to close if the client goes
-	gone     atomic.Bool
+	peek       peeker
+	watch      *time.Timer
+	watchMu    sync.Mutex
+	watchArmed bool    // watch will fire
+	watching   *h1Conn // the replica connection to close if the client goes
+	gone       atomic.Bool
 
 	// Reused per request: the attempt (for the Proxy's retry logic), and
 	// the request as Observers and the error handler see it.
@@ -356,7 +358,7 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 		if fs.park != nil {
 			wait = fs.parkAfter
 		}
-		fc.c.SetReadDeadline(time.Now().Add(wait))
+		fc.readWithin(time.Now(), wait)
 		n, err := fc.c.Read(fc.buf[:])
 		if n == 0 {
 			var ne net.Error
@@ -379,7 +381,7 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 		}
 		if v == h1OK && fc.req.headLen+int(max(fc.req.contentLength, 0)) <= fc.n || v == h1Reject || v == h1Handoff {
 			if !deadline.IsZero() {
-				fc.c.SetReadDeadline(time.Time{})
+				fc.setReadDeadline(time.Time{})
 			}
 			return v, true, 0
 		}
@@ -393,17 +395,17 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 			// path (bodyProgress bytes in each BodyTimeout).
 			inBody, progress = true, 0
 			deadline = time.Now().Add(fs.p.opts.BodyTimeout)
-			fc.c.SetReadDeadline(deadline)
+			fc.setReadDeadline(deadline)
 		case deadline.IsZero():
 			deadline = time.Now().Add(fs.readHeaderTimeout)
-			fc.c.SetReadDeadline(deadline)
+			fc.setReadDeadline(deadline)
 		}
 		n, err := fc.c.Read(fc.buf[fc.n:])
 		fc.n += n
 		if progress += n; inBody && progress >= bodyProgress {
 			progress = 0
 			deadline = time.Now().Add(fs.p.opts.BodyTimeout)
-			fc.c.SetReadDeadline(deadline)
+			fc.setReadDeadline(deadline)
 		}
 		if n == 0 && err != nil {
 			if inBody && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -438,7 +440,7 @@ func (fc *fastConn) badRequest() {
 func (fc *fastConn) lingerClose() {
 	if cw, ok := fc.c.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
-		fc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		fc.setReadDeadline(time.Now().Add(500 * time.Millisecond))
 		for {
 			if _, err := fc.c.Read(fc.buf[:]); err != nil {
 				break
@@ -584,11 +586,13 @@ func (fc *fastConn) exchange(route *Route) bool {
 func (fc *fastConn) readResponseHead(hc *h1Conn, route *Route) ([]byte, error) {
 	d := fc.fs.p.responseHeaderTimeout(route)
 	if d <= 0 {
+		hc.noReadDeadline()
 		return readResponseHead(hc, &fc.resp)
 	}
-	hc.nc.SetReadDeadline(time.Now().Add(d))
+	// The deadline stays when the head is in: relay clears it before a read
+	// of the body (which takes as long as it takes).
+	hc.headWithin(time.Now(), d)
 	b, err := readResponseHead(hc, &fc.resp)
-	hc.nc.SetReadDeadline(time.Time{}) // the body takes as long as it takes
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		err = fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
 	}
@@ -602,8 +606,12 @@ const watchEvery = 100 * time.Millisecond
 // watchFor starts watching the client for as long as hc answers it (nil:
 // stops): when the client closes its connection, hc is closed, which ends
 // the exchange and tells the replica (as net/http's server cancels the
-// request's context). A request answered within watchEvery costs a timer
-// reset and stop, no syscall.
+// request's context). The timer is not stopped when a request ends: it
+// fires once more, finds nothing to watch and stays off until the next
+// request, which finds it still armed when it comes within watchEvery. So
+// a busy connection costs no timer operation per request, and the client
+// is looked at within watchEvery of a request's start, then every
+// watchEvery.
 func (fc *fastConn) watchFor(hc *h1Conn) {
 	// The timer's callback reads fc.watch under watchMu too: it may run
 	// before AfterFunc's result is stored when this goroutine is slow.
@@ -611,14 +619,13 @@ func (fc *fastConn) watchFor(hc *h1Conn) {
 	defer fc.watchMu.Unlock()
 	fc.watching = hc
 	switch {
-	case hc == nil:
-		if fc.watch != nil {
-			fc.watch.Stop()
-		}
+	case hc == nil, fc.watchArmed:
 	case fc.watch == nil:
 		fc.peek.init(fc.c)
+		fc.watchArmed = true
 		fc.watch = time.AfterFunc(watchEvery, fc.watchClient)
 	default:
+		fc.watchArmed = true
 		fc.watch.Reset(watchEvery)
 	}
 }
@@ -629,11 +636,13 @@ func (fc *fastConn) watchClient() {
 	fc.watchMu.Lock()
 	defer fc.watchMu.Unlock()
 	if fc.watching == nil {
+		fc.watchArmed = false
 		return
 	}
 	if fc.peek.gone() {
 		fc.gone.Store(true)
 		fc.watching.close()
+		fc.watchArmed = false
 		return
 	}
 	fc.watch.Reset(watchEvery)
@@ -744,6 +753,7 @@ func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
 	for {
 		if b == nil {
 			var err error
+			hc.noReadDeadline() // a final response after a 1xx one waits as long as it takes
 			if b, err = readResponseHead(hc, rs); err != nil {
 				hc.close()
 				fc.fail(err) // after 1xx responses only: nothing final was sent
@@ -764,6 +774,9 @@ func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
 		}
 		fc.status = rs.status
 		keepUp := !rs.close && !rs.http10 && !untilClose
+		if !bodyless && (rs.chunked || rs.contentLength < 0 || int64(hc.br.Buffered()) < rs.contentLength) {
+			hc.noReadDeadline() // the body takes as long as it takes
+		}
 		var ok bool
 		switch {
 		case bodyless:
