@@ -78,7 +78,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
 			&cli.IntFlag{Name: "max-header-bytes", Value: defaultMaxHeaderBytes, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
-			&cli.StringFlag{Name: "data-path", Value: proxy.DataPathStd, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request)"},
+			&cli.StringFlag{Name: "data-path", Value: proxy.DataPathFast, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request; the default with --upstream-transport std)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
 			&cli.BoolFlag{Name: "access-log", EnvVars: envs("ACCESS_LOG"), Usage: "write one line per request to stdout (time, client, method, host, path, status, bytes, duration in ms, service, replica), in the --log-format"},
@@ -192,6 +192,9 @@ func parseConfig(c *cli.Context) (*config, error) {
 	}
 	if cfg.transport != proxy.TransportFast && cfg.transport != proxy.TransportStd {
 		return nil, badFlag("upstream-transport", cfg.transport, "must be fast or std")
+	}
+	if cfg.transport == proxy.TransportStd && !c.IsSet("data-path") {
+		cfg.dataPath = proxy.DataPathStd // the fast path needs the fast transport
 	}
 	if err := checkDataPath(cfg); err != nil {
 		return nil, err
