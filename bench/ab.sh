@@ -11,6 +11,7 @@
 #   targets io-goroutine, io-epoll...; AB_STD=0 leaves dlb's std path out.
 #   AB_BASE=path/to/dlb adds that binary's fast path as target base (an A/B of
 #   a change: build the old commit into it first).
+#   AB_PERF=1 also records each target with perf (test-artifacts/ab/ID/TARGET-perf.txt).
 #   The order of the targets rotates from round to round.
 #
 # Per round and target: req/s, p99, CPU µs per request (utime+stime of the
@@ -143,6 +144,17 @@ if [[ ${AB_PPROF:-0} == 1 ]]; then
 		curl -s -o "$WORK/$t.pprof" "http://127.0.0.1:$((PORT[$t] + 1))/debug/pprof/profile?seconds=6"
 		wait "$!"
 		go tool pprof -top -cum -nodecount=60 "$bin" "$WORK/$t.pprof" >"$WORK/$t-pprof.txt" 2>&1 || true
+	done
+fi
+if [[ ${AB_PERF:-0} == 1 ]] && command -v perf >/dev/null; then
+	# perf's view (kernel and user, 1999 Hz): where each proxy's CPU goes.
+	for t in "${TARGETS[@]}"; do
+		pids=$(tree "${PID[$t]}" | paste -sd,)
+		wrk -t2 -c"$CONNS" -d7s "http://127.0.0.1:${PORT[$t]}/" >/dev/null &
+		sleep 1
+		perf record -q -F 1999 -g -p "$pids" -o "$WORK/$t.perf" -- sleep 5 >/dev/null 2>&1 || true
+		wait "$!"
+		perf report -q -i "$WORK/$t.perf" --no-children --sort dso,symbol --stdio -g none 2>/dev/null | head -60 >"$WORK/$t-perf.txt" || true
 	done
 fi
 if command -v strace >/dev/null; then
