@@ -71,12 +71,12 @@ down:
 	$(COMPOSE) down --remove-orphans
 
 # Everything CI runs: vet, then unit and real-engine tests under the race detector,
-# the real-engine suite once more on the fast data path (the proxy package runs
-# both data paths by itself).
+# the real-engine suite once more on the std data path (fast is the default; the
+# proxy package runs both data paths by itself).
 test: docker-ready test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
-	DLB_TEST_DATA_PATH=fast $(GO) test -race -count=1 -timeout 30m ./cmd/dlb
+	DLB_TEST_DATA_PATH=std $(GO) test -race -count=1 -timeout 30m ./cmd/dlb
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 test-unit:

@@ -6,6 +6,13 @@
 #
 #   bash bench/ab.sh [ROUNDS] [SECONDS] [CONNS]     (defaults 4 5 64)
 #   AB_PPROF=1 also takes a CPU profile of the fast path (test-artifacts/ab/ID/fast.pprof).
+#   AB_IOMODELS="goroutine epoll nbio gnet" adds issue #13's I/O-model prototypes
+#   (bench/iomodel: dlb's parser, router and pool behind each I/O model) as
+#   targets io-goroutine, io-epoll...; AB_STD=0 leaves dlb's std path out.
+#   AB_BASE=path/to/dlb adds that binary's fast path as target base (an A/B of
+#   a change: build the old commit into it first).
+#   AB_PERF=1 also records each target with perf (test-artifacts/ab/ID/TARGET-perf.txt).
+#   The order of the targets rotates from round to round.
 #
 # Per round and target: req/s, p99, CPU µs per request (utime+stime of the
 # process tree) and context switches per request (voluntary + involuntary,
@@ -32,6 +39,10 @@ trap cleanup EXIT
 CGO_ENABLED=0 go build -o bin/dlb ./cmd/dlb
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o bin/demo ./examples/demo
 docker build -q -t "dlb-demo:$ID" -f examples/demo/Dockerfile . >/dev/null
+IOMODELS=(${AB_IOMODELS:-})
+if ((${#IOMODELS[@]})); then
+	(cd bench/iomodel && CGO_ENABLED=0 go build -tags dlbiomodel -o "$ROOT/bin/iomodel" .)
+fi
 docker network create --label "dlb-ab=$ID" "$ID" >/dev/null
 IPS=()
 for i in 1 2 3; do
@@ -41,14 +52,33 @@ for i in 1 2 3; do
 done
 
 declare -A PORT PID
-start_dlb() { # NAME PORT DATAPATH
-	GOMAXPROCS=2 bin/dlb --listen "127.0.0.1:$2" --admin "127.0.0.1:$(($2 + 1))" --network "$ID" \
+start_dlb() { # NAME PORT DATAPATH [BINARY]
+	GOMAXPROCS=2 "${4:-bin/dlb}" --listen "127.0.0.1:$2" --admin "127.0.0.1:$(($2 + 1))" --network "$ID" \
 		--log-level warn --data-path "$3" --pprof >"$WORK/$1.log" 2>&1 &
 	PID[$1]=$! PORT[$1]=$2
 	PIDS+=("$!")
 }
+TARGETS=(fast)
 start_dlb fast 27290 fast
-start_dlb std 27292 std
+if [[ -n ${AB_BASE:-} ]]; then
+	start_dlb base 27296 fast "$AB_BASE"
+	TARGETS+=(base)
+fi
+if [[ ${AB_STD:-1} == 1 ]]; then
+	start_dlb std 27292 std
+	TARGETS+=(std)
+fi
+port=27300
+replicas=$(printf '%s:80,' "${IPS[@]}")
+for m in "${IOMODELS[@]}"; do
+	GOMAXPROCS=2 bin/iomodel --model "$m" --listen "127.0.0.1:$port" --replicas "${replicas%,}" \
+		--pprof "127.0.0.1:$((port + 1))" >"$WORK/io-$m.log" 2>&1 &
+	PID[io-$m]=$! PORT[io-$m]=$port
+	PIDS+=("$!")
+	TARGETS+=("io-$m")
+	port=$((port + 2))
+done
+TARGETS+=(nginx)
 {
 	echo "worker_processes 2; pid $WORK/nginx.pid; error_log $WORK/nginx.err warn;"
 	echo "events { worker_connections 4096; }"
@@ -60,7 +90,7 @@ start_dlb std 27292 std
 nginx -p "$WORK/" -c "$WORK/nginx.conf" -g "daemon off;" >"$WORK/nginx.out" 2>&1 &
 PID[nginx]=$! PORT[nginx]=27294
 PIDS+=("$!")
-for t in fast std nginx; do
+for t in "${TARGETS[@]}"; do
 	for i in $(seq 100); do
 		[[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:${PORT[$t]}/") == 200 ]] && break
 		sleep 0.2
@@ -69,6 +99,7 @@ done
 
 tree() { echo "$1"; for c in $(ps -o pid= --ppid "$1"); do tree "$c"; done; }
 ticks() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[11] + f[12])); done; echo $s; }
+uticks() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[11])); done; echo $s; }
 ctxsw() {
 	local s=0 p v
 	for p in $(tree "$1"); do
@@ -77,33 +108,57 @@ ctxsw() {
 	echo $s
 }
 HZ=$(getconf CLK_TCK)
-printf 'round\ttarget\treq/s\tp99_ms\tcpu_us_per_req\tctxsw_per_req\n' | tee "$WORK/runs.tsv"
+printf 'round\ttarget\treq/s\tp99_ms\tcpu_us_per_req\tctxsw_per_req\tuser_us_per_req\n' | tee "$WORK/runs.tsv"
+NT=${#TARGETS[@]}
 for r in $(seq "$ROUNDS"); do
-	for t in fast std nginx; do
-		t0=$(ticks "${PID[$t]}") c0=$(ctxsw "${PID[$t]}")
+	for k in $(seq 0 $((NT - 1))); do
+		t=${TARGETS[$(((k + r - 1) % NT))]}
+		t0=$(ticks "${PID[$t]}") c0=$(ctxsw "${PID[$t]}") u0=$(uticks "${PID[$t]}")
 		out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:${PORT[$t]}/")
-		t1=$(ticks "${PID[$t]}") c1=$(ctxsw "${PID[$t]}")
+		t1=$(ticks "${PID[$t]}") c1=$(ctxsw "${PID[$t]}") u1=$(uticks "${PID[$t]}")
 		n=$(awk '/requests in/ {print $1}' <<<"$out")
 		rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
 		p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) sub(/ms/,"",v); else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
-		awk -v r="$r" -v t="$t" -v rps="$rps" -v p99="$p99" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v n="$n" -v hz="$HZ" \
-			'BEGIN { printf "%d\t%s\t%s\t%s\t%.1f\t%.2f\n", r, t, rps, p99, dt * 1e6 / hz / n, dc / n }' | tee -a "$WORK/runs.tsv"
+		awk -v r="$r" -v t="$t" -v rps="$rps" -v p99="$p99" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v du=$((u1 - u0)) -v n="$n" -v hz="$HZ" \
+			'BEGIN { printf "%d\t%s\t%s\t%s\t%.1f\t%.2f\t%.1f\n", r, t, rps, p99, dt * 1e6 / hz / n, dc / n, du * 1e6 / hz / n }' | tee -a "$WORK/runs.tsv"
 	done
 done
 echo "medians:"
-for t in fast std nginx; do
-	awk -F'\t' -v t="$t" '$2 == t { rps[++n] = $3; cpu[n] = $5; cs[n] = $6; p99[n] = $4 }
+for t in "${TARGETS[@]}"; do
+	awk -F'\t' -v t="$t" '$2 == t { rps[++n] = $3; cpu[n] = $5; cs[n] = $6; p99[n] = $4; usr[n] = $7 }
 		function med(a, n,   i, j, x) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-		END { printf "%s\treq/s %.0f\tp99 %.2f ms\tcpu %.1f us/req\tctxsw %.2f/req\n", t, med(rps, n), med(p99, n), med(cpu, n), med(cs, n) }' "$WORK/runs.tsv"
+		END { printf "%s\treq/s %.0f\tp99 %.2f ms\tcpu %.1f us/req (user %.1f)\tctxsw %.2f/req\n", t, med(rps, n), med(p99, n), med(cpu, n), med(usr, n), med(cs, n) }' "$WORK/runs.tsv"
 done | tee "$WORK/medians.txt"
+echo "medians of the per-round ratios to nginx (the same round: the trustworthy figures on a shared machine):"
+for t in "${TARGETS[@]}"; do
+	[[ $t == nginx ]] && continue
+	awk -F'\t' -v t="$t" 'NR > 1 { rps[$1, $2] = $3; cpu[$1, $2] = $5; cs[$1, $2] = $6; if ($1 > R) R = $1 }
+		function med(a, n,   i, j, x) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+		END { for (r = 1; r <= R; r++) if (rps[r, "nginx"] > 0 && cpu[r, "nginx"] > 0) { n++; a[n] = rps[r, t] / rps[r, "nginx"]; b[n] = cpu[r, t] / cpu[r, "nginx"]; c[n] = (cs[r, "nginx"] > 0) ? cs[r, t] / cs[r, "nginx"] : 0 }
+			printf "%s\treq/s %.2fx\tcpu/req %.2fx\tctxsw/req %.2fx\t(%d rounds)\n", t, med(a, n), med(b, n), med(c, n), n }' "$WORK/runs.tsv"
+done | tee "$WORK/ratios.txt"
 if [[ ${AB_PPROF:-0} == 1 ]]; then
-	wrk -t2 -c"$CONNS" -d8s "http://127.0.0.1:${PORT[fast]}/" >/dev/null &
-	curl -s -o "$WORK/fast.pprof" "http://127.0.0.1:$((PORT[fast] + 1))/debug/pprof/profile?seconds=6"
-	wait "$!"
-	go tool pprof -top -cum -nodecount=60 bin/dlb "$WORK/fast.pprof" >"$WORK/fast-pprof.txt" 2>&1 || true
+	for t in "${TARGETS[@]}"; do
+		case $t in fast) bin=bin/dlb ;; base) bin=$AB_BASE ;; io-*) bin=bin/iomodel ;; *) continue ;; esac
+		wrk -t2 -c"$CONNS" -d8s "http://127.0.0.1:${PORT[$t]}/" >/dev/null &
+		curl -s -o "$WORK/$t.pprof" "http://127.0.0.1:$((PORT[$t] + 1))/debug/pprof/profile?seconds=6"
+		wait "$!"
+		go tool pprof -top -cum -nodecount=60 "$bin" "$WORK/$t.pprof" >"$WORK/$t-pprof.txt" 2>&1 || true
+	done
+fi
+if [[ ${AB_PERF:-0} == 1 ]] && command -v perf >/dev/null; then
+	# perf's view (kernel and user, 1999 Hz): where each proxy's CPU goes.
+	for t in "${TARGETS[@]}"; do
+		pids=$(tree "${PID[$t]}" | paste -sd,)
+		wrk -t2 -c"$CONNS" -d7s "http://127.0.0.1:${PORT[$t]}/" >/dev/null &
+		sleep 1
+		perf record -q -F 1999 -g -p "$pids" -o "$WORK/$t.perf" -- sleep 5 >/dev/null 2>&1 || true
+		wait "$!"
+		perf report -q -i "$WORK/$t.perf" --no-children --sort dso,symbol --stdio -g none 2>/dev/null | head -60 >"$WORK/$t-perf.txt" || true
+	done
 fi
 if command -v strace >/dev/null; then
-	for t in fast std nginx; do
+	for t in "${TARGETS[@]}"; do
 		pids=$(tree "${PID[$t]}" | sed 's/^/-p /' | tr '\n' ' ')
 		timeout 20 strace -f -c -o "$WORK/strace-$t.txt" $pids &
 		sp=$!

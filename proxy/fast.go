@@ -244,6 +244,7 @@ type fastConn struct {
 	resp h1Response
 
 	writeDeadline time.Time
+	readDeadline  time.Time // as last set (zero: none); see readWithin
 
 	// Watching the client while a replica answers (watchClient).
 	peek     peeker
@@ -357,7 +358,7 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 		if fs.park != nil {
 			wait = fs.parkAfter
 		}
-		fc.c.SetReadDeadline(time.Now().Add(wait))
+		fc.readWithin(time.Now(), wait)
 		n, err := fc.c.Read(fc.buf[:])
 		if n == 0 {
 			var ne net.Error
@@ -380,7 +381,7 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 		}
 		if v == h1OK && fc.req.headLen+int(max(fc.req.contentLength, 0)) <= fc.n || v == h1Reject || v == h1Handoff {
 			if !deadline.IsZero() {
-				fc.c.SetReadDeadline(time.Time{})
+				fc.setReadDeadline(time.Time{})
 			}
 			return v, true, 0
 		}
@@ -394,17 +395,17 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 			// path (bodyProgress bytes in each BodyTimeout).
 			inBody, progress = true, 0
 			deadline = time.Now().Add(fs.p.opts.BodyTimeout)
-			fc.c.SetReadDeadline(deadline)
+			fc.setReadDeadline(deadline)
 		case deadline.IsZero():
 			deadline = time.Now().Add(fs.readHeaderTimeout)
-			fc.c.SetReadDeadline(deadline)
+			fc.setReadDeadline(deadline)
 		}
 		n, err := fc.c.Read(fc.buf[fc.n:])
 		fc.n += n
 		if progress += n; inBody && progress >= bodyProgress {
 			progress = 0
 			deadline = time.Now().Add(fs.p.opts.BodyTimeout)
-			fc.c.SetReadDeadline(deadline)
+			fc.setReadDeadline(deadline)
 		}
 		if n == 0 && err != nil {
 			if inBody && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -439,7 +440,7 @@ func (fc *fastConn) badRequest() {
 func (fc *fastConn) lingerClose() {
 	if cw, ok := fc.c.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
-		fc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		fc.setReadDeadline(time.Now().Add(500 * time.Millisecond))
 		for {
 			if _, err := fc.c.Read(fc.buf[:]); err != nil {
 				break
@@ -585,11 +586,13 @@ func (fc *fastConn) exchange(route *Route) bool {
 func (fc *fastConn) readResponseHead(hc *h1Conn, route *Route) ([]byte, error) {
 	d := fc.fs.p.responseHeaderTimeout(route)
 	if d <= 0 {
+		hc.noReadDeadline()
 		return readResponseHead(hc, &fc.resp)
 	}
-	hc.nc.SetReadDeadline(time.Now().Add(d))
+	// The deadline stays when the head is in: relay clears it before a read
+	// of the body (which takes as long as it takes).
+	hc.headWithin(time.Now(), d)
 	b, err := readResponseHead(hc, &fc.resp)
-	hc.nc.SetReadDeadline(time.Time{}) // the body takes as long as it takes
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		err = fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
 	}
@@ -604,7 +607,10 @@ const watchEvery = 100 * time.Millisecond
 // stops): when the client closes its connection, hc is closed, which ends
 // the exchange and tells the replica (as net/http's server cancels the
 // request's context). A request answered within watchEvery costs a timer
-// reset and stop, no syscall.
+// reset and stop, no syscall. (Leaving the timer armed across requests
+// instead saves those two, but at -c256, where every connection always has
+// a request in flight, it peeks at 10 Hz per connection: 0.35 recvfrom and
+// more context switches per request, measured in bench/ab.sh.)
 func (fc *fastConn) watchFor(hc *h1Conn) {
 	// The timer's callback reads fc.watch under watchMu too: it may run
 	// before AfterFunc's result is stored when this goroutine is slow.
@@ -745,6 +751,7 @@ func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
 	for {
 		if b == nil {
 			var err error
+			hc.noReadDeadline() // a final response after a 1xx one waits as long as it takes
 			if b, err = readResponseHead(hc, rs); err != nil {
 				hc.close()
 				fc.fail(err) // after 1xx responses only: nothing final was sent
@@ -765,6 +772,9 @@ func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
 		}
 		fc.status = rs.status
 		keepUp := !rs.close && !rs.http10 && !untilClose
+		if !bodyless && (rs.chunked || rs.contentLength < 0 || int64(hc.br.Buffered()) < rs.contentLength) {
+			hc.noReadDeadline() // the body takes as long as it takes
+		}
 		var ok bool
 		switch {
 		case bodyless:

@@ -71,9 +71,12 @@ type h1Conn struct {
 	abort     func() // closes nc; bound once so that AfterFunc does not allocate it
 	idleSince time.Time
 	peek      peeker
-	// writeDeadline is the write deadline the fast data path set (zero:
-	// none); roundTrip clears it, since this transport sets none.
-	writeDeadline time.Time
+	// writeDeadline and readDeadline are the deadlines the fast data path
+	// set (zero: none); roundTrip clears them, since this transport sets
+	// none. The fast path leaves its response-head deadline on a connection
+	// that goes back to the pool (it costs a timer reset per request
+	// otherwise) and refreshes it before the next head.
+	writeDeadline, readDeadline time.Time
 }
 
 // limitedReader reads from the connection, counting the bytes of the current
@@ -219,6 +222,7 @@ func (hc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respo
 		hc.writeDeadline = time.Time{}
 		hc.nc.SetWriteDeadline(hc.writeDeadline)
 	}
+	hc.noReadDeadline()
 	if err := req.Write(hc.bw); err != nil {
 		return fail(err)
 	}

@@ -119,7 +119,7 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, Destination: &cfg.proxy.QueueTimeout, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Destination: &cfg.shutdownTimeout, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
 		&cli.IntFlag{Name: "max-header-bytes", Value: listener.DefaultMaxHeaderBytes, Destination: &cfg.maxHeaderBytes, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
-		&cli.StringFlag{Name: "data-path", Value: proxy.DataPathStd, Destination: &cfg.dataPath, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request)"},
+		&cli.StringFlag{Name: "data-path", Value: proxy.DataPathFast, Destination: &cfg.dataPath, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request; the default with --upstream-transport std)"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Destination: &cfg.logLevel, EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "console", Destination: &cfg.logFormat, EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
 		&cli.BoolFlag{Name: "access-log", Destination: &cfg.accessLog, EnvVars: envs("ACCESS_LOG"), Usage: "write one line per request to stdout (time, client, method, host, path, status, bytes, duration in ms, service, replica), in the --log-format"},
@@ -248,6 +248,9 @@ func (cfg *config) check(c *cli.Context) error {
 	}
 	if cfg.parkIdleAfter < 0 {
 		return badFlag("park-idle-after", cfg.parkIdleAfter.String(), "must not be negative (0 never parks)")
+	}
+	if cfg.proxy.UpstreamTransport == proxy.TransportStd && !c.IsSet("data-path") {
+		cfg.dataPath = proxy.DataPathStd // the fast path needs the fast transport
 	}
 	if err := proxy.CheckDataPath(cfg.dataPath, cfg.proxy.UpstreamTransport); err != nil {
 		ce, flag := err.(*proxy.ChoiceError), "data-path"

@@ -71,6 +71,14 @@ func TestRunExitCodes(t *testing.T) {
 			wantStderr: []string{"--data-path", `"quick"`, "fast or std"},
 		},
 		{
+			// fast is the default data path, std the default with the std
+			// transport: the data path check lets this through to the guard.
+			name:       "--upstream-transport std alone (data path std)",
+			args:       append([]string{"--upstream-transport", "std"}, guard...),
+			want:       2,
+			wantStderr: []string{"--log-format", `"guard"`},
+		},
+		{
 			name:       "--data-path fast with --upstream-transport std",
 			args:       append([]string{"--data-path", "fast", "--upstream-transport", "std"}, guard...),
 			want:       2,
