@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -299,6 +300,11 @@ func launchDLB(t testing.TB, args ...string) *dlbProc {
 			d.mu.Unlock()
 			var m map[string]any
 			if json.Unmarshal(line, &m) == nil && m["message"] == "dlb starting" {
+				if dp := os.Getenv("DLB_TEST_DATA_PATH"); dp != "" && !slices.Contains(args, "--data-path") &&
+					!slices.Contains(args, "--upstream-transport") && m["data_path"] != dp {
+					// The suite must run on the path make test says it does.
+					t.Errorf("dlb started on data path %v, want DLB_TEST_DATA_PATH=%s", m["data_path"], dp)
+				}
 				addrs <- [2]string{fmt.Sprint(m["listen"]), fmt.Sprint(m["admin"])}
 			}
 		}

@@ -190,7 +190,7 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 	log := cfg.log
 	gcInfo := cfg.gc.Apply()
 	log.Info().Str("version", version).Str("listen", s.ln.Addr().String()).Str("listen_tls", addrOf(s.tlsLn)).
-		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.maxConns).
+		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.maxConns).Str("data_path", cfg.dataPath).
 		Strs("providers", cfg.providers).Str("network", cfg.discovery.Network).Bool("exposed_by_default", cfg.discovery.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
 
 	watchDone := p.sources.run(ctx)
