@@ -113,7 +113,7 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.StringFlag{Name: "network", Destination: &cfg.discovery.Network, EnvVars: envs("NETWORK"), Usage: "Docker network whose container addresses dlb uses (exact name, or the Compose short name: appnet finds <project>_appnet)"},
 		&cli.BoolFlag{Name: "exposed-by-default", Destination: &cfg.discovery.ExposedByDefault, EnvVars: envs("EXPOSED_BY_DEFAULT"), Usage: "balance every container, not only those labelled dlb.enable=true"},
 		&cli.StringFlag{Name: "project", Destination: &cfg.discovery.Project, EnvVars: envs("PROJECT"), Usage: "only containers of this Compose project"},
-		&cli.StringFlag{Name: "provider", Value: providerDocker, Destination: &cfg.provider, EnvVars: envs("PROVIDER"), Usage: "where replicas come from, comma-separated: docker (containers of this engine), swarm (tasks of Docker Swarm services, from a manager), or docker,swarm"},
+		&cli.StringFlag{Name: "provider", Value: discovery.ProviderDocker, Destination: &cfg.provider, EnvVars: envs("PROVIDER"), Usage: "where replicas come from, comma-separated: docker (containers of this engine), swarm (tasks of Docker Swarm services, from a manager), or docker,swarm"},
 		&cli.StringFlag{Name: "docker-host", Destination: &cfg.dockerHost, EnvVars: envs("DOCKER_HOST"), Usage: "Docker Engine address (default: $DOCKER_HOST, else the local socket); tcp:// to a read-only socket proxy works"},
 		&cli.IntFlag{Name: "retries", Value: 2, Destination: &cfg.proxy.Retries, EnvVars: envs("RETRIES"), Usage: "how many other replicas a failed request may be retried on, when safe"},
 		&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, Destination: &cfg.proxy.QueueTimeout, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
@@ -259,8 +259,8 @@ func (cfg *config) check(c *cli.Context) error {
 		}
 		return badFlag(flag, ce.Value, ce.Want)
 	}
-	if cfg.providers, err = parseProviders(cfg.provider); err != nil {
-		return err
+	if cfg.providers, err = discovery.ParseProviders(cfg.provider); err != nil {
+		return badFlag("provider", cfg.provider, err.Error())
 	}
 	if h := cfg.dockerHost; h != "" && !strings.Contains(h, "://") {
 		return badFlag("docker-host", h, "not a Docker address: use unix:///var/run/docker.sock or tcp://host:2375")
