@@ -515,7 +515,7 @@ func (fc *fastConn) forward() (keep, handled bool) {
 	fc.hurl = url.URL{Path: str(path), RawQuery: ""}
 	fc.hreq = http.Request{Method: str(r.method), URL: &fc.hurl, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Host: str(r.host), RemoteAddr: fc.remote, RequestURI: str(r.target), ContentLength: max(r.contentLength, 0)}
-	keep = fc.exchange(route, start)
+	keep = fc.exchange(route, start, ut.fast)
 	a.up.End(a.failed)
 	if fc.end.IsZero() {
 		fc.end = time.Now()
@@ -550,17 +550,18 @@ func (fc *fastConn) key(route *Route) uint64 {
 // exchange sends the request to the attempt's replica, retrying as the
 // Proxy does, and relays the response. It reports whether the client
 // connection can be kept. now is the time the request began (its first
-// try's deadlines count from it; a retry reads the clock again).
-func (fc *fastConn) exchange(route *Route, now time.Time) bool {
+// try's deadlines count from it; a retry reads the clock again), ft the
+// first try's transport.
+func (fc *fastConn) exchange(route *Route, now time.Time, ft *h1Transport) bool {
 	p, a := fc.fs.p, &fc.a
 	defer fc.watchFor(nil)
 	fresh := false
 	for try := 0; ; try++ {
 		if try > 0 {
 			now = time.Now()
+			ft = p.transportFor(a.up).fast
 		}
 		run := a.up.Admissions() // which of its runs as Ready this try meets
-		ft := p.transportFor(a.up).fast
 		// A request that can be resent skips the look at an idle
 		// connection: if the replica closed it, the request goes again on
 		// a new one (fresh below), as net/http's Transport does.
@@ -628,6 +629,11 @@ const watchEvery = 100 * time.Millisecond
 // a request in flight, it peeks at 10 Hz per connection: 0.35 recvfrom and
 // more context switches per request, measured in bench/ab.sh.)
 func (fc *fastConn) watchFor(hc *h1Conn) {
+	if hc == nil && fc.watching == nil {
+		// Not watching (relay stopped it, exchange's defer comes after):
+		// no lock, no Stop. Only this goroutine writes fc.watching.
+		return
+	}
 	// The timer's callback reads fc.watch under watchMu too: it may run
 	// before AfterFunc's result is stored when this goroutine is slow.
 	fc.watchMu.Lock()
