@@ -174,7 +174,9 @@ func replayable(req *http.Request) bool {
 // knows the upstream never saw the request. Without peek, an idle
 // connection is not looked at first (a syscall): for requests that can be
 // sent again on a new connection should the upstream have closed it.
-// now is the time of the request (it dates the idle connections' age).
+// With peek, the look (one non-blocking peek at the socket) checks that the
+// upstream has neither closed it nor sent anything unasked. now is the time
+// of the request: an idle connection older than the idle timeout is closed.
 func (t *h1Transport) getConn(ctx context.Context, addr string, fresh, peek bool, now time.Time) (*h1Conn, bool, error) {
 	for !fresh {
 		t.mu.Lock()
@@ -269,13 +271,6 @@ func (hc *h1Conn) done(stop func() bool, keep bool) {
 }
 
 func (hc *h1Conn) close() { hc.nc.Close() }
-
-// alive reports whether an idle connection may carry a request: the
-// upstream has neither closed it nor sent anything unasked. It costs one
-// non-blocking peek at the socket.
-func (hc *h1Conn) alive() bool {
-	return hc.fresh(time.Now()) && hc.peek.alive()
-}
 
 // fresh reports whether an idle connection is within the idle timeout at
 // now.
