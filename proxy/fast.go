@@ -245,6 +245,10 @@ type fastConn struct {
 
 	writeDeadline time.Time
 	readDeadline  time.Time // as last set (zero: none); see readWithin
+	// end is when the last request's response was written (zero: not yet
+	// in this request): its duration, the replica connection's idle time
+	// and the next idle wait all start from it, one clock read for three.
+	end time.Time
 
 	// Watching the client while a replica answers (watchClient).
 	peek     peeker
@@ -358,7 +362,11 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 		if fs.park != nil {
 			wait = fs.parkAfter
 		}
-		fc.readWithin(time.Now(), wait)
+		now := fc.end
+		if now.IsZero() {
+			now = time.Now()
+		}
+		fc.readWithin(now, wait)
 		n, err := fc.c.Read(fc.buf[:])
 		if n == 0 {
 			var ne net.Error
@@ -496,6 +504,7 @@ func (fc *fastConn) forward() (keep, handled bool) {
 		return false, false
 	}
 	start := time.Now()
+	fc.end = time.Time{}
 	a := &fc.a
 	*a = attempt{Context: context.Background(), route: route, up: up, key: key}
 	a.tried = a.triedBuf[:0]
@@ -506,11 +515,14 @@ func (fc *fastConn) forward() (keep, handled bool) {
 	fc.hurl = url.URL{Path: str(path), RawQuery: ""}
 	fc.hreq = http.Request{Method: str(r.method), URL: &fc.hurl, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Host: str(r.host), RemoteAddr: fc.remote, RequestURI: str(r.target), ContentLength: max(r.contentLength, 0)}
-	keep = fc.exchange(route)
+	keep = fc.exchange(route, start, ut.fast)
 	a.up.End(a.failed)
+	if fc.end.IsZero() {
+		fc.end = time.Now()
+	}
 	if ob := p.opts.Observer; ob != nil {
 		fc.ex = Exchange{Route: route, Upstream: a.up, FirstFor: a.first, Status: fc.status, Bytes: fc.bytes,
-			Start: start, Duration: time.Since(start), Retries: len(a.tried)}
+			Start: start, Duration: fc.end.Sub(start), Retries: len(a.tried)}
 		if fc.ex.Status == 0 {
 			fc.ex.Status = StatusClientClosed
 		}
@@ -537,24 +549,29 @@ func (fc *fastConn) key(route *Route) uint64 {
 
 // exchange sends the request to the attempt's replica, retrying as the
 // Proxy does, and relays the response. It reports whether the client
-// connection can be kept.
-func (fc *fastConn) exchange(route *Route) bool {
+// connection can be kept. now is the time the request began (its first
+// try's deadlines count from it; a retry reads the clock again), ft the
+// first try's transport.
+func (fc *fastConn) exchange(route *Route, now time.Time, ft *h1Transport) bool {
 	p, a := fc.fs.p, &fc.a
 	defer fc.watchFor(nil)
 	fresh := false
-	for {
+	for try := 0; ; try++ {
+		if try > 0 {
+			now = time.Now()
+			ft = p.transportFor(a.up).fast
+		}
 		run := a.up.Admissions() // which of its runs as Ready this try meets
-		ft := p.transportFor(a.up).fast
 		// A request that can be resent skips the look at an idle
 		// connection: if the replica closed it, the request goes again on
 		// a new one (fresh below), as net/http's Transport does.
-		hc, reused, err := ft.getConn(context.Background(), a.up.Address(), fresh, !fc.replayable())
+		hc, reused, err := ft.getConn(context.Background(), a.up.Address(), fresh, !fc.replayable(), now)
 		if err == nil {
 			fc.watchFor(hc)
-			err = fc.send(hc, route)
+			err = fc.send(hc, route, now)
 			var b []byte
 			if err == nil {
-				b, err = fc.readResponseHead(hc, route)
+				b, err = fc.readResponseHead(hc, route, now)
 			}
 			if err == nil {
 				return fc.relay(hc, b)
@@ -583,7 +600,7 @@ func (fc *fastConn) exchange(route *Route) bool {
 // readResponseHead reads the replica's response head within the route's
 // response header timeout (as timedRoundTrip bounds the std path's): a
 // replica that sends none in time fails with errResponseHeaderTimeout.
-func (fc *fastConn) readResponseHead(hc *h1Conn, route *Route) ([]byte, error) {
+func (fc *fastConn) readResponseHead(hc *h1Conn, route *Route, now time.Time) ([]byte, error) {
 	d := fc.fs.p.responseHeaderTimeout(route)
 	if d <= 0 {
 		hc.noReadDeadline()
@@ -591,7 +608,7 @@ func (fc *fastConn) readResponseHead(hc *h1Conn, route *Route) ([]byte, error) {
 	}
 	// The deadline stays when the head is in: relay clears it before a read
 	// of the body (which takes as long as it takes).
-	hc.headWithin(time.Now(), d)
+	hc.headWithin(now, d)
 	b, err := readResponseHead(hc, &fc.resp)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		err = fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
@@ -612,6 +629,11 @@ const watchEvery = 100 * time.Millisecond
 // a request in flight, it peeks at 10 Hz per connection: 0.35 recvfrom and
 // more context switches per request, measured in bench/ab.sh.)
 func (fc *fastConn) watchFor(hc *h1Conn) {
+	if hc == nil && fc.watching == nil {
+		// Not watching (relay stopped it, exchange's defer comes after):
+		// no lock, no Stop. Only this goroutine writes fc.watching.
+		return
+	}
 	// The timer's callback reads fc.watch under watchMu too: it may run
 	// before AfterFunc's result is stored when this goroutine is slow.
 	fc.watchMu.Lock()
@@ -699,12 +721,12 @@ func hopByHop(name []byte) bool {
 // hop-by-hop ones, X-Forwarded-For, -Host and -Proto set as
 // setForwarded does for a client that is not a trusted proxy, and the
 // body.
-func (fc *fastConn) send(hc *h1Conn, route *Route) error {
+func (fc *fastConn) send(hc *h1Conn, route *Route, now time.Time) error {
 	r := &fc.req
 	hc.r.got, hc.r.limit = 0, maxResponseHeader
 	// The timer is reset only when half of the timeout has passed; the
 	// other path using the connection clears it (h1Conn.roundTrip).
-	if now := time.Now(); hc.writeDeadline.Sub(now) < fc.fs.writeTimeout/2 {
+	if hc.writeDeadline.Sub(now) < fc.fs.writeTimeout/2 {
 		hc.writeDeadline = now.Add(fc.fs.writeTimeout)
 		hc.nc.SetWriteDeadline(hc.writeDeadline)
 	}
@@ -791,8 +813,9 @@ func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
 			ok = false
 		}
 		fc.watchFor(nil) // before hc goes back to the pool, where the watch must not close it
+		fc.end = time.Now()
 		if ok && keepUp && hc.br.Buffered() == 0 && !fc.gone.Load() {
-			hc.t.putIdle(hc)
+			hc.t.putIdle(hc, fc.end)
 		} else {
 			hc.close()
 		}

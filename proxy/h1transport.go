@@ -130,7 +130,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	fresh := false
 	for {
-		hc, reused, err := t.getConn(ctx, req.URL.Host, fresh, true)
+		hc, reused, err := t.getConn(ctx, req.URL.Host, fresh, true, time.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -174,7 +174,10 @@ func replayable(req *http.Request) bool {
 // knows the upstream never saw the request. Without peek, an idle
 // connection is not looked at first (a syscall): for requests that can be
 // sent again on a new connection should the upstream have closed it.
-func (t *h1Transport) getConn(ctx context.Context, addr string, fresh, peek bool) (*h1Conn, bool, error) {
+// With peek, the look (one non-blocking peek at the socket) checks that the
+// upstream has neither closed it nor sent anything unasked. now is the time
+// of the request: an idle connection older than the idle timeout is closed.
+func (t *h1Transport) getConn(ctx context.Context, addr string, fresh, peek bool, now time.Time) (*h1Conn, bool, error) {
 	for !fresh {
 		t.mu.Lock()
 		n := len(t.idle)
@@ -186,7 +189,7 @@ func (t *h1Transport) getConn(ctx context.Context, addr string, fresh, peek bool
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
-		if hc.addr == addr && (!peek && hc.fresh() || hc.alive()) {
+		if hc.addr == addr && hc.fresh(now) && (!peek || hc.peek.alive()) {
 			return hc, true, nil
 		}
 		hc.close()
@@ -261,7 +264,7 @@ func (hc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respo
 // keep holds and the request's context did not close it, else closed.
 func (hc *h1Conn) done(stop func() bool, keep bool) {
 	if stop() && keep && hc.br.Buffered() == 0 {
-		hc.t.putIdle(hc)
+		hc.t.putIdle(hc, time.Now())
 		return
 	}
 	hc.close()
@@ -269,16 +272,10 @@ func (hc *h1Conn) done(stop func() bool, keep bool) {
 
 func (hc *h1Conn) close() { hc.nc.Close() }
 
-// alive reports whether an idle connection may carry a request: the
-// upstream has neither closed it nor sent anything unasked. It costs one
-// non-blocking peek at the socket.
-func (hc *h1Conn) alive() bool {
-	return hc.fresh() && hc.peek.alive()
-}
-
-// fresh reports whether an idle connection is within the idle timeout.
-func (hc *h1Conn) fresh() bool {
-	return hc.t.idleTimeout <= 0 || time.Since(hc.idleSince) <= hc.t.idleTimeout
+// fresh reports whether an idle connection is within the idle timeout at
+// now.
+func (hc *h1Conn) fresh(now time.Time) bool {
+	return hc.t.idleTimeout <= 0 || now.Sub(hc.idleSince) <= hc.t.idleTimeout
 }
 
 // h1Body is a response body that gives its connection back when read to
@@ -325,9 +322,10 @@ func (b *h1Body) finish(keep bool, err error) {
 	hc.done(b.stop, keep)
 }
 
-// putIdle keeps a connection for the next request, unless enough are kept.
-func (t *h1Transport) putIdle(hc *h1Conn) {
-	hc.idleSince = time.Now()
+// putIdle keeps a connection for the next request, unless enough are kept;
+// now is when it became idle.
+func (t *h1Transport) putIdle(hc *h1Conn, now time.Time) {
+	hc.idleSince = now
 	t.mu.Lock()
 	if len(t.idle) >= t.maxIdle {
 		t.mu.Unlock()
