@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -340,14 +341,24 @@ func TestSwarmExampleStack(t *testing.T) {
 	}
 	stack := fmt.Sprintf("dlbswex%d", os.Getpid())
 	port, adminPort := freePort(t), freePort(t)
+	// The admin token, a secret of the test's own, created as the file's
+	// comment says for dlb_admin_token.
+	secret, token := stack+"_token", fmt.Sprintf("tok%d", time.Now().UnixNano())
+	create := exec.Command("docker", "secret", "create", secret, "-")
+	create.Stdin = strings.NewReader(token + "\n")
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("docker secret create %s: %v: %s", secret, err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "secret", "rm", secret).Run() })
 	yaml := strings.NewReplacer(
 		"image: dlb:dev", "image: "+runImage("dlb:dev"),
 		"image: dlb-demo:dev", "image: "+runImage("dlb-demo:dev"),
 		"published: 8000", "published: "+port,
 		"published: 8080", "published: "+adminPort,
 		`"--project", "shop"`, `"--project", "`+stack+`"`,
+		"external: true", "external: true\n    name: "+secret,
 	).Replace(string(b))
-	for _, want := range []string{runImage("dlb:dev"), runImage("dlb-demo:dev"), port, adminPort, stack} {
+	for _, want := range []string{runImage("dlb:dev"), runImage("dlb-demo:dev"), port, adminPort, stack, secret} {
 		if !strings.Contains(yaml, want) {
 			t.Fatalf("the example stack file changed: could not set %s in it", want)
 		}
@@ -370,7 +381,19 @@ func TestSwarmExampleStack(t *testing.T) {
 	docker(t, "service", "scale", "-d", stack+"_app=5")
 	took := waitFor(t, 30*time.Second, "5 tasks to take turns after docker service scale", answeredByN(url, 5))
 	t.Logf("example stack: 5 tasks answered %s after docker service scale returned", took)
-	if code, body := get("http://127.0.0.1:" + adminPort + "/healthz"); code != 200 {
+	admin := "http://127.0.0.1:" + adminPort
+	if code, body := get(admin + "/healthz"); code != 200 {
 		t.Errorf("admin /healthz on the published admin port: %d %q, want 200", code, body)
+	}
+	// The admin port is public in the example: the API asks for the secret.
+	if code, _ := get(admin + "/api/pools"); code != http.StatusUnauthorized {
+		t.Errorf("admin /api/pools without the token: %d, want 401", code)
+	}
+	req, _ := http.NewRequest("GET", admin+"/api/pools", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Errorf("admin /api/pools with the secret's token: %v %v, want 200", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 }
