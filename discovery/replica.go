@@ -263,6 +263,10 @@ type NetworkChoice struct {
 //     (appnet finds <project>_appnet);
 //   - else the container's only network;
 //   - else the first by name, with a warning that names --network.
+//
+// Its errors say what to fix and end "skipped", not naming what is: the
+// container watcher and the Swarm source (a service) both use it, and name
+// the container or the service in front.
 func ChooseNetwork(nets map[string]string, project string, o Options) (NetworkChoice, error) {
 	names := make([]string, 0, len(nets))
 	for n := range nets {
@@ -270,15 +274,15 @@ func ChooseNetwork(nets map[string]string, project string, o Options) (NetworkCh
 	}
 	sort.Strings(names)
 	if len(names) == 0 {
-		return NetworkChoice{}, errors.New("is on no network (network mode none, or not started): attach it to a bridge network shared with dlb; container skipped")
+		return NetworkChoice{}, errors.New("is on no network (network mode none, or not started): attach it to a bridge network shared with dlb; skipped")
 	}
 	pick := func(n, warning string) (NetworkChoice, error) {
 		ip := nets[n]
 		if ip == "" {
 			if n == "host" {
-				return NetworkChoice{}, errors.New("uses the host network, which gives it no address of its own: put it on a bridge network and pass that as --network; container skipped")
+				return NetworkChoice{}, errors.New("uses the host network, which gives it no address of its own: put it on a bridge network and pass that as --network; skipped")
 			}
-			return NetworkChoice{}, fmt.Errorf("has no IP address on network %s (not running yet?); container skipped", n)
+			return NetworkChoice{}, fmt.Errorf("has no IP address on network %s (not running yet?); skipped", n)
 		}
 		return NetworkChoice{Network: n, IP: ip, Warning: warning}, nil
 	}
@@ -290,10 +294,10 @@ func ChooseNetwork(nets map[string]string, project string, o Options) (NetworkCh
 			}
 		}
 		if want != "" {
-			return NetworkChoice{}, fmt.Errorf("is not on dlb's network %q (--network; dlb is on %s); it is on %s: dlb reaches replicas only over a network it is attached to; connect the two, or set --project to keep other projects out; container skipped",
+			return NetworkChoice{}, fmt.Errorf("is not on dlb's network %q (--network; dlb is on %s); it is on %s: dlb reaches replicas only over a network it is attached to; connect the two, or set --project to keep other projects out; skipped",
 				want, strings.Join(o.SelfNetworks, ", "), strings.Join(names, ", "))
 		}
-		return NetworkChoice{}, fmt.Errorf("shares no network with dlb's own container (dlb is on %s; it is on %s): connect the two to one network and pass it as --network; container skipped",
+		return NetworkChoice{}, fmt.Errorf("shares no network with dlb's own container (dlb is on %s; it is on %s): connect the two to one network and pass it as --network; skipped",
 			strings.Join(o.SelfNetworks, ", "), strings.Join(names, ", "))
 	}
 	if want != "" {
@@ -305,7 +309,7 @@ func ChooseNetwork(nets map[string]string, project string, o Options) (NetworkCh
 				return pick(project+"_"+want, "")
 			}
 		}
-		return NetworkChoice{}, fmt.Errorf("is not on network %q (--network); it is on %s: connect it to that network or change --network; container skipped",
+		return NetworkChoice{}, fmt.Errorf("is not on network %q (--network); it is on %s: connect it to that network or change --network; skipped",
 			want, strings.Join(names, ", "))
 	}
 	if len(names) == 1 {
