@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/internal/nettest"
 )
 
 // TestClientResetIsNotTheReplicasFault: a client that resets its own upload
@@ -154,27 +155,12 @@ func TestBodyTimeoutCutsOffASlowBody(t *testing.T) {
 			defer c.Close()
 			start := time.Now()
 			fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\nx", size)
-			answer := make(chan string, 1)
-			go func() {
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				b, _ := io.ReadAll(c)
-				answer <- string(b)
-			}()
-			tick := time.NewTicker(100 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case out := <-answer:
-					if el := time.Since(start); el > 2*time.Second || !strings.HasPrefix(out, "HTTP/1.1 408") {
-						t.Fatalf("a body of a byte every 100ms, body timeout 500ms: after %s got %.50q; want 408 after about 500ms", el, out)
-					}
-					if up.Failures() != 0 || up.State() != balancer.Ready {
-						t.Fatalf("after a client's slow body: replica %s, %d failures; want ready, 0", up.State(), up.Failures())
-					}
-					return
-				case <-tick.C:
-					c.Write([]byte("x"))
-				}
+			out := nettest.Drip(c, 100*time.Millisecond)
+			if el := time.Since(start); el > 2*time.Second || !strings.HasPrefix(out, "HTTP/1.1 408") {
+				t.Fatalf("a body of a byte every 100ms, body timeout 500ms: after %s got %.50q; want 408 after about 500ms", el, out)
+			}
+			if up.Failures() != 0 || up.State() != balancer.Ready {
+				t.Fatalf("after a client's slow body: replica %s, %d failures; want ready, 0", up.State(), up.Failures())
 			}
 		})
 	}

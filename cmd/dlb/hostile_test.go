@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/nettest"
 )
 
 const hostileProject = `
@@ -141,25 +143,9 @@ func TestHostileClients(t *testing.T) {
 		c := dial(t, d.proxyAddr)
 		fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nx")
 		start := time.Now()
-		closed := make(chan string, 1)
-		go func() {
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			b, _ := io.ReadAll(c)
-			closed <- string(b)
-		}()
-		tick := time.NewTicker(300 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case out := <-closed:
-				el := time.Since(start)
-				if el > 3*time.Second || !strings.HasPrefix(out, "HTTP/1.1 408") {
-					t.Fatalf("a body sending a byte every 300ms with --body-timeout 1s: closed after %s with %.40q; want 408 within about 1s", el, out)
-				}
-				return
-			case <-tick.C:
-				c.Write([]byte("x"))
-			}
+		out := nettest.Drip(c, 300*time.Millisecond)
+		if el := time.Since(start); el > 3*time.Second || !strings.HasPrefix(out, "HTTP/1.1 408") {
+			t.Fatalf("a body sending a byte every 300ms with --body-timeout 1s: closed after %s with %.40q; want 408 within about 1s", el, out)
 		}
 	})
 
