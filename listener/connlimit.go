@@ -86,3 +86,12 @@ func (c *limitConn) SyscallConn() (syscall.RawConn, error) {
 	}
 	return nil, syscall.EINVAL
 }
+
+// Detach gives the connection to a caller that serves its file descriptor
+// itself (the fast data path's event loops): it returns the network
+// connection inside and a function that gives the place under the limit
+// back, to be called once that descriptor is closed. Closing the returned
+// connection then does not give the place back.
+func (c *limitConn) Detach() (net.Conn, func()) {
+	return c.Conn, func() { c.once.Do(func() { c.l.open.Add(-1) }) }
+}

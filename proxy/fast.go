@@ -34,12 +34,15 @@ const (
 	DataPathStd = "std"
 )
 
-// FastServer serves plain HTTP/1.1 on a listener with dlb's own loop: one
-// goroutine per client connection reads a request head into its buffer,
-// parses it in place (h1parse.go), routes and picks as the Proxy does,
-// writes the request to a kept-alive replica connection and relays the
-// response, its framing checked as it passes. Nothing is allocated per
-// request, and no goroutine hands a request to another.
+// FastServer serves plain HTTP/1.1 on a listener with dlb's own loop: a
+// client connection's request head is read into its buffer, parsed in
+// place (h1parse.go), routed and picked as the Proxy does, written to a
+// kept-alive replica connection, and the response relayed, its framing
+// checked as it passes. Nothing is allocated per request. On Linux event
+// loops (one per P) hold the connections and serve the plain requests
+// themselves, handing a connection to a goroutine of its own for anything
+// that has to wait (fast_loop_linux.go); elsewhere every connection has a
+// goroutine.
 //
 // A request the fast path does not handle itself goes to net/http with the
 // bytes already read: the connection is handed to the http.Server serving
@@ -66,9 +69,15 @@ type FastServer struct {
 
 	mu       sync.Mutex
 	ln       net.Listener
-	conns    map[*fastConn]struct{}
+	conns    map[*fastConn]struct{} // those a goroutine serves
 	closing  atomic.Bool
 	shutdown chan struct{}
+
+	// loops are the event loops that hold the client connections between
+	// requests and serve the plain ones (fast_loop_linux.go); none off
+	// Linux, where every connection has a goroutine.
+	loops []*eventLoop
+	next  atomic.Uint32 // the loop the next connection goes to
 }
 
 // fastBufferSize is the size of a client connection's read buffer and of
@@ -79,9 +88,10 @@ const fastBufferSize = 8 << 10
 // NewFastServer returns a FastServer forwarding with p. It reads its
 // timeouts from std (ReadHeaderTimeout, IdleTimeout, WriteTimeout; a
 // client connection's writes get the Proxy's WriteTimeout when std has none, else IdleTimeout),
-// and hands std what it does not serve: serve std on Handoffs. Idle client
-// connections are parked after parkAfter (0: never), as NewIdleListener
-// does for std's. A request for which intercept (if not nil) says true
+// and hands std what it does not serve: serve std on Handoffs. Without
+// event loops (off Linux), idle client connections are parked after
+// parkAfter (0: never), as NewIdleListener does for std's; event loops
+// hold idle connections with no goroutine anyway. A request for which intercept (if not nil) says true
 // goes to std too: std's handler answers it before the Proxy does (as
 // ACME's challenges and HTTPS redirects are).
 func NewFastServer(p *Proxy, std *http.Server, parkAfter time.Duration, intercept func(host, path string) bool) *FastServer {
@@ -126,6 +136,9 @@ func (fs *FastServer) Handoffs(addr net.Addr) net.Listener {
 func (fs *FastServer) Serve(ln net.Listener) error {
 	fs.mu.Lock()
 	fs.ln = ln
+	if !fs.closing.Load() && fs.loops == nil {
+		fs.loops = startLoops(fs)
+	}
 	fs.mu.Unlock()
 	if fs.closing.Load() {
 		ln.Close()
@@ -151,20 +164,42 @@ func (fs *FastServer) Serve(ln net.Listener) error {
 	}
 }
 
-// start serves c on a goroutine of its own.
+// start serves c: in an event loop, or (a trusted proxy's, or with no
+// loop) on a goroutine of its own.
 func (fs *FastServer) start(c net.Conn) {
-	fc := &fastConn{fs: fs, c: c, remote: c.RemoteAddr().String()}
-	fc.peer = hostOfAddr(fc.remote)
-	fc.trusted = fs.p.opts.TrustedProxies.Trusts(fc.remote)
-	fs.mu.Lock()
+	remote := c.RemoteAddr().String()
+	trusted := fs.p.opts.TrustedProxies.Trusts(remote)
+	if len(fs.loops) > 0 && !trusted {
+		if fd, release, err := detachConn(c); err == nil {
+			l := fs.loops[int(fs.next.Add(1))%len(fs.loops)]
+			l.adopt(&loopConn{fd: fd, remote: remote, peer: hostOfAddr(remote), release: release})
+			return
+		}
+		// The connection could not leave Go's poller: a goroutine
+		// serves it.
+	}
 	if fs.closing.Load() {
-		fs.mu.Unlock()
 		c.Close()
 		return
 	}
+	fc := newFastConn(fs, c, remote)
+	fc.trusted = trusted
+	fs.goServe(fc, resumeRead)
+}
+
+// newFastConn returns the fastConn of a client connection.
+func newFastConn(fs *FastServer, c net.Conn, remote string) *fastConn {
+	fc := &fastConn{fs: fs, c: c, fd: -1, remote: remote, peer: hostOfAddr(remote)}
+	fc.wr.fc = fc
+	return fc
+}
+
+// goServe serves fc on a goroutine of its own, from where from says.
+func (fs *FastServer) goServe(fc *fastConn, from resumeKind) {
+	fs.mu.Lock()
 	fs.conns[fc] = struct{}{}
 	fs.mu.Unlock()
-	go fc.serve()
+	go fc.serve(from)
 }
 
 // woken serves a parked connection that has a request waiting.
@@ -192,11 +227,25 @@ func (fs *FastServer) Shutdown(ctx context.Context) error {
 	if fs.park != nil {
 		fs.park.Close()
 	}
+	fs.mu.Lock()
+	loops := fs.loops
+	fs.mu.Unlock()
+	for _, l := range loops {
+		l.signal() // it closes its idle connections, the others after their request
+	}
+	defer func() {
+		for _, l := range loops {
+			l.stop()
+		}
+	}()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		fs.mu.Lock()
 		n := 0
+		for _, l := range loops {
+			n += int(l.live.Load())
+		}
 		for fc := range fs.conns {
 			if fc.state.CompareAndSwap(connIdle, connClosed) {
 				fc.c.Close()
@@ -228,13 +277,19 @@ const (
 	connClosed
 )
 
-// fastConn is one client connection.
+// fastConn is one client connection, served by a goroutine (c is set) or
+// by an event loop (fd is set, and c is nil): see fast_loop_linux.go.
 type fastConn struct {
 	fs      *FastServer
 	c       net.Conn
-	remote  string // ip:port
-	peer    string // ip
-	trusted bool   // the peer is a trusted proxy
+	fd      int        // the client's file descriptor while its event loop serves it, else -1
+	lc      *loopConn  // its record in the loop then
+	home    *eventLoop // the loop it goes back to when idle (nil: it stays with its goroutine)
+	wr      fastWriter // what bw writes to
+	out     []byte     // bytes of a response the client's socket did not take in the loop; sent first
+	remote  string     // ip:port
+	peer    string     // ip
+	trusted bool       // the peer is a trusted proxy
 	state   atomic.Int32
 
 	buf  *[fastBufferSize]byte
@@ -257,6 +312,16 @@ type fastConn struct {
 	watching *h1Conn // the replica connection to close if the client goes
 	gone     atomic.Bool
 
+	// The request's route and replica, as pick chose them, and when it
+	// began; try is the event loop's try when a goroutine takes it over.
+	route  *Route
+	picked *balancer.Upstream
+	ft     *h1Transport
+	affKey uint64
+	path   []byte
+	start  time.Time
+	try    loopTry
+
 	// Reused per request: the attempt (for the Proxy's retry logic), and
 	// the request as Observers and the error handler see it.
 	a      attempt
@@ -272,9 +337,67 @@ var (
 	fastWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, fastBufferSize) }}
 )
 
+// Where a goroutine starts serving a connection.
+type resumeKind int
+
+const (
+	resumeRead   resumeKind = iota // read (or parse what is buffered) and forward
+	resumePicked                   // forward the request pick chose a replica for
+	resumeTry                      // go on with the event loop's try (fc.try)
+	resumeClose                    // write what the client's socket did not take (fc.out), then close
+)
+
+// loopTry is an exchange's try a loop began: the request went out on hc
+// (and hc holds the response head when head is set), or it failed with err
+// after got bytes of an answer, hc closed.
+type loopTry struct {
+	hc   *h1Conn
+	run  uint64
+	err  error
+	got  int64
+	head bool
+}
+
+// fastWriter is what a client connection's bufio.Writer writes to: the
+// socket itself while an event loop serves it (what the socket does not
+// take is kept in out), else the connection, out first.
+type fastWriter struct{ fc *fastConn }
+
+func (w *fastWriter) Write(p []byte) (int, error) {
+	fc := w.fc
+	if fc.fd >= 0 {
+		if len(fc.out) > 0 {
+			fc.out = append(fc.out, p...)
+			return len(p), nil
+		}
+		n, err := rawWrite(fc.fd, p)
+		if err == errWouldBlock {
+			fc.out = append(fc.out, p[n:]...)
+			return len(p), nil
+		}
+		return n, err
+	}
+	if err := fc.flushOut(); err != nil {
+		return 0, err
+	}
+	return fc.c.Write(p)
+}
+
+// flushOut writes what the event loop could not, on a goroutine.
+func (fc *fastConn) flushOut() error {
+	if len(fc.out) == 0 {
+		return nil
+	}
+	fc.extendWriteDeadline()
+	_, err := fc.c.Write(fc.out)
+	fc.out = fc.out[:0]
+	return err
+}
+
 // serve reads and forwards requests until the client is done, a request
-// goes to net/http, or the connection idles long enough to be parked.
-func (fc *fastConn) serve() {
+// goes to net/http, or the connection idles: then it goes back to its
+// event loop, or is parked after a while when it has none.
+func (fc *fastConn) serve(from resumeKind) {
 	defer func() {
 		// As net/http's server does: a bug costs one connection, not the
 		// process.
@@ -284,14 +407,27 @@ func (fc *fastConn) serve() {
 			fc.fs.forget(fc)
 		}
 	}()
-	fc.buf = fastBuffers.Get().(*[fastBufferSize]byte)
-	fc.bw = fastWriters.Get().(*bufio.Writer)
-	fc.bw.Reset(fc.c)
-	next := fc.loop()
+	if fc.buf == nil {
+		fc.buf = fastBuffers.Get().(*[fastBufferSize]byte)
+	}
+	if fc.bw == nil {
+		fc.bw = fastWriters.Get().(*bufio.Writer)
+		fc.bw.Reset(&fc.wr)
+	}
+	next := afterClose
+	if fc.flushOut() == nil {
+		next = fc.loop(from)
+	}
 	fc.bw.Reset(nil)
 	fastWriters.Put(fc.bw)
 	fc.bw = nil
 	pending := fc.buf[:fc.n]
+	if next == afterHome {
+		// Adopted before it is forgotten: Shutdown counts it all along.
+		if fd, release, err := detachConn(fc.c); err == nil {
+			fc.home.adopt(&loopConn{fd: fd, remote: fc.remote, peer: fc.peer, release: release})
+		}
+	}
 	fc.fs.forget(fc)
 	switch next {
 	case afterHandoff:
@@ -300,6 +436,7 @@ func (fc *fastConn) serve() {
 		if !fc.fs.park.Add(fc.c, time.Now().Add(fc.fs.idleTimeout-fc.fs.parkAfter)) {
 			fc.c.Close()
 		}
+	case afterHome:
 	default:
 		fc.c.Close()
 	}
@@ -314,25 +451,46 @@ const (
 	afterClose afterLoop = iota
 	afterHandoff
 	afterPark
+	afterHome // back to its event loop
 )
 
-// loop serves requests from the connection.
-func (fc *fastConn) loop() afterLoop {
+// loop serves requests from the connection, the first from where from
+// says.
+func (fc *fastConn) loop(from resumeKind) afterLoop {
 	fs := fc.fs
 	for {
-		v, ok, after := fc.readHead()
-		if !ok {
-			return after
+		if fc.n == 0 && fc.home != nil && from == resumeRead {
+			// Idle: its event loop waits for the next request. Closed
+			// here, Shutdown no longer closes it meanwhile.
+			if fs.closing.Load() || !fc.state.CompareAndSwap(connIdle, connClosed) && !fc.state.CompareAndSwap(connActive, connClosed) {
+				return afterClose
+			}
+			return afterHome
 		}
-		switch v {
-		case h1Reject:
-			fc.badRequest()
-			fc.lingerClose()
-			return afterClose
-		case h1Handoff:
-			return afterHandoff
+		var keep, handled bool
+		switch from {
+		case resumeClose:
+			return afterClose // serve wrote fc.out first
+		case resumePicked:
+			keep, handled = fc.forwardPicked(false), true
+		case resumeTry:
+			keep, handled = fc.forwardPicked(true), true
+		default:
+			v, ok, after := fc.readHead()
+			if !ok {
+				return after
+			}
+			switch v {
+			case h1Reject:
+				fc.badRequest()
+				fc.lingerClose()
+				return afterClose
+			case h1Handoff:
+				return afterHandoff
+			}
+			keep, handled = fc.forward()
 		}
-		keep, handled := fc.forward()
+		from = resumeRead
 		if !handled {
 			return afterHandoff
 		}
@@ -461,6 +619,9 @@ func (fc *fastConn) lingerClose() {
 // extendWriteDeadline gives the client's connection the write timeout
 // from now, resetting the timer only when more than half of it has passed.
 func (fc *fastConn) extendWriteDeadline() {
+	if fc.c == nil {
+		return // an event loop's: what the socket does not take goes to a goroutine
+	}
 	now := time.Now()
 	if fc.writeDeadline.Sub(now) > fc.fs.writeTimeout/2 {
 		return
@@ -476,20 +637,33 @@ func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 // net/http, before anything was sent; keep whether the connection can
 // carry the next request.
 func (fc *fastConn) forward() (keep, handled bool) {
+	if !fc.pick() {
+		return false, false
+	}
+	return fc.forwardPicked(false), true
+}
+
+// pick routes the parsed request and picks its replica (fc.route,
+// fc.picked, fc.ft, fc.key, fc.path). It reports false when the request is
+// for net/http: a trusted proxy's, one the intercept takes, no route, a
+// sticky or h2c route, a body over the route's limit, no ready replica
+// (net/http queues it, or answers 503), or a replica without the fast
+// transport.
+func (fc *fastConn) pick() bool {
 	p, r := fc.fs.p, &fc.req
 	if fc.trusted {
-		return false, false
+		return false
 	}
 	path := r.target
 	if q := bytes.IndexByte(path, '?'); q >= 0 {
 		path = path[:q]
 	}
 	if fc.fs.intercept != nil && fc.fs.intercept(str(r.host), str(path)) {
-		return false, false
+		return false
 	}
 	route := p.router.Lookup(str(r.host), str(path))
 	if route == nil || route.Sticky || route.Scheme == SchemeH2C || route.MaxBody > 0 && r.contentLength > route.MaxBody {
-		return false, false
+		return false
 	}
 	var key uint64
 	if route.Pool.NeedsKey() {
@@ -497,38 +671,62 @@ func (fc *fastConn) forward() (keep, handled bool) {
 	}
 	up := route.Pool.Pick(key, nil)
 	if up == nil {
-		return false, false // net/http queues it, or answers 503
+		return false
 	}
 	ut := p.transportFor(up)
 	if ut.fast == nil {
-		return false, false
+		return false
 	}
-	start := time.Now()
-	fc.end = time.Time{}
+	fc.route, fc.picked, fc.ft, fc.affKey, fc.path = route, up, ut.fast, key, path
+	return true
+}
+
+// begin starts the picked request's attempt at now.
+func (fc *fastConn) begin(now time.Time) {
+	r, up := &fc.req, fc.picked
+	fc.start, fc.end = now, time.Time{}
 	a := &fc.a
-	*a = attempt{Context: context.Background(), route: route, up: up, key: key}
+	*a = attempt{Context: context.Background(), route: fc.route, up: up, key: fc.affKey}
 	a.tried = a.triedBuf[:0]
 	if up.Begin() {
 		a.first = up
 	}
 	fc.status, fc.bytes = 0, 0
-	fc.hurl = url.URL{Path: str(path), RawQuery: ""}
+	fc.hurl = url.URL{Path: str(fc.path), RawQuery: ""}
 	fc.hreq = http.Request{Method: str(r.method), URL: &fc.hurl, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Host: str(r.host), RemoteAddr: fc.remote, RequestURI: str(r.target), ContentLength: max(r.contentLength, 0)}
-	keep = fc.exchange(route, start, ut.fast)
+}
+
+// forwardPicked sends the picked request (begun, with the event loop's
+// try in fc.try, when begun is set) and relays the response. It reports
+// whether the connection can carry the next request.
+func (fc *fastConn) forwardPicked(begun bool) bool {
+	var try *loopTry
+	if begun {
+		try = &fc.try
+	} else {
+		fc.begin(time.Now())
+	}
+	return fc.finish(fc.exchange(fc.route, fc.start, fc.ft, try))
+}
+
+// finish ends the request's attempt and tells the Observer; keep is
+// whether the exchange left the connection usable.
+func (fc *fastConn) finish(keep bool) bool {
+	a := &fc.a
 	a.up.End(a.failed)
 	if fc.end.IsZero() {
 		fc.end = time.Now()
 	}
-	if ob := p.opts.Observer; ob != nil {
-		fc.ex = Exchange{Route: route, Upstream: a.up, FirstFor: a.first, Status: fc.status, Bytes: fc.bytes,
-			Start: start, Duration: fc.end.Sub(start), Retries: len(a.tried)}
+	if ob := fc.fs.p.opts.Observer; ob != nil {
+		fc.ex = Exchange{Route: fc.route, Upstream: a.up, FirstFor: a.first, Status: fc.status, Bytes: fc.bytes,
+			Start: fc.start, Duration: fc.end.Sub(fc.start), Retries: len(a.tried)}
 		if fc.ex.Status == 0 {
 			fc.ex.Status = StatusClientClosed
 		}
 		ob.Observe(&fc.hreq, &fc.ex)
 	}
-	return keep && !r.close, true
+	return keep && !fc.req.close
 }
 
 // key is the request's affinity key, as requestKey makes it.
@@ -551,8 +749,10 @@ func (fc *fastConn) key(route *Route) uint64 {
 // Proxy does, and relays the response. It reports whether the client
 // connection can be kept. now is the time the request began (its first
 // try's deadlines count from it; a retry reads the clock again), ft the
-// first try's transport.
-func (fc *fastConn) exchange(route *Route, now time.Time, ft *h1Transport) bool {
+// first try's transport. lt, when not nil, is the first try, begun by the
+// event loop on a kept-alive connection: sent (lt.hc, and lt.head when
+// the response head is in), or failed (lt.err).
+func (fc *fastConn) exchange(route *Route, now time.Time, ft *h1Transport, lt *loopTry) bool {
 	p, a := fc.fs.p, &fc.a
 	defer fc.watchFor(nil)
 	fresh := false
@@ -561,27 +761,53 @@ func (fc *fastConn) exchange(route *Route, now time.Time, ft *h1Transport) bool 
 			now = time.Now()
 			ft = p.transportFor(a.up).fast
 		}
-		run := a.up.Admissions() // which of its runs as Ready this try meets
-		// A request that can be resent skips the look at an idle
-		// connection: if the replica closed it, the request goes again on
-		// a new one (fresh below), as net/http's Transport does.
-		hc, reused, err := ft.getConn(context.Background(), a.up.Address(), fresh, !fc.replayable(), now)
-		if err == nil {
-			fc.watchFor(hc)
-			err = fc.send(hc, route, now)
-			var b []byte
+		var (
+			run    uint64
+			hc     *h1Conn
+			reused bool
+			err    error
+			got    int64 // bytes of an answer read on hc
+		)
+		if lt != nil {
+			run, hc, reused, err, got = lt.run, lt.hc, true, lt.err, lt.got
+		} else {
+			run = a.up.Admissions() // which of its runs as Ready this try meets
+			// A request that can be resent skips the look at an idle
+			// connection: if the replica closed it, the request goes again on
+			// a new one (fresh below), as net/http's Transport does.
+			hc, reused, err = ft.getConn(context.Background(), a.up.Address(), fresh, !fc.replayable(), now)
+		}
+		if connected := lt != nil || err == nil; connected {
 			if err == nil {
-				b, err = fc.readResponseHead(hc, route, now)
+				fc.watchFor(hc)
+				var b []byte
+				switch {
+				case lt != nil && lt.head:
+					b, _ = hc.br.Peek(hc.br.Buffered())
+				case lt != nil:
+					b, err = fc.readResponseHead(hc, route, now)
+				default:
+					if err = fc.send(hc, route, now); err == nil {
+						b, err = fc.readResponseHead(hc, route, now)
+					}
+				}
+				if err == nil {
+					return fc.relay(hc, b)
+				}
+				hc.close()
+				got = hc.r.got
 			}
-			if err == nil {
-				return fc.relay(hc, b)
-			}
-			hc.close()
-			if reused && !fresh && hc.r.got == 0 && fc.replayable() {
+			lt = nil
+			// A replica that answered nothing on a kept-alive
+			// connection may have closed it while it sat idle: the
+			// request goes again on a new one. Not one whose response
+			// head timed out: that one it has, and it was slow.
+			late := errors.Is(err, errResponseHeaderTimeout)
+			if reused && !fresh && got == 0 && !late && fc.replayable() {
 				fresh = true
 				continue
 			}
-			if reused && hc.r.got == 0 {
+			if reused && got == 0 && !late {
 				err = fmt.Errorf("the upstream closed a kept-alive connection before answering: %w", err)
 			}
 		}
@@ -725,8 +951,9 @@ func (fc *fastConn) send(hc *h1Conn, route *Route, now time.Time) error {
 	r := &fc.req
 	hc.r.got, hc.r.limit = 0, maxResponseHeader
 	// The timer is reset only when half of the timeout has passed; the
-	// other path using the connection clears it (h1Conn.roundTrip).
-	if hc.writeDeadline.Sub(now) < fc.fs.writeTimeout/2 {
+	// other path using the connection clears it (h1Conn.roundTrip). An
+	// event loop's connection has none: what it does not take fails.
+	if hc.nc != nil && hc.writeDeadline.Sub(now) < fc.fs.writeTimeout/2 {
 		hc.writeDeadline = now.Add(fc.fs.writeTimeout)
 		hc.nc.SetWriteDeadline(hc.writeDeadline)
 	}
@@ -815,7 +1042,11 @@ func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
 		fc.watchFor(nil) // before hc goes back to the pool, where the watch must not close it
 		fc.end = time.Now()
 		if ok && keepUp && hc.br.Buffered() == 0 && !fc.gone.Load() {
-			hc.t.putIdle(hc, fc.end)
+			if hc.fd >= 0 {
+				hc.loop.putUpstream(hc, fc.end)
+			} else {
+				hc.t.putIdle(hc, fc.end)
+			}
 		} else {
 			hc.close()
 		}

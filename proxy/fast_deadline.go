@@ -41,6 +41,9 @@ func (fc *fastConn) readWithin(now time.Time, d time.Duration) {
 // a read that may take longer (a body not yet buffered, a final response
 // after a 1xx one, the std path's roundTrip) clears it.
 func (hc *h1Conn) headWithin(now time.Time, d time.Duration) {
+	if hc.nc == nil {
+		return // an event loop's: it keeps the time itself
+	}
 	if want := now.Add(d); moveDeadline(hc.readDeadline, want, d) {
 		hc.readDeadline = want
 		hc.nc.SetReadDeadline(want)
@@ -49,7 +52,7 @@ func (hc *h1Conn) headWithin(now time.Time, d time.Duration) {
 
 // noReadDeadline clears the replica connection's read deadline, if set.
 func (hc *h1Conn) noReadDeadline() {
-	if !hc.readDeadline.IsZero() {
+	if hc.nc != nil && !hc.readDeadline.IsZero() {
 		hc.readDeadline = time.Time{}
 		hc.nc.SetReadDeadline(time.Time{})
 	}

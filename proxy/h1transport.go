@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,6 +49,9 @@ type h1Transport struct {
 	mu    sync.Mutex
 	idle  []*h1Conn   // the most recently used last
 	sweep *time.Timer // set while idle holds connections
+	// gen counts closeIdle's calls: the event loops' own idle connections
+	// (fast_loop_linux.go) kept under an older one are closed too.
+	gen atomic.Uint64
 }
 
 // maxResponseHeader bounds the header of an upstream's response: a larger
@@ -77,12 +81,35 @@ type h1Conn struct {
 	// that goes back to the pool (it costs a timer reset per request
 	// otherwise) and refreshes it before the next head.
 	writeDeadline, readDeadline time.Time
+
+	// fd is the connection's file descriptor while an event loop of the
+	// fast data path owns it (nc is nil then), else -1; see
+	// fast_loop_linux.go.
+	fd      int
+	loop    *eventLoop
+	client  *loopConn // the client whose request it carries, in its loop
+	idleGen uint64    // t.gen when it went idle in its loop
+	pooled  bool      // idle in its loop's pool
+}
+
+// h1Writer writes to the connection, through its file descriptor while an
+// event loop owns it.
+type h1Writer struct{ hc *h1Conn }
+
+func (w h1Writer) Write(p []byte) (int, error) {
+	if w.hc.fd >= 0 {
+		return rawWrite(w.hc.fd, p)
+	}
+	return w.hc.nc.Write(p)
 }
 
 // limitedReader reads from the connection, counting the bytes of the current
 // response and failing once a response header grows past limit.
 type limitedReader struct {
-	nc    net.Conn
+	nc  net.Conn
+	fd  int  // ≥ 0: read the descriptor without blocking (an event loop's)
+	dry bool // with fd: the socket was read empty since its last event
+
 	limit int64 // bytes left before the header is too large
 	got   int64 // bytes read since the request was sent
 }
@@ -96,7 +123,19 @@ func (r *limitedReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > r.limit {
 		p = p[:r.limit]
 	}
-	n, err := r.nc.Read(p)
+	var n int
+	var err error
+	if r.fd >= 0 {
+		// An event loop's: a read that took less than asked for
+		// emptied the socket, and the next one waits for its event.
+		if r.dry {
+			return 0, errWouldBlock
+		}
+		n, err = rawRead(r.fd, p)
+		r.dry = err == errWouldBlock || n < len(p)
+	} else {
+		n, err = r.nc.Read(p)
+	}
 	r.limit -= int64(n)
 	r.got += int64(n)
 	return n, err
@@ -198,11 +237,11 @@ func (t *h1Transport) getConn(ctx context.Context, addr string, fresh, peek bool
 	if err != nil {
 		return nil, false, err
 	}
-	hc := &h1Conn{t: t, nc: nc, addr: addr}
+	hc := &h1Conn{t: t, nc: nc, addr: addr, fd: -1}
 	hc.peek.init(nc)
-	hc.r.nc = nc
+	hc.r.nc, hc.r.fd = nc, -1
 	hc.br = bufio.NewReaderSize(&hc.r, h1BufferSize)
-	hc.bw = bufio.NewWriterSize(nc, h1BufferSize)
+	hc.bw = bufio.NewWriterSize(h1Writer{hc}, h1BufferSize)
 	hc.abort = hc.close
 	return hc, false, nil
 }
@@ -270,7 +309,15 @@ func (hc *h1Conn) done(stop func() bool, keep bool) {
 	hc.close()
 }
 
-func (hc *h1Conn) close() { hc.nc.Close() }
+func (hc *h1Conn) close() {
+	if hc.fd >= 0 {
+		hc.loop.closeUpstream(hc)
+		return
+	}
+	if hc.nc != nil {
+		hc.nc.Close()
+	}
+}
 
 // fresh reports whether an idle connection is within the idle timeout at
 // now.
@@ -363,8 +410,25 @@ func (t *h1Transport) closeExpired() {
 	}
 }
 
-// closeIdle closes every idle connection.
+// popIdle returns the most recently idle connection if it is to addr and
+// within the idle timeout at now, else nil; it never dials.
+func (t *h1Transport) popIdle(addr string, now time.Time) *h1Conn {
+	t.mu.Lock()
+	n := len(t.idle)
+	if n == 0 || t.idle[n-1].addr != addr || !t.idle[n-1].fresh(now) {
+		t.mu.Unlock()
+		return nil
+	}
+	hc := t.idle[n-1]
+	t.idle[n-1] = nil
+	t.idle = t.idle[:n-1]
+	t.mu.Unlock()
+	return hc
+}
+
+// closeIdle closes every idle connection, the event loops' own ones too.
 func (t *h1Transport) closeIdle() {
+	t.gen.Add(1)
 	t.mu.Lock()
 	idle := t.idle
 	t.idle = nil
