@@ -137,14 +137,10 @@ type front struct {
 // the proxy's handler; configure changes the server before it starts.
 func newFront(t *testing.T, opts Options, routes []Route, wrap func(http.Handler) http.Handler, configure ...func(*http.Server)) *front {
 	t.Helper()
-	rt := &Router{}
-	if c := rt.Set(routes); len(c) > 0 {
-		t.Fatalf("Set: got conflicts %q", c)
-	}
 	if opts.UpstreamTransport == "" {
 		opts.UpstreamTransport = testTransport
 	}
-	f := &front{px: New(rt, opts)}
+	f := &front{px: newTestProxy(t, opts, routes)}
 	var h http.Handler = f.px
 	if wrap != nil {
 		h = wrap(f.px)
@@ -154,6 +150,20 @@ func newFront(t *testing.T, opts Options, routes []Route, wrap func(http.Handler
 	f.client = f.srv.Client()
 	f.client.Timeout = 10 * time.Second
 	return f
+}
+
+// newTestProxy returns a Proxy with opts over routes, on the test run's
+// upstream transport unless opts names one.
+func newTestProxy(t *testing.T, opts Options, routes []Route) *Proxy {
+	t.Helper()
+	rt := &Router{}
+	if c := rt.Set(routes); len(c) > 0 {
+		t.Fatalf("Set: got conflicts %q", c)
+	}
+	if opts.UpstreamTransport == "" {
+		opts.UpstreamTransport = testTransport
+	}
+	return New(rt, opts)
 }
 
 // poolRoute is the catch-all route to a new pool named service.
