@@ -283,7 +283,6 @@ type fastConn struct {
 	fs      *FastServer
 	c       net.Conn
 	fd      int        // the client's file descriptor while its event loop serves it, else -1
-	lc      *loopConn  // its record in the loop then
 	home    *eventLoop // the loop it goes back to when idle (nil: it stays with its goroutine)
 	wr      fastWriter // what bw writes to
 	out     []byte     // bytes of a response the client's socket did not take in the loop; sent first

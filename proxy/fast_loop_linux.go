@@ -624,7 +624,7 @@ func (l *eventLoop) toGoroutine(lc *loopConn, from resumeKind) {
 		return
 	}
 	lc.fc = nil
-	fc.c, fc.fd, fc.lc = c, -1, nil
+	fc.c, fc.fd = c, -1
 	fc.state.Store(connActive)
 	l.fs.goServe(fc, from)
 	l.live.Add(-1)
@@ -643,7 +643,7 @@ func (l *eventLoop) activate(lc *loopConn) *fastConn {
 		fc.bw.Reset(&fc.wr)
 		fc.home = l
 	}
-	fc.fd, fc.lc, fc.remote, fc.peer = lc.fd, lc, lc.remote, lc.peer
+	fc.fd, fc.remote, fc.peer = lc.fd, lc.remote, lc.peer
 	lc.fc = fc
 	return fc
 }
@@ -671,7 +671,7 @@ func (l *eventLoop) recycle(fc *fastConn) {
 		fastWriters.Put(fc.bw)
 		return
 	}
-	fc.n, fc.lc, fc.fd, fc.end = 0, nil, -1, time.Time{}
+	fc.n, fc.fd, fc.end = 0, -1, time.Time{}
 	fc.gone.Store(false)
 	fc.try = loopTry{}
 	l.free = append(l.free, fc)
