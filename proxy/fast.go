@@ -425,6 +425,8 @@ func (fc *fastConn) serve(from resumeKind) {
 		// Adopted before it is forgotten: Shutdown counts it all along.
 		if fd, release, err := detachConn(fc.c); err == nil {
 			fc.home.adopt(&loopConn{fd: fd, remote: fc.remote, peer: fc.peer, release: release})
+		} else {
+			fc.c.Close()
 		}
 	}
 	fc.fs.forget(fc)

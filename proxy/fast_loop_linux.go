@@ -945,40 +945,36 @@ type detacher interface {
 // detachConn takes c out of Go's poller: it returns a duplicate of its
 // file descriptor (non-blocking, as c's) and closes c. release gives c's
 // place under the connection limit back, once the descriptor is closed.
+// On an error c is left as it was, open and still counted.
 func detachConn(c net.Conn) (fd int, release func(), err error) {
+	nc := c
 	if d, ok := c.(detacher); ok {
-		c, release = d.Detach()
+		nc, release = d.Detach()
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, nil, errors.New("not a network connection")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, nil, err
 	}
 	fd = -1
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, rerr := sc.SyscallConn(); rerr == nil {
-			cerr := raw.Control(func(f uintptr) {
-				fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
-			})
-			if err == nil {
-				err = cerr
-			}
-		} else {
-			err = rerr
-		}
-	} else {
-		err = errors.New("not a network connection")
+	cerr := raw.Control(func(f uintptr) {
+		fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err == nil {
+		err = cerr
 	}
 	if err != nil {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
-		if release != nil {
-			// Not detached: closing it gives its place back.
-			return -1, nil, errors.Join(err, c.Close(), releaseErr(release))
-		}
 		return -1, nil, err
 	}
-	c.Close()
+	nc.Close() // not c: its place under the limit goes with the duplicate
 	return fd, release, nil
 }
-
-func releaseErr(release func()) error { release(); return nil }
 
 // attachConn makes a net.Conn of a file descriptor a loop held (and closes
 // that descriptor): closing the connection calls release.
