@@ -914,26 +914,21 @@ func rawWrite(fd int, p []byte) (int, error) {
 	return done, nil
 }
 
-// peekSocket looks at a socket's next byte without taking it.
-func peekSocket(fd int) (int, unix.Errno) {
-	var b [1]byte
-	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
-		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-	return int(n), e
-}
-
 // rawAlive reports whether the peer has neither closed the socket nor sent
-// anything (a kept-alive replica connection's look before reuse).
+// anything (a kept-alive replica connection's look before reuse), as
+// peeker.alive does for a net.Conn.
 func rawAlive(fd int) bool {
-	_, e := peekSocket(fd)
-	return e == unix.EAGAIN
+	var b [1]byte
+	open, _ := peekFD(uintptr(fd), &b)
+	return open
 }
 
 // rawGone reports whether the peer closed or reset the socket; bytes
-// waiting to be read do not count.
+// waiting to be read do not count (peeker.gone's rule).
 func rawGone(fd int) bool {
-	n, e := peekSocket(fd)
-	return e == 0 && n == 0 || e != 0 && e != unix.EAGAIN && e != unix.EINTR
+	var b [1]byte
+	open, data := peekFD(uintptr(fd), &b)
+	return !open && !data
 }
 
 // detacher is a connection that counts against a limit (listener.ConnLimit)

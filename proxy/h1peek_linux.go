@@ -43,11 +43,14 @@ func (p *peeker) alive() bool {
 	return p.open
 }
 
-func (p *peeker) peek(fd uintptr) {
-	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
+func (p *peeker) peek(fd uintptr) { p.open, p.data = peekFD(fd, &p.buf) }
+
+// peekFD looks at a socket's next byte without taking it or waiting: open
+// when there is nothing to read (EAGAIN), data when bytes wait.
+func peekFD(fd uintptr, buf *[1]byte) (open, data bool) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1,
 		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-	p.open = errno == syscall.EAGAIN
-	p.data = errno == 0 && n > 0
+	return errno == syscall.EAGAIN, errno == 0 && n > 0
 }
 
 // gone reports whether the peer closed or reset the connection; bytes
