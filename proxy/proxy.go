@@ -20,6 +20,7 @@ import (
 
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/health"
+	"github.com/dlb-lb/dlb/listener"
 	"github.com/rs/zerolog"
 )
 
@@ -104,7 +105,7 @@ func New(router *Router, opts Options) *Proxy {
 		Transport:      (*retryTransport)(p),
 		ErrorHandler:   p.errorHandler,
 		BufferPool:     bufferPool{},
-		ErrorLog:       nil,
+		ErrorLog:       listener.StdLog(opts.Log, "proxy"),
 	}
 	return p
 }
