@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -309,7 +310,7 @@ func (r *Runner) each(ctx context.Context, cs []Container, f func(context.Contex
 	return errors.Join(errs...)
 }
 
-// added returns the containers of after that are not in before.
+// added returns the containers of after that are not in before, by number.
 func added(before, after []Container) []Container {
 	var out []Container
 	for _, c := range after {
@@ -317,6 +318,7 @@ func added(before, after []Container) []Container {
 			out = append(out, c)
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
 	return out
 }
 
