@@ -389,3 +389,40 @@ func TestRolloutInterrupted(t *testing.T) {
 	}
 	d.waitReady(t, p.name+"-app", 3, 5*time.Second)
 }
+
+// TestRolloutRefuses: what dlb rollout refuses before it touches anything
+// (exit 2), each with what to fix; no engine is needed for these.
+func TestRolloutRefuses(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "compose.yaml")
+	if err := os.WriteFile(file, []byte("services:\n  app:\n    image: shop:1\n    container_name: shop\n    ports: [\"8000:80\"]\n  web:\n    image: web:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"no service", []string{"rollout", "-f", file}, []string{"name the service to roll out"}},
+		{"an option after the service", []string{"rollout", "-f", file, "web", "--dry-run"}, []string{`"--dry-run" after the services: put the options before SERVICE`}},
+		{"negative --batch", []string{"rollout", "-f", file, "--batch", "-2", "web"}, []string{`--batch "-2": must be a number of replicas`}},
+		{"zero --timeout", []string{"rollout", "-f", file, "--timeout", "0s", "web"}, []string{`--timeout "0s": must be a positive duration`}},
+		{"container_name and a host port", []string{"rollout", "-f", file, "app"}, []string{
+			"the new replicas cannot run beside the old ones",
+			file + `:4: service "app": container_name: fixes the container name to "shop"`, "Remove container_name: from app",
+			file + `:5: service "app": ports: publishes host port 8000:80`, "Remove ports: from app; dlb publishes the port.",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runDLB(t, tt.args...)
+			if code != 2 {
+				t.Errorf("dlb %q: exit code %d, want 2 (stdout %q, stderr %q)", tt.args, code, stdout, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("dlb %q: stderr\n%s\nwant it to contain %q", tt.args, stderr, w)
+				}
+			}
+		})
+	}
+}
