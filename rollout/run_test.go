@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -174,7 +175,7 @@ func TestRunReplaces(t *testing.T) {
 			if err := r.Run(context.Background(), plan(t, e, tt.batch)); err != nil {
 				t.Fatalf("Run: got %v, want nil\n%s", err, out.String())
 			}
-			if got, want := e.images(), map[string]int{"shop:2 running": tt.old}; !mapsEqual(got, want) {
+			if got, want := e.images(), map[string]int{"shop:2 running": tt.old}; !maps.Equal(got, want) {
 				t.Errorf("containers after the rollout: got %v, want %v", got, want)
 			}
 			if !slices.Equal(e.scales, tt.wantScales) {
@@ -264,7 +265,7 @@ func TestRunPutsBack(t *testing.T) {
 					t.Errorf("Run: got error\n%v\nwant it to contain %q", err, w)
 				}
 			}
-			if got, want := e.images(), map[string]int{"shop:1 running": 3}; !mapsEqual(got, want) {
+			if got, want := e.images(), map[string]int{"shop:1 running": 3}; !maps.Equal(got, want) {
 				t.Errorf("containers after the failed rollout: got %v, want %v\n%s", got, want, out.String())
 			}
 			if !strings.Contains(out.String(), "remove the new replicas p_app_4, p_app_5, p_app_6 ... done in") {
@@ -285,7 +286,7 @@ func TestRunInterrupted(t *testing.T) {
 	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "the new replicas are removed; the old ones keep serving") {
 		t.Errorf("Run: got %v, want ErrInterrupted, saying the old ones keep serving", err)
 	}
-	if got, want := e.images(), map[string]int{"shop:1 running": 3}; !mapsEqual(got, want) {
+	if got, want := e.images(), map[string]int{"shop:1 running": 3}; !maps.Equal(got, want) {
 		t.Errorf("containers after the interrupted rollout: got %v, want %v", got, want)
 	}
 }
@@ -315,21 +316,9 @@ func TestRunFailsInSecondBatch(t *testing.T) {
 	if !errors.As(err, &re) || re.Replaced != 1 || !strings.Contains(err.Error(), "1 old replicas were replaced before") {
 		t.Fatalf("Run: got %v, want an *Error with 1 replaced", err)
 	}
-	if got, want := e.images(), map[string]int{"shop:1 running": 1, "shop:2 running": 1}; !mapsEqual(got, want) {
+	if got, want := e.images(), map[string]int{"shop:1 running": 1, "shop:2 running": 1}; !maps.Equal(got, want) {
 		t.Errorf("containers: got %v, want %v", got, want)
 	}
-}
-
-func mapsEqual(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // fakeAdmin is a dlb's admin API: its pools, and /api/self when self is set.
@@ -411,7 +400,7 @@ func TestSelfGate(t *testing.T) {
 	if err := (&Runner{Engine: e, Gate: SelfGate{a}, Out: &bytes.Buffer{}, Poll: time.Millisecond}).Run(context.Background(), plan(t, e, 1)); err != nil {
 		t.Fatalf("Run with SelfGate: %v", err)
 	}
-	if got, want := e.images(), map[string]int{"shop:2 running": 1}; !mapsEqual(got, want) {
+	if got, want := e.images(), map[string]int{"shop:2 running": 1}; !maps.Equal(got, want) {
 		t.Errorf("containers: got %v, want %v", got, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,13 +41,7 @@ networks:
 // the test ends (after its containers: build it before newProject).
 func newAppImage(t *testing.T, extra string) string {
 	t.Helper()
-	name := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, strings.ToLower(t.Name()))
-	tag := fmt.Sprintf("dlb-demo:e2e-%d-%s", os.Getpid(), name)
+	tag := fmt.Sprintf("dlb-demo:e2e-%d-%s", os.Getpid(), lowerAlnum(t.Name()))
 	dir := t.TempDir()
 	dockerfile := fmt.Sprintf("FROM %s\nLABEL dlb.test=%q\n%s\n", runImage("dlb-demo:dev"), t.Name(), extra)
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
@@ -265,21 +260,9 @@ func TestRolloutUnderLoad(t *testing.T) {
 	// Compose's view: the new containers carry the file's configuration.
 	p.env = []string{"APP_IMAGE=" + image}
 	p.scale("app", 3)
-	if again := p.appContainers(t); !mapsEqualStr(again, now) {
+	if again := p.appContainers(t); !maps.Equal(again, now) {
 		t.Errorf("a later `up -d --scale app=3` changed the containers: got %v, want %v", again, now)
 	}
-}
-
-func mapsEqualStr(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestRolloutNeverReady: new replicas that never listen are not ready
