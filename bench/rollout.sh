@@ -33,8 +33,8 @@ mkdir -p "$WORK/bin"
 CGO_ENABLED=0 go build -trimpath -o "$WORK/bin/dlb" ./cmd/dlb
 CGO_ENABLED=0 go build -trimpath -o "$WORK/bin/demo" ./examples/demo
 (cd bench && go build -o "$WORK/bin/keepalive" ./keepalive)
-docker build -q -t "dlb-demo:$ID-a" -f examples/demo/Dockerfile "$WORK" >/dev/null
-printf 'FROM dlb-demo:%s-a\nLABEL bench=b\n' "$ID" | docker build -q -t "dlb-demo:$ID-b" - >/dev/null
+docker build -q -t "dlb-demo:$ID-a" -f examples/demo/Dockerfile "$WORK" >/dev/null 2>"$WORK/build.log" || { cat "$WORK/build.log" >&2; exit 1; }
+printf 'FROM dlb-demo:%s-a\nLABEL bench=b\n' "$ID" | docker build -q -t "dlb-demo:$ID-b" - >/dev/null 2>"$WORK/build.log" || { cat "$WORK/build.log" >&2; exit 1; }
 cat >"$WORK/compose.yaml" <<YAML
 services:
   app:

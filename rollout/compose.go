@@ -33,8 +33,8 @@ func FindCompose(ctx context.Context) ([]string, error) {
 	if exec.CommandContext(ctx, "docker", "compose", "version").Run() == nil {
 		return []string{"docker", "compose"}, nil
 	}
-	if p, err := exec.LookPath("docker-compose"); err == nil {
-		return []string{p}, nil
+	if _, err := exec.LookPath("docker-compose"); err == nil {
+		return []string{"docker-compose"}, nil
 	}
 	return nil, errors.New("found neither docker compose (Compose v2) nor docker-compose (v1): install Docker Compose")
 }

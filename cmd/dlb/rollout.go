@@ -136,7 +136,7 @@ func runRollout(c *cli.Context) error {
 		}
 		start := time.Now()
 		if err := runner.Run(ctx, plan); err != nil {
-			return cli.Exit("dlb rollout: "+err.Error(), rolloutFailed)
+			return cli.Exit(err.Error(), rolloutFailed) // "rollout of SERVICE failed: ..."
 		}
 		fmt.Fprintf(w, "rollout of %s done in %s: %d new replicas serving\n", service, time.Since(start).Round(100*time.Millisecond), len(plan.Old))
 	}
