@@ -409,3 +409,26 @@ func TestRolloutRefuses(t *testing.T) {
 		})
 	}
 }
+
+// composeFiles finds the files Compose reads, as Compose does: -f, else
+// COMPOSE_FILE, else the file of the directory and its override.
+func TestComposeFiles(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, f := range []string{"docker-compose.yml", "docker-compose.override.yml"} {
+		if err := os.WriteFile(f, []byte("services: {}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("COMPOSE_FILE", "")
+	if got, want := composeFiles(nil), []string{"docker-compose.yml", "docker-compose.override.yml"}; !slices.Equal(got, want) {
+		t.Errorf("composeFiles in a directory: got %q, want %q", got, want)
+	}
+	if got, want := composeFiles([]string{"a.yaml", "b.yaml"}), []string{"a.yaml", "b.yaml"}; !slices.Equal(got, want) {
+		t.Errorf("composeFiles with -f: got %q, want %q", got, want)
+	}
+	t.Setenv("COMPOSE_FILE", "x.yaml:y.yaml")
+	if got, want := composeFiles(nil), []string{"x.yaml", "y.yaml"}; !slices.Equal(got, want) {
+		t.Errorf("composeFiles with COMPOSE_FILE: got %q, want %q", got, want)
+	}
+}
