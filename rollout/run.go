@@ -193,7 +193,7 @@ func (r *Runner) wait(ctx context.Context, fresh []Container) error {
 				if ctx.Err() != nil {
 					return ErrInterrupted
 				}
-				return &ReplicaError{Container: c, Reason: fmt.Sprintf("cannot be inspected: %v", err)}
+				return fmt.Errorf("new replica %s cannot be inspected: %v", c.Name, err)
 			}
 			fresh[i] = now
 			if reason := failed(now); reason != "" {
