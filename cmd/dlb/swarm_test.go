@@ -118,7 +118,7 @@ func TestSwarmZeroErrors(t *testing.T) {
 // next run knows as its own and leaves.
 func useSwarm(t *testing.T) {
 	t.Helper()
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	lock, err := os.OpenFile(swarmTestLock(), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		t.Fatal(err)
 	}
