@@ -177,9 +177,20 @@ func (ev *poolEvents) seen(id string) []string {
 	return states
 }
 
-// swarmTestLock is the file the swarm tests (useSwarm) and
-// bench/swarm-drain.sh lock while the engine is in a swarm they made.
-func swarmTestLock() string { return filepath.Join(os.TempDir(), "dlb-swarm-test.lock") }
+// lockSwarmTests takes the lock that the swarm tests (useSwarm) and
+// bench/swarm-drain.sh hold while the engine is in a swarm they made, of
+// kind how (syscall.LOCK_EX or LOCK_SH), until the test ends.
+func lockSwarmTests(t *testing.T, how int) {
+	t.Helper()
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), how); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+}
 
 // noSwarmChange keeps the swarm tests of other test processes from
 // creating or leaving a swarm on this engine while the test runs: on Docker
@@ -187,17 +198,7 @@ func swarmTestLock() string { return filepath.Join(os.TempDir(), "dlb-swarm-test
 // moment (dlb then finds running replicas "on no network", and requests in
 // flight to them hang), which no rollout is to blame for. The lock is
 // shared, so the rollout tests run beside each other.
-func noSwarmChange(t *testing.T) {
-	t.Helper()
-	lock, err := os.OpenFile(swarmTestLock(), os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lock.Close() })
-}
+func noSwarmChange(t *testing.T) { lockSwarmTests(t, syscall.LOCK_SH) }
 
 // startRolloutStack starts n replicas of the rollout project behind a dlb,
 // and waits until dlb has them all ready.
