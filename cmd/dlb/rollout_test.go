@@ -48,7 +48,11 @@ func newAppImage(t *testing.T, extra string) string {
 		t.Fatal(err)
 	}
 	docker(t, "build", "-q", "-t", tag, dir)
-	t.Cleanup(func() { exec.Command("docker", "rmi", tag).Run() })
+	t.Cleanup(func() {
+		if out, err := exec.Command("docker", "rmi", "-f", tag).CombinedOutput(); err != nil {
+			t.Logf("removing image %s: %v: %s", tag, err, out)
+		}
+	})
 	return tag
 }
 
