@@ -291,6 +291,23 @@ func TestRunInterrupted(t *testing.T) {
 	}
 }
 
+// A batch whose old replicas cannot be stopped keeps its new ones and
+// says so, without claiming the service was put back.
+func TestRunStopFails(t *testing.T) {
+	e := newFakeEngine(2)
+	err := (&Runner{Engine: stopFails{e}, Gate: everyReady, Out: &bytes.Buffer{}, Poll: time.Millisecond}).Run(context.Background(), plan(t, e, 0))
+	var re *Error
+	if !errors.As(err, &re) || re.PutBack || re.Replaced != 2 || strings.Contains(err.Error(), "the old ones keep serving") ||
+		!strings.Contains(err.Error(), "p_app_1: engine says no") || !strings.Contains(err.Error(), "2 old replicas were replaced") {
+		t.Errorf("Run: got %v, want an *Error naming the old replica that did not stop, 2 replaced, not put back", err)
+	}
+}
+
+// stopFails is an engine that cannot stop containers.
+type stopFails struct{ *fakeEngine }
+
+func (stopFails) Stop(ctx context.Context, id string) error { return errors.New("engine says no") }
+
 // Compose failing to start replicas (a port taken, say) leaves the service
 // as it was too, and says what Compose said.
 func TestRunComposeFails(t *testing.T) {
@@ -313,7 +330,7 @@ func TestRunFailsInSecondBatch(t *testing.T) {
 	}
 	err := (&Runner{Engine: e, Gate: everyReady, Out: &bytes.Buffer{}, Poll: time.Millisecond}).Run(context.Background(), plan(t, e, 1))
 	var re *Error
-	if !errors.As(err, &re) || re.Replaced != 1 || !strings.Contains(err.Error(), "1 old replicas were replaced before") {
+	if !errors.As(err, &re) || re.Replaced != 1 || !strings.Contains(err.Error(), "1 old replicas were replaced, and their new ones serve") {
 		t.Fatalf("Run: got %v, want an *Error with 1 replaced", err)
 	}
 	if got, want := e.images(), map[string]int{"shop:1 running": 1, "shop:2 running": 1}; !maps.Equal(got, want) {

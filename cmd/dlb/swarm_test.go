@@ -118,14 +118,7 @@ func TestSwarmZeroErrors(t *testing.T) {
 // next run knows as its own and leaves.
 func useSwarm(t *testing.T) {
 	t.Helper()
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lock.Close() }) // unlocks, after the cleanups registered below
+	lockSwarmTests(t, syscall.LOCK_EX) // unlocks after the cleanups registered below
 	state := strings.Fields(docker(t, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"))
 	hadGWBridge := exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil
 	switch {
