@@ -142,6 +142,12 @@ func lockSwarmTests(t *testing.T) {
 // cleanup leaves a swarm the next run knows as its own and leaves.
 func initSwarm(t *testing.T, addr string, own bool) {
 	t.Helper()
+	// The lock says no Swarm test runs: containers with their label are
+	// a killed run's.
+	if left := strings.Fields(docker(t, "ps", "-aq", "--filter", "label="+swarmTestLabel)); len(left) > 0 {
+		t.Logf("removing the containers %v an earlier, killed run of a Swarm test left", left)
+		docker(t, append([]string{"rm", "-f"}, left...)...)
+	}
 	state := strings.Fields(docker(t, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.NodeAddr}}"))
 	hadGWBridge := exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil
 	switch {
@@ -184,7 +190,8 @@ func initSwarm(t *testing.T, addr string, own bool) {
 	docker(t, "node", "update", "--label-add", swarmTestLabel+"=true", docker(t, "info", "--format", "{{.Swarm.NodeID}}"))
 }
 
-// swarmTestLabel marks the node of a swarm that useSwarm created.
+// swarmTestLabel marks the node of a swarm that initSwarm created, and the
+// containers the Swarm tests run beside their services.
 const swarmTestLabel = "dlb-test-swarm"
 
 // leaveSwarm leaves the swarm when the test ends, and removes the
@@ -241,7 +248,7 @@ type swarmDLB struct {
 func startSwarmDLB(t *testing.T, prefix, net string) *swarmDLB {
 	t.Helper()
 	name := prefix + "_dlb"
-	args := []string{"run", "-d", "--name", name, "--network", net, "--label", "dlb.test=" + prefix,
+	args := []string{"run", "-d", "--name", name, "--network", net, "--label", "dlb.test=" + prefix, "--label", swarmTestLabel + "=true",
 		"-v", "/var/run/docker.sock:/var/run/docker.sock:ro", "-p", "127.0.0.1::80", "-p", "127.0.0.1::8080",
 		runImage("dlb:dev"), "--provider", "docker,swarm", "--project", prefix, "--queue-timeout", "20s",
 		"--log-format", "json", "--log-level", "debug"}
