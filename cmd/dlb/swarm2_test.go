@@ -73,16 +73,7 @@ func TestSwarmTwoNodes(t *testing.T) {
 	}
 	replaced := func(name string, before []string, gone, n int) {
 		t.Helper()
-		waitFor(t, 60*time.Second, fmt.Sprintf("%s: %d of the tasks %v to be replaced", name, gone, before), func() (bool, string) {
-			now := runningTasks(t, svc)
-			left := 0
-			for _, id := range before {
-				if slices.Contains(now, id) {
-					left++
-				}
-			}
-			return len(before)-left >= gone, fmt.Sprintf("running now: %v", now)
-		})
+		waitReplaced(t, name, svc, before, gone)
 		d.waitTasksServe(t, svc, pool, n)
 	}
 
@@ -135,18 +126,7 @@ func TestSwarmTwoNodes(t *testing.T) {
 // run on node.
 func tasksOn(t *testing.T, svc, node string) []string {
 	t.Helper()
-	ids := strings.Fields(docker(t, "service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running", "--filter", "node="+node, svc))
-	if len(ids) == 0 {
-		return nil
-	}
-	var cs []string
-	out := docker(t, append([]string{"inspect", "--format", "{{.Status.State}} {{with .Status.ContainerStatus}}{{.ContainerID}}{{end}}"}, ids...)...)
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "running" {
-			cs = append(cs, f[1][:12])
-		}
-	}
-	return cs
+	return runningTasks(t, svc, "node="+node)
 }
 
 // servedBy counts the load's answers from these replicas (the demo
@@ -184,24 +164,35 @@ func twoDLB(t *testing.T, n2 *node2, prefix, net, pool string, first *swarmDLB) 
 		"node 1": {t: t, proxyURL: "http://127.0.0.1:" + port, adminURL: "http://127.0.0.1:" + admin},
 		"node 2": {t: t, proxyURL: "http://" + node2Addr + ":" + port, adminURL: "http://" + node2Addr + ":" + admin},
 	}
+	all := map[string]*dlbProc{"the first dlb": &first.dlbProc, "node 1": dlbs["node 1"], "node 2": dlbs["node 2"]}
 	agree := func(what string, n int) {
 		t.Helper()
-		took := waitFor(t, 60*time.Second, fmt.Sprintf("the dlb of each node to hold the %d tasks of pool %s, as the first dlb does (%s)", n, pool, what), func() (bool, string) {
-			want := poolReplicas(t, &first.dlbProc, pool)
-			if len(want) != n {
-				return false, fmt.Sprintf("the first dlb: %v", want)
-			}
-			for name, d := range dlbs {
+		start := time.Now()
+		held := map[string]time.Duration{} // when each dlb first held n ready tasks
+		waitFor(t, 60*time.Second, fmt.Sprintf("the dlb of each node to hold the %d tasks of pool %s, as the first dlb does (%s)", n, pool, what), func() (bool, string) {
+			lists := map[string][]string{}
+			for name, d := range all {
 				if code, body := get(d.adminURL + "/healthz"); code != 200 {
 					return false, fmt.Sprintf("%s: /healthz %d %s", name, code, body)
 				}
-				if got := poolReplicas(t, d, pool); !slices.Equal(got, want) {
-					return false, fmt.Sprintf("%s: %v, the first dlb: %v", name, got, want)
+				lists[name] = poolReplicas(t, d, pool)
+				if _, ok := held[name]; !ok && len(lists[name]) == n {
+					held[name] = time.Since(start)
+				}
+			}
+			for name, l := range lists {
+				if len(l) != n || !slices.Equal(l, lists["the first dlb"]) {
+					return false, fmt.Sprintf("%s: %v, the first dlb: %v", name, l, lists["the first dlb"])
 				}
 			}
 			return true, ""
 		})
-		t.Logf("a dlb on each node: both hold the first dlb's %d ready tasks %s after %s", n, took.Round(time.Millisecond), what)
+		var earliest, latest time.Duration = time.Hour, 0
+		for _, d := range held {
+			earliest, latest = min(earliest, d), max(latest, d)
+		}
+		t.Logf("after %s, the three dlb held the same %d ready tasks within %s of each other (the first %s after the command)",
+			what, n, (latest - earliest).Round(time.Millisecond), earliest.Round(time.Millisecond))
 		for name, d := range dlbs {
 			if got, seen := answeredBy(d.proxyURL+"/", 4*n); got != n {
 				t.Errorf("the dlb of %s: %s, want the %d tasks", name, seen, n)

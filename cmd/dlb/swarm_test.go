@@ -75,16 +75,7 @@ func TestSwarmZeroErrors(t *testing.T) {
 			}
 			// The command returns before Swarm acts: wait until the old
 			// tasks are replaced, then until the new ones serve.
-			waitFor(t, 60*time.Second, fmt.Sprintf("%s: %d of the tasks %v to be replaced", ph.name, ph.gone, before), func() (bool, string) {
-				now := runningTasks(t, svc)
-				left := 0
-				for _, id := range before {
-					if slices.Contains(now, id) {
-						left++
-					}
-				}
-				return len(before)-left >= ph.gone, fmt.Sprintf("running now: %v", now)
-			})
+			waitReplaced(t, ph.name, svc, before, ph.gone)
 			d.waitTasksServe(t, svc, pool, ph.n)
 		})
 	}
@@ -277,11 +268,32 @@ func (d *swarmDLB) containerLogs() string {
 	return string(out)
 }
 
-// runningTasks lists the container IDs (12 characters: the demo's
-// hostname) of the service's tasks that run and should.
-func runningTasks(t *testing.T, svc string) []string {
+// waitReplaced waits until gone of the tasks before (runningTasks) of svc
+// no longer run.
+func waitReplaced(t *testing.T, what, svc string, before []string, gone int) {
 	t.Helper()
-	ids := strings.Fields(docker(t, "service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running", svc))
+	waitFor(t, 60*time.Second, fmt.Sprintf("%s: %d of the tasks %v to be replaced", what, gone, before), func() (bool, string) {
+		now := runningTasks(t, svc)
+		left := 0
+		for _, id := range before {
+			if slices.Contains(now, id) {
+				left++
+			}
+		}
+		return len(before)-left >= gone, fmt.Sprintf("running now: %v", now)
+	})
+}
+
+// runningTasks lists the container IDs (12 characters: the demo's
+// hostname) of the service's tasks that run and should, and pass the
+// docker service ps filters (node=ID).
+func runningTasks(t *testing.T, svc string, filters ...string) []string {
+	t.Helper()
+	args := []string{"service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running"}
+	for _, f := range filters {
+		args = append(args, "--filter", f)
+	}
+	ids := strings.Fields(docker(t, append(args, svc)...))
 	if len(ids) == 0 {
 		return nil
 	}

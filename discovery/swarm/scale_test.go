@@ -156,6 +156,7 @@ func BenchmarkPollLargeSwarm(b *testing.B) {
 		{10, 10, 10, 4},   // 100 tasks
 		{100, 100, 10, 4}, // 1,000 tasks
 		{100, 100, 10, 0}, // 1,000 tasks, no history (a fresh swarm)
+		{100, 500, 10, 0}, // 5,000 tasks
 	} {
 		name := fmt.Sprintf("nodes=%d/tasks=%d/history=%d", c.nodes, c.services*c.perService, c.history)
 		b.Run(name, func(b *testing.B) {
