@@ -191,8 +191,8 @@ func twoDLB(t *testing.T, n2 *node2, prefix, net, pool string, first *swarmDLB) 
 		for _, d := range held {
 			earliest, latest = min(earliest, d), max(latest, d)
 		}
-		t.Logf("after %s, the three dlb held the same %d ready tasks within %s of each other (the first %s after the command)",
-			what, n, (latest - earliest).Round(time.Millisecond), earliest.Round(time.Millisecond))
+		t.Logf("after %s, the three dlb hold the same %d ready tasks: the first of them %s after the command, the last %s",
+			what, n, earliest.Round(time.Millisecond), latest.Round(time.Millisecond))
 		for name, d := range dlbs {
 			if got, seen := answeredBy(d.proxyURL+"/", 4*n); got != n {
 				t.Errorf("the dlb of %s: %s, want the %d tasks", name, seen, n)
