@@ -16,8 +16,9 @@ import (
 // over both, under a steady keep-alive load. In turn: the tasks of both
 // nodes serve, over the overlay, while the service scales up and down; the
 // second node drains; a dlb on each node (mode global, host-mode ports)
-// agrees on the pools; the second node dies at once. No request may fail,
-// and dlb's reaction to each change is logged.
+// agrees on the pools; the second node is lost (its link cut, its processes
+// killed). No request may fail, and dlb's reaction to each change is
+// logged.
 func TestSwarmTwoNodes(t *testing.T) {
 	requireDocker(t)
 	start := time.Now()
@@ -233,7 +234,7 @@ func poolReplicas(t *testing.T, d *dlbProc, pool string) []string {
 	return out
 }
 
-// loseNode2 kills the second node whole and measures how long dlb keeps
+// loseNode2 takes the second node away (node2.lose) and measures how long dlb keeps
 // sending to its tasks: until it ejects them (a connection that fails),
 // and until the swarm says the node is down and dlb removes them.
 func loseNode2(t *testing.T, n2 *node2, d *swarmDLB, svc, pool string) {
