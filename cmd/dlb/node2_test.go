@@ -57,7 +57,7 @@ const (
 type node2 struct {
 	host string // its API, for docker -H
 	id   string // its swarm node ID, once joined
-	exec *exec.Cmd
+	exec *exec.Cmd // nsenter, which becomes dockerd
 }
 
 // newNode2 removes what a killed run of it left, then makes the network

@@ -234,9 +234,9 @@ func poolReplicas(t *testing.T, d *dlbProc, pool string) []string {
 	return out
 }
 
-// loseNode2 takes the second node away (node2.lose) and measures how long dlb keeps
-// sending to its tasks: until it ejects them (a connection that fails),
-// and until the swarm says the node is down and dlb removes them.
+// loseNode2 takes the second node away (node2.lose) and measures how long
+// dlb keeps sending to its tasks: until it ejects them (a connection that
+// fails), and until the swarm says the node is down and dlb removes them.
 func loseNode2(t *testing.T, n2 *node2, d *swarmDLB, svc, pool string) {
 	t.Helper()
 	lost := map[string]bool{} // the replica names in dlb of the tasks on the second node
