@@ -55,8 +55,8 @@ const (
 
 // node2 is a running second engine.
 type node2 struct {
-	host string // its API, for docker -H
-	id   string // its swarm node ID, once joined
+	host string    // its API, for docker -H
+	id   string    // its swarm node ID, once joined
 	exec *exec.Cmd // nsenter, which becomes dockerd
 }
 
