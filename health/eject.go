@@ -163,13 +163,15 @@ func tcpProbe(addr string) bool {
 }
 
 // Ejectable reports whether err says the upstream itself is broken (it
-// refused or reset the connection, or did not answer the connect), as
-// opposed to the client leaving or the upstream being removed by dlb.
+// refused or reset the connection, did not answer the connect, or its
+// kernel stopped acknowledging what was sent: ETIMEDOUT, as when its
+// machine is gone), as opposed to the client leaving or the upstream being
+// removed by dlb.
 func Ejectable(err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EHOSTUNREACH) {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ETIMEDOUT) {
 		return true
 	}
 	var op *net.OpError

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -160,6 +161,8 @@ func TestEjectable(t *testing.T) {
 		{"connection refused", dialRefused, true},
 		{"connection reset", &net.OpError{Op: "read", Err: syscall.ECONNRESET}, true},
 		{"dial timeout", &net.OpError{Op: "dial", Err: timeoutErr{}}, true},
+		{"nothing acknowledged (machine gone)", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}, true},
+		{"slow response (deadline)", &net.OpError{Op: "read", Err: timeoutErr{}}, false},
 		{"client went away", fmt.Errorf("wrap: %w", errors.Join(errors.New("x"), contextCanceled())), false},
 		{"some other error", errors.New("malformed HTTP response"), false},
 	}

@@ -801,14 +801,13 @@ func (fc *fastConn) exchange(route *Route, now time.Time, ft *h1Transport, lt *l
 			lt = nil
 			// A replica that answered nothing on a kept-alive
 			// connection may have closed it while it sat idle: the
-			// request goes again on a new one. Not one whose response
-			// head timed out: that one it has, and it was slow.
-			late := errors.Is(err, errResponseHeaderTimeout)
-			if reused && !fresh && got == 0 && !late && fc.replayable() {
+			// request goes again on a new one.
+			idle := closedWhileIdle(err)
+			if reused && !fresh && got == 0 && idle && fc.replayable() {
 				fresh = true
 				continue
 			}
-			if reused && got == 0 && !late {
+			if reused && got == 0 && idle {
 				err = fmt.Errorf("the upstream closed a kept-alive connection before answering: %w", err)
 			}
 		}

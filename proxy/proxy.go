@@ -378,7 +378,10 @@ func (p *Proxy) transportFor(u *balancer.Upstream) *upstreamTransport {
 func (p *Proxy) newTransport() *upstreamTransport {
 	ut := &upstreamTransport{}
 	ut.gone, ut.cancel = context.WithCancel(context.Background())
-	d := &net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second}
+	// A replica gets as long to acknowledge what dlb sends as it gets to
+	// accept the connection: past that its machine or network is gone, the
+	// request fails over and the replica is ejected (health.Ejectable).
+	d := &net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second, Control: unacknowledgedLimit(p.opts.DialTimeout)}
 	ut.Transport = &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			ctx, cancel := context.WithCancel(ctx)

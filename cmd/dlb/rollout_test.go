@@ -181,21 +181,6 @@ func (ev *poolEvents) seen(id string) []string {
 	return states
 }
 
-// lockSwarmTests takes the lock that the swarm tests (useSwarm) and
-// bench/swarm-drain.sh hold while the engine is in a swarm they made, of
-// kind how (syscall.LOCK_EX or LOCK_SH), until the test ends.
-func lockSwarmTests(t *testing.T, how int) {
-	t.Helper()
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), how); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lock.Close() })
-}
-
 // noSwarmChange keeps the swarm tests of other test processes from
 // creating or leaving a swarm on this engine while the test runs: on Docker
 // 20.10 that disconnects the engine's containers from their networks for a
