@@ -191,6 +191,7 @@ func (fs *FastServer) start(c net.Conn) {
 func newFastConn(fs *FastServer, c net.Conn, remote string) *fastConn {
 	fc := &fastConn{fs: fs, c: c, fd: -1, remote: remote, peer: hostOfAddr(remote)}
 	fc.wr.fc = fc
+	fc.keyedFn = fc.keyed
 	return fc
 }
 
@@ -322,13 +323,15 @@ type fastConn struct {
 	try    loopTry
 
 	// Reused per request: the attempt (for the Proxy's retry logic), and
-	// the request as Observers and the error handler see it.
-	a      attempt
-	hreq   http.Request
-	hurl   url.URL
-	ex     Exchange
-	status int
-	bytes  int64
+	// the request as Observers and the error handler see it; keyedFn is
+	// keyed, bound once.
+	a       attempt
+	keyedFn func() bool
+	hreq    http.Request
+	hurl    url.URL
+	ex      Exchange
+	status  int
+	bytes   int64
 }
 
 var (
@@ -687,7 +690,7 @@ func (fc *fastConn) begin(now time.Time) {
 	r, up := &fc.req, fc.picked
 	fc.start, fc.end = now, time.Time{}
 	a := &fc.a
-	*a = attempt{Context: context.Background(), route: fc.route, up: up, key: fc.affKey}
+	*a = attempt{Context: context.Background(), route: fc.route, up: up, key: fc.affKey, keyed: fc.keyedFn}
 	a.tried = a.triedBuf[:0]
 	if up.Begin() {
 		a.first = up
@@ -721,7 +724,8 @@ func (fc *fastConn) finish(keep bool) bool {
 	}
 	if ob := fc.fs.p.opts.Observer; ob != nil {
 		fc.ex = Exchange{Route: fc.route, Upstream: a.up, FirstFor: a.first, Status: fc.status, Bytes: fc.bytes,
-			Start: fc.start, Duration: fc.end.Sub(fc.start), Retries: len(a.tried)}
+			Start: fc.start, Duration: fc.end.Sub(fc.start), Retries: len(a.tried),
+			RetryRefused: a.budgetRefused, EjectionCapped: a.ejectCapped}
 		if fc.ex.Status == 0 {
 			fc.ex.Status = StatusClientClosed
 		}
@@ -895,13 +899,12 @@ func (fc *fastConn) watchClient() {
 	fc.watch.Reset(watchEvery)
 }
 
-// replayable is replayable(req) for the fast path's request: its body is
-// in memory, so only the method and idempotency keys count.
-func (fc *fastConn) replayable() bool {
-	switch str(fc.req.method) {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return fc.req.contentLength <= 0
-	}
+// replayable is resendable for the fast path's request (its body is in
+// memory, so only the method and an idempotency key count).
+func (fc *fastConn) replayable() bool { return resendable(str(fc.req.method), fc.keyedFn) }
+
+// keyed reports whether the request carries an idempotency key.
+func (fc *fastConn) keyed() bool {
 	for _, f := range fc.req.fields[:fc.req.nfields] {
 		if bytes.EqualFold(f.name, []byte("Idempotency-Key")) || bytes.EqualFold(f.name, []byte("X-Idempotency-Key")) {
 			return true
