@@ -154,7 +154,7 @@ func New(pools Pools) *Metrics {
 		}, []string{"kind", "result"}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dlb_refused_connections_total",
-			Help: "Client connections closed at once because dlb had --max-conns open.",
+			Help: "Client connections closed at once because dlb had --max-conns open, or their client address held its share of them (--max-conns-client-share).",
 		}),
 	}
 	m.reg.MustRegister(

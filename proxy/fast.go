@@ -172,7 +172,7 @@ func (fs *FastServer) start(c net.Conn) {
 	if len(fs.loops) > 0 && !trusted {
 		if fd, release, err := detachConn(c); err == nil {
 			l := fs.loops[int(fs.next.Add(1))%len(fs.loops)]
-			l.adopt(&loopConn{fd: fd, remote: remote, peer: hostOfAddr(remote), release: release})
+			l.adopt(&loopConn{fd: fd, remote: remote, peer: hostOfAddr(remote), release: release, fresh: true})
 			return
 		}
 		// The connection could not leave Go's poller: a goroutine
@@ -519,20 +519,23 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 	inBody, progress := false, 0 // reading the body, and its bytes since the deadline was set
 	if fc.n == 0 {
 		// Idle: wait for the next request up to the idle timeout, or to
-		// parking time.
-		wait := fs.idleTimeout
-		if fs.park != nil {
+		// parking time. A new connection (no request served yet: end
+		// is zero) gets the header timeout, and is closed, not parked,
+		// when it sends nothing in it.
+		wait, park := fs.idleTimeout, fs.park != nil
+		if park {
 			wait = fs.parkAfter
 		}
 		now := fc.end
 		if now.IsZero() {
 			now = time.Now()
+			wait, park = fs.readHeaderTimeout, false
 		}
 		fc.readWithin(now, wait)
 		n, err := fc.c.Read(fc.buf[:])
 		if n == 0 {
 			var ne net.Error
-			if err != nil && fs.park != nil && errors.As(err, &ne) && ne.Timeout() && !fs.closing.Load() {
+			if err != nil && park && errors.As(err, &ne) && ne.Timeout() && !fs.closing.Load() {
 				if fc.state.CompareAndSwap(connIdle, connClosed) {
 					return 0, false, afterPark
 				}
