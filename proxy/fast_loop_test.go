@@ -452,27 +452,18 @@ func TestLoopResponseHeaderTimeoutIsNotARetry(t *testing.T) {
 func TestLoopClientGoneClosesTheReplicaConnection(t *testing.T) {
 	got, closed := make(chan struct{}, 1), make(chan time.Time, 1)
 	addr, _ := rawServer(t, func(c net.Conn) {
-		defer c.Close()
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
+		serveRequests(c, func(req *http.Request, br *bufio.Reader) bool {
 			if req.URL.Path != "/slow" {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				continue
+				return true
 			}
 			got <- struct{}{}
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, err = br.ReadByte()
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return
+			if _, err := br.ReadByte(); !errors.Is(err, os.ErrDeadlineExceeded) {
+				closed <- time.Now()
 			}
-			closed <- time.Now()
-			return
-		}
+			return false
+		})
 	})
 	r, p := poolRoute("web")
 	ready(t, p, "a", addr)

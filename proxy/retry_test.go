@@ -34,27 +34,21 @@ func (f *faultyReplica) got(path string) int {
 func newFaultyReplica(t *testing.T, name, raw string) (*faultyReplica, string) {
 	f := &faultyReplica{name: name, raw: raw, requests: map[string]int{}}
 	addr, _ := rawServer(t, func(c net.Conn) {
-		defer c.Close()
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
+		serveRequests(c, func(req *http.Request, _ *bufio.Reader) bool {
 			f.mu.Lock()
 			f.requests[req.URL.Path]++
 			f.mu.Unlock()
 			switch req.URL.Path {
 			case "/qod":
 				c.(*net.TCPConn).SetLinger(0)
-				return
+				return false
 			case "/bad":
 				io.WriteString(c, f.raw)
-				return
+				return false
 			}
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(name), name)
-		}
+			return true
+		})
 	})
 	return f, addr
 }
