@@ -72,12 +72,14 @@ func (p *Proxy) withdraw(a *attempt) bool {
 	return false
 }
 
-// comingBack reports whether pool has a replica that may yet be let in
-// (starting, or down: restarting, failing a health check, ejected), which
-// a request with no replica to go to may wait for.
+// comingBack reports whether pool has a replica that may yet be let in,
+// which a request with no replica to go to may wait for: any that is not
+// ready now (starting; draining or down, since Docker may restart it; out
+// after a failed check or an ejection). A replica that failed the request
+// and stays ready is not let in again: nothing is coming.
 func comingBack(pool *balancer.Pool) bool {
 	for _, u := range pool.Upstreams() {
-		if s := u.State(); s == balancer.Starting || s == balancer.Down {
+		if u.State() != balancer.Ready {
 			return true
 		}
 	}
