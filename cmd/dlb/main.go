@@ -77,6 +77,7 @@ type config struct {
 	dataPath        string
 	parkIdleAfter   time.Duration
 	maxConns        int64
+	clientShare     int // --max-conns-client-share, percent of maxConns
 	adminHosts      string
 	adminToken      string
 	adminTokenFile  string
@@ -129,6 +130,7 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.DurationFlag{Name: "write-timeout", Value: proxy.DefaultWriteTimeout, Destination: &cfg.proxy.WriteTimeout, EnvVars: envs("WRITE_TIMEOUT"), Usage: "a client that takes none of a response for this long is disconnected (0: never)"},
 		&cli.DurationFlag{Name: "response-header-timeout", Value: proxy.DefaultResponseHeaderTimeout, Destination: &cfg.proxy.ResponseHeaderTimeout, EnvVars: envs("RESPONSE_HEADER_TIMEOUT"), Usage: "a replica that sends no response header this long after the request gets the request failed with 504 (0: never); the dlb.timeout.response_header label sets it per service"},
 		&cli.Int64Flag{Name: "max-conns", Value: -1, Destination: &cfg.maxConns, DefaultText: "half the open-file limit less 256", EnvVars: envs("MAX_CONNS"), Usage: "most client connections open at once; more are closed at once and counted in dlb_refused_connections_total (0: no limit)"},
+		&cli.IntFlag{Name: "max-conns-client-share", Value: listener.DefaultClientShare, Destination: &cfg.clientShare, EnvVars: envs("MAX_CONNS_CLIENT_SHARE"), Usage: "percent of --max-conns one client address may hold; its connections past that are closed at once and counted in dlb_refused_connections_total (100: no share)"},
 		&cli.StringFlag{Name: "admin-hosts", Destination: &cfg.adminHosts, EnvVars: envs("ADMIN_HOSTS"), Usage: "comma-separated host names the admin API answers besides IP addresses and localhost, e.g. dlb for Prometheus inside Compose"},
 		&cli.StringFlag{Name: "admin-token", Destination: &cfg.adminToken, EnvVars: envs("ADMIN_TOKEN"), Usage: "a token the admin API asks for (Authorization: Bearer), except on /healthz; dlb status takes it too"},
 		&cli.StringFlag{Name: "admin-token-file", Destination: &cfg.adminTokenFile, EnvVars: envs("ADMIN_TOKEN_FILE"), Usage: "file holding --admin-token (a Docker secret, e.g. /run/secrets/dlb_admin_token)"},
@@ -229,6 +231,9 @@ func (cfg *config) check(c *cli.Context) error {
 		cfg.maxConns = listener.DefaultMaxConns()
 	case cfg.maxConns < 0:
 		return badFlag("max-conns", fmt.Sprint(cfg.maxConns), "must be a number of connections (0: no limit)")
+	}
+	if s := cfg.clientShare; s < 1 || s > 100 {
+		return badFlag("max-conns-client-share", fmt.Sprint(s), "must be a percent of --max-conns, 1 to 100 (100: no share)")
 	}
 	var err error
 	if cfg.guard.Hosts, err = admin.ParseHosts(cfg.adminHosts); err != nil {

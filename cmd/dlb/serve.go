@@ -125,7 +125,7 @@ func listen(ctx context.Context, cfg *config, p *parts) (s *servers, err error) 
 	}
 	// The limit counts every client connection: plain and TLS, those the
 	// fast data path serves and those it hands to net/http.
-	limit := listener.NewConnLimit(cfg.maxConns, refused)
+	limit := listener.NewConnLimit(cfg.maxConns, listener.ClientShare(cfg.maxConns, cfg.clientShare), refused)
 	var open []net.Listener
 	defer func() {
 		for _, ln := range open {
