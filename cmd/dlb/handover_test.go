@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dlb-lb/dlb/admin"
+)
+
+// The images of a dlb upgrade: nextImage is dlb stamped with nextVersion,
+// brokenImage a dlb that exits at start (an unknown flag in its
+// entrypoint). Both are tagged per test process (runImage).
+const (
+	nextImage   = "dlb-next:dev"
+	brokenImage = "dlb-broken:dev"
+	nextVersion = "handover-next"
+)
+
+var (
+	upgradeImagesOnce sync.Once
+	upgradeImagesErr  error
+)
+
+// buildUpgradeImages builds nextImage and brokenImage (after buildAll).
+func buildUpgradeImages(t *testing.T) {
+	t.Helper()
+	upgradeImagesOnce.Do(func() {
+		dir := filepath.Join(buildDir, "next")
+		root, _ := filepath.Abs("../..")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version="+nextVersion, "-o", filepath.Join(dir, "dlb"), "./cmd/dlb")
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			upgradeImagesErr = fmt.Errorf("building dlb %s: %v\n%s", nextVersion, err, out)
+			return
+		}
+		for _, img := range []struct{ tag, entrypoint string }{
+			{nextImage, `["/dlb"]`},
+			{brokenImage, `["/dlb", "--no-such-flag"]`},
+		} {
+			df := filepath.Join(dir, "Dockerfile."+strings.Split(img.tag, ":")[0])
+			if err := os.WriteFile(df, []byte("FROM scratch\nCOPY dlb /dlb\nENTRYPOINT "+img.entrypoint+"\n"), 0o644); err != nil {
+				upgradeImagesErr = err
+				return
+			}
+			if out, err := exec.Command("docker", "build", "-q", "-t", runImage(img.tag), "-f", df, dir).CombinedOutput(); err != nil {
+				upgradeImagesErr = fmt.Errorf("docker build %s: %v\n%s", img.tag, err, out)
+				return
+			}
+		}
+	})
+	if upgradeImagesErr != nil {
+		t.Fatal(upgradeImagesErr)
+	}
+}
+
+// handoverStack is examples/handover's stack (dlb in the host's network,
+// the hand-over socket in a volume, the app on a bridge network) with dlb
+// on free loopback ports, in front of 3 replicas.
+type handoverStack struct {
+	*project
+	url, adminURL string
+}
+
+// startHandoverStack starts the example's stack on image; more are
+// Compose files merged over it.
+func startHandoverStack(t *testing.T, image string, more ...string) *handoverStack {
+	t.Helper()
+	requireDocker(t)
+	buildUpgradeImages(t)
+	yaml, err := os.ReadFile("../../examples/handover/docker-compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProject(t, string(yaml))
+	if dp := os.Getenv("DLB_TEST_DATA_PATH"); dp != "" {
+		f := filepath.Join(t.TempDir(), "data-path.yaml")
+		writeFile(t, f, []byte("services:\n  dlb:\n    environment:\n      DLB_DATA_PATH: "+dp+"\n"))
+		more = append(more, f)
+	}
+	p.more = more
+	port, adminPort := freePort(t), freePort(t)
+	s := &handoverStack{project: p, url: "http://127.0.0.1:" + port + "/", adminURL: "http://127.0.0.1:" + adminPort}
+	p.env = []string{"DLB_IMAGE=" + runImage(image), "DLB_LISTEN=127.0.0.1:" + port, "DLB_ADMIN=127.0.0.1:" + adminPort,
+		"DLB_PROJECT=" + p.name}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := p.run("logs", "--no-color", "dlb")
+			t.Logf("dlb's containers' logs:\n%s", out)
+		}
+	})
+	p.compose("up", "-d", "--no-build", "--scale", "app=3")
+	waitFor(t, 30*time.Second, "3 replicas to take turns behind dlb in the host's network", answeredByN(s.url, 3))
+	return s
+}
+
+// self is what /api/self says now.
+func (s *handoverStack) self() (admin.Self, error) {
+	return admin.FetchSelf(context.Background(), s.adminURL, "", 2*time.Second)
+}
+
+// setImage makes Compose's next dlb container use image (as runImage
+// tags it).
+func (s *handoverStack) setImage(image string) {
+	for i, e := range s.env {
+		if strings.HasPrefix(e, "DLB_IMAGE=") {
+			s.env[i] = "DLB_IMAGE=" + runImage(image)
+		}
+	}
+}
+
+// rollOutDLB does to dlb's own service what `dlb rollout` does: it starts
+// a second dlb container beside the running one (scale to 2,
+// --no-recreate), waits until /api/self, on the admin socket the new one
+// takes over, names the new container as serving, then stops and removes
+// the old one. When the new one exits or is not serving within timeout it
+// is removed, the old one left alone, and the error says why.
+func (s *handoverStack) rollOutDLB(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	old := s.containers("dlb")
+	if len(old) != 1 {
+		t.Fatalf("dlb containers before the rollout: %v, want one", old)
+	}
+	s.compose("up", "-d", "--no-build", "--no-recreate", "--scale", "dlb=2", "dlb")
+	var fresh string
+	for _, id := range s.containers("dlb") {
+		if id != old[0] {
+			fresh = id
+		}
+	}
+	if fresh == "" {
+		t.Fatalf("no new dlb container after scaling dlb to 2: %v", s.containers("dlb"))
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		self, err := s.self()
+		if err == nil && self.ID == fresh && self.Serving {
+			break
+		}
+		state := docker(t, "inspect", "-f", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}", fresh)
+		if failed := !strings.HasPrefix(state, "running 0 ") && !strings.HasPrefix(state, "created "); failed || time.Now().After(deadline) {
+			logs, _ := exec.Command("docker", "logs", "--tail", "5", fresh).CombinedOutput()
+			docker(t, "rm", "-f", fresh)
+			if !failed {
+				state = fmt.Sprintf("not serving after %s (/api/self: %+v, %v)", timeout, self, err)
+			}
+			return fmt.Errorf("new dlb %.12s: %s; its last log lines:\n%s", fresh, state, logs)
+		}
+		time.Sleep(50 * time.Millisecond) // the engine sends no event for "serving"
+	}
+	docker(t, "stop", old[0])
+	docker(t, "rm", old[0])
+	return nil
+}
+
+// checkOneDLB asserts a single dlb container, on image, answering
+// /api/self with its ID, version and serving.
+func (s *handoverStack) checkOneDLB(t *testing.T, image, version string) {
+	t.Helper()
+	ids := s.containers("dlb")
+	if len(ids) != 1 {
+		t.Fatalf("dlb containers at the end: %d (%v), want 1", len(ids), ids)
+	}
+	if got := docker(t, "inspect", "-f", "{{.Config.Image}}", ids[0]); got != runImage(image) {
+		t.Errorf("the dlb container at the end runs %s, want %s", got, runImage(image))
+	}
+	self, err := s.self()
+	if err != nil || self.ID != ids[0] || self.Version != version || !self.Serving {
+		t.Errorf("/api/self at the end: %+v, %v; want id %.12s, version %s, serving", self, err, ids[0], version)
+	}
+}
+
+// checkLoad stops l and asserts no failed request and none slower than a
+// second.
+func checkLoad(t *testing.T, name string, l *load) {
+	t.Helper()
+	l.finish()
+	r, f := l.mark()
+	slowest := time.Duration(l.slowest.Load())
+	t.Logf("%s: %d requests, %d failed, slowest %s", name, r, f, slowest.Round(time.Millisecond))
+	if f > 0 {
+		t.Errorf("%s: %d of %d requests failed, want 0; first failures:\n  %s", name, f, r, strings.Join(l.samples, "\n  "))
+	}
+	if slowest >= time.Second {
+		t.Errorf("%s: slowest request %s, want under 1s", name, slowest)
+	}
+	if r < 100 {
+		t.Errorf("%s: only %d requests went through; the load loop is stuck", name, r)
+	}
+}
+
+// TestUpgradeDLBWithoutLoss: dlb in the host's network in front of 3
+// replicas, 8 keep-alive clients; a new dlb image is rolled out beside the
+// old one, which hands its sockets over: no request fails, none takes a
+// second, and one dlb is left, on the new image.
+func TestUpgradeDLBWithoutLoss(t *testing.T) {
+	s := startHandoverStack(t, "dlb:dev")
+	before, err := s.self()
+	if err != nil || before.ID == "" || before.ID != s.containers("dlb")[0] || !before.Serving {
+		t.Fatalf("/api/self before: %+v, %v; want the dlb container's ID (%v), serving", before, err, s.containers("dlb"))
+	}
+	l := startLoad(t, s.url, "", 8, 2*time.Minute, 2_000_000)
+	waitFor(t, 10*time.Second, "the load to get going", func() (bool, string) {
+		r, _ := l.mark()
+		return r > 100, fmt.Sprintf("%d requests", r)
+	})
+	s.setImage(nextImage)
+	start := time.Now()
+	if err := s.rollOutDLB(t, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rollout of dlb took %s", time.Since(start).Round(time.Millisecond))
+	r0, _ := l.mark()
+	waitFor(t, 10*time.Second, "requests through the new dlb alone", func() (bool, string) {
+		r, _ := l.mark()
+		return r > r0+200, fmt.Sprintf("%d requests since", r-r0)
+	})
+	checkLoad(t, "keep-alive clients through the hand-over", l)
+	s.checkOneDLB(t, nextImage, nextVersion)
+	if got := len(l.byReplica); got != 3 {
+		t.Errorf("replicas that answered: %d (%v), want 3", got, l.byReplica)
+	}
+}
+
+// TestUpgradeDLBWithTLS: the same with --listen-tls, while one client
+// makes a new TLS handshake for every request and another keeps its
+// connections.
+func TestUpgradeDLBWithTLS(t *testing.T) {
+	certFile, keyFile, roots := selfSigned(t)
+	tlsPort := freePort(t)
+	override := filepath.Join(t.TempDir(), "tls.yaml")
+	writeFile(t, override, []byte(fmt.Sprintf(`services:
+  dlb:
+    environment:
+      DLB_LISTEN_TLS: 127.0.0.1:%s
+      DLB_TLS_CERT: /certs/cert.pem
+      DLB_TLS_KEY: /certs/key.pem
+    volumes:
+      - %s:/certs:ro
+`, tlsPort, filepath.Dir(certFile))))
+	if filepath.Dir(keyFile) != filepath.Dir(certFile) {
+		t.Fatal("selfSigned wrote the key apart from the certificate")
+	}
+	s := startHandoverStack(t, "dlb:dev", override)
+	tlsURL := "https://127.0.0.1:" + tlsPort + "/"
+	handshakes := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}} // no session cache: full handshakes
+	kept := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 4}}
+	waitFor(t, 10*time.Second, "HTTPS through dlb", func() (bool, string) {
+		resp, err := handshakes.Get(tlsURL)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
+	fresh := startLoadWith(t, handshakes, tlsURL, "", 4, 2*time.Minute, 2_000_000)
+	reused := startLoadWith(t, kept, tlsURL, "", 4, 2*time.Minute, 2_000_000)
+	waitFor(t, 10*time.Second, "the loads to get going", func() (bool, string) {
+		a, _ := fresh.mark()
+		b, _ := reused.mark()
+		return a > 50 && b > 50, fmt.Sprintf("%d and %d requests", a, b)
+	})
+	s.setImage(nextImage)
+	if err := s.rollOutDLB(t, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	a0, _ := fresh.mark()
+	waitFor(t, 10*time.Second, "handshakes with the new dlb alone", func() (bool, string) {
+		a, _ := fresh.mark()
+		return a > a0+50, fmt.Sprintf("%d requests since", a-a0)
+	})
+	checkLoad(t, "a new TLS handshake per request through the hand-over", fresh)
+	checkLoad(t, "kept TLS connections through the hand-over", reused)
+	s.checkOneDLB(t, nextImage, nextVersion)
+}
+
+// TestUpgradeToBrokenDLB: a new dlb image that exits at start leaves the
+// old dlb serving, untouched: no request fails, the rollout says why.
+func TestUpgradeToBrokenDLB(t *testing.T) {
+	s := startHandoverStack(t, "dlb:dev")
+	before, err := s.self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := startLoad(t, s.url, "", 8, 2*time.Minute, 2_000_000)
+	s.setImage(brokenImage)
+	err = s.rollOutDLB(t, time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "no-such-flag") {
+		t.Fatalf("rollout to an image that exits at start: %v, want an error with its log naming the bad flag", err)
+	}
+	t.Logf("the rollout said: %v", err)
+	r0, _ := l.mark()
+	waitFor(t, 10*time.Second, "requests after the failed rollout", func() (bool, string) {
+		r, _ := l.mark()
+		return r > r0+200, fmt.Sprintf("%d requests since", r-r0)
+	})
+	checkLoad(t, "keep-alive clients through a failed rollout", l)
+	s.checkOneDLB(t, "dlb:dev", before.Version)
+	if ids := s.containers("dlb"); !slices.Contains(ids, before.ID) {
+		t.Errorf("dlb containers after the failed rollout: %v, want the old one (%.12s)", ids, before.ID)
+	}
+}
