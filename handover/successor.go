@@ -27,11 +27,11 @@ type offer struct {
 	file *os.File // nil once taken
 }
 
-// Dial asks the dlb serving the hand-over socket at path for its sockets.
-// It returns nil and no error when no dlb serves there (no socket file, or
-// one that a dlb which died left behind). timeout bounds each message (0:
-// DefaultTimeout).
-func Dial(path string, timeout time.Duration) (*Predecessor, error) {
+// Dial asks the dlb serving the hand-over socket at path for its sockets,
+// saying this dlb's version. It returns nil and no error when no dlb
+// serves there (no socket file, or one that a dlb which died left behind).
+// timeout bounds each message (0: DefaultTimeout).
+func Dial(path, version string, timeout time.Duration) (*Predecessor, error) {
 	timeout = orDefault(timeout, DefaultTimeout)
 	d := net.Dialer{Timeout: timeout}
 	c, err := d.Dial("unixpacket", path)
@@ -42,7 +42,7 @@ func Dial(path string, timeout time.Duration) (*Predecessor, error) {
 		return nil, fmt.Errorf("cannot reach the running dlb at %s: %v", path, err)
 	}
 	uc := c.(*net.UnixConn)
-	hello := message{Type: typeHello, Protocol: Protocol, PID: os.Getpid()}
+	hello := message{Type: typeHello, Protocol: Protocol, PID: os.Getpid(), Version: version}
 	if err := send(uc, hello, nil, timeout); err != nil {
 		uc.Close()
 		return nil, fmt.Errorf("the running dlb at %s: %v", path, err)

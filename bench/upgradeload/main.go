@@ -1,11 +1,12 @@
 // Command upgradeload sends GETs to url from keep-alive clients (Go's HTTP
-// client) until it gets SIGTERM or SIGINT, or for at most -max, and prints
+// client; -fresh: a connection per request) until it gets SIGTERM or SIGINT, or for at most -max, and prints
 // one line: requests, failed, and the slowest request. bench/handover.sh runs
 // it while dlb is restarted, recreated or handed over. Only point it at
 // 127.0.0.1.
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -23,9 +24,12 @@ func main() {
 	workers := flag.Int("c", 8, "clients, each with its keep-alive connection")
 	maxDur := flag.Duration("max", 2*time.Minute, "stop after this long at most")
 	maxReq := flag.Int64("n", 2_000_000, "stop after this many requests at most")
+	fresh := flag.Bool("fresh", false, "a new connection (and TLS handshake) for every request")
+	insecure := flag.Bool("insecure", false, "with https: trust any certificate (a test's self-signed one)")
 	flag.Parse()
 
-	tr := &http.Transport{MaxIdleConnsPerHost: *workers, MaxConnsPerHost: *workers}
+	tr := &http.Transport{MaxIdleConnsPerHost: *workers, MaxConnsPerHost: *workers, DisableKeepAlives: *fresh,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: *insecure}}
 	client := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 	var requests, failed, slowest atomic.Int64
 	var first atomic.Value // the first failure, for the line

@@ -64,7 +64,7 @@ func findPredecessor(ctx context.Context, cfg *config, f *fleet.Fleet) (*handove
 	if waitFleet(ctx, f, settleWait, f.Settled) != nil {
 		log.Warn().Dur("waited_ms", settleWait).Msg("some replicas have not passed their first check yet; taking the sockets over anyway")
 	}
-	pred, err := handover.Dial(path, 0)
+	pred, err := handover.Dial(path, version, 0)
 	if err != nil {
 		return nil, cli.Exit(fmt.Sprintf("--handover-socket %s: %v", path, err), 1)
 	}

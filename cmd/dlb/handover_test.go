@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -310,4 +312,116 @@ func TestUpgradeToBrokenDLB(t *testing.T) {
 	if ids := s.containers("dlb"); !slices.Contains(ids, before.ID) {
 		t.Errorf("dlb containers after the failed rollout: %v, want the old one (%.12s)", ids, before.ID)
 	}
+}
+
+// TestHandOverFinishesWhatIsInFlight: two dlb processes on this host
+// sharing a hand-over socket. When the second takes the sockets over, the
+// first answers a request in flight (a slow one), answers a request whose
+// head was half-sent before the hand-over (with Connection: close), closes
+// its idle keep-alive connections with a FIN (a client retries those), and
+// exits 0 by itself (no restart policy here).
+func TestHandOverFinishesWhatIsInFlight(t *testing.T) {
+	requireDocker(t)
+	p := newProject(t, appProject)
+	p.scale("app", 2)
+	sock := filepath.Join(t.TempDir(), "handover.sock")
+	args := []string{"--network", "appnet", "--project", p.name, "--handover-socket", sock}
+	old := startDLB(t, args...)
+	old.waitReady(t, p.name+"-app", 2, 15*time.Second)
+	if self := old.self(t); self.ID != "" || !self.Serving || self.Version != "dev" {
+		t.Errorf("/api/self of a dlb outside a container: %+v, want no id, version dev, serving", self)
+	}
+
+	slow := make(chan string, 1)
+	go func() {
+		code, body := get(old.proxyURL + "/slow?ms=1500")
+		slow <- fmt.Sprintf("%d %s", code, strings.TrimSpace(body))
+	}()
+	half := dial(t, old.proxyAddr)
+	defer half.Close()
+	if _, err := half.Write([]byte("GET / HTTP/1.1\r\nHost: app\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	idle := dial(t, old.proxyAddr)
+	defer idle.Close()
+	idle.Write([]byte("GET / HTTP/1.1\r\nHost: app\r\n\r\n"))
+	br := bufio.NewReader(idle)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a request on the idle connection before the hand-over: %v, %v", resp, err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+	}
+	waitFor(t, 5*time.Second, "the slow request to reach a replica", func() (bool, string) {
+		for _, pv := range old.pools() {
+			for _, r := range pv.Replicas {
+				if r.InFlight > 0 {
+					return true, ""
+				}
+			}
+		}
+		return false, "no request in flight yet"
+	})
+
+	next := launchDLB(t, args...)
+	if next.proxyAddr != old.proxyAddr || next.adminAddr != old.adminAddr {
+		t.Fatalf("the new dlb listens on %s and %s, want the old one's %s and %s", next.proxyAddr, next.adminAddr, old.proxyAddr, old.adminAddr)
+	}
+	waitFor(t, 20*time.Second, "the old dlb to hand over", func() (bool, string) {
+		return old.logHas("handed over to a new dlb"), "not yet"
+	})
+	if self := next.self(t); !self.Serving {
+		t.Errorf("/api/self after the hand-over: %+v, want the new dlb serving", self)
+	}
+
+	if _, err := half.Write([]byte("\r\n")); err != nil {
+		t.Fatalf("the rest of the half-sent request: %v", err)
+	}
+	half.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(half), nil)
+	if err != nil || resp.StatusCode != 200 || !resp.Close {
+		t.Errorf("the request half-sent before the hand-over: %v, %v; want 200 with Connection: close", resp, err)
+	}
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("the idle keep-alive connection after the hand-over: read %d, %v; want EOF (closed with a FIN)", n, err)
+	}
+	select {
+	case got := <-slow:
+		if !strings.HasPrefix(got, "200") {
+			t.Errorf("the slow request in flight during the hand-over: %s, want 200", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the slow request in flight during the hand-over got no answer")
+	}
+	select {
+	case <-old.exited:
+		if old.exitErr != nil {
+			t.Errorf("the old dlb exited with %v, want 0", old.exitErr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("the old dlb did not exit after handing over and finishing its requests")
+	}
+	if code, body := get(next.proxyURL + "/"); code != 200 {
+		t.Errorf("through the new dlb: %d %q, want 200", code, body)
+	}
+
+	// A third dlb with another --listen is refused, and the second keeps
+	// serving.
+	code, _, stderr := execDLB(t, "--listen", "127.0.0.1:1", "--admin", "", "--network", "appnet", "--project", p.name, "--handover-socket", sock)
+	if code == 0 || !strings.Contains(stderr, "--listen 127.0.0.1:1: the running dlb") || !strings.Contains(stderr, "keeps serving") {
+		t.Errorf("a dlb on another --listen: exit %d, %q; want refused naming the running dlb's address", code, stderr)
+	}
+	if code, body := get(next.proxyURL + "/"); code != 200 {
+		t.Errorf("through the running dlb after the refused one: %d %q, want 200", code, body)
+	}
+}
+
+// self is the dlb's /api/self.
+func (d *dlbProc) self(t *testing.T) admin.Self {
+	t.Helper()
+	s, err := admin.FetchSelf(context.Background(), d.adminURL, "", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

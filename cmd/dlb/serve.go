@@ -119,11 +119,11 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 
 // servers are dlb's servers, each with the listener it serves.
 type servers struct {
-	proxy   *http.Server
+	proxy   *listener.Server
 	ln      net.Listener
 	fast    *proxy.FastServer // nil with --data-path std
 	fastLn  net.Listener
-	tls     *http.Server // nil without --listen-tls
+	tls     *listener.Server // nil without --listen-tls
 	tlsLn   net.Listener
 	admin   *http.Server // nil with an empty --admin
 	adminLn net.Listener
@@ -168,7 +168,7 @@ func listen(ctx context.Context, cfg *config, p *parts, pred *handover.Predecess
 		if p.keeper != nil && p.keeper.ACMEOn() {
 			intercept = p.keeper.Intercepts
 		}
-		s.fast, s.fastLn = proxy.NewFastServer(p.proxy, s.proxy, cfg.parkIdleAfter, intercept), ln
+		s.fast, s.fastLn = proxy.NewFastServer(p.proxy, s.proxy.Server, cfg.parkIdleAfter, intercept), ln
 		ln = s.fast.Handoffs(ln.Addr())
 	}
 	s.ln = listener.NewIdle(ln, cfg.parkIdleAfter)
@@ -280,6 +280,7 @@ func (s *servers) shutdown(cfg *config) {
 	if s.admin != nil {
 		s.admin.Close()
 	}
+	listener.StopKeepAlives(s.proxy, s.tls)
 	if s.fast != nil {
 		// As http.Server.Shutdown does; the std server, shut down after
 		// it, still takes its hand-offs meanwhile.
