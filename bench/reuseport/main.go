@@ -55,6 +55,7 @@ func main() {
 	cur := serve(first)
 
 	var ok, refused, reset, other atomic.Int64
+	var firstOther atomic.Value // the first failure of none of the kinds above
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range *clients {
@@ -83,6 +84,7 @@ func main() {
 					reset.Add(1)
 				default:
 					other.Add(1)
+					firstOther.CompareAndSwap(nil, err.Error())
 				}
 			}
 		})
@@ -113,9 +115,13 @@ func main() {
 	wg.Wait()
 	cur.close()
 	migrate, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req")
-	fmt.Printf("mode=%s tcp_migrate_req=%s switches=%d connections=%d failed=%d (refused=%d reset=%d other=%d)\n",
+	fmt.Printf("mode=%s tcp_migrate_req=%s switches=%d connections=%d failed=%d (refused=%d reset=%d other=%d)",
 		*mode, string(migrate[:max(len(migrate)-1, 0)]), *switches, ok.Load()+refused.Load()+reset.Load()+other.Load(),
 		refused.Load()+reset.Load()+other.Load(), refused.Load(), reset.Load(), other.Load())
+	if e := firstOther.Load(); e != nil {
+		fmt.Printf(" first other: %s", e)
+	}
+	fmt.Println()
 }
 
 // server accepts on ln and answers every connection's 4 bytes with 4.
