@@ -2,7 +2,8 @@
 # bench/handover.sh: failed requests while dlb itself is restarted, recreated
 # or upgraded through the hand-over of its sockets, RUNS times each (default 5),
 # with examples/handover's stack (dlb in the host's network, 3 demo replicas on a
-# bridge network) and 8 keep-alive clients (bench/upgradeload, Go's HTTP client).
+# bridge network) and 8 keep-alive clients (bench/upgradeload, Go's HTTP client;
+# a client that fails waits 10 ms before its next request).
 #
 #   bash bench/handover.sh [RUNS]
 #
@@ -34,14 +35,15 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 mkdir -p "$WORK/a" "$WORK/b" "$WORK/bin"
 for v in a b; do
 	CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=bench-$v" -o "$WORK/$v/bin/dlb" ./cmd/dlb
-	docker build -q -t "dlb:$ID-$v" -f Dockerfile "$WORK/$v" >/dev/null
+	docker build -q -t "dlb:$ID-$v" -f Dockerfile "$WORK/$v" >/dev/null 2>&1
 done
 CGO_ENABLED=0 go build -trimpath -o "$WORK/bin/demo" ./examples/demo
-docker build -q -t "dlb-demo:$ID" -f examples/demo/Dockerfile "$WORK" >/dev/null
+docker build -q -t "dlb-demo:$ID" -f examples/demo/Dockerfile "$WORK" >/dev/null 2>&1
 (cd bench && go build -o "$WORK/upgradeload" ./upgradeload)
 sed "s|image: dlb-demo:dev|image: dlb-demo:$ID|" examples/handover/docker-compose.yaml >"$WORK/docker-compose.yaml"
 

@@ -1,8 +1,11 @@
 // Command upgradeload sends GETs to url from keep-alive clients (Go's HTTP
-// client; -fresh: a connection per request) until it gets SIGTERM or SIGINT, or for at most -max, and prints
-// one line: requests, failed, and the slowest request. bench/handover.sh runs
-// it while dlb is restarted, recreated or handed over. Only point it at
-// 127.0.0.1.
+// client; -fresh: a connection per request) until it gets SIGTERM or
+// SIGINT, or for at most -max, and prints one line: requests, failed, how
+// long requests kept failing (from the first failure to the last), and the
+// slowest request. A client waits 10 ms after a failure, so the count
+// follows the outage, not how fast a refused connection comes back.
+// bench/handover.sh runs it while dlb is restarted, recreated or handed
+// over. Only point it at 127.0.0.1.
 package main
 
 import (
@@ -19,6 +22,10 @@ import (
 	"time"
 )
 
+// failPause is how long a client waits after a failed request before its
+// next one.
+const failPause = 10 * time.Millisecond
+
 func main() {
 	url := flag.String("url", "http://127.0.0.1:8000/", "where to send GETs")
 	workers := flag.Int("c", 8, "clients, each with its keep-alive connection")
@@ -32,7 +39,8 @@ func main() {
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: *insecure}}
 	client := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 	var requests, failed, slowest atomic.Int64
-	var first atomic.Value // the first failure, for the line
+	var first atomic.Value           // the first failure, for the line
+	var firstAt, lastAt atomic.Int64 // when the first and the last failure came (unix ns)
 	stop := make(chan struct{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -67,11 +75,17 @@ func main() {
 				if err != nil {
 					failed.Add(1)
 					first.CompareAndSwap(nil, err.Error())
+					now := time.Now().UnixNano()
+					firstAt.CompareAndSwap(0, now)
+					lastAt.Store(now)
+					// A client that fails tries again a moment later,
+					// rather than spinning on a refused port.
+					time.Sleep(failPause)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	fmt.Printf("requests=%d failed=%d slowest_ms=%d first_failure=%q\n", requests.Load(), failed.Load(),
-		time.Duration(slowest.Load()).Milliseconds(), fmt.Sprint(first.Load()))
+	fmt.Printf("requests=%d failed=%d failing_ms=%d slowest_ms=%d first_failure=%q\n", requests.Load(), failed.Load(),
+		time.Duration(lastAt.Load()-firstAt.Load()).Milliseconds(), time.Duration(slowest.Load()).Milliseconds(), fmt.Sprint(first.Load()))
 }

@@ -59,7 +59,7 @@ func findPredecessor(ctx context.Context, cfg *config, f *fleet.Fleet) (*handove
 	}
 	log := cfg.log.With().Str("component", "handover").Logger()
 	if err := waitFleet(ctx, f, syncWait, f.Routed); err != nil {
-		return nil, cli.Exit(fmt.Sprintf("a dlb serves --handover-socket %s, but this one has not synced with Docker in %s (see the log above); the running dlb keeps serving", path, syncWait), 1)
+		return nil, cli.Exit(fmt.Sprintf("--handover-socket %s is there, but this dlb has not synced with Docker in %s (see the log above): it takes sockets over only once synced; a dlb serving there keeps serving", path, syncWait), 1)
 	}
 	if waitFleet(ctx, f, settleWait, f.Settled) != nil {
 		log.Warn().Dur("waited_ms", settleWait).Msg("some replicas have not passed their first check yet; taking the sockets over anyway")

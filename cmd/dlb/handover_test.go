@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/discovery"
 )
 
 // The images of a dlb upgrade: nextImage is dlb stamped with nextVersion,
@@ -203,7 +204,8 @@ func checkLoad(t *testing.T, name string, l *load) {
 // TestUpgradeDLBWithoutLoss: dlb in the host's network in front of 3
 // replicas, 8 keep-alive clients; a new dlb image is rolled out beside the
 // old one, which hands its sockets over: no request fails, none takes a
-// second, and one dlb is left, on the new image.
+// second, and one dlb is left, on the new image. Then back again, from the
+// dlb that took the sockets over.
 func TestUpgradeDLBWithoutLoss(t *testing.T) {
 	s := startHandoverStack(t, "dlb:dev")
 	before, err := s.self()
@@ -226,8 +228,21 @@ func TestUpgradeDLBWithoutLoss(t *testing.T) {
 		r, _ := l.mark()
 		return r > r0+200, fmt.Sprintf("%d requests since", r-r0)
 	})
-	checkLoad(t, "keep-alive clients through the hand-over", l)
 	s.checkOneDLB(t, nextImage, nextVersion)
+
+	// The new dlb serves the hand-over socket for the next upgrade: back
+	// to the first image.
+	s.setImage("dlb:dev")
+	if err := s.rollOutDLB(t, time.Minute); err != nil {
+		t.Fatalf("a second rollout, from the dlb that took the sockets over: %v", err)
+	}
+	r1, _ := l.mark()
+	waitFor(t, 10*time.Second, "requests through the third dlb alone", func() (bool, string) {
+		r, _ := l.mark()
+		return r > r1+200, fmt.Sprintf("%d requests since", r-r1)
+	})
+	checkLoad(t, "keep-alive clients through two hand-overs", l)
+	s.checkOneDLB(t, "dlb:dev", before.Version)
 	if got := len(l.byReplica); got != 3 {
 		t.Errorf("replicas that answered: %d (%v), want 3", got, l.byReplica)
 	}
@@ -328,8 +343,8 @@ func TestHandOverFinishesWhatIsInFlight(t *testing.T) {
 	args := []string{"--network", "appnet", "--project", p.name, "--handover-socket", sock}
 	old := startDLB(t, args...)
 	old.waitReady(t, p.name+"-app", 2, 15*time.Second)
-	if self := old.self(t); self.ID != "" || !self.Serving || self.Version != "dev" {
-		t.Errorf("/api/self of a dlb outside a container: %+v, want no id, version dev, serving", self)
+	if self := old.self(t); self.ID != discovery.ContainerID() || !self.Serving || self.Version != "dev" {
+		t.Errorf("/api/self of a dlb run by the test: %+v, want id %q (the test's container, if any), version dev, serving", self, discovery.ContainerID())
 	}
 
 	slow := make(chan string, 1)
