@@ -99,6 +99,10 @@ func startHandoverStack(t *testing.T, image string, more ...string) *handoverSta
 		if t.Failed() {
 			out, _ := p.run("logs", "--no-color", "dlb")
 			t.Logf("dlb's containers' logs:\n%s", out)
+			for _, id := range p.containers("app") {
+				state, _ := exec.Command("docker", "inspect", "-f", "{{.Name}} {{.State.Status}} {{json .NetworkSettings.Networks}}", id).CombinedOutput()
+				t.Logf("replica: %s", state)
+			}
 		}
 	})
 	p.compose("up", "-d", "--no-build", "--scale", "app=3")
