@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,6 +81,11 @@ func startHandoverStack(t *testing.T, image string, more ...string) *handoverSta
 	t.Helper()
 	requireDocker(t)
 	buildUpgradeImages(t)
+	// Docker 20.10 leaving a swarm disconnects running containers from
+	// their bridge networks (seen here: "network disconnect" of every
+	// replica as docker_gwbridge went): no swarm test of another process
+	// may join or leave one under a test that counts failed requests.
+	lockSwarm(t, syscall.LOCK_SH)
 	yaml, err := os.ReadFile("../../examples/handover/docker-compose.yaml")
 	if err != nil {
 		t.Fatal(err)

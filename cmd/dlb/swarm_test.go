@@ -118,14 +118,7 @@ func TestSwarmZeroErrors(t *testing.T) {
 // next run knows as its own and leaves.
 func useSwarm(t *testing.T) {
 	t.Helper()
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lock.Close() }) // unlocks, after the cleanups registered below
+	lockSwarm(t, syscall.LOCK_EX)
 	state := strings.Fields(docker(t, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"))
 	hadGWBridge := exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil
 	switch {
@@ -154,6 +147,22 @@ func useSwarm(t *testing.T) {
 
 // swarmTestLabel marks the node of a swarm that useSwarm created.
 const swarmTestLabel = "dlb-test-swarm"
+
+// lockSwarm takes the swarm tests' lock (how: syscall.LOCK_EX to join or
+// leave a swarm, LOCK_SH to keep anyone from doing so) until the test and
+// the cleanups registered after this call end. bench/swarm-drain.sh takes
+// it too.
+func lockSwarm(t *testing.T, how int) {
+	t.Helper()
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), how); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() }) // unlocks, after the cleanups registered later
+}
 
 // leaveSwarm leaves the swarm when the test ends, and removes the
 // docker_gwbridge network unless it was there before the swarm.
