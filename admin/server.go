@@ -33,8 +33,9 @@ type Self struct {
 	ID string `json:"id"`
 	// Version is dlb's version.
 	Version string `json:"version"`
-	// Serving is true while this dlb accepts on its listening sockets,
-	// false once it has handed them over to a new dlb.
+	// Serving is true while this dlb accepts on its listening sockets
+	// (a new dlb: once the old one has let go of them), false once it has
+	// handed them over to a new dlb.
 	Serving bool `json:"serving"`
 }
 

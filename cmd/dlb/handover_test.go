@@ -73,6 +73,7 @@ func buildUpgradeImages(t *testing.T) {
 type handoverStack struct {
 	*project
 	url, adminURL string
+	oldLogs       []string // the logs of the dlb containers rollOutDLB removed
 }
 
 // startHandoverStack starts the example's stack on image; more are
@@ -103,6 +104,9 @@ func startHandoverStack(t *testing.T, image string, more ...string) *handoverSta
 		"DLB_PROJECT=" + p.name}
 	t.Cleanup(func() {
 		if t.Failed() {
+			for _, l := range s.oldLogs {
+				t.Logf("a dlb container the rollout removed logged:\n%s", l)
+			}
 			out, _ := p.run("logs", "--no-color", "dlb")
 			t.Logf("dlb's containers' logs:\n%s", out)
 			for _, id := range p.containers("app") {
@@ -171,6 +175,8 @@ func (s *handoverStack) rollOutDLB(t *testing.T, timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond) // the engine sends no event for "serving"
 	}
 	docker(t, "stop", old[0])
+	logs, _ := exec.Command("docker", "logs", old[0]).CombinedOutput()
+	s.oldLogs = append(s.oldLogs, string(logs))
 	docker(t, "rm", old[0])
 	return nil
 }
@@ -190,6 +196,17 @@ func (s *handoverStack) checkOneDLB(t *testing.T, image, version string) {
 	if err != nil || self.ID != ids[0] || self.Version != version || !self.Serving {
 		t.Errorf("/api/self at the end: %+v, %v; want id %.12s, version %s, serving", self, err, ids[0], version)
 	}
+}
+
+// more waits until l has sent n more requests than when called; what
+// says what they show.
+func (l *load) more(t *testing.T, n int64, what string) {
+	t.Helper()
+	r0, _ := l.mark()
+	waitFor(t, 10*time.Second, what, func() (bool, string) {
+		r, _ := l.mark()
+		return r >= r0+n, fmt.Sprintf("%d requests since", r-r0)
+	})
 }
 
 // checkLoad stops l and asserts no failed request and none slower than a
@@ -223,21 +240,14 @@ func TestUpgradeDLBWithoutLoss(t *testing.T) {
 		t.Fatalf("/api/self before: %+v, %v; want the dlb container's ID (%v), serving", before, err, s.containers("dlb"))
 	}
 	l := startLoad(t, s.url, "", 8, 2*time.Minute, 2_000_000)
-	waitFor(t, 10*time.Second, "the load to get going", func() (bool, string) {
-		r, _ := l.mark()
-		return r > 100, fmt.Sprintf("%d requests", r)
-	})
+	l.more(t, 100, "the load to get going")
 	s.setImage(nextImage)
 	start := time.Now()
 	if err := s.rollOutDLB(t, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("rollout of dlb took %s", time.Since(start).Round(time.Millisecond))
-	r0, _ := l.mark()
-	waitFor(t, 10*time.Second, "requests through the new dlb alone", func() (bool, string) {
-		r, _ := l.mark()
-		return r > r0+200, fmt.Sprintf("%d requests since", r-r0)
-	})
+	l.more(t, 200, "requests through the new dlb alone")
 	s.checkOneDLB(t, nextImage, nextVersion)
 
 	// The new dlb serves the hand-over socket for the next upgrade: back
@@ -246,11 +256,7 @@ func TestUpgradeDLBWithoutLoss(t *testing.T) {
 	if err := s.rollOutDLB(t, time.Minute); err != nil {
 		t.Fatalf("a second rollout, from the dlb that took the sockets over: %v", err)
 	}
-	r1, _ := l.mark()
-	waitFor(t, 10*time.Second, "requests through the third dlb alone", func() (bool, string) {
-		r, _ := l.mark()
-		return r > r1+200, fmt.Sprintf("%d requests since", r-r1)
-	})
+	l.more(t, 200, "requests through the third dlb alone")
 	checkLoad(t, "keep-alive clients through two hand-overs", l)
 	s.checkOneDLB(t, "dlb:dev", before.Version)
 	if got := len(l.byReplica); got != 3 {
@@ -302,11 +308,7 @@ func TestUpgradeDLBWithTLS(t *testing.T) {
 	if err := s.rollOutDLB(t, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	a0, _ := fresh.mark()
-	waitFor(t, 10*time.Second, "handshakes with the new dlb alone", func() (bool, string) {
-		a, _ := fresh.mark()
-		return a > a0+50, fmt.Sprintf("%d requests since", a-a0)
-	})
+	fresh.more(t, 50, "handshakes with the new dlb alone")
 	checkLoad(t, "a new TLS handshake per request through the hand-over", fresh)
 	checkLoad(t, "kept TLS connections through the hand-over", reused)
 	s.checkOneDLB(t, nextImage, nextVersion)
@@ -327,11 +329,7 @@ func TestUpgradeToBrokenDLB(t *testing.T) {
 		t.Fatalf("rollout to an image that exits at start: %v, want an error with its log naming the bad flag", err)
 	}
 	t.Logf("the rollout said: %v", err)
-	r0, _ := l.mark()
-	waitFor(t, 10*time.Second, "requests after the failed rollout", func() (bool, string) {
-		r, _ := l.mark()
-		return r > r0+200, fmt.Sprintf("%d requests since", r-r0)
-	})
+	l.more(t, 200, "requests after the failed rollout")
 	checkLoad(t, "keep-alive clients through a failed rollout", l)
 	s.checkOneDLB(t, "dlb:dev", before.Version)
 	if ids := s.containers("dlb"); !slices.Contains(ids, before.ID) {

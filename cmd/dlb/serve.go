@@ -230,7 +230,6 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 	if s.admin != nil {
 		go func() { errc <- s.admin.Serve(s.adminLn) }()
 	}
-	s.serving.Store(true)
 	if pred != nil {
 		hl := log.With().Str("component", "handover").Int("old_pid", pred.PID).Logger()
 		if left := pred.Untaken(); len(left) > 0 {
@@ -242,6 +241,9 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 			hl.Info().Msg("hand-over: serving on the old dlb's sockets; it finishes its requests in flight and stops")
 		}
 	}
+	// /api/self says serving once the old dlb, if any, has let go: the
+	// rollout stops it then, not while it still hands over.
+	s.serving.Store(true)
 	handedOver := s.handOver(ctx, cfg)
 
 	select {
