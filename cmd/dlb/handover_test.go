@@ -392,9 +392,10 @@ func TestHandOverFinishesWhatIsInFlight(t *testing.T) {
 	waitFor(t, 20*time.Second, "the old dlb to hand over", func() (bool, string) {
 		return old.logHas("handed over to a new dlb"), "not yet"
 	})
-	if self := next.self(t); !self.Serving {
-		t.Errorf("/api/self after the hand-over: %+v, want the new dlb serving", self)
-	}
+	waitFor(t, 5*time.Second, "the new dlb's /api/self to say serving", func() (bool, string) {
+		self := next.self(t)
+		return self.Serving, fmt.Sprintf("%+v", self)
+	})
 
 	if _, err := half.Write([]byte("\r\n")); err != nil {
 		t.Fatalf("the rest of the half-sent request: %v", err)
