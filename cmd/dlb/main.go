@@ -73,6 +73,7 @@ type config struct {
 	// timeouts (as flags: 0 is off; check turns that into proxy's negative).
 	proxy           proxy.Options
 	shutdownTimeout time.Duration
+	handoverSocket  string
 	maxHeaderBytes  int
 	dataPath        string
 	parkIdleAfter   time.Duration
@@ -119,6 +120,7 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.IntFlag{Name: "retries", Value: 2, Destination: &cfg.proxy.Retries, EnvVars: envs("RETRIES"), Usage: "how many other replicas a failed request may be retried on, when safe"},
 		&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, Destination: &cfg.proxy.QueueTimeout, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Destination: &cfg.shutdownTimeout, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
+		&cli.StringFlag{Name: "handover-socket", Destination: &cfg.handoverSocket, EnvVars: envs("HANDOVER_SOCKET"), Usage: "Unix socket path (in a volume the old and the new dlb share) over which a new dlb takes the listening sockets from the running one: an upgrade refuses and resets no connection; empty: off"},
 		&cli.IntFlag{Name: "max-header-bytes", Value: listener.DefaultMaxHeaderBytes, Destination: &cfg.maxHeaderBytes, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
 		&cli.StringFlag{Name: "data-path", Value: proxy.DataPathFast, Destination: &cfg.dataPath, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request; the default with --upstream-transport std)"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Destination: &cfg.logLevel, EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
@@ -214,6 +216,9 @@ func (cfg *config) check(c *cli.Context) error {
 	}
 	if cfg.shutdownTimeout < 0 {
 		return badFlag("shutdown-timeout", cfg.shutdownTimeout.String(), "must not be negative")
+	}
+	if err := checkHandoverSocket(cfg.handoverSocket); err != nil {
+		return badFlag("handover-socket", cfg.handoverSocket, err.Error())
 	}
 	for _, f := range []struct {
 		name string
