@@ -157,13 +157,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc = http.NewResponseController(w)
 		p.extendWrite(rc) // for an answer of dlb's own; renewed when the replica's comes
 	}
-	if r.ProtoMajor == 1 && r.ContentLength != 0 {
-		// A replica may answer while it still reads the body (an echo, a
-		// stream): both directions flow at once. Without this, net/http's
-		// HTTP/1 server reads and discards up to 256 KiB of the body when
-		// the response starts, and cuts the rest of the upload.
-		http.NewResponseController(w).EnableFullDuplex()
-	}
 	if ob := p.observe(w, r); ob != nil {
 		defer ob.done()
 		w = ob
@@ -235,6 +228,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// anything was written (it retries only requests it can rewind).
 			r.GetBody = a.body.rewind
 		}
+	}
+	if a.client != nil && r.ProtoMajor == 1 {
+		// A replica may answer while it still reads the body (an echo, a
+		// stream): both directions flow at once. Without this, net/http's
+		// HTTP/1 server reads and discards up to 256 KiB of the body when
+		// the response starts, and cuts the rest of the upload.
+		http.NewResponseController(w).EnableFullDuplex()
+		defer a.client.finish(unobserved(w))
 	}
 	if up.Begin() {
 		a.first = up
