@@ -135,49 +135,43 @@ func (s *handoverStack) setImage(image string) {
 	}
 }
 
-// rollOutDLB does to dlb's own service what `dlb rollout` does: it starts
-// a second dlb container beside the running one (scale to 2,
-// --no-recreate), waits until /api/self, on the admin socket the new one
-// takes over, names the new container as serving, then stops and removes
-// the old one. When the new one exits or is not serving within timeout it
-// is removed, the old one left alone, and the error says why.
+// rollOutDLB runs `dlb rollout` on dlb's own service, as a user upgrades
+// dlb: the new container starts beside the running one, takes its sockets
+// over, and the old one is stopped and removed once /api/self names the new
+// one serving. The error is the command's output when it fails. The old
+// container's log is kept for a failing test, since the rollout removes it.
 func (s *handoverStack) rollOutDLB(t *testing.T, timeout time.Duration) error {
 	t.Helper()
 	old := s.containers("dlb")
 	if len(old) != 1 {
 		t.Fatalf("dlb containers before the rollout: %v, want one", old)
 	}
-	s.compose("up", "-d", "--no-build", "--no-recreate", "--scale", "dlb=2", "dlb")
-	var fresh string
-	for _, id := range s.containers("dlb") {
-		if id != old[0] {
-			fresh = id
-		}
+	var oldLog lockedBuffer
+	follow := exec.Command("docker", "logs", "-f", old[0])
+	follow.Stdout, follow.Stderr = &oldLog, &oldLog
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if fresh == "" {
-		t.Fatalf("no new dlb container after scaling dlb to 2: %v", s.containers("dlb"))
+	args := []string{"rollout", "-p", s.name, "-f", s.file}
+	for _, f := range s.more {
+		args = append(args, "-f", f)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		self, err := s.self()
-		if err == nil && self.ID == fresh && self.Serving {
-			break
-		}
-		state := docker(t, "inspect", "-f", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}", fresh)
-		if failed := !strings.HasPrefix(state, "running 0 ") && !strings.HasPrefix(state, "created "); failed || time.Now().After(deadline) {
-			logs, _ := exec.Command("docker", "logs", "--tail", "5", fresh).CombinedOutput()
-			docker(t, "rm", "-f", fresh)
-			if !failed {
-				state = fmt.Sprintf("not serving after %s (/api/self: %+v, %v)", timeout, self, err)
-			}
-			return fmt.Errorf("new dlb %.12s: %s; its last log lines:\n%s", fresh, state, logs)
-		}
-		time.Sleep(50 * time.Millisecond) // the engine sends no event for "serving"
+	args = append(args, "--admin-url", s.adminURL, "--timeout", timeout.String(), "dlb")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, dlbBinary(), args...)
+	cmd.Env = append(os.Environ(), s.env...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("dlb %s (%s):\n%s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond), out)
+	// The log stream ends with the old container; a failed rollout leaves
+	// it running, so stop following it.
+	follow.Process.Kill()
+	follow.Wait()
+	s.oldLogs = append(s.oldLogs, oldLog.String())
+	if err != nil {
+		return fmt.Errorf("dlb rollout: %v\n%s", err, out)
 	}
-	docker(t, "stop", old[0])
-	logs, _ := exec.Command("docker", "logs", old[0]).CombinedOutput()
-	s.oldLogs = append(s.oldLogs, string(logs))
-	docker(t, "rm", old[0])
 	return nil
 }
 
