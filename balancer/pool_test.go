@@ -166,8 +166,10 @@ func TestPoolChangesToAnUnknownID(t *testing.T) {
 func TestPoolPutKeepsCountersOfAMovedReplica(t *testing.T) {
 	p := pool(t, "a")
 	u := p.Get("id-a")
+	u.Claim()
 	u.Begin()
 	u.End(true)
+	u.Claim()
 	u.Begin() // still in flight
 
 	got := p.Put(balancer.Member{ID: "id-a", Name: "renamed", Address: "10.0.0.9:8080", Weight: 3})
@@ -196,6 +198,7 @@ func TestPoolPutKeepsCountersOfAMovedReplica(t *testing.T) {
 func TestPoolRemoveThenPutStartsAfresh(t *testing.T) {
 	p := pool(t, "a")
 	old := p.Get("id-a")
+	old.Claim()
 	old.Begin()
 	old.End(true)
 	p.Remove("id-a")
@@ -513,13 +516,14 @@ func TestStateString(t *testing.T) {
 
 func TestUpstreamCounters(t *testing.T) {
 	u := pool(t, "a").Get("id-a")
-	u.Begin()
-	u.Begin()
+	for range 3 {
+		u.Claim()
+		u.Begin()
+	}
 	u.End(false)
-	u.Begin()
 	u.End(true)
 	if u.InFlight() != 1 || u.Requests() != 3 || u.Failures() != 1 {
-		t.Errorf("after 3 Begin, 2 End (1 failed): got in flight %d, requests %d, failures %d; want 1, 3, 1",
+		t.Errorf("after 3 Claim and Begin, 2 End (1 failed): got in flight %d, requests %d, failures %d; want 1, 3, 1",
 			u.InFlight(), u.Requests(), u.Failures())
 	}
 }

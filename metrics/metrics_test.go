@@ -130,7 +130,7 @@ func (l poolList) All() []*balancer.Pool { return l }
 func (f *fixture) request(u *balancer.Upstream, status int, retries int) {
 	e := &proxy.Exchange{Route: f.route, Upstream: u, Status: status, Start: f.clock.t,
 		Duration: 30 * time.Millisecond, Retries: retries}
-	if u != nil && u.Begin() {
+	if u != nil && u.Claim() && u.Begin() {
 		e.FirstFor = u
 	}
 	if u != nil {
@@ -293,9 +293,9 @@ func TestReplicasByStateAtScrape(t *testing.T) {
 	f.pool.Drain("4")
 	f.pool.Put(balancer.Member{ID: "5", Name: "web-5", Address: "10.0.0.5:80"})
 	f.pool.Stop("5")
-	f.w1.Begin()
-	f.w2.Begin()
-	f.w2.Begin()
+	f.w1.Claim()
+	f.w2.Claim()
+	f.w2.Claim()
 
 	for state, n := range map[string]float64{"starting": 1, "ready": 2, "draining": 1, "down": 1} {
 		want(t, f.m, "dlb_replicas", map[string]string{"service": "web", "state": state}, n)
