@@ -98,15 +98,16 @@ func (u *Upstream) hasRoom() bool {
 }
 
 // limiter learns a replica's concurrency limit from the requests it
-// serves, in the manner of Netflix's concurrency-limits Gradient2 and
-// Envoy's adaptive concurrency filter: it keeps the latency of a replica
-// with no queue (noLoad, the lowest recent window's average, drifting up
-// slowly), and per window of samples compares the window's average with
-// it. While the average stays within tolerance times noLoad and the limit
-// was reached, the limit grows by its square root (room to find more);
-// beyond, it shrinks in proportion; a failed or overloaded answer (5xx)
-// cuts it by a fifth at once. Its clock is the replica's own latencies:
-// it reads no time.
+// serves, in the manner of Envoy's adaptive concurrency filter and Netflix's
+// concurrency-limits Gradient2. It keeps noLoad, the latency of the replica
+// with no queue inside it: the lowest average of a window of samples, and
+// every probeEvery windows measured afresh in a window at probeLimit (so a
+// replica whose unloaded latency grew is seen as it is now). Per window it
+// compares the window's average with noLoad: while the average stays within
+// tolerance times noLoad and the limit was reached, the limit grows by its
+// square root (room to find more); beyond, it shrinks in proportion. A
+// failed or overloaded answer (5xx) cuts it by a fifth at once. It reads no
+// clock: its time is the replica's own latencies and its count of samples.
 type limiter struct {
 	mu      sync.Mutex
 	limit   float64
@@ -115,6 +116,8 @@ type limiter struct {
 	n       int     // this window's samples
 	full    bool    // the limit was reached in this window
 	dropped bool    // a request failed or was answered as overloaded in this window
+	windows int     // windows since the last probe
+	probing float64 // the limit to go back to after a probe window; 0: not probing
 }
 
 const (
@@ -122,6 +125,8 @@ const (
 	limiterMin       = 1
 	limiterTolerance = 2.0 // latency up to twice the unloaded one is not a queue
 	limiterSmoothing = 0.2
+	probeEvery       = 500 // windows
+	probeLimit       = 2
 )
 
 func newLimiter() *limiter { return &limiter{limit: limiterInitial} }
@@ -137,7 +142,7 @@ func (l *limiter) sample(u *Upstream, took time.Duration, dropped bool) {
 	}
 	if dropped {
 		// Back off at once: the replica says it is over its capacity.
-		if !l.dropped {
+		if !l.dropped && l.probing == 0 {
 			l.limit = max(limiterMin, l.limit*0.8)
 			u.limit.Store(l.current())
 		}
@@ -159,11 +164,16 @@ func (l *limiter) update() {
 		return
 	}
 	avg := l.sum / float64(l.n)
-	switch {
-	case l.noLoad == 0 || avg < l.noLoad:
+	if l.probing > 0 {
+		l.noLoad, l.limit, l.probing, l.windows = avg, l.probing, 0, 0
+		return
+	}
+	if l.noLoad == 0 || avg < l.noLoad {
 		l.noLoad = avg
-	default:
-		l.noLoad += (avg - l.noLoad) / 100 // a slow drift, for a replica whose unloaded latency grew
+	}
+	if l.windows++; l.windows >= probeEvery && l.limit > probeLimit {
+		l.probing, l.limit = l.limit, probeLimit
+		return
 	}
 	if l.dropped {
 		return

@@ -177,9 +177,10 @@ func (p *Pool) pickFor(ask *Ask) *Upstream {
 }
 
 // enqueue puts w at the back of the queue, unless a slot is free (then it
-// returns its upstream) or the queue is full and w's client holds the most
-// of it (then it returns a *ShedError). A full queue makes room by shedding
-// the newest request of the client that holds the most.
+// returns its upstream) or the queue is full and w's client, let in, would
+// hold as much of it as the client holding the most (then it returns a
+// *ShedError). Else a full queue makes room by shedding the newest request
+// of the client that holds the most.
 func (p *Pool) enqueue(w *waiter) (*Upstream, error) {
 	q := &p.queue
 	q.mu.Lock()
@@ -194,7 +195,9 @@ func (p *Pool) enqueue(w *waiter) (*Upstream, error) {
 	var evicted *waiter
 	if q.n >= p.QueueMax() {
 		heavy, most := q.heaviest()
-		if q.byClient[w.ask.Client] >= most {
+		if q.byClient[w.ask.Client]+1 >= most {
+			// Letting it in would leave it holding as much as the
+			// heaviest: no fairer than refusing it.
 			q.waiting.Add(-1)
 			q.mu.Unlock()
 			p.shedNow()
