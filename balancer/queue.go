@@ -70,10 +70,11 @@ type queue struct {
 
 	// Counters since the pool was made, for metrics and the admin API.
 	queued, shed, timedOut atomic.Int64
-	waitNanos               atomic.Int64 // total time the served waiters waited
-	served                  atomic.Int64 // waiters that got a slot
+	waitNanos              atomic.Int64 // total time the served waiters waited
+	served                 atomic.Int64 // waiters that got a slot
 
-	shedding atomic.Bool // shed a request since the queue was last empty
+	shedding atomic.Bool  // shed a request in the last shedQuiet
+	lastShed atomic.Int64 // when, in unix nanoseconds by the pool's clock
 	onShed   atomic.Pointer[func(shedding bool)]
 
 	rate rateMeter
@@ -98,8 +99,8 @@ func (p *Pool) QueueMax() int {
 func (p *Pool) QueueTimeout() time.Duration { return time.Duration(p.queue.timeout.Load()) }
 
 // OnShedding sets f to be told when the pool starts shedding requests (a
-// full queue, or a request that waited its timeout) and when it stops (its
-// queue has emptied since): one call each, not one per request.
+// full queue, or a request that waited its timeout) and when it stops (it
+// has shed none for a while): one call each, not one per request.
 func (p *Pool) OnShedding(f func(shedding bool)) { p.queue.onShed.Store(&f) }
 
 // Acquire returns an upstream for the request with a slot claimed for it,
@@ -226,9 +227,6 @@ func (p *Pool) leave(w *waiter) bool {
 		q.remove(w)
 	}
 	q.mu.Unlock()
-	if in {
-		p.queueChanged()
-	}
 	return in
 }
 
@@ -238,44 +236,49 @@ func (p *Pool) leave(w *waiter) bool {
 func (p *Pool) dispatch() {
 	q := &p.queue
 	q.mu.Lock()
-	var handed []*waiter
 	for w := q.head; w != nil; {
 		next := w.next
 		u := p.pickFor(&w.ask)
 		if u != nil {
 			q.remove(w)
 			w.got <- u // buffered: never blocks
-			handed = append(handed, w)
 		} else if w.ask.Want == nil && w.ask.Avoid == nil && !p.NeedsKey() {
 			break // no slot for anyone: those behind wait too
 		}
 		w = next
 	}
 	q.mu.Unlock()
-	if len(handed) > 0 {
-		p.queueChanged()
-	}
 }
 
-// queueChanged tells OnShedding's function that shedding stopped once the
-// queue is empty.
-func (p *Pool) queueChanged() {
-	q := &p.queue
-	if q.waiting.Load() == 0 && q.shedding.CompareAndSwap(true, false) {
-		if f := q.onShed.Load(); f != nil {
-			(*f)(false)
-		}
-	}
-}
+// shedQuiet is how long a pool sheds nothing before OnShedding hears that
+// it stopped: a surge sheds in bursts, and one line per burst is noise.
+const shedQuiet = 2 * time.Second
 
 // shedNow counts a shed request and tells OnShedding's function when it
-// is the first since the queue was last empty.
+// is the first since the pool last stopped shedding.
 func (p *Pool) shedNow() {
 	q := &p.queue
 	q.shed.Add(1)
+	q.lastShed.Store(p.now().UnixNano())
 	if q.shedding.CompareAndSwap(false, true) {
 		if f := q.onShed.Load(); f != nil {
 			(*f)(true)
+		}
+		time.AfterFunc(shedQuiet, p.checkQuiet)
+	}
+}
+
+// checkQuiet tells OnShedding's function that the pool stopped shedding
+// once it has shed nothing for shedQuiet, else looks again later.
+func (p *Pool) checkQuiet() {
+	q := &p.queue
+	if since := p.now().Sub(time.Unix(0, q.lastShed.Load())); since < shedQuiet {
+		time.AfterFunc(shedQuiet-since, p.checkQuiet)
+		return
+	}
+	if q.shedding.CompareAndSwap(true, false) {
+		if f := q.onShed.Load(); f != nil {
+			(*f)(false)
 		}
 	}
 }

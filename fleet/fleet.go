@@ -113,7 +113,7 @@ type Fleet struct {
 	observer Observer
 	log      zerolog.Logger
 	limit    balancer.Limit // Options.MaxInflight
-	listed   atomic.Bool // every source has synced once: the routes are known
+	listed   atomic.Bool    // every source has synced once: the routes are known
 
 	mu       sync.Mutex
 	sources  map[string]*sourceState       // by source name

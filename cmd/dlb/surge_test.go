@@ -1,0 +1,242 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// surge is a bounded closed-loop load from one client address: workers
+// send GETs back to back for a while and record every answer's status and
+// latency.
+type surge struct {
+	mu        sync.Mutex
+	status    map[int]int
+	errs      int
+	latencies []time.Duration // of the 200s
+	samples   []string        // the first answers that were neither 200 nor 503
+	took      time.Duration
+}
+
+// runSurge sends GET url with Host host (if set) from source (an IP of
+// this host; "": any) with the given number of workers for dur, and returns what they got.
+func runSurge(url, host, source string, workers int, dur time.Duration) *surge {
+	s := &surge{status: map[int]int{}}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if source != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(source)}
+	}
+	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	start := time.Now()
+	deadline := start.Add(dur)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			status := map[int]int{}
+			errs := 0
+			for time.Now().Before(deadline) {
+				req, _ := http.NewRequest("GET", url, nil)
+				if host != "" {
+					req.Host = host
+				}
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					errs++
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				status[resp.StatusCode]++
+				switch resp.StatusCode {
+				case 200:
+					lat = append(lat, time.Since(t0))
+				case 503:
+					if resp.Header.Get("Retry-After") == "" {
+						status[-503]++ // a 503 without Retry-After
+					}
+				default:
+					s.mu.Lock()
+					if len(s.samples) < 5 {
+						s.samples = append(s.samples, fmt.Sprintf("%d %q", resp.StatusCode, strings.TrimSpace(string(body))))
+					}
+					s.mu.Unlock()
+				}
+			}
+			s.mu.Lock()
+			s.latencies = append(s.latencies, lat...)
+			for k, v := range status {
+				s.status[k] += v
+			}
+			s.errs += errs
+			s.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	s.took = time.Since(start)
+	slices.Sort(s.latencies)
+	return s
+}
+
+func (s *surge) requests() int {
+	n := s.errs
+	for k, v := range s.status {
+		if k > 0 {
+			n += v
+		}
+	}
+	return n
+}
+
+// failed counts answers that are neither 200 nor a 503 with Retry-After.
+func (s *surge) failed() int { return s.requests() - s.status[200] - s.status[503] + s.status[-503] }
+
+func (s *surge) quantile(q float64) time.Duration {
+	if len(s.latencies) == 0 {
+		return 0
+	}
+	return s.latencies[min(len(s.latencies)-1, int(q*float64(len(s.latencies))))]
+}
+
+func (s *surge) String() string {
+	return fmt.Sprintf("%d requests in %s: %d ok (%.0f/s), %d shed (503), %d failed; latency of the 200s p50 %s p99 %s",
+		s.requests(), s.took.Round(time.Millisecond), s.status[200], float64(s.status[200])/s.took.Seconds(), s.status[503], s.failed(),
+		s.quantile(0.5).Round(time.Millisecond), s.quantile(0.99).Round(time.Millisecond))
+}
+
+// capacities reads each replica's own count of the most requests it
+// served at once and of those it failed for being over its capacity.
+func capacities(t *testing.T, d *dlbProc, pool string) (peak, over int) {
+	t.Helper()
+	for _, p := range d.pools() {
+		if p.Name != pool {
+			continue
+		}
+		for _, r := range p.Replicas {
+			code, body := get("http://" + r.Address + "/capacity")
+			var pk, ov int
+			if _, err := fmt.Sscanf(body, "peak %d over %d", &pk, &ov); code != 200 || err != nil {
+				t.Fatalf("GET %s/capacity: %d %q", r.Address, code, body)
+			}
+			peak, over = max(peak, pk), over+ov
+		}
+	}
+	return peak, over
+}
+
+const surgeProject = `
+services:
+  shop:
+    image: dlb-demo:dev
+    environment:
+      CAPACITY: "8"
+    labels:
+      dlb.enable: "true"
+      dlb.host: shop.test
+      dlb.max_inflight: "8"
+    networks: [appnet]
+  flood:
+    image: dlb-demo:dev
+    environment:
+      CAPACITY: "8"
+    labels:
+      dlb.enable: "true"
+      dlb.host: flood.test
+      dlb.max_inflight: "8"
+      dlb.queue.max: "16"
+    networks: [appnet]
+networks:
+  appnet: {}
+`
+
+// TestSurge: two replicas that each serve 8 requests at once (a 9th gets
+// 500) behind dlb with dlb.max_inflight=8. 8x their capacity for 15 s
+// costs no failed request, no replica ever has more than 8 at once, and
+// they serve at least 90% of what they can. A flood from one address past
+// dlb.queue.max is shed with 503 while 4 clients from another address get
+// only 200s.
+func TestSurge(t *testing.T) {
+	requireDocker(t)
+	p := newProject(t, surgeProject)
+	p.compose("up", "-d", "--no-build", "--scale", "shop=2", "--scale", "flood=2")
+	d := startDLB(t, "--network", "appnet", "--project", p.name, "--log-level", "info")
+	shop, flood := p.name+"-shop", p.name+"-flood"
+	d.waitReady(t, shop, 2, 10*time.Second)
+	d.waitReady(t, flood, 2, 10*time.Second)
+
+	t.Run("8x overload", func(t *testing.T) {
+		// The replicas' capacity on this machine now: 8 clients on each,
+		// straight to it (on an idle machine 2 x 8 / 20 ms = 800/s).
+		capacity := 0.0
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, pv := range d.pools() {
+			if pv.Name != shop {
+				continue
+			}
+			for _, r := range pv.Replicas {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := runSurge("http://"+r.Address+"/slow?ms=20", "", "", 8, 5*time.Second)
+					mu.Lock()
+					capacity += float64(s.status[200]) / s.took.Seconds()
+					mu.Unlock()
+				}()
+			}
+		}
+		wg.Wait()
+		// And through dlb with as many clients as they hold (no queue):
+		// what they serve through one more hop, on this machine now.
+		full := runSurge(d.proxyURL+"/slow?ms=20", "shop.test", "127.0.0.1", 16, 5*time.Second)
+		t.Logf("16 clients through dlb, no queue: %s", full)
+		t.Logf("the replicas' capacity: 800/s on an idle machine, %.0f/s measured straight to them now, %.0f/s through dlb with no queue",
+			capacity, float64(full.status[200])/full.took.Seconds())
+		capacity = min(capacity, float64(full.status[200])/full.took.Seconds())
+		s := runSurge(d.proxyURL+"/slow?ms=20", "shop.test", "127.0.0.1", 8*16, 15*time.Second)
+		t.Logf("128 clients, 2 replicas x 8 at once, 20 ms requests: %s", s)
+		if s.failed() != 0 || s.status[503] != 0 {
+			t.Errorf("8x overload: %d failed, %d shed, want none (first: %v)", s.failed(), s.status[503], s.samples)
+		}
+		if peak, over := capacities(t, d, shop); peak > 8 || over > 0 {
+			t.Errorf("replicas: got at most %d requests at once and %d over capacity, want at most 8 and 0", peak, over)
+		}
+		if got := float64(s.status[200]) / s.took.Seconds(); got < 0.9*capacity {
+			t.Errorf("throughput: got %.0f/s, want at least 90%% of the replicas' capacity (%.0f/s)", got, capacity)
+		}
+	})
+
+	t.Run("flood from one address", func(t *testing.T) {
+		var flooder, ordinary *surge
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); flooder = runSurge(d.proxyURL+"/slow?ms=20", "flood.test", "127.0.0.1", 96, 10*time.Second) }()
+		go func() { defer wg.Done(); ordinary = runSurge(d.proxyURL+"/slow?ms=20", "flood.test", "127.0.0.2", 4, 10*time.Second) }()
+		wg.Wait()
+		t.Logf("flood, 96 clients from 127.0.0.1: %s", flooder)
+		t.Logf("4 ordinary clients from 127.0.0.2: %s", ordinary)
+		if ordinary.status[200] == 0 || ordinary.status[200] != ordinary.requests() {
+			t.Errorf("ordinary clients: got %v (%d transport errors; first: %v), want only 200s", ordinary.status, ordinary.errs, ordinary.samples)
+		}
+		if flooder.status[503] == 0 || flooder.failed() != 0 {
+			t.Errorf("flooder: got %v (%d transport errors; first: %v), want 200s and 503s with Retry-After only", flooder.status, flooder.errs, flooder.samples)
+		}
+		if _, over := capacities(t, d, flood); over > 0 {
+			t.Errorf("replicas: %d requests over capacity, want 0", over)
+		}
+		if !d.logHas("service over capacity") || !d.logHas("no longer shedding") {
+			t.Errorf("dlb's log: want one line when the service starts shedding and one when it stops")
+		}
+	})
+}
