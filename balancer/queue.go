@@ -95,6 +95,10 @@ func (p *Pool) QueueMax() int {
 	return DefaultQueueMax
 }
 
+// Shedding reports whether the pool has shed a request lately (see
+// OnShedding).
+func (p *Pool) Shedding() bool { return p.queue.shedding.Load() }
+
 // QueueTimeout is the pool's own queue timeout (0: the proxy's).
 func (p *Pool) QueueTimeout() time.Duration { return time.Duration(p.queue.timeout.Load()) }
 
@@ -118,7 +122,11 @@ func (p *Pool) Acquire(ctx context.Context, ask Ask) (*Upstream, error) {
 	if timeout <= 0 {
 		timeout = ask.Timeout
 	}
-	if timeout <= 0 || p.Len() == 0 {
+	if p.Len() == 0 {
+		return nil, p.shedError(false) // scaled to 0: nothing to wait for, and no overload
+	}
+	if timeout <= 0 {
+		p.shedNow()
 		return nil, p.shedError(false)
 	}
 	w := &waiter{ask: ask, got: make(chan *Upstream, 1)}

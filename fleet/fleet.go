@@ -526,7 +526,14 @@ func (f *Fleet) Pools() []admin.Pool {
 			ap.Replicas = append(ap.Replicas, admin.Replica{
 				ID: u.ID(), Name: u.Name(), Address: u.Address(), State: u.State().String(),
 				InFlight: u.InFlight(), Requests: u.Requests(), Failures: u.Failures(),
+				Limit: u.Limit(), Adaptive: u.Adaptive(),
 			})
+		}
+		st := p.QueueStats()
+		ap.Queue = admin.Queue{Queued: st.Queued, Max: st.Max, Shed: st.Shed, TimedOut: st.TimedOut, Shedding: p.Shedding(),
+			ArrivalPerS: st.Arrival, DrainPerS: st.Drain, PerReplicaPerS: st.PerReplica, ReplicasNeeded: st.Needed}
+		if st.Served > 0 {
+			ap.Queue.WaitMS = float64(st.Waited.Microseconds()) / 1000 / float64(st.Served)
 		}
 		out = append(out, ap)
 	}

@@ -314,6 +314,27 @@ func TestReplicasByStateAtScrape(t *testing.T) {
 	want(t, f.m, "dlb_in_flight_requests", map[string]string{"service": "web"}, 2)
 }
 
+func TestQueueAtScrape(t *testing.T) {
+	f := newFixture(t)
+	f.pool.Put(balancer.Member{ID: "1", Name: "web-1", Address: "10.0.0.1:80", Limit: balancer.Limit{Max: 1}})
+	f.pool.Put(balancer.Member{ID: "2", Name: "web-2", Address: "10.0.0.2:80", Limit: balancer.Limit{Max: 2}})
+	f.pool.SetQueue(5, 0)
+	for range 3 {
+		f.pool.Pick(0, nil)
+	}
+	// No room and no time to wait: shed at once.
+	if _, err := f.pool.Acquire(t.Context(), balancer.Ask{}); err == nil {
+		t.Fatal("Acquire with every replica at its limit and no timeout: got a replica, want 503")
+	}
+	labels := map[string]string{"service": "web"}
+	want(t, f.m, "dlb_in_flight_limit", labels, 3)
+	want(t, f.m, "dlb_in_flight_requests", labels, 3)
+	want(t, f.m, "dlb_queue_max", labels, 5)
+	want(t, f.m, "dlb_queued_requests", labels, 0)
+	want(t, f.m, "dlb_shed_requests_total", labels, 1)
+	want(t, f.m, "dlb_queue_timeouts_total", labels, 0)
+}
+
 func TestEventsAndEjections(t *testing.T) {
 	f := newFixture(t)
 	for _, a := range []string{"start", "start", "die", "health_status: healthy"} {

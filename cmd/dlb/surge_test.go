@@ -221,8 +221,14 @@ func TestSurge(t *testing.T) {
 		var flooder, ordinary *surge
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); flooder = runSurge(d.proxyURL+"/slow?ms=20", "flood.test", "127.0.0.1", 96, 10*time.Second) }()
-		go func() { defer wg.Done(); ordinary = runSurge(d.proxyURL+"/slow?ms=20", "flood.test", "127.0.0.2", 4, 10*time.Second) }()
+		go func() {
+			defer wg.Done()
+			flooder = runSurge(d.proxyURL+"/slow?ms=20", "flood.test", "127.0.0.1", 96, 10*time.Second)
+		}()
+		go func() {
+			defer wg.Done()
+			ordinary = runSurge(d.proxyURL+"/slow?ms=20", "flood.test", "127.0.0.2", 4, 10*time.Second)
+		}()
 		wg.Wait()
 		t.Logf("flood, 96 clients from 127.0.0.1: %s", flooder)
 		t.Logf("4 ordinary clients from 127.0.0.2: %s", ordinary)
