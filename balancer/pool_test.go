@@ -639,3 +639,29 @@ func TestPoolPickDoesNotAllocate(t *testing.T) {
 		t.Errorf("Pick: got %v allocations per call, want 0", got)
 	}
 }
+
+// BenchmarkRequestSlot is a request's whole cost in the balancer: Pick (which
+// claims a slot), Begin and End, on 3 replicas, without a limit and with
+// one that is never reached (the claim's compare-and-swap).
+func BenchmarkRequestSlot(b *testing.B) {
+	for _, limit := range []int{0, 1 << 20} {
+		for _, policy := range []string{"round_robin", "least_conn"} {
+			b.Run(fmt.Sprintf("%s/limit=%d", policy, limit), func(b *testing.B) {
+				p := balancer.NewPool("web")
+				for _, n := range []string{"a", "b", "c"} {
+					m := member(n)
+					m.Limit = balancer.Limit{Max: limit}
+					p.Put(m)
+					p.MarkReady(m.ID)
+				}
+				p.SetPolicy(policy)
+				b.ReportAllocs()
+				for b.Loop() {
+					u := p.Pick(0, nil)
+					u.Begin()
+					u.End(false)
+				}
+			})
+		}
+	}
+}

@@ -11,6 +11,8 @@
 #   targets io-goroutine, io-epoll...; AB_STD=0 leaves dlb's std path out.
 #   AB_BASE=path/to/dlb adds that binary's fast path as target base (an A/B of
 #   a change: build the old commit into it first).
+#   AB_FLAGS="--max-inflight 4096" gives the fast target (this tree's bin/dlb) those
+#   flags too (an A/B of a setting, against AB_BASE built from the same tree).
 #   AB_PERF=1 also records each target with perf (test-artifacts/ab/ID/TARGET-perf.txt).
 #   The order of the targets rotates from round to round.
 #
@@ -52,14 +54,14 @@ for i in 1 2 3; do
 done
 
 declare -A PORT PID
-start_dlb() { # NAME PORT DATAPATH [BINARY]
+start_dlb() { # NAME PORT DATAPATH [BINARY [FLAGS...]]
 	GOMAXPROCS=2 "${4:-bin/dlb}" --listen "127.0.0.1:$2" --admin "127.0.0.1:$(($2 + 1))" --network "$ID" \
-		--log-level warn --data-path "$3" --pprof >"$WORK/$1.log" 2>&1 &
+		--log-level warn --data-path "$3" --pprof "${@:5}" >"$WORK/$1.log" 2>&1 &
 	PID[$1]=$! PORT[$1]=$2
 	PIDS+=("$!")
 }
 TARGETS=(fast)
-start_dlb fast 27290 fast
+start_dlb fast 27290 fast bin/dlb ${AB_FLAGS:-}
 if [[ -n ${AB_BASE:-} ]]; then
 	start_dlb base 27296 fast "$AB_BASE"
 	TARGETS+=(base)

@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // surge is a bounded closed-loop load from one client address: workers
@@ -245,4 +251,82 @@ func TestSurge(t *testing.T) {
 			t.Errorf("dlb's log: want one line when the service starts shedding and one when it stops")
 		}
 	})
+}
+
+// queueView is what the dashboard shows of a pool's queue.
+type queueView struct {
+	Shown   bool     `json:"shown"`
+	Queued  string   `json:"queued"`
+	Shed    string   `json:"shed"`
+	Needed  string   `json:"needed"`
+	Flights []string `json:"flights"`
+}
+
+// dashboardQueue reads the queue beside the replicas of pool's card.
+func dashboardQueue(ctx context.Context, pool string) (queueView, error) {
+	name, _ := json.Marshal(pool)
+	js := `(() => {
+  const out = {shown: false, queued: "", shed: "", needed: "", flights: []};
+  for (const card of document.querySelectorAll("section.pool")) {
+    const title = card.querySelector(".pool-name");
+    if (!title || title.textContent !== ` + string(name) + `) continue;
+    const q = card.querySelector(".queue");
+    out.shown = !!q && getComputedStyle(q).display !== "none";
+    out.queued = (card.querySelector(".q-queued") || {}).textContent || "";
+    out.shed = (card.querySelector(".q-shed") || {}).textContent || "";
+    out.needed = (card.querySelector(".q-needed") || {}).textContent || "";
+    for (const v of card.querySelectorAll("li.replica .r-flight .val")) out.flights.push(v.textContent);
+  }
+  return out;
+})()`
+	return chromedp.Run(ctx, chromedp.Evaluate[queueView](js))
+}
+
+// TestDashboardShowsTheQueue floods a service whose replicas are at their
+// dlb.max_inflight and checks that the dashboard draws its queue beside
+// them: requests waiting, shed, the replicas the load needs, and each
+// replica's in flight against its limit.
+func TestDashboardShowsTheQueue(t *testing.T) {
+	chromium := requireBrowser(t)
+	requireDocker(t)
+	p := newProject(t, surgeProject)
+	p.compose("up", "-d", "--no-build", "--scale", "shop=0", "--scale", "flood=2")
+	d := startDLB(t, "--network", "appnet", "--project", p.name, "--log-level", "info")
+	pool := p.name + "-flood"
+	d.waitReady(t, pool, 2, 10*time.Second)
+
+	ctx := newBrowser(t, chromium)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.adminURL+"/")); err != nil {
+		t.Fatalf("opening %s/ in Chromium: %v", d.adminURL, err)
+	}
+	waitFor(t, 30*time.Second, "the dashboard to show the queue beside the replicas", func() (bool, string) {
+		v, err := dashboardQueue(ctx, pool)
+		return err == nil && v.Shown, fmt.Sprintf("%+v %v", v, err)
+	})
+	done := make(chan *surge, 1)
+	go func() { done <- runSurge(d.proxyURL+"/slow?ms=20", "flood.test", "127.0.0.1", 96, 10*time.Second) }()
+	var v queueView
+	waitFor(t, 9*time.Second, "the dashboard to show requests waiting and shed, and the replicas needed", func() (bool, string) {
+		var err error
+		v, err = dashboardQueue(ctx, pool)
+		return err == nil && strings.HasSuffix(v.Queued, " waiting") && v.Queued != "0 waiting" && strings.Contains(v.Shed, "shed") &&
+			v.Shed != "none shed" && strings.HasPrefix(v.Needed, "needs "), fmt.Sprintf("%+v %v", v, err)
+	})
+	if !slices.ContainsFunc(v.Flights, func(f string) bool { return strings.HasSuffix(f, "/8") }) {
+		t.Errorf("replicas' in flight: got %q, want them against their limit (n/8)", v.Flights)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	dir, _ := filepath.Abs(filepath.Join("..", "..", "test-artifacts"))
+	os.MkdirAll(dir, 0o755)
+	shot := filepath.Join(dir, "dashboard-surge.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the dashboard under a flood: %+v; screenshot %s", v, shot)
+	<-done
 }
