@@ -330,3 +330,74 @@ func TestDashboardShowsTheQueue(t *testing.T) {
 	t.Logf("the dashboard under a flood: %+v; screenshot %s", v, shot)
 	<-done
 }
+
+const adaptiveProject = `
+services:
+  cpu:
+    image: dlb-demo:dev
+    environment:
+      CORES: "2"
+    labels:
+      dlb.enable: "true"
+      dlb.host: cpu.test
+    networks: [appnet]
+  capped:
+    image: dlb-demo:dev
+    environment:
+      CAPACITY: "8"
+    labels:
+      dlb.enable: "true"
+      dlb.host: capped.test
+    networks: [appnet]
+networks:
+  appnet: {}
+`
+
+// TestAdaptiveLimitAgainstFixed measures --max-inflight auto against fixed
+// limits on two kinds of replica, 2 of each, under 64 clients: one whose
+// latency grows with concurrency past its 2 "cores" (/work?ms=10: 400/s in
+// all at best), and one that fails past 8 at once (/slow?ms=20: 800/s). It
+// logs a table (throughput, failed, p50/p99 latency per limit) and checks
+// that auto keeps at least 80% of the best fixed limit's throughput with
+// at most 1% failed. It takes about 3 minutes: set DLB_LIMIT_SWEEP=1.
+func TestAdaptiveLimitAgainstFixed(t *testing.T) {
+	if os.Getenv("DLB_LIMIT_SWEEP") != "1" {
+		t.Skip("a 3-minute measurement: set DLB_LIMIT_SWEEP=1 to run it")
+	}
+	requireDocker(t)
+	p := newProject(t, adaptiveProject)
+	p.compose("up", "-d", "--no-build", "--scale", "cpu=2", "--scale", "capped=2")
+	for _, kind := range []struct{ host, path string }{{"cpu.test", "/work?ms=10"}, {"capped.test", "/slow?ms=20"}} {
+		best, bestLimit := 0.0, ""
+		var auto *surge
+		for _, limit := range []string{"0", "2", "4", "8", "16", "auto"} {
+			d := startDLB(t, "--network", "appnet", "--project", p.name, "--log-level", "warn", "--max-inflight", limit)
+			d.waitReady(t, p.name+"-"+strings.TrimSuffix(kind.host, ".test"), 2, 10*time.Second)
+			if limit == "auto" {
+				runSurge(d.proxyURL+kind.path, kind.host, "127.0.0.1", 64, 5*time.Second) // it learns
+			}
+			s := runSurge(d.proxyURL+kind.path, kind.host, "127.0.0.1", 64, 10*time.Second)
+			t.Logf("%-12s --max-inflight %-4s %s (non-200: %v)", kind.host, limit, s, s.status)
+			ok := float64(s.status[200]) / s.took.Seconds()
+			if limit == "auto" {
+				auto = s
+				for _, pv := range d.pools() {
+					for _, r := range pv.Replicas {
+						if strings.HasSuffix(pv.Name, strings.TrimSuffix(kind.host, ".test")) {
+							t.Logf("  learned: %s limit %d", r.Name, r.Limit)
+						}
+					}
+				}
+			} else if s.failed() == 0 && ok > best {
+				best, bestLimit = ok, limit
+			}
+			d.stop()
+		}
+		got := float64(auto.status[200]) / auto.took.Seconds()
+		t.Logf("%s: auto %.0f/s against the best fixed limit without failures (%s) %.0f/s: %.2fx", kind.host, got, bestLimit, best, got/best)
+		if got < 0.8*best || auto.failed()*100 > auto.requests() {
+			t.Errorf("%s: auto served %.0f/s with %d of %d failed; want at least 80%% of the best fixed limit's %.0f/s and at most 1%% failed",
+				kind.host, got, auto.failed(), auto.requests(), best)
+		}
+	}
+}
