@@ -371,7 +371,7 @@ func TestAdaptiveLimitAgainstFixed(t *testing.T) {
 		best, bestLimit := 0.0, ""
 		var auto *surge
 		for _, limit := range []string{"0", "2", "4", "8", "16", "auto"} {
-			d := startDLB(t, "--network", "appnet", "--project", p.name, "--log-level", "warn", "--max-inflight", limit)
+			d := startDLB(t, "--network", "appnet", "--project", p.name, "--log-level", "info", "--max-inflight", limit)
 			d.waitReady(t, p.name+"-"+strings.TrimSuffix(kind.host, ".test"), 2, 10*time.Second)
 			if limit == "auto" {
 				runSurge(d.proxyURL+kind.path, kind.host, "127.0.0.1", 64, 5*time.Second) // it learns
