@@ -541,8 +541,9 @@ func (f *Fleet) Pools() []admin.Pool {
 }
 
 // logShedding logs when pool starts shedding requests (its queue is full,
-// or they waited their timeout) and when it stops (the queue has emptied):
-// one line each, with the figures a user needs to scale the service.
+// or they waited their timeout) and when it stops (it shed none for a
+// while): one line each, with the figures a user needs to scale the
+// service.
 func (f *Fleet) logShedding(pool *balancer.Pool) {
 	pool.OnShedding(func(shedding bool) {
 		st := pool.QueueStats()
@@ -554,6 +555,6 @@ func (f *Fleet) logShedding(pool *balancer.Pool) {
 			ev.Msg("service over capacity: shedding requests with 503 (its replicas are at dlb.max_inflight and its queue is full or waits too long); scale it out")
 			return
 		}
-		f.log.Info().Str("service", pool.Name()).Int64("shed_total", st.Shed).Msg("service no longer shedding: its queue has emptied")
+		f.log.Info().Str("service", pool.Name()).Int64("shed_total", st.Shed).Msg("service no longer shedding: it has shed no request for a while")
 	})
 }
