@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -317,17 +316,7 @@ func TestDashboardShowsTheQueue(t *testing.T) {
 	if !slices.ContainsFunc(v.Flights, func(f string) bool { return strings.HasSuffix(f, "/8") }) {
 		t.Errorf("replicas' in flight: got %q, want them against their limit (n/8)", v.Flights)
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	dir, _ := filepath.Abs(filepath.Join("..", "..", "test-artifacts"))
-	os.MkdirAll(dir, 0o755)
-	shot := filepath.Join(dir, "dashboard-surge.png")
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("the dashboard under a flood: %+v; screenshot %s", v, shot)
+	t.Logf("the dashboard under a flood: %+v; screenshot %s", v, screenshot(t, ctx, "dashboard-surge.png"))
 	<-done
 }
 
