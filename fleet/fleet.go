@@ -552,7 +552,7 @@ func (f *Fleet) logShedding(pool *balancer.Pool) {
 			if st.Needed > 0 {
 				ev = ev.Int("replicas_needed", st.Needed)
 			}
-			ev.Msg("service over capacity: shedding requests with 503 (its replicas are at dlb.max_inflight and its queue is full or waits too long); scale it out")
+			ev.Msg("service over capacity: shedding requests with 503 (its queue is full, or no replica had room in time); scale it out")
 			return
 		}
 		f.log.Info().Str("service", pool.Name()).Int64("shed_total", st.Shed).Msg("service no longer shedding: it has shed no request for a while")
