@@ -94,6 +94,19 @@ func runSurge(url, host, source string, workers int, dur time.Duration) *surge {
 	return s
 }
 
+// add counts o's answers in s (sort s.latencies after).
+func (s *surge) add(o *surge) {
+	for k, v := range o.status {
+		s.status[k] += v
+	}
+	s.errs += o.errs
+	s.latencies = append(s.latencies, o.latencies...)
+	s.took += o.took
+	if len(s.samples) < 5 {
+		s.samples = append(s.samples, o.samples...)
+	}
+}
+
 func (s *surge) requests() int {
 	n := s.errs
 	for k, v := range s.status {
@@ -168,7 +181,8 @@ networks:
 // TestSurge: two replicas that each serve 8 requests at once (a 9th gets
 // 500) behind dlb with dlb.max_inflight=8. 8x their capacity for 15 s
 // costs no failed request, no replica ever has more than 8 at once, and
-// they serve at least 90% of what they can. A flood from one address past
+// they serve at least 90% of what they serve through dlb with no queue
+// (measured in the same rounds: the machine is shared). A flood from one address past
 // dlb.queue.max is shed with 503 while 4 clients from another address get
 // only 200s.
 func TestSurge(t *testing.T) {
@@ -194,7 +208,7 @@ func TestSurge(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					s := runSurge("http://"+r.Address+"/slow?ms=20", "", "", 8, 5*time.Second)
+					s := runSurge("http://"+r.Address+"/slow?ms=20", "", "", 8, 3*time.Second)
 					mu.Lock()
 					capacity += float64(s.status[200]) / s.took.Seconds()
 					mu.Unlock()
@@ -202,23 +216,34 @@ func TestSurge(t *testing.T) {
 			}
 		}
 		wg.Wait()
-		// And through dlb with as many clients as they hold (no queue):
-		// what they serve through one more hop, on this machine now.
-		full := runSurge(d.proxyURL+"/slow?ms=20", "shop.test", "127.0.0.1", 16, 5*time.Second)
-		t.Logf("16 clients through dlb, no queue: %s", full)
-		t.Logf("the replicas' capacity: 800/s on an idle machine, %.0f/s measured straight to them now, %.0f/s through dlb with no queue",
-			capacity, float64(full.status[200])/full.took.Seconds())
-		capacity = min(capacity, float64(full.status[200])/full.took.Seconds())
-		s := runSurge(d.proxyURL+"/slow?ms=20", "shop.test", "127.0.0.1", 8*16, 15*time.Second)
-		t.Logf("128 clients, 2 replicas x 8 at once, 20 ms requests: %s", s)
+		t.Logf("the replicas' capacity: 800/s on an idle machine, %.0f/s measured straight to them now", capacity)
+		// In alternating rounds on this shared machine: through dlb with as
+		// many clients as the replicas hold (no queue: what they serve
+		// through one more hop now), then 8x that many for 5 s; 15 s of
+		// overload in all.
+		s := &surge{status: map[int]int{}}
+		var ratios []float64
+		for round := range 3 {
+			full := runSurge(d.proxyURL+"/slow?ms=20", "shop.test", "127.0.0.1", 16, 3*time.Second)
+			over := runSurge(d.proxyURL+"/slow?ms=20", "shop.test", "127.0.0.1", 8*16, 5*time.Second)
+			ratio := (float64(over.status[200]) / over.took.Seconds()) / (float64(full.status[200]) / full.took.Seconds())
+			t.Logf("round %d: 16 clients, no queue: %s", round+1, full)
+			t.Logf("round %d: 128 clients: %s; %.2fx the round's 16 clients", round+1, over, ratio)
+			ratios = append(ratios, ratio)
+			s.add(over)
+		}
+		slices.Sort(s.latencies)
+		slices.Sort(ratios)
+		t.Logf("128 clients, 2 replicas x 8 at once, 20 ms requests, 3 x 5 s: %s; median throughput against the replicas' capacity through dlb %.2fx",
+			s, ratios[1])
 		if s.failed() != 0 || s.status[503] != 0 {
 			t.Errorf("8x overload: %d failed, %d shed, want none (first: %v)", s.failed(), s.status[503], s.samples)
 		}
 		if peak, over := capacities(t, d, shop); peak > 8 || over > 0 {
 			t.Errorf("replicas: got at most %d requests at once and %d over capacity, want at most 8 and 0", peak, over)
 		}
-		if got := float64(s.status[200]) / s.took.Seconds(); got < 0.9*capacity {
-			t.Errorf("throughput: got %.0f/s, want at least 90%% of the replicas' capacity (%.0f/s)", got, capacity)
+		if ratios[1] < 0.9 {
+			t.Errorf("throughput under 8x overload: median %.2fx (rounds %.2f) of what the replicas serve through dlb with no queue, want at least 0.9x", ratios[1], ratios)
 		}
 	})
 
@@ -246,9 +271,18 @@ func TestSurge(t *testing.T) {
 		if _, over := capacities(t, d, flood); over > 0 {
 			t.Errorf("replicas: %d requests over capacity, want 0", over)
 		}
-		if !d.logHas("service over capacity") || !d.logHas("no longer shedding") {
-			t.Errorf("dlb's log: want one line when the service starts shedding and one when it stops")
+		starts := 0
+		for _, line := range strings.Split(d.logs(), "\n") {
+			if strings.Contains(line, "service over capacity") && strings.Contains(line, flood) {
+				starts++
+			}
 		}
+		if starts != 1 {
+			t.Errorf("dlb's log: got %d lines saying %s started shedding, want 1 for the whole flood", starts, flood)
+		}
+		waitFor(t, 10*time.Second, "dlb to log that the service stopped shedding", func() (bool, string) {
+			return d.logHas("no longer shedding", flood), ""
+		})
 	})
 }
 
