@@ -10,6 +10,7 @@ import (
 
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/health"
+	"github.com/dlb-lb/dlb/internal/bytesize"
 	"github.com/dlb-lb/dlb/proxy"
 )
 
@@ -222,7 +223,7 @@ var labelParsers = []struct {
 		return ""
 	}},
 	{LabelMaxBody, func(c *LabelConfig, v string) string {
-		n, err := ParseSize(v)
+		n, err := bytesize.Parse(v)
 		if err != nil || n < 1 || n > 1<<50 {
 			return "not a size (a number of bytes, or with k, m or g, e.g. 10m)"
 		}
@@ -346,31 +347,6 @@ func parseDuration(v string, dst *time.Duration, lo, hi time.Duration, want stri
 	}
 	*dst = d
 	return ""
-}
-
-// ParseSize parses a byte count with an optional unit, case-insensitive,
-// all powers of 1024: B; k, KB or KiB; m, MB or MiB; g, GB or GiB (e.g.
-// 512, 64k, 10m, 256MiB, 1GiB). It takes 0 and sizes up to 4 EiB; callers
-// set their own bounds. It is the one size parser of dlb: dlb.max_body and
-// --memory-limit.
-func ParseSize(v string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(v))
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is not a size", v)
-	}
-	return n * mult, nil
 }
 
 // validToken reports whether s is a non-empty header or cookie name made of

@@ -79,25 +79,9 @@ type composeService struct {
 
 // File is Compose that also returns how many services the file has.
 func File(name string, data []byte) ([]Finding, int, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, 0, yamlError(name, data, err)
-	}
-	root := deref(&doc, 0)
-	if root == nil || root.Kind != yaml.MappingNode {
-		line := 1
-		if root != nil && root.Line > 0 {
-			line = root.Line
-		}
-		return nil, 0, fmt.Errorf("%s:%d: not a Compose file: the top level must be a mapping with a services: key", name, line)
-	}
-	sk, svcs := lookup(root, "services")
-	if sk == nil || svcs == nil || svcs.Kind != yaml.MappingNode {
-		line := root.Line
-		if sk != nil {
-			line = sk.Line
-		}
-		return nil, 0, fmt.Errorf("%s:%d: not a Compose file: services: must be a mapping of service names to services", name, line)
+	root, services, err := parse(name, data)
+	if err != nil {
+		return nil, 0, err
 	}
 
 	// The networks --network may name: the top-level keys and "default", each also
@@ -112,22 +96,6 @@ func File(name string, data []byte) ([]Finding, int, error) {
 	}
 	netKeys = append(netKeys, "default")
 
-	var services []*composeService
-	for _, p := range pairs(svcs, 0) {
-		if p[1] == nil || p[1].Kind != yaml.MappingNode {
-			return nil, 0, fmt.Errorf("%s:%d: service %q is not a mapping; give it at least an image: or build:", name, p[0].Line, p[0].Value)
-		}
-		s := &composeService{name: p[0].Value, line: p[0].Line, node: p[1]}
-		labels := keyValues(lookupValue(s.node, "labels"))
-		if v, ok := labels[discovery.LabelEnable]; ok {
-			// As the watcher decides: "1" and "True" enable too.
-			s.enabled, _ = discovery.Enabled(map[string]string{discovery.LabelEnable: v.value}, false)
-		}
-		s.proxy = isProxy(s)
-		s.nets, s.netMode = serviceNetworks(s.node)
-		services = append(services, s)
-	}
-
 	l := &linter{file: name}
 	var proxies []*composeService
 	for _, s := range services {
@@ -139,14 +107,80 @@ func File(name string, data []byte) ([]Finding, int, error) {
 	}
 	for _, s := range services {
 		if s.enabled {
-			l.checkPorts(s)
-			l.checkContainerName(s)
+			l.checkSideBySide(s)
 			l.checkExpose(s)
 			l.checkSharedNetwork(s, proxies)
 		}
 	}
 	sort.SliceStable(l.findings, func(i, j int) bool { return l.findings[i].Line < l.findings[j].Line })
 	return l.findings, len(services), nil
+}
+
+// parse reads the Compose file data (named name in messages) into its top-level
+// mapping and its services, in the file's order.
+func parse(name string, data []byte) (*yaml.Node, []*composeService, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, nil, yamlError(name, data, err)
+	}
+	root := deref(&doc, 0)
+	if root == nil || root.Kind != yaml.MappingNode {
+		line := 1
+		if root != nil && root.Line > 0 {
+			line = root.Line
+		}
+		return nil, nil, fmt.Errorf("%s:%d: not a Compose file: the top level must be a mapping with a services: key", name, line)
+	}
+	sk, svcs := lookup(root, "services")
+	if sk == nil || svcs == nil || svcs.Kind != yaml.MappingNode {
+		line := root.Line
+		if sk != nil {
+			line = sk.Line
+		}
+		return nil, nil, fmt.Errorf("%s:%d: not a Compose file: services: must be a mapping of service names to services", name, line)
+	}
+	var services []*composeService
+	for _, p := range pairs(svcs, 0) {
+		if p[1] == nil || p[1].Kind != yaml.MappingNode {
+			return nil, nil, fmt.Errorf("%s:%d: service %q is not a mapping; give it at least an image: or build:", name, p[0].Line, p[0].Value)
+		}
+		s := &composeService{name: p[0].Value, line: p[0].Line, node: p[1]}
+		labels := keyValues(lookupValue(s.node, "labels"))
+		if v, ok := labels[discovery.LabelEnable]; ok {
+			// As the watcher decides: "1" and "True" enable too.
+			s.enabled, _ = discovery.Enabled(map[string]string{discovery.LabelEnable: v.value}, false)
+		}
+		s.proxy = isProxy(s)
+		s.nets, s.netMode = serviceNetworks(s.node)
+		services = append(services, s)
+	}
+	return root, services, nil
+}
+
+// SideBySide returns the findings of the Compose file data that keep a second
+// replica of service from running beside the first: container_name and fixed
+// host ports. Scaling up needs both replicas at once, and so does dlb rollout,
+// which starts the new replicas before it stops the old: it refuses a service
+// with such findings, and dlb lint reports them. A file without the service
+// has none.
+func SideBySide(name string, data []byte, service string) ([]Finding, error) {
+	_, services, err := parse(name, data)
+	if err != nil {
+		return nil, err
+	}
+	l := &linter{file: name}
+	for _, s := range services {
+		if s.name == service {
+			l.checkSideBySide(s)
+		}
+	}
+	return l.findings, nil
+}
+
+// checkSideBySide is SideBySide's check of one service.
+func (l *linter) checkSideBySide(s *composeService) {
+	l.checkPorts(s)
+	l.checkContainerName(s)
 }
 
 // linter collects the findings of one file.
@@ -199,7 +233,7 @@ func (l *linter) checkPorts(s *composeService) {
 	fix := fmt.Sprintf("Remove ports: from %s; dlb publishes the port.", s.name)
 	switch {
 	case len(fixed) > 0:
-		l.add(s, k, "ports", fmt.Sprintf("publishes host port %s; with --scale 2 the second replica fails with \"port is already allocated\"", strings.Join(append(fixed, ranges...), ", ")), fix)
+		l.add(s, k, "ports", fmt.Sprintf("publishes host port %s; with --scale 2 or dlb rollout the second replica fails with \"port is already allocated\"", strings.Join(append(fixed, ranges...), ", ")), fix)
 	case len(ranges) > 0:
 		l.add(s, k, "ports", fmt.Sprintf("publishes host port range %s; each replica takes one, so scaling beyond the range fails with \"port is already allocated\"", strings.Join(ranges, ", ")), fix)
 	}
@@ -211,7 +245,7 @@ func (l *linter) checkContainerName(s *composeService) {
 	if k == nil || v == nil || v.ShortTag() == "!!null" {
 		return
 	}
-	l.add(s, k, "container_name", fmt.Sprintf("fixes the container name to %q; container names are unique, so Compose cannot start a second replica", v.Value),
+	l.add(s, k, "container_name", fmt.Sprintf("fixes the container name to %q; container names are unique, so Compose cannot start a second replica (--scale 2, dlb rollout)", v.Value),
 		fmt.Sprintf("Remove container_name: from %s; dlb finds replicas by label, not by name.", s.name))
 }
 

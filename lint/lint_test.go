@@ -73,7 +73,7 @@ func TestLintClassicText(t *testing.T) {
 	if err != nil || len(fs) != 1 {
 		t.Fatalf("got %v, %v; want one finding", fs, err)
 	}
-	want := `testdata/lint/classic.yaml:14: service "app": ports: publishes host port 8080:80; with --scale 2 the second replica fails with "port is already allocated". Remove ports: from app; dlb publishes the port.`
+	want := `testdata/lint/classic.yaml:14: service "app": ports: publishes host port 8080:80; with --scale 2 or dlb rollout the second replica fails with "port is already allocated". Remove ports: from app; dlb publishes the port.`
 	if got := fs[0].String(); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -164,5 +164,37 @@ func TestLintSyntax(t *testing.T) {
 				t.Errorf("got %q, want %q\nfull: %v\nfile:\n%s", got, tt.want, fs, tt.data)
 			}
 		})
+	}
+}
+
+// TestSideBySide: the checks dlb rollout refuses a service on, for the named
+// service only, whether or not it is labelled dlb.enable.
+func TestSideBySide(t *testing.T) {
+	const file = "services:\n" +
+		"  app:\n    image: a\n    ports: [\"8000:80\"]\n    container_name: shop\n" +
+		"  web:\n    image: w\n    labels: [dlb.enable=true]\n    ports: [\"80\"]\n" +
+		"  db:\n    image: pg\n    ports: [\"5432:5432\"]\n"
+	tests := []struct {
+		service string
+		want    []string
+	}{
+		{"app", []string{"4 app ports", "5 app container_name"}},
+		{"web", []string{}},
+		{"db", []string{"12 db ports"}},
+		{"absent", []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.service, func(t *testing.T) {
+			fs, err := SideBySide("f.yaml", []byte(file), tt.service)
+			if err != nil {
+				t.Fatalf("SideBySide(%s): got error %v, want findings %q", tt.service, err, tt.want)
+			}
+			if got := short(fs); !slices.Equal(got, tt.want) {
+				t.Errorf("SideBySide(%s): got %q, want %q\nfull: %v", tt.service, got, tt.want, fs)
+			}
+		})
+	}
+	if _, err := SideBySide("f.yaml", []byte("services: [a]\n"), "a"); err == nil || !strings.Contains(err.Error(), "f.yaml:1: not a Compose file") {
+		t.Errorf("SideBySide of a list: got error %v, want f.yaml:1: not a Compose file", err)
 	}
 }

@@ -52,7 +52,7 @@ func NewServer(h http.Handler, o ServerOptions) *http.Server {
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    o.MaxHeaderBytes,
-		ErrorLog:          log.New(stdWriter{o.Log}, "", 0),
+		ErrorLog:          StdLog(o.Log, "http"),
 		TLSConfig:         o.TLS,
 	}
 	if o.TLS == nil && o.H2C {
@@ -63,11 +63,20 @@ func NewServer(h http.Handler, o ServerOptions) *http.Server {
 	return s
 }
 
-// stdWriter sends the standard library's server errors to zerolog.
-type stdWriter struct{ l zerolog.Logger }
+// StdLog returns a standard library logger (for net/http's servers and
+// httputil.ReverseProxy, which log through one) that writes each line to l
+// at warn level with the component, so --log-format json stays JSON.
+func StdLog(l zerolog.Logger, component string) *log.Logger {
+	return log.New(stdWriter{l, component}, "", 0)
+}
+
+type stdWriter struct {
+	l         zerolog.Logger
+	component string
+}
 
 func (w stdWriter) Write(p []byte) (int, error) {
-	w.l.Warn().Str("component", "http").Msg(strings.TrimSpace(string(p)))
+	w.l.Warn().Str("component", w.component).Msg(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 

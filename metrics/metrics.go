@@ -12,7 +12,6 @@ import (
 
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
-	"github.com/dlb-lb/dlb/fleet"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -56,7 +55,6 @@ type serviceSeries struct {
 
 var (
 	_ proxy.Observer       = (*Metrics)(nil)
-	_ fleet.Observer       = (*Metrics)(nil)
 	_ prometheus.Collector = (*poolCollector)(nil)
 	_ http.Handler         = (*Metrics)(nil)
 )

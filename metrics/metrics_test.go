@@ -10,9 +10,13 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/fleet"
 	"github.com/dlb-lb/dlb/proxy"
 	dto "github.com/prometheus/client_model/go"
 )
+
+// Metrics is the fleet's observer too (cmd/dlb passes it to fleet.Options).
+var _ fleet.Observer = (*Metrics)(nil)
 
 // sample finds the value of the metric name with exactly the given labels;
 // for a histogram, its sample count. ok is false when there is none.

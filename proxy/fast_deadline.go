@@ -5,9 +5,8 @@ import "time"
 // Deadlines on the fast data path are moved lazily. Each SetReadDeadline or
 // SetWriteDeadline resets a timer in Go's runtime, and the fast path would
 // otherwise set three per request (the client's idle wait, the replica's
-// response head, and clearing it again): measured against the
-// goroutine-per-connection prototype in bench/iomodel, which sets none,
-// they were part of what the fast path spent more per request. A deadline
+// response head, and clearing it again), a cost that shows per request
+// (docs/performance.md, "Cheaper wins in the current loop"). A deadline
 // already set is kept when it falls short of the wanted one by at most
 // 1/deadlineSlack of the timeout, so a busy connection moves it a few times
 // a second instead of on every request; a timeout then runs out between

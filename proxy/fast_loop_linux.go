@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The fast data path's event loops (issue #13). Go's poller serves a
+// The fast data path's event loops. Go's poller serves a
 // goroutine per connection: each read that finds nothing parks the
 // goroutine, and the poller wakes it when bytes come; measured, that was an
 // empty read and more context switches per request than nginx. An event

@@ -3,9 +3,9 @@
 package proxy
 
 // The fast path's per-request work, exported only under the dlbiomodel build
-// tag for the I/O-model prototypes in bench/iomodel (issue #13: measure an
-// epoll loop, nbio and gnet against the goroutine-per-connection loop with the
-// same parser, router and header rewriting). dlb's binary never has it.
+// tag for the I/O-model prototypes in bench/iomodel, which measure an epoll
+// loop, nbio and gnet against the goroutine-per-connection loop with the same
+// parser, router and header rewriting. dlb's binary never has it.
 
 // ProtoVerdict is the parser's verdict: ProtoOK, ProtoIncomplete, ProtoReject
 // or ProtoHandoff.

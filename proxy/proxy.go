@@ -1,5 +1,7 @@
 // Package proxy routes each request by host and path to a pool and forwards
-// it to a replica picked by the pool, with net/http/httputil.ReverseProxy.
+// it to a replica picked by the pool: plain HTTP/1.1 on dlb's own data path
+// (FastServer, fast.go), everything else (HTTP/2, TLS, upgrades, trailers,
+// the queue) through Proxy, an http.Handler built on httputil.ReverseProxy.
 // A request that fails before any response byte came back is retried on
 // another replica when that is safe. The proxy knows nothing of Docker.
 package proxy
@@ -20,6 +22,7 @@ import (
 
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/health"
+	"github.com/dlb-lb/dlb/listener"
 	"github.com/rs/zerolog"
 )
 
@@ -104,7 +107,7 @@ func New(router *Router, opts Options) *Proxy {
 		Transport:      (*retryTransport)(p),
 		ErrorHandler:   p.errorHandler,
 		BufferPool:     bufferPool{},
-		ErrorLog:       nil,
+		ErrorLog:       listener.StdLog(opts.Log, "proxy"),
 	}
 	return p
 }
@@ -143,6 +146,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.opts.WriteTimeout > 0 {
 		rc = http.NewResponseController(w)
 		p.extendWrite(rc) // for an answer of dlb's own; renewed when the replica's comes
+	}
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		// A replica may answer while it still reads the body (an echo, a
+		// stream): both directions flow at once. Without this, net/http's
+		// HTTP/1 server reads and discards up to 256 KiB of the body when
+		// the response starts, and cuts the rest of the upload.
+		http.NewResponseController(w).EnableFullDuplex()
 	}
 	if ob := p.observe(w, r); ob != nil {
 		defer ob.done()

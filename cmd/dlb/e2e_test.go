@@ -140,12 +140,7 @@ func newProject(t testing.TB, yaml string) *project {
 	projectSeq.n++
 	seq := strconv.Itoa(projectSeq.n)
 	projectSeq.Unlock()
-	name := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, fmt.Sprintf("dlbt%d%s", os.Getpid(), strings.ToLower(t.Name())))
+	name := lowerAlnum(fmt.Sprintf("dlbt%d%s", os.Getpid(), t.Name()))
 	// At most 40 characters, and the sequence number is kept: two projects
 	// of one test must not share a name.
 	name = name[:min(len(name), 40-len(seq))] + seq
@@ -159,6 +154,17 @@ func newProject(t testing.TB, yaml string) *project {
 	p := &project{t: t, name: name, file: file}
 	t.Cleanup(p.down)
 	return p
+}
+
+// lowerAlnum is s in lower case with only its letters a-z and digits, for
+// names of Docker objects made from a test's name.
+func lowerAlnum(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, strings.ToLower(s))
 }
 
 // down removes the project. After many containers the engine may still

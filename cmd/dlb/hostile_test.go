@@ -1,6 +1,6 @@
 package main
 
-// Real-engine tests of dlb under hostile clients (issue #10): each sends the
+// Real-engine tests of dlb under hostile clients: each sends the
 // hostile input over a real socket to a real dlb in front of real demo
 // containers, and checks what a user would: replicas stay in rotation,
 // slow connections are closed within their timeout, paths cannot leave a

@@ -172,6 +172,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			lintCommand(),
 			statusCommand(),
+			rolloutCommand(),
 			{
 				Name:  "version",
 				Usage: "print dlb's version",

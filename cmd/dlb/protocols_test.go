@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/dlb-lb/dlb/internal/nettest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -227,6 +228,43 @@ func TestLargeBodiesThroughDLB(t *testing.T) {
 	t.Logf("download: 1 GiB in %s (%.0f MB/s); dlb's peak memory %.1f MB", took.Round(time.Millisecond), size/took.Seconds()/1e6, float64(hwm)/1e6)
 	if hwm > maxRSS {
 		t.Errorf("dlb's peak memory after a 1 GiB download is %.1f MB, want under %d MB (is it buffering the body?)", float64(hwm)/1e6, maxRSS>>20)
+	}
+}
+
+// TestEchoUploadThroughDLB uploads 50 MB to a replica that sends the body
+// back while it reads it, over plain HTTP/1.1 and HTTP/1.1 over TLS: every
+// byte reaches the replica and comes back, in order.
+func TestEchoUploadThroughDLB(t *testing.T) {
+	requireDocker(t)
+	const size = 50 << 20
+	p := newProject(t, appProject)
+	p.scale("app", 1)
+	d, tlsAddr, roots := startTLSDLB(t, "--network", "appnet", "--project", p.name)
+	d.waitReady(t, p.name+"-app", 1, 10*time.Second)
+	h1TLS := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	for _, tc := range []struct {
+		name, url string
+		client    *http.Client
+	}{
+		{"plain", d.proxyURL + "/echo", &http.Client{Timeout: time.Minute}},
+		{"TLS", "https://" + tlsAddr + "/echo", h1TLS},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", tc.url, &nettest.Pattern{N: size})
+			req.ContentLength = size
+			resp, err := tc.client.Do(req)
+			if err != nil {
+				t.Fatalf("POST of 50 MB to /echo: %v", err)
+			}
+			defer resp.Body.Close()
+			if resp.ProtoMajor != 1 || resp.StatusCode != 200 {
+				t.Fatalf("POST of 50 MB to /echo: got %s %d, want HTTP/1.1 200", resp.Proto, resp.StatusCode)
+			}
+			got, same, err := nettest.CheckPattern(resp.Body, size)
+			if err != nil || !same {
+				t.Fatalf("POST of 50 MB to /echo: %d bytes came back (%v), the same bytes: %v; want all %d, the same", got, err, same, size)
+			}
+		})
 	}
 }
 

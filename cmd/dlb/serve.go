@@ -179,7 +179,7 @@ func listen(ctx context.Context, cfg *config, p *parts) (s *servers, err error) 
 		ao.Certificates = func() any { return p.keeper.Status() }
 	}
 	h := admin.NewHandler(p.fleet, ao)
-	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: listener.ReadHeaderTimeout, IdleTimeout: listener.IdleTimeout}
+	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: listener.ReadHeaderTimeout, IdleTimeout: listener.IdleTimeout, ErrorLog: listener.StdLog(cfg.log, "admin")}
 	return s, nil
 }
 

@@ -27,12 +27,9 @@ func statusCommand() *cli.Command {
 		Description: "Reads a running dlb's admin API and prints one line per replica.\n" +
 			"Exits 0 when every service has a ready replica, 1 when one has none (and says which),\n" +
 			"2 when the admin API cannot be read.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "admin-url", Value: admin.DefaultURL, EnvVars: envs("ADMIN_URL"), Usage: "address of dlb's admin API (dlb's --admin)"},
+		Flags: append([]cli.Flag{
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the admin API"},
-			&cli.StringFlag{Name: "admin-token", EnvVars: envs("ADMIN_TOKEN"), Usage: "the admin token of dlb's --admin-token"},
-			&cli.StringFlag{Name: "admin-token-file", EnvVars: envs("ADMIN_TOKEN_FILE"), Usage: "file holding --admin-token"},
-		},
+		}, adminClientFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return cli.Exit(fmt.Sprintf("unexpected argument %q: dlb status takes flags only (see dlb status --help)", c.Args().First()), statusNoAnswer)
@@ -58,6 +55,16 @@ func statusCommand() *cli.Command {
 			}
 			return nil
 		},
+	}
+}
+
+// adminClientFlags are the flags of the commands that read a running dlb's
+// admin API: its address and its token.
+func adminClientFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "admin-url", Value: admin.DefaultURL, EnvVars: envs("ADMIN_URL"), Usage: "address of dlb's admin API (dlb's --admin)"},
+		&cli.StringFlag{Name: "admin-token", EnvVars: envs("ADMIN_TOKEN"), Usage: "the admin token of dlb's --admin-token"},
+		&cli.StringFlag{Name: "admin-token-file", EnvVars: envs("ADMIN_TOKEN_FILE"), Usage: "file holding --admin-token"},
 	}
 }
 

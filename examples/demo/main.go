@@ -10,6 +10,8 @@
 //	GET  /stream?n=N&ms=M  N text lines, one every M ms (default 5, 100), chunked
 //	GET  /ws           a WebSocket echo (RFC 6455); the 101 names the replica
 //	POST /upload       reads the whole body and answers with its byte count
+//	POST /echo         sends the body back as it reads it (answers before the
+//	                   upload ends, as a streaming handler does)
 //	GET  /download?bytes=N  N bytes of zeros, streamed
 //	GET  /echo-headers the request's headers, one per line
 //	GET  /work?ms=N    N ms of work on one of CORES "cores" (capacity.go)
@@ -126,6 +128,15 @@ func main() {
 		}
 		w.Header().Set("X-Replica", host)
 		fmt.Fprintf(w, "%d\n", n)
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		rc.EnableFullDuplex()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("X-Replica", host)
+		w.WriteHeader(http.StatusOK)
+		rc.Flush()
+		io.Copy(w, r.Body)
 	})
 	mux.HandleFunc("/download", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.ParseInt(r.URL.Query().Get("bytes"), 10, 64)

@@ -8,7 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 
-	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/internal/bytesize"
 )
 
 // DefaultPercent is GOGC's default, and --gc-percent's.
@@ -53,10 +53,10 @@ func (s Settings) Apply() string {
 	return fmt.Sprintf("gc percent %d, memory limit %s", pct, limS)
 }
 
-// ParseLimit reads a memory limit: a size as discovery.ParseSize reads it
+// ParseLimit reads a memory limit: a size as bytesize.Parse reads it
 // (B, KiB, MiB, GiB, or KB, MB, GB, also powers of 1024); "0" is none.
 func ParseLimit(s string) (int64, error) {
-	n, err := discovery.ParseSize(s)
+	n, err := bytesize.Parse(s)
 	if err != nil {
 		return 0, errors.New("not a size: use a number of bytes with a unit, e.g. 256MiB or 1GiB (0: no limit)")
 	}
