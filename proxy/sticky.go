@@ -109,7 +109,8 @@ func (s *stickyPins) pin(h http.Header, route *Route, u *balancer.Upstream, had 
 	h.Add("Set-Cookie", c.String())
 }
 
-// modifyResponse sets the sticky cookie on a response of a sticky route,
+// modifyResponse records the replica's status (an adaptive limit learns
+// from it) and sets the sticky cookie on a response of a sticky route,
 // naming the replica that answered (after retries, if any).
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if a, ok := resp.Request.Context().Value(stateKey{}).(*attempt); ok {
