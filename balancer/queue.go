@@ -385,7 +385,10 @@ type QueueStats struct {
 // QueueStats returns the pool's queue figures now.
 func (p *Pool) QueueStats() QueueStats {
 	q := &p.queue
-	st := QueueStats{Queued: int(q.waiting.Load()), Max: p.QueueMax(), Shed: q.shed.Load(), TimedOut: q.timedOut.Load(),
+	q.mu.Lock()
+	queued := q.n // not waiting, which counts one about to join, too
+	q.mu.Unlock()
+	st := QueueStats{Queued: queued, Max: p.QueueMax(), Shed: q.shed.Load(), TimedOut: q.timedOut.Load(),
 		Served: q.served.Load(), Waited: time.Duration(q.waitNanos.Load())}
 	var done int64
 	for _, u := range p.Upstreams() {
