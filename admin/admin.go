@@ -17,6 +17,32 @@ type Pool struct {
 	Path     string    `json:"path"`
 	Policy   string    `json:"policy"`
 	Replicas []Replica `json:"replicas"`
+	Queue    Queue     `json:"queue"`
+}
+
+// Queue is the admin API's view of a pool's queue: the requests waiting
+// for a replica with room (none ready, or all at their limit).
+type Queue struct {
+	Queued int `json:"queued"`
+	Max    int `json:"max"`
+	// Shed counts the requests answered 503 (queue full, or waited their
+	// timeout), TimedOut those of them that waited their timeout, since
+	// dlb started; Shedding is whether it shed one in the last seconds.
+	Shed     int64 `json:"shed"`
+	TimedOut int64 `json:"timed_out"`
+	Shedding bool  `json:"shedding"`
+	// WaitMS is the average wait, in milliseconds, of the requests that
+	// waited and got a replica.
+	WaitMS float64 `json:"wait_ms"`
+	// ArrivalPerS and DrainPerS are requests per second over the last
+	// seconds: arriving, and served; PerReplicaPerS is the served rate per
+	// ready replica. ReplicasNeeded, while the service queues or sheds, is
+	// how many replicas the arrival rate needs at that rate each (0 when
+	// it does not queue).
+	ArrivalPerS    float64 `json:"arrival_per_s"`
+	DrainPerS      float64 `json:"drain_per_s"`
+	PerReplicaPerS float64 `json:"per_replica_per_s"`
+	ReplicasNeeded int     `json:"replicas_needed"`
 }
 
 // Replica is the admin API's view of one replica of a pool.
@@ -28,6 +54,10 @@ type Replica struct {
 	InFlight int64  `json:"in_flight"`
 	Requests int64  `json:"requests"`
 	Failures int64  `json:"failures"`
+	// Limit is the most requests it may have in flight (0: no limit);
+	// Adaptive says dlb learns it from the replica's latency.
+	Limit    int64 `json:"limit"`
+	Adaptive bool  `json:"adaptive,omitempty"`
 }
 
 // Source is what the admin server reports on.

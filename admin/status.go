@@ -101,10 +101,31 @@ func WriteStatus(w io.Writer, pools []Pool) {
 			continue
 		}
 		for _, r := range p.Replicas {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.Name, route, r.Name, r.Address, r.State, r.InFlight, r.Requests)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", p.Name, route, r.Name, r.Address, r.State, inFlight(r), r.Requests)
 		}
 	}
 	tw.Flush()
+	for _, p := range pools {
+		if q := p.Queue; q.Queued > 0 || q.Shed > 0 {
+			fmt.Fprintf(w, "%s: %d queued (at most %d), %d shed with 503", p.Name, q.Queued, q.Max, q.Shed)
+			if q.ReplicasNeeded > 0 {
+				fmt.Fprintf(w, "; the offered load (%.0f/s, %.0f/s per replica) needs about %d replicas", q.ArrivalPerS, q.PerReplicaPerS, q.ReplicasNeeded)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}
+
+// inFlight shows a replica's requests in flight, and its limit when it has
+// one ("3/8", "3/8 auto").
+func inFlight(r Replica) string {
+	switch {
+	case r.Adaptive:
+		return fmt.Sprintf("%d/%d auto", r.InFlight, r.Limit)
+	case r.Limit > 0:
+		return fmt.Sprintf("%d/%d", r.InFlight, r.Limit)
+	}
+	return fmt.Sprint(r.InFlight)
 }
 
 // hostPath shows a pool's route: its hosts ("*" for any), then its path.

@@ -43,7 +43,7 @@ func TestLeastConnFollowsLoad(t *testing.T) {
 	ups[0].inFlight.Store(50) // a replica stuck with slow requests
 	lc := &LeastConn{Rand: seeded(3)}
 	for range 150 {
-		lc.Pick(ups, 0).Begin() // never ends: load accumulates
+		lc.Pick(ups, 0).Claim() // never ends: load accumulates
 	}
 	// 200 in flight in all: 50 each is perfect balance.
 	for _, u := range ups {

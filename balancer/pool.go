@@ -15,6 +15,7 @@ type Member struct {
 	Name    string
 	Address string // host:port
 	Weight  int    // relative share for weighted policies; below 1 means 1
+	Limit   Limit  // how many requests it may have in flight (zero: no limit)
 }
 
 // Check names a source of health verdicts. An upstream is Down while any
@@ -86,6 +87,8 @@ type Pool struct {
 	changed chan struct{} // closed and replaced on every change
 
 	snap atomic.Pointer[snapshot]
+
+	queue queue // the requests waiting for a slot (queue.go)
 }
 
 type policyBox struct {
@@ -142,9 +145,14 @@ func (p *Pool) SetPolicy(name string) bool {
 // that callers compute one only when it is used.
 func (p *Pool) NeedsKey() bool { return p.policy.Load().keyed }
 
-// Pick returns a ready upstream for a request with affinity key key, avoiding
-// the upstreams in tried (those that already failed this request). It returns
-// nil when no ready upstream is left. Pick never blocks.
+// Pick returns a ready upstream with room for a request with affinity key
+// key, avoiding the upstreams in tried (those that already failed this
+// request), and claims a slot on it (see Upstream.Claim): the caller frees
+// it with End. It returns nil when no ready upstream has room. Pick never
+// blocks; Acquire waits.
+//
+// The policy chooses among the upstreams with room. A policy that picks by
+// key waits for its own upstream: nil when that one is full.
 //
 // An upstream that has just turned ready gets the next pick, then takes its
 // turns under the policy: a new replica serves at once, wherever the round
@@ -158,7 +166,7 @@ func (p *Pool) Pick(key uint64, tried []*Upstream) *Upstream {
 	}
 	pol := p.policy.Load()
 	if len(s.fresh) > 0 && !pol.keyed && !s.stale.Load() {
-		if u := s.claimFresh(tried); u != nil {
+		if u := s.claimFresh(tried); u != nil && u.Claim() {
 			return u
 		}
 	}
@@ -168,7 +176,34 @@ func (p *Pool) Pick(key uint64, tried []*Upstream) *Upstream {
 			return nil
 		}
 	}
-	return pol.p.Pick(ready, key)
+	u := pol.p.Pick(ready, key)
+	if u == nil || u.Claim() {
+		return u
+	}
+	if pol.keyed {
+		return nil
+	}
+	return pickWithRoom(pol.p, ready, key)
+}
+
+// pickWithRoom picks among the upstreams of ready with room, until a claim
+// holds or none has room: the slow path of a pool at its limits.
+func pickWithRoom(pol Policy, ready []*Upstream, key uint64) *Upstream {
+	var buf [16]*Upstream
+	for {
+		room := buf[:0]
+		for _, u := range ready {
+			if u.hasRoom() {
+				room = append(room, u)
+			}
+		}
+		if len(room) == 0 {
+			return nil
+		}
+		if u := pol.Pick(room, key); u != nil && u.Claim() {
+			return u
+		}
+	}
 }
 
 // claimFresh returns an upstream that turned ready and that no pick has
@@ -250,7 +285,7 @@ func (p *Pool) Put(m Member) *Upstream {
 	defer p.mu.Unlock()
 	mem, ok := p.members[m.ID]
 	if !ok {
-		mem = &member{up: &Upstream{id: m.ID, name: m.Name}}
+		mem = &member{up: &Upstream{id: m.ID, name: m.Name, pool: p}}
 		mem.up.address.Store(&m.Address)
 		p.members[m.ID] = mem
 		i, _ := slices.BinarySearchFunc(p.order, mem.up, compareMember)
@@ -260,6 +295,7 @@ func (p *Pool) Put(m Member) *Upstream {
 		mem.up.address.Store(&addr)
 	}
 	mem.up.weight.Store(int32(max(m.Weight, 1)))
+	mem.up.setLimit(m.Limit)
 	p.publish()
 	return mem.up
 }
@@ -390,4 +426,7 @@ func (p *Pool) publish() {
 	p.snap.Store(s)
 	close(p.changed)
 	p.changed = make(chan struct{})
+	if p.queue.waiting.Load() > 0 {
+		p.dispatch()
+	}
 }

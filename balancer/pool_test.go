@@ -166,8 +166,10 @@ func TestPoolChangesToAnUnknownID(t *testing.T) {
 func TestPoolPutKeepsCountersOfAMovedReplica(t *testing.T) {
 	p := pool(t, "a")
 	u := p.Get("id-a")
+	u.Claim()
 	u.Begin()
 	u.End(true)
+	u.Claim()
 	u.Begin() // still in flight
 
 	got := p.Put(balancer.Member{ID: "id-a", Name: "renamed", Address: "10.0.0.9:8080", Weight: 3})
@@ -196,6 +198,7 @@ func TestPoolPutKeepsCountersOfAMovedReplica(t *testing.T) {
 func TestPoolRemoveThenPutStartsAfresh(t *testing.T) {
 	p := pool(t, "a")
 	old := p.Get("id-a")
+	old.Claim()
 	old.Begin()
 	old.End(true)
 	p.Remove("id-a")
@@ -513,13 +516,14 @@ func TestStateString(t *testing.T) {
 
 func TestUpstreamCounters(t *testing.T) {
 	u := pool(t, "a").Get("id-a")
-	u.Begin()
-	u.Begin()
+	for range 3 {
+		u.Claim()
+		u.Begin()
+	}
 	u.End(false)
-	u.Begin()
 	u.End(true)
 	if u.InFlight() != 1 || u.Requests() != 3 || u.Failures() != 1 {
-		t.Errorf("after 3 Begin, 2 End (1 failed): got in flight %d, requests %d, failures %d; want 1, 3, 1",
+		t.Errorf("after 3 Claim and Begin, 2 End (1 failed): got in flight %d, requests %d, failures %d; want 1, 3, 1",
 			u.InFlight(), u.Requests(), u.Failures())
 	}
 }
@@ -633,5 +637,31 @@ func TestPoolPickDoesNotAllocate(t *testing.T) {
 	p := pool(t, "a", "b", "c")
 	if got := testing.AllocsPerRun(100, func() { p.Pick(0, nil) }); got != 0 {
 		t.Errorf("Pick: got %v allocations per call, want 0", got)
+	}
+}
+
+// BenchmarkRequestSlot is a request's whole cost in the balancer: Pick (which
+// claims a slot), Begin and End, on 3 replicas, without a limit and with
+// one that is never reached (the claim's compare-and-swap).
+func BenchmarkRequestSlot(b *testing.B) {
+	for _, limit := range []int{0, 1 << 20} {
+		for _, policy := range []string{"round_robin", "least_conn"} {
+			b.Run(fmt.Sprintf("%s/limit=%d", policy, limit), func(b *testing.B) {
+				p := balancer.NewPool("web")
+				for _, n := range []string{"a", "b", "c"} {
+					m := member(n)
+					m.Limit = balancer.Limit{Max: limit}
+					p.Put(m)
+					p.MarkReady(m.ID)
+				}
+				p.SetPolicy(policy)
+				b.ReportAllocs()
+				for b.Loop() {
+					u := p.Pick(0, nil)
+					u.Begin()
+					u.End(false)
+				}
+			})
+		}
 	}
 }

@@ -50,6 +50,13 @@ type Upstream struct {
 	requests atomic.Int64
 	failures atomic.Int64
 
+	// limit is the most requests it may have in flight (0: no limit); an
+	// adaptive limiter, when set, moves it. pool is the pool that created
+	// it, whose queue a freed slot wakes.
+	limit    atomic.Int64
+	adaptive atomic.Pointer[limiter]
+	pool     *Pool
+
 	readySince atomic.Int64 // unix nanoseconds; 0 while not Ready
 	announced  atomic.Int64 // unix nanoseconds; 0 when unknown
 	unserved   atomic.Bool  // Ready, and no request has begun since
@@ -121,23 +128,36 @@ func (u *Upstream) SetAnnounced(t time.Time) {
 // upstream put back under the same ID is a new Upstream).
 func (u *Upstream) Removed() bool { return u.removed.Load() }
 
-// Begin records a request sent to the upstream. Every Begin is paired with
-// exactly one End, once the response has been copied to the client. first
-// is true for exactly one request after each time the upstream turned
-// Ready: the first it was sent since (how long it waited for traffic is the
-// time since ReadySince).
+// Begin records a request sent to the upstream, in the slot that Pool.Pick,
+// Pool.Acquire or Claim took for it. first is true for exactly one request
+// after each time the upstream turned Ready: the first it was sent since
+// (how long it waited for traffic is the time since ReadySince).
 func (u *Upstream) Begin() (first bool) {
-	u.inFlight.Add(1)
 	u.requests.Add(1)
 	return u.unserved.Load() && u.unserved.CompareAndSwap(true, false)
 }
 
-// End records the end of a request started with Begin; failed says whether
-// the upstream failed it at the transport level.
-func (u *Upstream) End(failed bool) {
+// End frees the slot of a request (every slot taken is freed by exactly one
+// End, once the response has been copied to the client, or when the slot
+// went unused); failed says whether the upstream failed it at the transport
+// level. The freed slot goes to the first request in the pool's queue that
+// can use it.
+func (u *Upstream) End(failed bool) { u.EndAfter(failed, false, 0) }
+
+// EndAfter is End for a request that took took from Begin to its end (0:
+// not measured); overloaded says the replica answered it as an overloaded
+// one does (a 5xx). An adaptive limit (Adaptive) learns from both; only
+// callers that see an Adaptive upstream need to measure took.
+func (u *Upstream) EndAfter(failed, overloaded bool, took time.Duration) {
+	if l := u.adaptive.Load(); l != nil {
+		l.sample(u, took, failed || overloaded)
+	}
 	u.inFlight.Add(-1)
 	if failed {
 		u.failures.Add(1)
+	}
+	if u.pool != nil && u.pool.queue.waiting.Load() > 0 {
+		u.pool.dispatch()
 	}
 }
 

@@ -11,6 +11,9 @@
 #   targets io-goroutine, io-epoll...; AB_STD=0 leaves dlb's std path out.
 #   AB_BASE=path/to/dlb adds that binary's fast path as target base (an A/B of
 #   a change: build the old commit into it first).
+#   AB_FLAGS="--max-inflight 4096" gives the fast target (this tree's bin/dlb) those
+#   flags too (an A/B of a setting, against AB_BASE built from the same tree).
+#   AB_PORT=28290 moves its loopback ports (from 27290), so that two runs do not collide.
 #   AB_PERF=1 also records each target with perf (test-artifacts/ab/ID/TARGET-perf.txt).
 #   The order of the targets rotates from round to round.
 #
@@ -24,6 +27,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 ROUNDS=${1:-4} SECS=${2:-5} CONNS=${3:-64}
+P0=${AB_PORT:-27290} # the first of the loopback ports it listens on (AB_PORT: another, for a second run at once)
 ID="ab-$$"
 WORK=$ROOT/test-artifacts/ab/$ID
 mkdir -p "$WORK"
@@ -52,23 +56,23 @@ for i in 1 2 3; do
 done
 
 declare -A PORT PID
-start_dlb() { # NAME PORT DATAPATH [BINARY]
+start_dlb() { # NAME PORT DATAPATH [BINARY [FLAGS...]]
 	GOMAXPROCS=2 "${4:-bin/dlb}" --listen "127.0.0.1:$2" --admin "127.0.0.1:$(($2 + 1))" --network "$ID" \
-		--log-level warn --data-path "$3" --pprof >"$WORK/$1.log" 2>&1 &
+		--log-level warn --data-path "$3" --pprof "${@:5}" >"$WORK/$1.log" 2>&1 &
 	PID[$1]=$! PORT[$1]=$2
 	PIDS+=("$!")
 }
 TARGETS=(fast)
-start_dlb fast 27290 fast
+start_dlb fast $((P0)) fast bin/dlb ${AB_FLAGS:-}
 if [[ -n ${AB_BASE:-} ]]; then
-	start_dlb base 27296 fast "$AB_BASE"
+	start_dlb base $((P0 + 6)) fast "$AB_BASE"
 	TARGETS+=(base)
 fi
 if [[ ${AB_STD:-1} == 1 ]]; then
-	start_dlb std 27292 std
+	start_dlb std $((P0 + 2)) std
 	TARGETS+=(std)
 fi
-port=27300
+port=$((P0 + 10))
 replicas=$(printf '%s:80,' "${IPS[@]}")
 for m in "${IOMODELS[@]}"; do
 	GOMAXPROCS=2 bin/iomodel --model "$m" --listen "127.0.0.1:$port" --replicas "${replicas%,}" \
@@ -85,10 +89,10 @@ TARGETS+=(nginx)
 	echo "http { access_log off; keepalive_requests 1000000; upstream b {"
 	for ip in "${IPS[@]}"; do echo "server $ip:80;"; done
 	echo "keepalive 64; keepalive_requests 1000000; }"
-	echo "server { listen 127.0.0.1:27294; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
+	echo "server { listen 127.0.0.1:$((P0 + 4)); location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
 } >"$WORK/nginx.conf"
 nginx -p "$WORK/" -c "$WORK/nginx.conf" -g "daemon off;" >"$WORK/nginx.out" 2>&1 &
-PID[nginx]=$! PORT[nginx]=27294
+PID[nginx]=$! PORT[nginx]=$((P0 + 4))
 PIDS+=("$!")
 for t in "${TARGETS[@]}"; do
 	for i in $(seq 100); do

@@ -38,6 +38,13 @@ const (
 	// LabelHeaderTimeout raises (or lowers) --response-header-timeout for
 	// a service whose replicas take long to start answering.
 	LabelHeaderTimeout = "dlb.timeout.response_header"
+	// LabelMaxInflight is the most requests one replica may have in flight
+	// (a number, or auto); --max-inflight is the default.
+	LabelMaxInflight = "dlb.max_inflight"
+	// LabelQueueMax and LabelQueueTimeout bound the service's queue of
+	// requests waiting for a replica with room.
+	LabelQueueMax     = "dlb.queue.max"
+	LabelQueueTimeout = "dlb.queue.timeout"
 
 	// Compose's own labels, set on every container it creates.
 	LabelComposeProject = "com.docker.compose.project"
@@ -83,6 +90,14 @@ type LabelConfig struct {
 	// HSTS is the Strict-Transport-Security value dlb.tls.hsts asks for on
 	// HTTPS responses; "" sends none.
 	HSTS string
+	// MaxInflight is dlb.max_inflight; MaxInflightSet says whether the label
+	// was there (else the fleet's default, --max-inflight, applies).
+	MaxInflight    balancer.Limit
+	MaxInflightSet bool
+	// QueueMax and QueueTimeout are dlb.queue.max and dlb.queue.timeout (0:
+	// balancer.DefaultQueueMax, and --queue-timeout).
+	QueueMax     int
+	QueueTimeout time.Duration
 }
 
 // LabelError says which label of a container is malformed, with what value,
@@ -252,6 +267,25 @@ var labelParsers = []struct {
 	}},
 	{LabelHeaderTimeout, func(c *LabelConfig, v string) string {
 		return parseDuration(v, &c.ResponseHeaderTimeout, 100*time.Millisecond, 24*time.Hour, "not a duration from 100ms to 24h (e.g. 5m)")
+	}},
+	{LabelMaxInflight, func(c *LabelConfig, v string) string {
+		l, err := balancer.ParseLimit(v)
+		if err != nil {
+			return err.Error()
+		}
+		c.MaxInflight, c.MaxInflightSet = l, true
+		return ""
+	}},
+	{LabelQueueMax, func(c *LabelConfig, v string) string {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 || n > 1000000 {
+			return "not a queue length (a whole number from 1 to 1000000)"
+		}
+		c.QueueMax = n
+		return ""
+	}},
+	{LabelQueueTimeout, func(c *LabelConfig, v string) string {
+		return parseDuration(v, &c.QueueTimeout, time.Millisecond, time.Hour, "not a duration from 1ms to 1h (e.g. 10s)")
 	}},
 }
 

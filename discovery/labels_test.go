@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/proxy"
 )
@@ -179,6 +180,17 @@ func TestParseLabels(t *testing.T) {
 		bad("path with dot", discovery.LabelPath, "/a/./b", pathClean),
 		bad("path double slash in front", discovery.LabelPath, "//x", pathClean),
 		bad("path double slash at the end", discovery.LabelPath, "/api//", pathClean),
+
+		// dlb.max_inflight, dlb.queue.max, dlb.queue.timeout
+		good("max_inflight 8", discovery.LabelMaxInflight, " 8", cfg(func(c *discovery.LabelConfig) { c.MaxInflight, c.MaxInflightSet = balancer.Limit{Max: 8}, true })),
+		good("max_inflight 0 (none, over --max-inflight)", discovery.LabelMaxInflight, "0", cfg(func(c *discovery.LabelConfig) { c.MaxInflightSet = true })),
+		good("max_inflight auto", discovery.LabelMaxInflight, "auto", cfg(func(c *discovery.LabelConfig) { c.MaxInflight, c.MaxInflightSet = balancer.Limit{Auto: true}, true })),
+		bad("max_inflight negative", discovery.LabelMaxInflight, "-1", "a whole number from 0 (no limit) to 100000, or auto"),
+		bad("max_inflight word", discovery.LabelMaxInflight, "many", "or auto"),
+		good("queue.max 64", discovery.LabelQueueMax, "64", cfg(func(c *discovery.LabelConfig) { c.QueueMax = 64 })),
+		bad("queue.max 0", discovery.LabelQueueMax, "0", "a whole number from 1 to 1000000"),
+		good("queue.timeout 5s", discovery.LabelQueueTimeout, "5s", cfg(func(c *discovery.LabelConfig) { c.QueueTimeout = 5 * time.Second })),
+		bad("queue.timeout bare number", discovery.LabelQueueTimeout, "5", "from 1ms to 1h"),
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

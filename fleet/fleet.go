@@ -93,9 +93,13 @@ type Options struct {
 	Pools *balancer.Pools
 	// Observer, if set, is told of the changes.
 	Observer Observer
-	// Log gets a line per state change of a replica, and the warnings about
-	// labels that disagree. The zero value logs nothing.
+	// Log gets a line per state change of a replica, the warnings about
+	// labels that disagree, and a line when a service starts and stops
+	// shedding requests. The zero value logs nothing.
 	Log zerolog.Logger
+	// MaxInflight is the limit of a replica whose dlb.max_inflight label is
+	// absent (--max-inflight); the zero value is no limit.
+	MaxInflight balancer.Limit
 }
 
 // Fleet keeps the pools and routes that the replicas of every source ask
@@ -108,7 +112,8 @@ type Fleet struct {
 	checker  *health.Checker
 	observer Observer
 	log      zerolog.Logger
-	listed   atomic.Bool // every source has synced once: the routes are known
+	limit    balancer.Limit // Options.MaxInflight
+	listed   atomic.Bool    // every source has synced once: the routes are known
 
 	mu       sync.Mutex
 	sources  map[string]*sourceState       // by source name
@@ -147,7 +152,7 @@ var _ admin.Source = (*Fleet)(nil)
 
 // New returns a Fleet with no replica and no source.
 func New(o Options) *Fleet {
-	f := &Fleet{pools: o.Pools, router: o.Router, proxy: o.Proxy, observer: o.Observer, log: o.Log,
+	f := &Fleet{pools: o.Pools, router: o.Router, proxy: o.Proxy, observer: o.Observer, log: o.Log, limit: o.MaxInflight,
 		gate: &health.Gate{}, checker: &health.Checker{},
 		sources: map[string]*sourceState{}, replicas: map[string]placed{}, services: map[string]*service{}}
 	if f.pools == nil {
@@ -354,13 +359,18 @@ func (f *Fleet) update(source string, r discovery.Replica) {
 	if svc == nil {
 		svc = &service{pool: pool}
 		f.services[r.Service] = svc
+		f.logShedding(pool)
 	}
 	f.setRoute(svc, r)
 	before := pool.Get(r.ID)
 	moved := known && old.r.Address() != r.Address()
 	// A replica at a new address must show again that it answers there.
 	wasServing := known && !moved && old.r.Serving() && before != nil && before.State() != balancer.Draining
-	pool.Put(balancer.Member{ID: r.ID, Name: r.Name, Address: r.Address(), Weight: r.Labels.Weight})
+	limit := f.limit
+	if r.Labels.MaxInflightSet {
+		limit = r.Labels.MaxInflight
+	}
+	pool.Put(balancer.Member{ID: r.ID, Name: r.Name, Address: r.Address(), Weight: r.Labels.Weight, Limit: limit})
 	f.replicas[r.ID] = placed{r: r, pool: pool, source: source}
 	if moved && before != nil {
 		f.release(before, false)
@@ -466,6 +476,9 @@ func (f *Fleet) setRoute(svc *service, r discovery.Replica) {
 		// discovery accepts only balancer.PolicyNames: the policy exists.
 		svc.pool.SetPolicy(r.Labels.Balance)
 	}
+	if r.Labels.QueueMax != 0 || r.Labels.QueueTimeout != 0 || svc.from == "" || svc.from == r.ID {
+		svc.pool.SetQueue(r.Labels.QueueMax, r.Labels.QueueTimeout)
+	}
 	if svc.from != "" && svc.route.Same(want) && site.Off == svc.site.Off && site.HSTS == svc.site.HSTS {
 		return
 	}
@@ -531,9 +544,35 @@ func (f *Fleet) Pools() []admin.Pool {
 			ap.Replicas = append(ap.Replicas, admin.Replica{
 				ID: u.ID(), Name: u.Name(), Address: u.Address(), State: u.State().String(),
 				InFlight: u.InFlight(), Requests: u.Requests(), Failures: u.Failures(),
+				Limit: u.Limit(), Adaptive: u.Adaptive(),
 			})
+		}
+		st := p.QueueStats()
+		ap.Queue = admin.Queue{Queued: st.Queued, Max: st.Max, Shed: st.Shed, TimedOut: st.TimedOut, Shedding: p.Shedding(),
+			ArrivalPerS: st.Arrival, DrainPerS: st.Drain, PerReplicaPerS: st.PerReplica, ReplicasNeeded: st.Needed}
+		if st.Served > 0 {
+			ap.Queue.WaitMS = float64(st.Waited.Microseconds()) / 1000 / float64(st.Served)
 		}
 		out = append(out, ap)
 	}
 	return out
+}
+
+// logShedding logs when pool starts shedding requests (its queue is full,
+// or they waited their timeout) and when it stops (it shed none for a
+// while): one line each, with the figures a user needs to scale the
+// service.
+func (f *Fleet) logShedding(pool *balancer.Pool) {
+	pool.OnShedding(func(shedding bool) {
+		st := pool.QueueStats()
+		if shedding {
+			ev := f.log.Warn().Str("service", pool.Name()).Int("queued", st.Queued).Int("queue_max", st.Max).Int("ready", pool.ReadyCount())
+			if st.Needed > 0 {
+				ev = ev.Int("replicas_needed", st.Needed)
+			}
+			ev.Msg("service over capacity: shedding requests with 503 (its queue is full, or no replica had room in time); scale it out")
+			return
+		}
+		f.log.Info().Str("service", pool.Name()).Int64("shed_total", st.Shed).Msg("service no longer shedding: it has shed no request for a while")
+	})
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/proxy"
 	"github.com/rs/zerolog"
@@ -392,11 +393,11 @@ func TestFleetPools(t *testing.T) {
 	want := []admin.Pool{
 		{Name: "api", Host: "", Path: "/", Policy: "round_robin", Replicas: []admin.Replica{
 			{ID: "id-api-1", Name: "api-1", Address: "10.0.1.2:80", State: "starting"},
-		}},
+		}, Queue: admin.Queue{Max: balancer.DefaultQueueMax}},
 		{Name: "web", Host: "a.example.com,b.example.com", Path: "/api", Policy: "round_robin", Replicas: []admin.Replica{
 			{ID: "id-web-1", Name: "web-1", Address: "10.0.0.2:8080", State: "starting"},
 			{ID: "id-web-2", Name: "web-2", Address: "10.0.0.3:8080", State: "ready"},
-		}},
+		}, Queue: admin.Queue{Max: balancer.DefaultQueueMax}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Pools:\n got %+v\nwant %+v", got, want)
@@ -514,5 +515,41 @@ func TestFleetSettled(t *testing.T) {
 	tr.waitState(t, "web", "id-web-1", "ready")
 	if !tr.Settled() {
 		t.Error("Settled once web-1 is ready: want true")
+	}
+}
+
+// A replica's dlb.max_inflight wins over the fleet's default
+// (--max-inflight); dlb.queue.* bound its service's queue.
+func TestFleetLimitsAndQueue(t *testing.T) {
+	router := &proxy.Router{}
+	g := New(Options{Router: router, Log: zerolog.Nop(), MaxInflight: balancer.Limit{Max: 4}})
+	src := g.Source("docker")
+	t.Cleanup(func() {
+		for _, p := range g.Pools() {
+			for _, r := range p.Replicas {
+				g.Remove(r.ID)
+			}
+		}
+	})
+	labelled := replicaOf(t, "web-1", "10.0.0.2:80", func(r *discovery.Replica) {
+		r.Labels.MaxInflight, r.Labels.MaxInflightSet = balancer.Limit{Auto: true}, true
+		r.Labels.QueueMax, r.Labels.QueueTimeout = 50, 3*time.Second
+	})
+	src.Update(labelled)
+	src.Update(replicaOf(t, "web-2", "10.0.0.3:80"))
+	pool := g.pools.Get("web")
+	tests := []struct {
+		id       string
+		limit    int64
+		adaptive bool
+	}{{"id-web-1", 8, true}, {"id-web-2", 4, false}}
+	for _, tt := range tests {
+		u := pool.Get(tt.id)
+		if u.Limit() != tt.limit || u.Adaptive() != tt.adaptive {
+			t.Errorf("%s: got limit %d, adaptive %v; want %d, %v", tt.id, u.Limit(), u.Adaptive(), tt.limit, tt.adaptive)
+		}
+	}
+	if pool.QueueMax() != 50 || pool.QueueTimeout() != 3*time.Second {
+		t.Errorf("queue: got max %d, timeout %v; want 50, 3s (dlb.queue.max, dlb.queue.timeout)", pool.QueueMax(), pool.QueueTimeout())
 	}
 }

@@ -328,7 +328,8 @@ func (m *Metrics) Certificate(renewal, ok bool) {
 func (m *Metrics) RefusedConnection() { m.refused.Inc() }
 
 // poolCollector reports what the pools hold at scrape time: replicas by
-// state, and requests in flight to each service's replicas.
+// state, requests in flight to each service's replicas and their limits,
+// and each service's queue.
 type poolCollector struct {
 	pools Pools
 }
@@ -340,27 +341,58 @@ var (
 	inFlightDesc = prometheus.NewDesc("dlb_in_flight_requests",
 		"Requests being served by each service's replicas now (not counting those queued for a replica).",
 		[]string{"service"}, nil)
+	limitDesc = prometheus.NewDesc("dlb_in_flight_limit",
+		"The sum of the limits of each service's replicas that have one (dlb.max_inflight; an adaptive one as learned now); 0: none has a limit.",
+		[]string{"service"}, nil)
+	queuedDesc = prometheus.NewDesc("dlb_queued_requests",
+		"Requests waiting in each service's queue for a replica with room (none ready, or all at their dlb.max_inflight).",
+		[]string{"service"}, nil)
+	queueMaxDesc = prometheus.NewDesc("dlb_queue_max",
+		"The most requests each service's queue holds (dlb.queue.max).",
+		[]string{"service"}, nil)
+	shedDesc = prometheus.NewDesc("dlb_shed_requests_total",
+		"Requests answered 503 with Retry-After by each service's queue: it was full, or they waited their timeout.",
+		[]string{"service"}, nil)
+	queueTimeoutsDesc = prometheus.NewDesc("dlb_queue_timeouts_total",
+		"Requests shed for waiting their queue timeout (dlb.queue.timeout, --queue-timeout), by service.",
+		[]string{"service"}, nil)
+	queueWaitDesc = prometheus.NewDesc("dlb_queue_wait_seconds",
+		"Time the requests that waited in each service's queue waited before a replica took them.",
+		[]string{"service"}, nil)
+	neededDesc = prometheus.NewDesc("dlb_replicas_needed",
+		"While a service queues or sheds: how many replicas its arrival rate needs at the throughput each replica has now; 0 otherwise.",
+		[]string{"service"}, nil)
 )
 
 // states are the values of dlb_replicas' state label, always all reported.
 var states = [...]balancer.State{balancer.Starting, balancer.Ready, balancer.Draining, balancer.Down}
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- replicasDesc
-	ch <- inFlightDesc
+	for _, d := range []*prometheus.Desc{replicasDesc, inFlightDesc, limitDesc, queuedDesc, queueMaxDesc, shedDesc, queueTimeoutsDesc, queueWaitDesc, neededDesc} {
+		ch <- d
+	}
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range c.pools.All() {
 		count := make(map[balancer.State]int, len(states))
-		var inFlight int64
+		var inFlight, limit int64
 		for _, u := range p.Upstreams() {
 			count[u.State()]++
 			inFlight += u.InFlight()
+			limit += u.Limit()
 		}
 		for _, s := range states {
 			ch <- prometheus.MustNewConstMetric(replicasDesc, prometheus.GaugeValue, float64(count[s]), p.Name(), s.String())
 		}
 		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(inFlight), p.Name())
+		ch <- prometheus.MustNewConstMetric(limitDesc, prometheus.GaugeValue, float64(limit), p.Name())
+		q := p.QueueStats()
+		ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(q.Queued), p.Name())
+		ch <- prometheus.MustNewConstMetric(queueMaxDesc, prometheus.GaugeValue, float64(q.Max), p.Name())
+		ch <- prometheus.MustNewConstMetric(shedDesc, prometheus.CounterValue, float64(q.Shed), p.Name())
+		ch <- prometheus.MustNewConstMetric(queueTimeoutsDesc, prometheus.CounterValue, float64(q.TimedOut), p.Name())
+		ch <- prometheus.MustNewConstSummary(queueWaitDesc, uint64(q.Served), q.Waited.Seconds(), nil, p.Name())
+		ch <- prometheus.MustNewConstMetric(neededDesc, prometheus.GaugeValue, float64(q.Needed), p.Name())
 	}
 }

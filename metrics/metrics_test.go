@@ -134,7 +134,7 @@ func (l poolList) All() []*balancer.Pool { return l }
 func (f *fixture) request(u *balancer.Upstream, status int, retries int) {
 	e := &proxy.Exchange{Route: f.route, Upstream: u, Status: status, Start: f.clock.t,
 		Duration: 30 * time.Millisecond, Retries: retries}
-	if u != nil && u.Begin() {
+	if u != nil && u.Claim() && u.Begin() {
 		e.FirstFor = u
 	}
 	if u != nil {
@@ -297,9 +297,9 @@ func TestReplicasByStateAtScrape(t *testing.T) {
 	f.pool.Drain("4")
 	f.pool.Put(balancer.Member{ID: "5", Name: "web-5", Address: "10.0.0.5:80"})
 	f.pool.Stop("5")
-	f.w1.Begin()
-	f.w2.Begin()
-	f.w2.Begin()
+	f.w1.Claim()
+	f.w2.Claim()
+	f.w2.Claim()
 
 	for state, n := range map[string]float64{"starting": 1, "ready": 2, "draining": 1, "down": 1} {
 		want(t, f.m, "dlb_replicas", map[string]string{"service": "web", "state": state}, n)
@@ -316,6 +316,27 @@ func TestReplicasByStateAtScrape(t *testing.T) {
 		want(t, f.m, "dlb_replicas", map[string]string{"service": "web", "state": state}, n)
 	}
 	want(t, f.m, "dlb_in_flight_requests", map[string]string{"service": "web"}, 2)
+}
+
+func TestQueueAtScrape(t *testing.T) {
+	f := newFixture(t)
+	f.pool.Put(balancer.Member{ID: "1", Name: "web-1", Address: "10.0.0.1:80", Limit: balancer.Limit{Max: 1}})
+	f.pool.Put(balancer.Member{ID: "2", Name: "web-2", Address: "10.0.0.2:80", Limit: balancer.Limit{Max: 2}})
+	f.pool.SetQueue(5, 0)
+	for range 3 {
+		f.pool.Pick(0, nil)
+	}
+	// No room and no time to wait: shed at once.
+	if _, err := f.pool.Acquire(t.Context(), balancer.Ask{}); err == nil {
+		t.Fatal("Acquire with every replica at its limit and no timeout: got a replica, want 503")
+	}
+	labels := map[string]string{"service": "web"}
+	want(t, f.m, "dlb_in_flight_limit", labels, 3)
+	want(t, f.m, "dlb_in_flight_requests", labels, 3)
+	want(t, f.m, "dlb_queue_max", labels, 5)
+	want(t, f.m, "dlb_queued_requests", labels, 0)
+	want(t, f.m, "dlb_shed_requests_total", labels, 1)
+	want(t, f.m, "dlb_queue_timeouts_total", labels, 0)
 }
 
 func TestEventsAndEjections(t *testing.T) {

@@ -321,6 +321,8 @@ type fastConn struct {
 	path   []byte
 	start  time.Time
 	try    loopTry
+	// shedErr is why the pool's queue gave the request no replica.
+	shedErr error
 
 	// Reused per request: the attempt (for the Proxy's retry logic), and
 	// the request as Observers and the error handler see it; keyedFn is
@@ -645,18 +647,23 @@ func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 // carry the next request.
 func (fc *fastConn) forward() (keep, handled bool) {
 	if !fc.pick() {
+		if fc.shedErr != nil {
+			return fc.shed(), true
+		}
 		return false, false
 	}
 	return fc.forwardPicked(false), true
 }
 
 // pick routes the parsed request and picks its replica (fc.route,
-// fc.picked, fc.ft, fc.key, fc.path). It reports false when the request is
-// for net/http: a trusted proxy's, one the intercept takes, no route, a
-// sticky or h2c route, a body over the route's limit, no ready replica
-// (net/http queues it, or answers 503), or a replica without the fast
-// transport.
+// fc.picked, fc.ft, fc.key, fc.path), with a slot claimed on it. It
+// reports false when the request is for net/http: a trusted proxy's, one
+// the intercept takes, no route, a sticky or h2c route, a body over the
+// route's limit, or a replica without the fast transport; when no replica
+// has room on an event loop (which never waits: a goroutine's pick
+// queues); and when the pool's queue shed it (fc.shedErr, to answer 503).
 func (fc *fastConn) pick() bool {
+	fc.shedErr = nil
 	p, r := fc.fs.p, &fc.req
 	if fc.trusted {
 		return false
@@ -678,10 +685,19 @@ func (fc *fastConn) pick() bool {
 	}
 	up := route.Pool.Pick(key, nil)
 	if up == nil {
-		return false
+		if fc.fd >= 0 {
+			return false // an event loop's: it hands the connection to a goroutine
+		}
+		var err error
+		up, err = p.acquire(context.Background(), route, key, nil, func() uint64 { return fc.key(route) })
+		if err != nil {
+			fc.route, fc.path, fc.shedErr = route, path, err
+			return false
+		}
 	}
 	ut := p.transportFor(up)
 	if ut.fast == nil {
+		up.End(false)
 		return false
 	}
 	fc.route, fc.picked, fc.ft, fc.affKey, fc.path = route, up, ut.fast, key, path
@@ -690,14 +706,20 @@ func (fc *fastConn) pick() bool {
 
 // begin starts the picked request's attempt at now.
 func (fc *fastConn) begin(now time.Time) {
-	r, up := &fc.req, fc.picked
-	fc.start, fc.end = now, time.Time{}
+	up := fc.picked
 	a := &fc.a
 	*a = attempt{Context: context.Background(), route: fc.route, up: up, key: fc.affKey, keyed: fc.keyedFn}
 	a.tried = a.triedBuf[:0]
 	if up.Begin() {
 		a.first = up
 	}
+	fc.request(now)
+}
+
+// request sets what Observers see of the parsed request, begun at now.
+func (fc *fastConn) request(now time.Time) {
+	r := &fc.req
+	fc.start, fc.end = now, time.Time{}
 	fc.status, fc.bytes = 0, 0
 	fc.hurl = url.URL{Path: str(fc.path), RawQuery: ""}
 	fc.hreq = http.Request{Method: str(r.method), URL: &fc.hurl, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
@@ -721,7 +743,12 @@ func (fc *fastConn) forwardPicked(begun bool) bool {
 // whether the exchange left the connection usable.
 func (fc *fastConn) finish(keep bool) bool {
 	a := &fc.a
-	a.up.End(a.failed)
+	if a.up.Adaptive() {
+		fc.end = time.Now()
+		a.up.EndAfter(a.failed, fc.status >= 500, fc.end.Sub(fc.start))
+	} else {
+		a.up.End(a.failed)
+	}
 	if fc.end.IsZero() {
 		fc.end = time.Now()
 	}
@@ -1250,6 +1277,28 @@ func (fc *fastConn) fail(err error) {
 	if w.status == 0 {
 		return
 	}
+	fc.answer(w, false)
+}
+
+// shed answers a request the pool's queue shed (fc.shedErr): 503 with
+// Retry-After, as net/http's path does; the connection stays open. It
+// tells the Observer.
+func (fc *fastConn) shed() bool {
+	fc.request(time.Now())
+	w := &bufferedResponse{header: http.Header{}}
+	shed(w, fc.route, fc.shedErr)
+	fc.answer(w, true)
+	fc.end = time.Now()
+	if ob := fc.fs.p.opts.Observer; ob != nil {
+		fc.ex = Exchange{Route: fc.route, Status: fc.status, Bytes: fc.bytes, Start: fc.start, Duration: fc.end.Sub(fc.start)}
+		ob.Observe(&fc.hreq, &fc.ex)
+	}
+	return !fc.req.close
+}
+
+// answer writes dlb's own answer w to the client; keep says whether the
+// connection stays open after it.
+func (fc *fastConn) answer(w *bufferedResponse, keep bool) {
 	fc.status = w.status
 	fc.bytes = int64(w.body.Len())
 	fc.extendWriteDeadline()
@@ -1260,7 +1309,9 @@ func (fc *fastConn) fail(err error) {
 	bw.WriteString(http.StatusText(w.status))
 	bw.WriteString("\r\n")
 	w.header.Set("Content-Length", strconv.Itoa(w.body.Len()))
-	w.header.Set("Connection", "close")
+	if !keep {
+		w.header.Set("Connection", "close")
+	}
 	w.header.Set("Date", string(httpDate()))
 	w.header.Write(bw)
 	bw.WriteString("\r\n")

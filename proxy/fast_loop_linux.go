@@ -618,8 +618,11 @@ func (l *eventLoop) toGoroutine(lc *loopConn, from resumeKind) {
 		if fc.try.hc != nil {
 			fc.try.hc.close()
 		}
-		if from == resumeTry {
+		switch from {
+		case resumeTry:
 			fc.a.up.End(true)
+		case resumePicked:
+			fc.picked.End(false) // the slot pick claimed
 		}
 		if c != nil {
 			c.Close()

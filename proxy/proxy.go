@@ -125,6 +125,7 @@ type attempt struct {
 	tried    []triedReplica     // the replicas that failed this request, in order
 	triedBuf [3]triedReplica
 	failed   bool
+	status   int                // the replica's response status, once it came
 	first    *balancer.Upstream // a replica that got its first request since it turned Ready
 	body     *replayBody        // nil when the request has no body
 	key      uint64             // affinity key, when the pool's policy uses one
@@ -183,26 +184,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route.Pool.NeedsKey() {
 		key = requestKey(r, route, p.opts.TrustedProxies)
 	}
-	var up *balancer.Upstream
+	var want *balancer.Upstream
 	var pinned string
 	if route.Sticky {
-		up, pinned = p.sticky.pinned(r, route)
+		want, pinned = p.sticky.pinned(r, route)
 	}
-	if up == nil {
-		up = route.Pool.Pick(key, nil)
-	}
-	// A pool with replicas, none ready (starting, restarting, unhealthy),
-	// is worth waiting for; an empty one (scaled to 0) is answered at once.
-	if up == nil && p.opts.QueueTimeout > 0 && route.Pool.Len() > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), p.opts.QueueTimeout)
-		for up == nil && route.Pool.WaitReady(ctx) {
-			up = route.Pool.Pick(key, nil)
+	up, err := p.acquire(r.Context(), route, key, want, func() uint64 { return requestKey(r, route, p.opts.TrustedProxies) })
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client went away while it waited
 		}
-		cancel()
-	}
-	if up == nil {
 		p.extendWrite(rc)
-		serviceUnavailable(w, route.Service)
+		shed(w, route, err)
 		return
 	}
 	a := &attempt{Context: r.Context(), route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies), rc: rc}
@@ -217,6 +210,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.body = newReplayBody(a.client, r.ContentLength, p.opts.MaxReplayBody)
 		if a.body.srcErr != nil {
 			// The client's body failed before any replica was asked.
+			up.End(false)
 			p.extendWrite(rc)
 			p.clientFailed(w, r, route.Service, a.body.srcErr)
 			return
@@ -240,7 +234,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if up.Begin() {
 		a.first = up
 	}
-	defer func() { a.up.End(a.failed) }()
+	var began time.Time // read only for a replica whose limit learns from latency
+	if up.Adaptive() {
+		began = time.Now()
+	}
+	defer func() { a.end(began) }()
 	p.rp.ServeHTTP(w, r.WithContext(a))
 }
 
@@ -526,31 +524,19 @@ func (a *attempt) avoid(cur *balancer.Upstream, failedRun uint64) []*balancer.Up
 }
 
 // next picks a replica for a retry, not one that failed the request in its
-// current run as Ready. When none is ready it waits, as a new request would,
-// up to the queue timeout, but only while a replica of the pool may yet be
-// let in (comingBack): for another replica, or for one that failed to be
-// let in again (the only replica of a service restarted). A replica that
-// stays ready after failing the request (it answered garbage, or the
-// request broke it) is not waited for: no restart is coming.
+// current run as Ready. When none has room it waits in the service's queue,
+// as a new request would, but only while a replica may yet take the request
+// (mayTake): another one at its limit, or one that is not ready now (the
+// only replica of a service restarted). A replica that stays ready after
+// failing the request (it answered garbage, or the request broke it) is not
+// waited for: no restart is coming.
 func (p *Proxy) next(ctx context.Context, a *attempt, failedRun uint64) *balancer.Upstream {
-	u := a.route.Pool.Pick(a.key, a.avoid(a.up, failedRun))
-	if u != nil || p.opts.QueueTimeout <= 0 || !comingBack(a.route.Pool) {
-		return u
+	ask := p.retryAsk(a, failedRun)
+	if !mayTake(a.route.Pool, ask.Avoid()) {
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.opts.QueueTimeout)
-	defer cancel()
-	for {
-		// Read before picking, so that a change between the two is not missed.
-		changed := a.route.Pool.Changed()
-		if u = a.route.Pool.Pick(a.key, a.avoid(a.up, failedRun)); u != nil || !comingBack(a.route.Pool) {
-			return u
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return nil
-		}
-	}
+	u, _ := a.route.Pool.Acquire(ctx, ask)
+	return u
 }
 
 // retryable reports whether a request that failed with err, with no

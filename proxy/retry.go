@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
@@ -72,14 +73,16 @@ func (p *Proxy) withdraw(a *attempt) bool {
 	return false
 }
 
-// comingBack reports whether pool has a replica that may yet be let in,
-// which a request with no replica to go to may wait for: any that is not
-// ready now (starting; draining or down, since Docker may restart it; out
-// after a failed check or an ejection). A replica that failed the request
-// and stays ready is not let in again: nothing is coming.
-func comingBack(pool *balancer.Pool) bool {
+// mayTake reports whether pool has a replica that a request may yet go to,
+// which a request with no replica to go to now may wait for: any that is
+// not ready now (starting; draining or down, since Docker may restart it;
+// out after a failed check or an ejection), or a ready one not in avoid
+// (at its limit, it takes the request once a slot frees). A replica that
+// failed the request and stays ready is not let in again: nothing is
+// coming.
+func mayTake(pool *balancer.Pool, avoid []*balancer.Upstream) bool {
 	for _, u := range pool.Upstreams() {
-		if u.State() != balancer.Ready {
+		if u.State() != balancer.Ready || !slices.Contains(avoid, u) {
 			return true
 		}
 	}

@@ -109,11 +109,15 @@ func (s *stickyPins) pin(h http.Header, route *Route, u *balancer.Upstream, had 
 	h.Add("Set-Cookie", c.String())
 }
 
-// modifyResponse sets the sticky cookie on a response of a sticky route,
+// modifyResponse records the replica's status (an adaptive limit learns
+// from it) and sets the sticky cookie on a response of a sticky route,
 // naming the replica that answered (after retries, if any).
 func (p *Proxy) modifyResponse(resp *http.Response) error {
-	if a, ok := resp.Request.Context().Value(stateKey{}).(*attempt); ok && a.route.Sticky {
-		p.sticky.pin(resp.Header, a.route, a.up, a.pinned, a.secure)
+	if a, ok := resp.Request.Context().Value(stateKey{}).(*attempt); ok {
+		a.status = resp.StatusCode
+		if a.route.Sticky {
+			p.sticky.pin(resp.Header, a.route, a.up, a.pinned, a.secure)
+		}
 	}
 	return nil
 }

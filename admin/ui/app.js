@@ -214,8 +214,46 @@
     v.stack.setAttribute("aria-hidden", "true");
     foot.append(v.minute, v.scale, v.stack);
 
-    v.root.append(head, v.cols, v.list, v.empty, foot);
+    // The queue, beside the replicas: requests waiting for a replica
+    // with room, drawn as a tank that fills toward dlb.queue.max.
+    v.queue = el("aside", "queue");
+    v.queue.append(el("span", "q-title", "queue"));
+    const tank = el("div", "tank");
+    v.tankFill = el("span", "tank-fill");
+    tank.append(v.tankFill);
+    v.queued = el("span", "q-queued num");
+    v.qmax = el("span", "q-max");
+    v.shed = el("span", "q-shed");
+    v.needed = el("span", "q-needed");
+    v.queue.append(tank, v.queued, v.qmax, v.shed, v.needed);
+    v.shedHistory = newHistory();
+
+    const main = el("div", "pool-main");
+    main.append(v.cols, v.list, v.empty);
+    const body = el("div", "pool-body");
+    body.append(main, v.queue);
+    v.root.append(head, body, foot);
     return v;
+  }
+
+  function drawQueue(v, p, now) {
+    const q = p.queue || {};
+    const queued = Number(q.queued) || 0, max = Number(q.max) || 0;
+    record(v.shedHistory, now, Math.max(0, Number(q.shed) || 0));
+    trim(v.shedHistory, now);
+    const shedRate = rate(v.shedHistory) || 0;
+    const limited = (Array.isArray(p.replicas) ? p.replicas : []).some((r) => Number(r.limit) > 0);
+    v.root.classList.toggle("has-queue", limited || queued > 0 || Number(q.shed) > 0);
+    v.root.classList.toggle("queueing", queued > 0);
+    v.root.classList.toggle("shedding", !!q.shedding);
+    v.tankFill.style.transform = "scaleY(" + (max > 0 ? Math.min(1, queued / max) : 0).toFixed(4) + ")";
+    setText(v.queued, fmtInt.format(queued) + " waiting");
+    setText(v.qmax, "of " + fmtInt.format(max));
+    setText(v.shed, shedRate > 0 ? fmtRate(shedRate) + " shed/s" : (q.shedding ? "shedding" : "none shed"));
+    const need = Number(q.replicas_needed) || 0;
+    setText(v.needed, need > 0 ? "needs " + need + " replicas" : "");
+    v.needed.title = need > 0 ? "the arrival rate (" + fmtRate(Number(q.arrival_per_s) || 0) + " req/s) at what each replica serves now (" +
+      fmtRate(Number(q.per_replica_per_s) || 0) + " req/s): scale the service to this many" : "";
   }
 
   function newReplicaView(r) {
@@ -295,6 +333,7 @@
     const scale = niceCeil(top);
 
     for (const rv of rows) drawReplica(rv, scale, minute);
+    drawQueue(v, p, now);
     order(v.list, rows.map((rv) => rv.root));
 
     setText(v.rate, reps.length && rows.every((rv) => rv.rps === null) ? "–" : fmtRate(total));
@@ -342,7 +381,10 @@
     }
     const inFlight = Number(r.in_flight) || 0;
     const failures = Number(r.failures) || 0;
-    setText(rv.flight, fmtInt.format(inFlight));
+    const limit = Number(r.limit) || 0;
+    setText(rv.flight, fmtInt.format(inFlight) + (limit > 0 ? "/" + fmtInt.format(limit) + (r.adaptive ? "~" : "") : ""));
+    rv.flight.title = limit > 0 ? (r.adaptive ? "in flight / limit learned from its latency (dlb.max_inflight: auto)" : "in flight / dlb.max_inflight") : "";
+    rv.root.classList.toggle("at-limit", limit > 0 && inFlight >= limit);
     setText(rv.fail, fmtInt.format(failures));
     rv.failCell.classList.toggle("bad", failures > 0);
     setText(rv.rate, fmtRate(rv.rps));

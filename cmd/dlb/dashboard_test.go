@@ -168,6 +168,12 @@ func TestDashboardFollowsScaling(t *testing.T) {
 		rate, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector("section.pool .pool-rate-val") || {}).textContent || ""`))
 		return err == nil && rate != "" && rate != "0" && rate != "–", fmt.Sprintf("rate %q %v", rate, err)
 	})
+	t.Logf("screenshot of the dashboard: %s", screenshot(t, ctx, "dashboard-scaled-to-6.png"))
+}
+
+// screenshot saves the page as test-artifacts/name and returns its path.
+func screenshot(t *testing.T, ctx context.Context, name string) string {
+	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
@@ -176,9 +182,9 @@ func TestDashboardFollowsScaling(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	shot := filepath.Join(dir, "dashboard-scaled-to-6.png")
+	shot := filepath.Join(dir, name)
 	if err := os.WriteFile(shot, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshot of the dashboard: %s", shot)
+	return shot
 }

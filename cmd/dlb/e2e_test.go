@@ -379,6 +379,7 @@ type poolView struct {
 		ID, Name, Address, State string
 		InFlight                 int64 `json:"in_flight"`
 		Requests, Failures       int64
+		Limit                    int64
 	}
 }
 

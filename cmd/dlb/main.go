@@ -13,6 +13,7 @@ import (
 
 	"github.com/dlb-lb/dlb/accesslog"
 	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/internal/gc"
@@ -74,6 +75,8 @@ type config struct {
 	proxy           proxy.Options
 	shutdownTimeout time.Duration
 	handoverSocket  string
+	maxInflight     string         // --max-inflight, as given; check parses it into limit
+	limit           balancer.Limit // derived by check
 	maxHeaderBytes  int
 	dataPath        string
 	parkIdleAfter   time.Duration
@@ -118,7 +121,8 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.StringFlag{Name: "provider", Value: discovery.ProviderDocker, Destination: &cfg.provider, EnvVars: envs("PROVIDER"), Usage: "where replicas come from, comma-separated: docker (containers of this engine), swarm (tasks of Docker Swarm services, from a manager), or docker,swarm"},
 		&cli.StringFlag{Name: "docker-host", Destination: &cfg.dockerHost, EnvVars: envs("DOCKER_HOST"), Usage: "Docker Engine address (default: $DOCKER_HOST, else the local socket); tcp:// to a read-only socket proxy works"},
 		&cli.IntFlag{Name: "retries", Value: 2, Destination: &cfg.proxy.Retries, EnvVars: envs("RETRIES"), Usage: "how many other replicas a failed request may be retried on, when safe"},
-		&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, Destination: &cfg.proxy.QueueTimeout, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits for a replica of a service that has none ready, before 503"},
+		&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, Destination: &cfg.proxy.QueueTimeout, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits in its service's queue for a replica with room (none ready, or all at their dlb.max_inflight), before 503; the dlb.queue.timeout label sets it per service"},
+		&cli.StringFlag{Name: "max-inflight", Value: "0", Destination: &cfg.maxInflight, EnvVars: envs("MAX_INFLIGHT"), Usage: "most requests a replica has in flight through dlb, for replicas without the dlb.max_inflight label: a number (0: no limit) or auto (learned from its latency); more wait in the service's queue"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Destination: &cfg.shutdownTimeout, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
 		&cli.StringFlag{Name: "handover-socket", Destination: &cfg.handoverSocket, EnvVars: envs("HANDOVER_SOCKET"), Usage: "Unix socket path (in a volume the old and the new dlb share) over which a new dlb takes the listening sockets from the running one: an upgrade refuses and resets no connection; empty: off"},
 		&cli.IntFlag{Name: "max-header-bytes", Value: listener.DefaultMaxHeaderBytes, Destination: &cfg.maxHeaderBytes, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
@@ -214,6 +218,10 @@ func (cfg *config) check(c *cli.Context) error {
 	if d := cfg.proxy.QueueTimeout; d < 0 {
 		return badFlag("queue-timeout", d.String(), "must not be negative (0 answers 503 at once)")
 	}
+	var err error
+	if cfg.limit, err = balancer.ParseLimit(cfg.maxInflight); err != nil {
+		return badFlag("max-inflight", cfg.maxInflight, strings.TrimPrefix(err.Error(), "not a limit: "))
+	}
 	if cfg.shutdownTimeout < 0 {
 		return badFlag("shutdown-timeout", cfg.shutdownTimeout.String(), "must not be negative")
 	}
@@ -240,7 +248,6 @@ func (cfg *config) check(c *cli.Context) error {
 	if s := cfg.clientShare; s < 1 || s > 100 {
 		return badFlag("max-conns-client-share", fmt.Sprint(s), "must be a percent of --max-conns, 1 to 100 (100: no share)")
 	}
-	var err error
 	if cfg.guard.Hosts, err = admin.ParseHosts(cfg.adminHosts); err != nil {
 		return badFlag("admin-hosts", cfg.adminHosts, err.Error())
 	}

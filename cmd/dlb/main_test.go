@@ -152,6 +152,12 @@ func TestRunExitCodes(t *testing.T) {
 			wantStderr: []string{"--queue-timeout", "negative"},
 		},
 		{
+			name:       "--max-inflight not a limit",
+			args:       append([]string{"--max-inflight", "lots"}, guard...),
+			want:       2,
+			wantStderr: []string{"--max-inflight", `"lots"`, "give a whole number from 0 (no limit) to 100000, or auto"},
+		},
+		{
 			name:       "--shutdown-timeout negative",
 			args:       append([]string{"--shutdown-timeout", "-1s"}, guard...),
 			want:       2,

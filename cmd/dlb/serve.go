@@ -105,7 +105,7 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 		fobs = append(fobs, fleet.SitesTo(p.keeper.SetSites))
 	}
 	p.fleet = fleet.New(fleet.Options{Router: router, Proxy: p.proxy, Pools: pools,
-		Observer: fleet.Observers(fobs...), Log: log.With().Str("component", "pools").Logger()})
+		Observer: fleet.Observers(fobs...), Log: log.With().Str("component", "pools").Logger(), MaxInflight: cfg.limit})
 	// In a container, replicas are reached over dlb's own networks; else
 	// (or when dlb cannot tell which container it is) as the flags say.
 	_ = discovery.FindSelf(ctx, docker, &cfg.discovery, log)

@@ -116,3 +116,23 @@ func TestStatusExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// A service at its limits: in flight against the limit, and a line on its
+// queue that says how many replicas the load needs.
+func TestStatusQueue(t *testing.T) {
+	r1 := replica("shop-1", "172.18.0.3:80", "ready", 8, 900)
+	r1.Limit = 8
+	r2 := replica("shop-2", "172.18.0.4:80", "ready", 5, 800)
+	r2.Limit, r2.Adaptive = 5, true
+	srv := httptest.NewServer(admin.Handler(fixedSource{
+		{Name: "shop", Path: "/", Policy: "round_robin", Replicas: []admin.Replica{r1, r2},
+			Queue: admin.Queue{Queued: 40, Max: 1024, Shed: 12, ArrivalPerS: 1600, PerReplicaPerS: 400, ReplicasNeeded: 4}},
+	}))
+	defer srv.Close()
+	code, out, _ := runStatus("--admin-url", srv.URL)
+	for _, want := range []string{"8/8 ", "5/5 auto", "shop: 40 queued (at most 1024), 12 shed with 503; the offered load (1600/s, 400/s per replica) needs about 4 replicas\n"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("dlb status: exit %d, stdout:\n%s\nwant exit 0 and %q in it", code, out, want)
+		}
+	}
+}

@@ -15,12 +15,16 @@
 //	GET  /download?bytes=N  N bytes of zeros, streamed
 //	GET  /echo-headers the request's headers, one per line
 //	GET  /fault/...    a reset, or a malformed answer (faults.go)
+//	GET  /work?ms=N    N ms of work on one of CORES "cores" (capacity.go)
+//	GET  /capacity     the most requests served at once, and how many got 500 over CAPACITY
 //
 // Environment:
 //
 //	PORT          port to listen on (default 80)
 //	LISTEN_DELAY  wait this long before listening, e.g. "2s" (to test readiness gates)
 //	GRACE         on SIGTERM, finish requests in flight for up to this long (default 5s)
+//	CAPACITY      serve at most this many requests at once; more get 500 (capacity.go)
+//	CORES         how many /work requests run at once (default 2; capacity.go)
 //
 // With -check URL it is its own HEALTHCHECK (the image has no shell or curl):
 // it GETs URL and exits 0 on a 2xx answer, 1 otherwise.
@@ -53,6 +57,8 @@ func main() {
 	host, _ := os.Hostname()
 
 	mux := http.NewServeMux()
+	capa := newCapacity() // CAPACITY and CORES: capacity.go
+	capa.routes(mux, host)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		answer(w, host)
 	})
@@ -175,7 +181,7 @@ func main() {
 			return
 		}
 	}
-	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: ":" + port, Handler: capa.handler(mux), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	log.Printf("%s listening on :%s", host, port)
