@@ -8,67 +8,21 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/dlb-lb/dlb/fleet"
 )
 
-// Pool is the admin API's view of one pool.
-type Pool struct {
-	Name     string    `json:"name"`
-	Host     string    `json:"host"` // comma-separated host names; empty: any host
-	Path     string    `json:"path"`
-	Policy   string    `json:"policy"`
-	Replicas []Replica `json:"replicas"`
-	Queue    Queue     `json:"queue"`
-}
-
-// Queue is the admin API's view of a pool's queue: the requests waiting
-// for a replica with room (none ready, or all at their limit).
-type Queue struct {
-	Queued int `json:"queued"`
-	Max    int `json:"max"`
-	// Shed counts the requests answered 503 (queue full, or waited their
-	// timeout), TimedOut those of them that waited their timeout, since
-	// dlb started; Shedding is whether it shed one in the last seconds.
-	Shed     int64 `json:"shed"`
-	TimedOut int64 `json:"timed_out"`
-	Shedding bool  `json:"shedding"`
-	// WaitMS is the average wait, in milliseconds, of the requests that
-	// waited and got a replica.
-	WaitMS float64 `json:"wait_ms"`
-	// ArrivalPerS and DrainPerS are requests per second over the last
-	// seconds: arriving, and served; PerReplicaPerS is the served rate per
-	// ready replica. ReplicasNeeded, while the service queues or sheds, is
-	// how many replicas the arrival rate needs at that rate each (0 when
-	// it does not queue).
-	ArrivalPerS    float64 `json:"arrival_per_s"`
-	DrainPerS      float64 `json:"drain_per_s"`
-	PerReplicaPerS float64 `json:"per_replica_per_s"`
-	ReplicasNeeded int     `json:"replicas_needed"`
-}
-
-// Replica is the admin API's view of one replica of a pool.
-type Replica struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	Address  string `json:"address"`
-	State    string `json:"state"`
-	InFlight int64  `json:"in_flight"`
-	Requests int64  `json:"requests"`
-	Failures int64  `json:"failures"`
-	// Limit is the most requests it may have in flight (0: no limit);
-	// Adaptive says dlb learns it from the replica's latency.
-	Limit    int64 `json:"limit"`
-	Adaptive bool  `json:"adaptive,omitempty"`
-}
-
-// Source is what the admin server reports on.
+// Source is what the admin server reports on: the fleet.
 type Source interface {
 	// Pools returns every pool, sorted by name, with replicas sorted by name.
-	Pools() []Pool
+	Pools() []fleet.PoolStatus
 	// Healthy reports whether dlb is in sync with Docker; Reason says why not.
 	Healthy() (ok bool, reason string)
 	// Changed returns a channel closed at the next change to the pools.
 	Changed() <-chan struct{}
 }
+
+var _ Source = (*fleet.Fleet)(nil)
 
 // Handler returns the admin API:
 //
@@ -151,8 +105,8 @@ func serveEvents(w http.ResponseWriter, r *http.Request, src Source) {
 	for {
 		changed := src.Changed()
 		msg := struct {
-			Time  int64  `json:"time"`
-			Pools []Pool `json:"pools"`
+			Time  int64              `json:"time"`
+			Pools []fleet.PoolStatus `json:"pools"`
 		}{time.Now().UnixMilli(), src.Pools()}
 		data, _ := json.Marshal(msg)
 		sb.Reset()

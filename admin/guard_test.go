@@ -9,12 +9,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dlb-lb/dlb/fleet"
 )
 
 type staticSource struct{ changed chan struct{} }
 
-func (s staticSource) Pools() []Pool {
-	return []Pool{{Name: "shop", Path: "/", Policy: "round_robin", Replicas: []Replica{{Name: "shop_1", Address: "10.0.0.2:80", State: "ready"}}}}
+func (s staticSource) Pools() []fleet.PoolStatus {
+	return []fleet.PoolStatus{{Name: "shop", Path: "/", Policy: "round_robin", Replicas: []fleet.ReplicaStatus{{Name: "shop_1", Address: "10.0.0.2:80", State: "ready"}}}}
 }
 func (staticSource) Healthy() (bool, string)    { return true, "" }
 func (s staticSource) Changed() <-chan struct{} { return s.changed }

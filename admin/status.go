@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/certs"
+	"github.com/dlb-lb/dlb/fleet"
 )
 
 // DefaultURL is where dlb status looks for the admin API: dlb's default
@@ -23,8 +24,8 @@ const DefaultURL = "http://127.0.0.1:8080"
 
 // FetchPools reads /api/pools from the admin API at base; its errors say
 // what to check, naming --admin-url.
-func FetchPools(ctx context.Context, base, token string, timeout time.Duration) ([]Pool, error) {
-	var pools []Pool
+func FetchPools(ctx context.Context, base, token string, timeout time.Duration) ([]fleet.PoolStatus, error) {
+	var pools []fleet.PoolStatus
 	_, err := Fetch(ctx, base, token, "/api/pools", timeout, &pools)
 	return pools, err
 }
@@ -91,7 +92,7 @@ func unwrapURLError(err error) error {
 }
 
 // WriteStatus prints one line per replica (one for a service with none).
-func WriteStatus(w io.Writer, pools []Pool) {
+func WriteStatus(w io.Writer, pools []fleet.PoolStatus) {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tHOST/PATH\tREPLICA\tADDRESS\tSTATE\tIN FLIGHT\tREQUESTS")
 	for _, p := range pools {
@@ -118,7 +119,7 @@ func WriteStatus(w io.Writer, pools []Pool) {
 
 // inFlight shows a replica's requests in flight, and its limit when it has
 // one ("3/8", "3/8 auto").
-func inFlight(r Replica) string {
+func inFlight(r fleet.ReplicaStatus) string {
 	switch {
 	case r.Adaptive:
 		return fmt.Sprintf("%d/%d auto", r.InFlight, r.Limit)
@@ -129,7 +130,7 @@ func inFlight(r Replica) string {
 }
 
 // hostPath shows a pool's route: its hosts ("*" for any), then its path.
-func hostPath(p Pool) string {
+func hostPath(p fleet.PoolStatus) string {
 	host := p.Host
 	if host == "" {
 		host = "*"
@@ -142,7 +143,7 @@ func hostPath(p Pool) string {
 }
 
 // NotReady names the services with no ready replica, or is empty.
-func NotReady(pools []Pool) string {
+func NotReady(pools []fleet.PoolStatus) string {
 	var bad []string
 	for _, p := range pools {
 		ready := 0

@@ -42,7 +42,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dlb-lb/dlb/admin"
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
@@ -147,8 +146,6 @@ type service struct {
 func routeOf(r discovery.Replica, pool *balancer.Pool) proxy.Route {
 	return proxy.Route{Service: r.Service, Hosts: r.Hosts, Path: r.Path, RouteOptions: r.Labels.RouteOptions, Pool: pool}
 }
-
-var _ admin.Source = (*Fleet)(nil)
 
 // New returns a Fleet with no replica and no source.
 func New(o Options) *Fleet {
@@ -530,25 +527,25 @@ func (f *Fleet) Healthy() (bool, string) {
 }
 
 // Pools returns the admin view of every pool.
-func (f *Fleet) Pools() []admin.Pool {
+func (f *Fleet) Pools() []PoolStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]admin.Pool, 0, len(f.services))
+	out := make([]PoolStatus, 0, len(f.services))
 	for _, p := range f.pools.All() {
 		svc := f.services[p.Name()]
-		ap := admin.Pool{Name: p.Name(), Policy: p.Policy(), Path: "/", Replicas: []admin.Replica{}}
+		ap := PoolStatus{Name: p.Name(), Policy: p.Policy(), Path: "/", Replicas: []ReplicaStatus{}}
 		if svc != nil {
 			ap.Host, ap.Path = strings.Join(svc.route.Hosts, ","), svc.route.Path
 		}
 		for _, u := range p.Upstreams() {
-			ap.Replicas = append(ap.Replicas, admin.Replica{
+			ap.Replicas = append(ap.Replicas, ReplicaStatus{
 				ID: u.ID(), Name: u.Name(), Address: u.Address(), State: u.State().String(),
 				InFlight: u.InFlight(), Requests: u.Requests(), Failures: u.Failures(),
 				Limit: u.Limit(), Adaptive: u.Adaptive(),
 			})
 		}
 		st := p.QueueStats()
-		ap.Queue = admin.Queue{Queued: st.Queued, Max: st.Max, Shed: st.Shed, TimedOut: st.TimedOut, Shedding: p.Shedding(),
+		ap.Queue = QueueStatus{Queued: st.Queued, Max: st.Max, Shed: st.Shed, TimedOut: st.TimedOut, Shedding: p.Shedding(),
 			ArrivalPerS: st.Arrival, DrainPerS: st.Drain, PerReplicaPerS: st.PerReplica, ReplicasNeeded: st.Needed}
 		if st.Served > 0 {
 			ap.Queue.WaitMS = float64(st.Waited.Microseconds()) / 1000 / float64(st.Served)

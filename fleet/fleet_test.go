@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/dlb-lb/dlb/internal/nettest"
 	"io"
 	"net"
 	"net/http"
@@ -16,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/internal/nettest"
+
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/proxy"
@@ -390,14 +390,14 @@ func TestFleetPools(t *testing.T) {
 	tr.Update(replicaOf(t, "web-1", "10.0.0.2:8080", withHealth("starting"), onRoute("/api", "a.example.com", "b.example.com")))
 	tr.Update(replicaOf(t, "api-1", "10.0.1.2:80", withHealth("unhealthy"), inService("api")))
 	got := tr.Pools()
-	want := []admin.Pool{
-		{Name: "api", Host: "", Path: "/", Policy: "round_robin", Replicas: []admin.Replica{
+	want := []PoolStatus{
+		{Name: "api", Host: "", Path: "/", Policy: "round_robin", Replicas: []ReplicaStatus{
 			{ID: "id-api-1", Name: "api-1", Address: "10.0.1.2:80", State: "starting"},
-		}, Queue: admin.Queue{Max: balancer.DefaultQueueMax}},
-		{Name: "web", Host: "a.example.com,b.example.com", Path: "/api", Policy: "round_robin", Replicas: []admin.Replica{
+		}, Queue: QueueStatus{Max: balancer.DefaultQueueMax}},
+		{Name: "web", Host: "a.example.com,b.example.com", Path: "/api", Policy: "round_robin", Replicas: []ReplicaStatus{
 			{ID: "id-web-1", Name: "web-1", Address: "10.0.0.2:8080", State: "starting"},
 			{ID: "id-web-2", Name: "web-2", Address: "10.0.0.3:8080", State: "ready"},
-		}, Queue: admin.Queue{Max: balancer.DefaultQueueMax}},
+		}, Queue: QueueStatus{Max: balancer.DefaultQueueMax}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Pools:\n got %+v\nwant %+v", got, want)

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/fleet"
 )
 
 // Admin is the admin API of the dlb in front of the service: its pools, and
 // which dlb answers.
 type Admin interface {
 	// Pools returns /api/pools.
-	Pools(ctx context.Context) ([]admin.Pool, error)
+	Pools(ctx context.Context) ([]fleet.PoolStatus, error)
 	// Self returns /api/self; false (and no error) when the dlb has none.
 	Self(ctx context.Context) (admin.Self, bool, error)
 }
@@ -39,7 +40,7 @@ func (g PoolGate) States(ctx context.Context, ids []string) (map[string]string, 
 }
 
 // poolStates picks the states of ids out of pools.
-func poolStates(pools []admin.Pool, ids []string) map[string]string {
+func poolStates(pools []fleet.PoolStatus, ids []string) map[string]string {
 	states := map[string]string{}
 	for _, p := range pools {
 		for _, r := range p.Replicas {
@@ -107,7 +108,7 @@ type HTTPAdmin struct {
 }
 
 // Pools implements Admin.
-func (h HTTPAdmin) Pools(ctx context.Context) ([]admin.Pool, error) {
+func (h HTTPAdmin) Pools(ctx context.Context) ([]fleet.PoolStatus, error) {
 	return admin.FetchPools(ctx, h.URL, h.Token, h.Timeout)
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/fleet"
 )
 
 // fakeEngine is a service under Compose, in memory: Scale creates
@@ -340,12 +341,12 @@ func TestRunFailsInSecondBatch(t *testing.T) {
 
 // fakeAdmin is a dlb's admin API: its pools, and /api/self when self is set.
 type fakeAdmin struct {
-	pools []admin.Pool
+	pools []fleet.PoolStatus
 	self  *admin.Self
 	err   error
 }
 
-func (a fakeAdmin) Pools(ctx context.Context) ([]admin.Pool, error) { return a.pools, a.err }
+func (a fakeAdmin) Pools(ctx context.Context) ([]fleet.PoolStatus, error) { return a.pools, a.err }
 func (a fakeAdmin) Self(ctx context.Context) (admin.Self, bool, error) {
 	if a.self == nil {
 		return admin.Self{}, false, a.err
@@ -355,7 +356,7 @@ func (a fakeAdmin) Self(ctx context.Context) (admin.Self, bool, error) {
 
 func TestChooseGate(t *testing.T) {
 	old := []Container{replica(1, "running"), replica(2, "running")}
-	pools := []admin.Pool{{Name: "p-app", Replicas: []admin.Replica{{ID: "id1", State: "ready"}, {ID: "id2", State: "ready"}}}}
+	pools := []fleet.PoolStatus{{Name: "p-app", Replicas: []fleet.ReplicaStatus{{ID: "id1", State: "ready"}, {ID: "id2", State: "ready"}}}}
 	tests := []struct {
 		name     string
 		admin    fakeAdmin
@@ -366,7 +367,7 @@ func TestChooseGate(t *testing.T) {
 		{"an app behind dlb, /api/self of a dlb outside", fakeAdmin{pools: pools, self: &admin.Self{ID: "", Serving: true}}, false, ""},
 		{"an app behind dlb, /api/self of another container", fakeAdmin{pools: pools, self: &admin.Self{ID: "dlbid", Serving: true}}, false, ""},
 		{"dlb itself", fakeAdmin{self: &admin.Self{ID: "id2", Serving: true}}, true, ""},
-		{"not behind this dlb", fakeAdmin{pools: []admin.Pool{{Name: "other"}}}, false, "service app is not behind the dlb at http://a: none of its replicas (p_app_1, p_app_2) is in its pools"},
+		{"not behind this dlb", fakeAdmin{pools: []fleet.PoolStatus{{Name: "other"}}}, false, "service app is not behind the dlb at http://a: none of its replicas (p_app_1, p_app_2) is in its pools"},
 		{"admin API unreachable", fakeAdmin{err: errors.New("cannot reach dlb's admin API")}, false, "cannot reach"},
 	}
 	for _, tt := range tests {
@@ -405,7 +406,7 @@ func TestSelfGate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := SelfGate{fakeAdmin{self: tt.self, pools: []admin.Pool{{Replicas: []admin.Replica{{ID: "new1", State: "ready"}}}}}}.States(context.Background(), ids)
+			got, err := SelfGate{fakeAdmin{self: tt.self, pools: []fleet.PoolStatus{{Replicas: []fleet.ReplicaStatus{{ID: "new1", State: "ready"}}}}}}.States(context.Background(), ids)
 			if err != nil || len(got) != len(tt.want) || got["new1"] != tt.want["new1"] {
 				t.Errorf("States: got %v, %v; want %v", got, err, tt.want)
 			}
@@ -429,7 +430,7 @@ type switchingAdmin struct {
 	asked  int
 }
 
-func (a *switchingAdmin) Pools(ctx context.Context) ([]admin.Pool, error) { return nil, nil }
+func (a *switchingAdmin) Pools(ctx context.Context) ([]fleet.PoolStatus, error) { return nil, nil }
 func (a *switchingAdmin) Self(ctx context.Context) (admin.Self, bool, error) {
 	a.asked++
 	cs, _ := a.engine.Containers(ctx)

@@ -9,13 +9,14 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"github.com/dlb-lb/dlb/internal/nettest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/nettest"
 )
 
 // TestRestartOnlyReplica: the one replica of a service is restarted under

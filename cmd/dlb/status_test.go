@@ -9,17 +9,18 @@ import (
 	"testing"
 
 	"github.com/dlb-lb/dlb/admin"
+	"github.com/dlb-lb/dlb/fleet"
 )
 
 // fixedSource is an admin.Source with fixed pools.
-type fixedSource []admin.Pool
+type fixedSource []fleet.PoolStatus
 
-func (s fixedSource) Pools() []admin.Pool      { return s }
-func (s fixedSource) Healthy() (bool, string)  { return true, "" }
-func (s fixedSource) Changed() <-chan struct{} { return make(chan struct{}) }
+func (s fixedSource) Pools() []fleet.PoolStatus { return s }
+func (s fixedSource) Healthy() (bool, string)   { return true, "" }
+func (s fixedSource) Changed() <-chan struct{}  { return make(chan struct{}) }
 
-func replica(name, addr, state string, inFlight, requests int64) admin.Replica {
-	return admin.Replica{ID: name + "-id", Name: name, Address: addr, State: state, InFlight: inFlight, Requests: requests}
+func replica(name, addr, state string, inFlight, requests int64) fleet.ReplicaStatus {
+	return fleet.ReplicaStatus{ID: name + "-id", Name: name, Address: addr, State: state, InFlight: inFlight, Requests: requests}
 }
 
 // runStatus runs `dlb status` with args and returns its exit code, stdout
@@ -32,11 +33,11 @@ func runStatus(args ...string) (int, string, string) {
 
 func TestStatusTable(t *testing.T) {
 	srv := httptest.NewServer(admin.Handler(fixedSource{
-		{Name: "shop-api", Host: "api.example.com", Path: "/v1", Policy: "round_robin", Replicas: []admin.Replica{
+		{Name: "shop-api", Host: "api.example.com", Path: "/v1", Policy: "round_robin", Replicas: []fleet.ReplicaStatus{
 			replica("shop-api-1", "172.18.0.3:8080", "ready", 2, 1500),
 			replica("shop-api-2", "172.18.0.4:8080", "draining", 0, 1499),
 		}},
-		{Name: "shop-web", Path: "/", Policy: "round_robin", Replicas: []admin.Replica{
+		{Name: "shop-web", Path: "/", Policy: "round_robin", Replicas: []fleet.ReplicaStatus{
 			replica("shop-web-1", "172.18.0.5:80", "ready", 0, 7),
 		}},
 	}))
@@ -75,16 +76,16 @@ func TestStatusExitCodes(t *testing.T) {
 		code   int
 		stderr []string // each must be in stderr
 	}{
-		{name: "all ready", pools: fixedSource{{Name: "a", Replicas: []admin.Replica{replica("a-1", "10.0.0.1:80", "ready", 0, 0)}}}, code: 0},
+		{name: "all ready", pools: fixedSource{{Name: "a", Replicas: []fleet.ReplicaStatus{replica("a-1", "10.0.0.1:80", "ready", 0, 0)}}}, code: 0},
 		{name: "no pools at all", pools: fixedSource{}, code: 0},
 		{name: "one service without a ready replica",
 			pools: fixedSource{
-				{Name: "a", Replicas: []admin.Replica{replica("a-1", "10.0.0.1:80", "ready", 0, 0)}},
-				{Name: "b", Replicas: []admin.Replica{replica("b-1", "10.0.0.2:80", "starting", 0, 0), replica("b-2", "10.0.0.3:80", "down", 0, 0)}},
+				{Name: "a", Replicas: []fleet.ReplicaStatus{replica("a-1", "10.0.0.1:80", "ready", 0, 0)}},
+				{Name: "b", Replicas: []fleet.ReplicaStatus{replica("b-1", "10.0.0.2:80", "starting", 0, 0), replica("b-2", "10.0.0.3:80", "down", 0, 0)}},
 			},
 			code: 1, stderr: []string{"service b (0 of 2 ready) has no ready replica"}},
 		{name: "two services, one scaled to zero",
-			pools: fixedSource{{Name: "a", Replicas: []admin.Replica{}}, {Name: "b", Replicas: []admin.Replica{replica("b-1", "10.0.0.2:80", "draining", 0, 0)}}},
+			pools: fixedSource{{Name: "a", Replicas: []fleet.ReplicaStatus{}}, {Name: "b", Replicas: []fleet.ReplicaStatus{replica("b-1", "10.0.0.2:80", "draining", 0, 0)}}},
 			code:  1, stderr: []string{"services a (0 of 0 ready), b (0 of 1 ready) have no ready replica"}},
 		{name: "nothing listens", url: closed, code: 2, stderr: []string{"cannot reach dlb's admin API at " + closed, "--admin-url", "connection refused"}},
 		{name: "not an URL", url: "127.0.0.1:8080", code: 2, stderr: []string{`--admin-url "127.0.0.1:8080": not an admin address: use http://host:port`}},
@@ -125,8 +126,8 @@ func TestStatusQueue(t *testing.T) {
 	r2 := replica("shop-2", "172.18.0.4:80", "ready", 5, 800)
 	r2.Limit, r2.Adaptive = 5, true
 	srv := httptest.NewServer(admin.Handler(fixedSource{
-		{Name: "shop", Path: "/", Policy: "round_robin", Replicas: []admin.Replica{r1, r2},
-			Queue: admin.Queue{Queued: 40, Max: 1024, Shed: 12, ArrivalPerS: 1600, PerReplicaPerS: 400, ReplicasNeeded: 4}},
+		{Name: "shop", Path: "/", Policy: "round_robin", Replicas: []fleet.ReplicaStatus{r1, r2},
+			Queue: fleet.QueueStatus{Queued: 40, Max: 1024, Shed: 12, ArrivalPerS: 1600, PerReplicaPerS: 400, ReplicasNeeded: 4}},
 	}))
 	defer srv.Close()
 	code, out, _ := runStatus("--admin-url", srv.URL)
