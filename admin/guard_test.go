@@ -101,3 +101,24 @@ func TestEventsCapped(t *testing.T) {
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
+
+// TestSelf: /api/self answers behind the guard's token, and FetchSelf reads
+// what it says.
+func TestSelf(t *testing.T) {
+	want := Self{ID: strings.Repeat("ab", 32), Version: "v9", Serving: true}
+	h := NewHandler(staticSource{make(chan struct{})}, Options{Guard: Guard{Token: "tok"}, Self: func() Self { return want }})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	if _, err := FetchSelf(context.Background(), srv.URL, "", time.Second); err == nil || !strings.Contains(err.Error(), "admin token") {
+		t.Errorf("FetchSelf without the token: %v, want an error asking for it", err)
+	}
+	got, err := FetchSelf(context.Background(), srv.URL, "tok", time.Second)
+	if err != nil || got != want {
+		t.Errorf("FetchSelf: %+v, %v; want %+v", got, err, want)
+	}
+	old := httptest.NewServer(NewHandler(staticSource{make(chan struct{})}, Options{}))
+	defer old.Close()
+	if _, err := FetchSelf(context.Background(), old.URL, "", time.Second); err == nil || !strings.Contains(err.Error(), "no /api/self") {
+		t.Errorf("FetchSelf from a dlb without /api/self: %v, want an error saying so", err)
+	}
+}

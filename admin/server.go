@@ -17,10 +17,26 @@ type Options struct {
 	// Certificates, if set, gives what GET /api/certificates sends as JSON
 	// (the certificate keeper's Status).
 	Certificates func() any
+	// Self, if set, gives what GET /api/self answers: which dlb this is.
+	Self func() Self
 	// Pprof serves Go's profiler under /debug/pprof/.
 	Pprof bool
 	// Guard decides who may ask.
 	Guard Guard
+}
+
+// Self is which dlb answers the admin API, for dlb rollout: during a
+// hand-over two dlb share the admin socket, and the one that answers says
+// who it is.
+type Self struct {
+	// ID is the full ID of dlb's container; empty outside a container.
+	ID string `json:"id"`
+	// Version is dlb's version.
+	Version string `json:"version"`
+	// Serving is true while this dlb accepts on its listening sockets
+	// (a new dlb: once the old one has let go of them), false once it has
+	// handed them over to a new dlb.
+	Serving bool `json:"serving"`
 }
 
 // NewHandler is the admin port's handler: Handler(src) with what o adds,
@@ -36,6 +52,11 @@ func NewHandler(src Source, o Options) http.Handler {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
 			json.NewEncoder(w).Encode(o.Certificates())
+		})
+	}
+	if o.Self != nil {
+		mux.HandleFunc("GET /api/self", func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, o.Self())
 		})
 	}
 	if o.Pprof {

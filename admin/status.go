@@ -29,6 +29,17 @@ func FetchPools(ctx context.Context, base, token string, timeout time.Duration) 
 	return pools, err
 }
 
+// FetchSelf reads /api/self from the admin API at base: which dlb answers
+// there. Its errors are Fetch's.
+func FetchSelf(ctx context.Context, base, token string, timeout time.Duration) (Self, error) {
+	var self Self
+	found, err := Fetch(ctx, base, token, "/api/self", timeout, &self)
+	if err == nil && !found {
+		err = fmt.Errorf("dlb at %s (--admin-url) has no /api/self: it is older than this dlb and cannot hand over its sockets; restart it instead", base)
+	}
+	return self, err
+}
+
 // Fetch decodes the JSON at path of the admin API at base into v,
 // sending token (if any) as a bearer token; it reports false, with no
 // error, when the path is not there (404).

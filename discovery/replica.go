@@ -71,6 +71,9 @@ type Options struct {
 	// SelfProject is the Compose project of dlb's own container, if any: a
 	// Compose short name in Network means that project's network.
 	SelfProject string
+	// SelfRestart is the restart policy of dlb's own container, if any
+	// (no, always, unless-stopped, on-failure).
+	SelfRestart string
 	// SwarmTasks says a Swarm source follows the tasks of Swarm services
 	// (--provider swarm): their containers are not replicas of their own.
 	SwarmTasks bool

@@ -257,6 +257,24 @@ func (f *Fleet) Lost(source string) {
 // not yet listed.
 func (f *Fleet) Routed() bool { return f.listed.Load() }
 
+// Settled reports whether the routes are known and no replica is still
+// starting (waiting for its first check): a dlb that takes the sockets over
+// from another then serves from its first request with the pools the old
+// one has.
+func (f *Fleet) Settled() bool {
+	if !f.Routed() {
+		return false
+	}
+	for _, p := range f.pools.All() {
+		for _, u := range p.Upstreams() {
+			if u.State() == balancer.Starting {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Update adds a replica of source or applies a change to it.
 func (f *Fleet) Update(source string, r discovery.Replica) {
 	f.mu.Lock()

@@ -491,6 +491,33 @@ func TestFleetLogsEachStateChangeOnce(t *testing.T) {
 	}
 }
 
+// TestFleetSettled: settled once the routes are known and no replica is
+// still starting; a replica that starts later unsettles it again.
+func TestFleetSettled(t *testing.T) {
+	tr := newTestRegistry(t)
+	if tr.Settled() {
+		t.Error("Settled before any sync: want false")
+	}
+	tr.Sync(nil)
+	if !tr.Settled() {
+		t.Error("Settled after an empty sync: want true")
+	}
+	addr := refusedAddr(t)
+	tr.Update(replicaOf(t, "web-1", addr))
+	if tr.Settled() {
+		t.Error("Settled while web-1 starts: want false")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("listening on %s again: %v", addr, err)
+	}
+	defer ln.Close()
+	tr.waitState(t, "web", "id-web-1", "ready")
+	if !tr.Settled() {
+		t.Error("Settled once web-1 is ready: want true")
+	}
+}
+
 // A replica's dlb.max_inflight wins over the fleet's default
 // (--max-inflight); dlb.queue.* bound its service's queue.
 func TestFleetLimitsAndQueue(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -100,9 +102,9 @@ func TestEjectorWindows(t *testing.T) {
 			s.do()
 		}
 		if s.wantWindow > 0 {
-			ok, w := e.Eject(pool, a)
-			if !ok || w != s.wantWindow {
-				t.Fatalf("%s: Eject = %v, %s; want true, %s", s.name, ok, w, s.wantWindow)
+			v := e.Eject(pool, a, refused)
+			if !v.Ejected || v.Window != s.wantWindow {
+				t.Fatalf("%s: Eject = %+v; want ejected for %s", s.name, v, s.wantWindow)
 			}
 		}
 		if got := a.State(); got != s.wantState {
@@ -120,10 +122,10 @@ func TestEjectorTwiceIsOnce(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1000, 0)}
 	e := &Ejector{Now: clock.Now, AfterFunc: clock.AfterFunc, Probe: func(string) bool { return true }}
 	pool, ups := readyPool(t, "a")
-	if ok, _ := e.Eject(pool, ups[0]); !ok {
-		t.Fatal("first Eject = false, want true")
+	if v := e.Eject(pool, ups[0], refused); !v.Ejected {
+		t.Fatal("first Eject: not ejected, want ejected")
 	}
-	if ok, _ := e.Eject(pool, ups[0]); ok {
+	if v := e.Eject(pool, ups[0], refused); v.Ejected {
 		t.Error("second Eject while out = true, want false")
 	}
 	clock.Advance(time.Second)
@@ -139,14 +141,101 @@ func TestEjectorRemovedUpstream(t *testing.T) {
 	probed := 0
 	e := &Ejector{Now: clock.Now, AfterFunc: clock.AfterFunc, Probe: func(string) bool { probed++; return true }}
 	pool, ups := readyPool(t, "a")
-	e.Eject(pool, ups[0])
+	e.Eject(pool, ups[0], refused)
 	pool.Remove("a")
 	clock.Advance(time.Second)
 	if probed != 0 {
 		t.Errorf("probed a removed upstream %d times, want 0", probed)
 	}
-	if ok, _ := e.Eject(pool, ups[0]); ok {
-		t.Error("Eject of a removed upstream = true, want false")
+	if v := e.Eject(pool, ups[0], refused); v.Ejected {
+		t.Error("Eject of a removed upstream: ejected, want not")
+	}
+}
+
+// refused and reset are a connect refused (the replica serves nobody) and
+// a reset of a connection it had accepted (maybe the request's doing).
+var (
+	refused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	reset   = &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+)
+
+// TestEjectorCap: ejections for resets leave at least half of a pool's
+// serving replicas in (a query of death cannot empty it); unreachable
+// replicas are ejected whatever the cap; at the cap, a replica that fails
+// more takes the place of one that failed less.
+func TestEjectorCap(t *testing.T) {
+	type eject struct {
+		who  int   // index in the pool
+		err  error // reset or refused
+		want string
+	}
+	tests := []struct {
+		name     string
+		replicas int
+		pct      int
+		steps    []eject
+		serving  int // ready at the end
+	}{
+		{"one replica is never ejected for a reset", 1, 0, []eject{{0, reset, "capped"}, {0, reset, "capped"}}, 1},
+		{"one replica that refuses is ejected", 1, 0, []eject{{0, refused, "ejected"}}, 0},
+		{"two: one may go for a reset", 2, 0, []eject{{0, reset, "ejected"}, {1, reset, "capped"}}, 1},
+		{"three: one may go for a reset", 3, 0, []eject{{0, reset, "ejected"}, {1, reset, "capped"}, {2, reset, "capped"}}, 2},
+		{"four: two may go", 4, 0, []eject{{0, reset, "ejected"}, {1, reset, "ejected"}, {2, reset, "capped"}}, 2},
+		{"an unreachable one counts against the cap", 3, 0, []eject{{0, refused, "ejected"}, {1, reset, "capped"}}, 2},
+		{"unreachable ones go past the cap", 3, 0, []eject{{0, reset, "ejected"}, {1, refused, "ejected"}, {2, refused, "ejected"}}, 0},
+		{"the one that fails more takes the place", 3, 0, []eject{{0, reset, "ejected"}, {1, reset, "capped"}, {1, reset, "ejected, 0 back"}}, 2},
+		{"a tie keeps the ejected one out", 3, 0, []eject{{0, reset, "ejected"}, {1, reset, "capped"}, {0, reset, "out already"}}, 2},
+		{"100% lets all go", 2, 100, []eject{{0, reset, "ejected"}, {1, reset, "ejected"}}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := &fakeClock{now: time.Unix(1000, 0)}
+			e := &Ejector{Now: clock.Now, AfterFunc: clock.AfterFunc, Probe: func(string) bool { return true }, MaxEjectedPercent: tt.pct}
+			var ids []string
+			for i := range tt.replicas {
+				ids = append(ids, fmt.Sprintf("r%d", i))
+			}
+			pool, ups := readyPool(t, ids...)
+			for i, s := range tt.steps {
+				v := e.Eject(pool, ups[s.who], s.err)
+				got := "out already"
+				switch {
+				case v.Ejected && v.Returned != nil:
+					got = fmt.Sprintf("ejected, %s back", strings.TrimPrefix(v.Returned.ID(), "r"))
+				case v.Ejected:
+					got = "ejected"
+				case v.Capped:
+					got = "capped"
+				}
+				if got != s.want {
+					t.Fatalf("step %d, r%d fails (%v): %s (%+v), want %s", i+1, s.who, s.err, got, v, s.want)
+				}
+			}
+			if got := pool.ReadyCount(); got != tt.serving {
+				t.Errorf("ready at the end: %d, want %d", got, tt.serving)
+			}
+		})
+	}
+}
+
+// TestEjectorCapReturnedIsNotProbedTwice: a replica let back in early by
+// the cap is not let in again by its window's probe, and ejected again
+// later it gets a window of its own.
+func TestEjectorCapReturnedIsNotProbedTwice(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var changes []string
+	e := &Ejector{Now: clock.Now, AfterFunc: clock.AfterFunc, Probe: func(string) bool { return true },
+		OnChange: func(u *balancer.Upstream, out bool) { changes = append(changes, fmt.Sprintf("%s %v", u.ID(), out)) }}
+	pool, ups := readyPool(t, "a", "b", "c")
+	e.Eject(pool, ups[0], reset)                       // a out
+	e.Eject(pool, ups[1], reset)                       // b capped
+	if v := e.Eject(pool, ups[1], reset); !v.Ejected { // b fails more: b out, a back
+		t.Fatalf("b's second reset: %+v, want ejected", v)
+	}
+	clock.Advance(time.Second) // both windows end; a's is stale
+	want := []string{"a true", "a false", "b true", "b false"}
+	if fmt.Sprint(changes) != fmt.Sprint(want) {
+		t.Errorf("changes: %v, want %v", changes, want)
 	}
 }
 
@@ -160,6 +249,8 @@ func TestEjectable(t *testing.T) {
 		{"connection refused", dialRefused, true},
 		{"connection reset", &net.OpError{Op: "read", Err: syscall.ECONNRESET}, true},
 		{"dial timeout", &net.OpError{Op: "dial", Err: timeoutErr{}}, true},
+		{"nothing acknowledged (machine gone)", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}, true},
+		{"slow response (deadline)", &net.OpError{Op: "read", Err: timeoutErr{}}, false},
 		{"client went away", fmt.Errorf("wrap: %w", errors.Join(errors.New("x"), contextCanceled())), false},
 		{"some other error", errors.New("malformed HTTP response"), false},
 	}

@@ -2,31 +2,57 @@ package listener
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 )
 
 // ConnLimit bounds the client connections open at once across every
-// listener it wraps (the plain and the TLS one share one budget). Those over
-// the limit are accepted and closed at once, and refused is called for each
-// (for a metric). Closing them rather than leaving them in the kernel's
-// backlog keeps clients from waiting on a connection nobody will serve,
-// and keeps dlb's file descriptors for replicas, Docker and the admin port.
-// A nil *ConnLimit sets no limit.
+// listener it wraps (the plain and the TLS one share one budget), and the
+// share of them one client address may hold. Those over either limit are
+// accepted and closed at once, and refused is called for each (for a
+// metric). Closing them rather than leaving them in the kernel's backlog
+// keeps clients from waiting on a connection nobody will serve, and keeps
+// dlb's file descriptors for replicas, Docker and the admin port; the
+// share keeps one client that opens connections and sends nothing from
+// locking every other client out. A nil *ConnLimit sets no limit.
 type ConnLimit struct {
 	max     int64
-	open    atomic.Int64
 	refused func()
+	open    atomic.Int64
+
+	perClient int64 // 0: no share
+	mu        sync.Mutex
+	clients   map[netip.Addr]int64 // connections open per client address, with a share
 }
 
-// NewConnLimit returns a limit of max connections; max <= 0 returns nil,
-// no limit.
-func NewConnLimit(max int64, refused func()) *ConnLimit {
+// DefaultClientShare is the share of the connection limit one client
+// address may hold by default, in percent (--max-conns-client-share).
+const DefaultClientShare = 50
+
+// NewConnLimit returns a limit of max connections, of which one client
+// address may hold perClient (0, or max or more: no share of its own);
+// max <= 0 returns nil, no limit.
+func NewConnLimit(max, perClient int64, refused func()) *ConnLimit {
 	if max <= 0 {
 		return nil
 	}
-	return &ConnLimit{max: max, refused: refused}
+	l := &ConnLimit{max: max, refused: refused}
+	if perClient > 0 && perClient < max {
+		l.perClient, l.clients = perClient, map[netip.Addr]int64{}
+	}
+	return l
+}
+
+// ClientShare is the number of connections a client address may hold
+// under a limit of limit connections when it may hold percent of them: at least 1, 0
+// (no share) for 100 percent or more, or no limit.
+func ClientShare(limit int64, percent int) int64 {
+	if limit <= 0 || percent >= 100 {
+		return 0
+	}
+	return max(limit*int64(percent)/100, 1)
 }
 
 // Listener wraps ln so that its connections count against l. Its
@@ -53,7 +79,10 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if l.open.Add(1) <= l.max {
-			return &limitConn{Conn: c, l: l}, nil
+			client, ok := l.admit(c)
+			if ok {
+				return &limitConn{Conn: c, l: l, client: client}, nil
+			}
 		}
 		l.open.Add(-1)
 		if tc, ok := c.(*net.TCPConn); ok {
@@ -66,16 +95,50 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// limitConn gives its place back when closed.
+// admit counts c against its client's share and reports whether the
+// share has room; client is the address counted (invalid: none).
+func (l *ConnLimit) admit(c net.Conn) (client netip.Addr, ok bool) {
+	if l.clients == nil {
+		return netip.Addr{}, true
+	}
+	tcp, isTCP := c.RemoteAddr().(*net.TCPAddr)
+	if !isTCP {
+		return netip.Addr{}, true
+	}
+	client = tcp.AddrPort().Addr().Unmap()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.clients[client] >= l.perClient {
+		return netip.Addr{}, false
+	}
+	l.clients[client]++
+	return client, true
+}
+
+// release gives a connection's places back.
+func (l *ConnLimit) release(client netip.Addr) {
+	l.open.Add(-1)
+	if !client.IsValid() {
+		return
+	}
+	l.mu.Lock()
+	if l.clients[client]--; l.clients[client] <= 0 {
+		delete(l.clients, client)
+	}
+	l.mu.Unlock()
+}
+
+// limitConn gives its places back when closed.
 type limitConn struct {
 	net.Conn
-	l    *ConnLimit
-	once sync.Once
+	l      *ConnLimit
+	client netip.Addr // counted against its share; invalid: none
+	once   sync.Once
 }
 
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.open.Add(-1) })
+	c.once.Do(func() { c.l.release(c.client) })
 	return err
 }
 
@@ -93,5 +156,5 @@ func (c *limitConn) SyscallConn() (syscall.RawConn, error) {
 // back, to be called once that descriptor is closed. Closing the returned
 // connection then does not give the place back.
 func (c *limitConn) Detach() (net.Conn, func()) {
-	return c.Conn, func() { c.once.Do(func() { c.l.open.Add(-1) }) }
+	return c.Conn, func() { c.once.Do(func() { c.l.release(c.client) }) }
 }

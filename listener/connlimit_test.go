@@ -14,7 +14,7 @@ import (
 // the limit leaves, and a place freed on one is taken on the other.
 func TestConnLimitSharedAcrossListeners(t *testing.T) {
 	var refused atomic.Int64
-	limit := NewConnLimit(2, func() { refused.Add(1) })
+	limit := NewConnLimit(2, 0, func() { refused.Add(1) })
 	var lns [2]net.Listener
 	accepted := make(chan net.Conn, 8)
 	for i := range lns {
@@ -97,7 +97,99 @@ func TestConnLimitNil(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if got := NewConnLimit(0, nil).Listener(ln); got != ln {
-		t.Errorf("NewConnLimit(0).Listener(ln) = %T, want ln itself", got)
+	if got := NewConnLimit(0, 0, nil).Listener(ln); got != ln {
+		t.Errorf("NewConnLimit(0, 0).Listener(ln) = %T, want ln itself", got)
+	}
+}
+
+// TestConnLimitClientShare: one client address holds its share of the
+// limit and no more; another address still gets in; a place a client
+// gives back is its own again (through Close, and through Detach's
+// release).
+func TestConnLimitClientShare(t *testing.T) {
+	var refused atomic.Int64
+	limit := NewConnLimit(10, 3, func() { refused.Add(1) })
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := limit.Listener(raw)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	// dial connects from the loopback address from (Linux answers all of
+	// 127.0.0.0/8) and reports whether the server took the connection.
+	dial := func(from string) (net.Conn, bool) {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", raw.Addr().String())
+		if err != nil {
+			return nil, false
+		}
+		t.Cleanup(func() { c.Close() })
+		select {
+		case s := <-accepted:
+			t.Cleanup(func() { s.Close() })
+			return s, true
+		case <-time.After(time.Second):
+			return nil, false
+		}
+	}
+	var held []net.Conn
+	for i := range 3 {
+		s, ok := dial("127.0.0.2")
+		if !ok {
+			t.Fatalf("connection %d from 127.0.0.2 (share 3): refused", i+1)
+		}
+		held = append(held, s)
+	}
+	if _, ok := dial("127.0.0.2"); ok {
+		t.Fatal("a 4th connection from 127.0.0.2 (share 3 of 10): taken, want it refused")
+	}
+	for i := range 3 {
+		if _, ok := dial("127.0.0.1"); !ok {
+			t.Fatalf("connection %d from 127.0.0.1 while 127.0.0.2 holds its share: refused", i+1)
+		}
+	}
+	if got := refused.Load(); got != 1 {
+		t.Errorf("refused = %d, want 1", got)
+	}
+	held[0].Close()
+	if _, ok := dial("127.0.0.2"); !ok {
+		t.Fatal("127.0.0.2 after closing one of its 3: refused, want its place back")
+	}
+	_, release := held[1].(interface{ Detach() (net.Conn, func()) }).Detach()
+	release()
+	if _, ok := dial("127.0.0.2"); !ok {
+		t.Fatal("127.0.0.2 after releasing a detached connection: refused, want its place back")
+	}
+	if _, ok := dial("127.0.0.2"); ok {
+		t.Fatal("127.0.0.2 over its share again: taken, want it refused")
+	}
+}
+
+func TestClientShare(t *testing.T) {
+	tests := []struct {
+		limit   int64
+		percent int
+		want    int64
+	}{
+		{1000, 50, 500},
+		{1000, 100, 0},
+		{3, 10, 1},
+		{0, 50, 0},
+	}
+	for _, tt := range tests {
+		if got := ClientShare(tt.limit, tt.percent); got != tt.want {
+			t.Errorf("ClientShare(%d, %d) = %d, want %d", tt.limit, tt.percent, got, tt.want)
+		}
 	}
 }

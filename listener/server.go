@@ -43,18 +43,28 @@ type ServerOptions struct {
 	Log zerolog.Logger
 }
 
+// Server is a proxy server: net/http's, and the count of its connections
+// that ShutdownAll waits for.
+type Server struct {
+	*http.Server
+	busy busyConns
+}
+
 // NewServer returns a server of the proxy's requests, with dlb's header
 // and idle timeouts. Neither reads nor writes have a deadline: bodies and
-// streams may take as long as they take.
-func NewServer(h http.Handler, o ServerOptions) *http.Server {
-	s := &http.Server{
+// streams may take as long as they take. A ConnState set later must call
+// the one it replaces (ShutdownAll counts connections with it).
+func NewServer(h http.Handler, o ServerOptions) *Server {
+	s := &Server{Server: &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    o.MaxHeaderBytes,
 		ErrorLog:          StdLog(o.Log, "http"),
 		TLSConfig:         o.TLS,
-	}
+	}}
+	s.busy.conns = map[net.Conn]connSince{}
+	s.ConnState = s.busy.track
 	if o.TLS == nil && o.H2C {
 		s.Protocols = new(http.Protocols)
 		s.Protocols.SetHTTP1(true)
@@ -80,16 +90,83 @@ func (w stdWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// ShutdownAll shuts the servers down at once, each waiting for its
-// requests in flight until ctx ends; nil servers are skipped.
-func ShutdownAll(ctx context.Context, log zerolog.Logger, servers ...*http.Server) {
+// busyConns are a server's HTTP/1 connections that are new (accepted, no
+// request yet: a TLS handshake, or a request on its way) or active (a
+// request being read or answered).
+type busyConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]connSince
+}
+
+type connSince struct {
+	state http.ConnState
+	since time.Time
+}
+
+func (b *busyConns) track(c net.Conn, s http.ConnState) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s == http.StateNew || s == http.StateActive {
+		b.conns[c] = connSince{s, time.Now()}
+		return
+	}
+	delete(b.conns, c)
+}
+
+// staleNew is how long a new connection may go without a request before
+// ShutdownAll stops waiting for it. (HTTP/2 connections never report
+// active to ConnState, and http.Server.Shutdown sees to them itself.)
+const staleNew = 2 * time.Second
+
+// count returns how many connections ShutdownAll waits for.
+func (b *busyConns) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, cs := range b.conns {
+		if cs.state == http.StateActive || time.Since(cs.since) < staleNew {
+			n++
+		}
+	}
+	return n
+}
+
+// StopKeepAlives makes the servers close their idle connections, and each
+// busy one after its response (with Connection: close), while they still
+// serve: the first step of ShutdownAll, to take early when something else
+// shuts down first. Nil servers are skipped.
+func StopKeepAlives(servers ...*Server) {
+	for _, s := range servers {
+		if s != nil {
+			s.SetKeepAlivesEnabled(false)
+		}
+	}
+}
+
+// ShutdownAll shuts the servers down at once, each answering the requests
+// of its connections in flight until ctx ends; nil servers are skipped.
+// It stops their keep-alives, waits until the connections that are new
+// (a TLS handshake, a request on its way) or busy have been answered, and
+// only then calls http.Server.Shutdown, which closes the rest: a request a
+// server reads once Shutdown has begun is dropped unanswered (net/http
+// closes the connection), so none may be left on its way then.
+func ShutdownAll(ctx context.Context, log zerolog.Logger, servers ...*Server) {
+	StopKeepAlives(servers...)
 	var wg sync.WaitGroup
 	for _, s := range servers {
 		if s == nil {
 			continue
 		}
 		wg.Go(func() {
-			if err := s.Shutdown(ctx); err != nil {
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+			for s.busy.count() > 0 && ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+				case <-tick.C:
+				}
+			}
+			if err := s.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 				log.Warn().Err(err).Msg("requests still in flight at the shutdown timeout were cut")
 			}
 		})

@@ -27,6 +27,8 @@ type Metrics struct {
 	requests     *prometheus.CounterVec   // service, replica, code
 	duration     *prometheus.HistogramVec // service
 	retries      *prometheus.CounterVec   // service
+	retryRefused *prometheus.CounterVec   // service
+	ejectCapped  *prometheus.CounterVec   // service
 	ejections    *prometheus.CounterVec   // service
 	readyToFirst *prometheus.HistogramVec // service
 	eventToReady *prometheus.HistogramVec // service
@@ -50,7 +52,7 @@ type Metrics struct {
 // serviceSeries is one service's series.
 type serviceSeries struct {
 	duration, readyToFirst, eventToReady, eventToFirst prometheus.Observer
-	retries, ejections                                 prometheus.Counter
+	retries, ejections, retryRefused, ejectCapped      prometheus.Counter
 }
 
 var (
@@ -115,6 +117,14 @@ func New(pools Pools) *Metrics {
 			Name: "dlb_retries_total",
 			Help: "Requests sent again to another replica after one failed, by service.",
 		}, []string{"service"}),
+		retryRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dlb_retries_refused_total",
+			Help: "Failed requests answered without the retry they were due because the service's retry budget (20% of its recent requests, plus 10 a second) was spent, by service.",
+		}, []string{"service"}),
+		ejectCapped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dlb_ejections_refused_total",
+			Help: "Replicas that reset a connection but stayed in their pool because the ejection cap keeps enough of the serving replicas in (health.DefaultMaxEjectedPercent: at most half out), by service.",
+		}, []string{"service"}),
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dlb_ejections_total",
 			Help: "Replicas taken out of their pool after refusing or resetting a connection, by service.",
@@ -144,13 +154,13 @@ func New(pools Pools) *Metrics {
 		}, []string{"kind", "result"}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dlb_refused_connections_total",
-			Help: "Client connections closed at once because dlb had --max-conns open.",
+			Help: "Client connections closed at once because dlb had --max-conns open, or their client address held its share of them (--max-conns-client-share).",
 		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.duration, m.retries, m.ejections, m.readyToFirst, m.eventToReady, m.eventToFirst, m.dockerEvents, m.certificates, m.refused,
+		m.requests, m.duration, m.retries, m.retryRefused, m.ejectCapped, m.ejections, m.readyToFirst, m.eventToReady, m.eventToFirst, m.dockerEvents, m.certificates, m.refused,
 		&poolCollector{pools: pools},
 	)
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
@@ -176,6 +186,12 @@ func (m *Metrics) Observe(_ *http.Request, e *proxy.Exchange) {
 	svc.duration.Observe(e.Duration.Seconds())
 	if e.Retries > 0 {
 		svc.retries.Add(float64(e.Retries))
+	}
+	if e.RetryRefused {
+		svc.retryRefused.Inc()
+	}
+	if e.EjectionCapped {
+		svc.ejectCapped.Inc()
 	}
 	if u := e.FirstFor; u != nil {
 		if since := u.ReadySince(); !since.IsZero() && !e.Start.Before(since) {
@@ -204,6 +220,8 @@ func (m *Metrics) service(name string) *serviceSeries {
 		eventToFirst: m.eventToFirst.WithLabelValues(name),
 		retries:      m.retries.WithLabelValues(name),
 		ejections:    m.ejections.WithLabelValues(name),
+		retryRefused: m.retryRefused.WithLabelValues(name),
+		ejectCapped:  m.ejectCapped.WithLabelValues(name),
 	})
 	return v.(*serviceSeries)
 }

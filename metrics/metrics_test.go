@@ -351,6 +351,22 @@ func TestEventsAndEjections(t *testing.T) {
 	want(t, f.m, "dlb_ejections_total", map[string]string{"service": "web"}, 1)
 }
 
+// TestRefusedRetriesAndEjections: a request whose retry the budget refused,
+// or whose replica the ejection cap kept in, is counted for its service.
+func TestRefusedRetriesAndEjections(t *testing.T) {
+	f := newFixture(t)
+	for _, e := range []proxy.Exchange{
+		{Route: f.route, Upstream: f.w1, Status: 502, RetryRefused: true},
+		{Route: f.route, Upstream: f.w1, Status: 502, RetryRefused: true, EjectionCapped: true},
+		{Route: f.route, Upstream: f.w2, Status: 200, Retries: 1},
+	} {
+		f.m.Observe(httptest.NewRequest("GET", "/", nil), &e)
+	}
+	want(t, f.m, "dlb_retries_refused_total", map[string]string{"service": "web"}, 2)
+	want(t, f.m, "dlb_ejections_refused_total", map[string]string{"service": "web"}, 1)
+	want(t, f.m, "dlb_retries_total", map[string]string{"service": "web"}, 1)
+}
+
 // The handler speaks the text format, with the Go and process collectors.
 func TestHandler(t *testing.T) {
 	f := newFixture(t)

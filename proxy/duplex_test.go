@@ -1,10 +1,14 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/dlb-lb/dlb/internal/nettest"
 )
@@ -44,6 +48,54 @@ func TestUploadToReplicaThatAnswersWhileReading(t *testing.T) {
 			got, same, err := nettest.CheckPattern(resp.Body, n)
 			if err != nil || !same {
 				t.Fatalf("POST of %d bytes: the echo came back with %d bytes (%v), the same bytes: %v; want all %d, the same", n, got, err, same, n)
+			}
+		})
+	}
+}
+
+// A replica that answers a large upload without reading it all leaves the
+// client's keep-alive connection usable: its next request is answered.
+// net/http's server breaks a connection whose full-duplex body ends after
+// the handler; dlb reads what is left (or closes after the answer when too
+// much is left), so no request is lost.
+func TestEarlyAnswerKeepsTheConnection(t *testing.T) {
+	route, pool := poolRoute("early")
+	ready(t, pool, "early-1", newBackend(t, "early-1", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "early")
+	}).addr())
+	f := newFront(t, Options{}, []Route{route}, nil)
+	for _, size := range []int{100 << 10, 200 << 10, 2 << 20} {
+		t.Run(fmt.Sprintf("%d bytes", size), func(t *testing.T) {
+			c, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			go func() {
+				fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size)
+				c.Write(bytes.Repeat([]byte("x"), size))
+			}()
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("POST of %d bytes: %v", size, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "early" {
+				t.Fatalf("POST of %d bytes: got %d %q, want 200 %q", size, resp.StatusCode, b, "early")
+			}
+			if resp.Close {
+				return // too much left to read: the connection ends after the answer, as it says
+			}
+			fmt.Fprintf(c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("GET after a POST of %d bytes answered early, on the same connection (which did not say close): %v", size, err)
+			}
+			b, _ = io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "early" {
+				t.Fatalf("GET after a POST of %d bytes answered early: got %d %q, want 200", size, resp.StatusCode, b)
 			}
 		})
 	}

@@ -172,7 +172,7 @@ func (fs *FastServer) start(c net.Conn) {
 	if len(fs.loops) > 0 && !trusted {
 		if fd, release, err := detachConn(c); err == nil {
 			l := fs.loops[int(fs.next.Add(1))%len(fs.loops)]
-			l.adopt(&loopConn{fd: fd, remote: remote, peer: hostOfAddr(remote), release: release})
+			l.adopt(&loopConn{fd: fd, remote: remote, peer: hostOfAddr(remote), release: release, fresh: true})
 			return
 		}
 		// The connection could not leave Go's poller: a goroutine
@@ -191,6 +191,7 @@ func (fs *FastServer) start(c net.Conn) {
 func newFastConn(fs *FastServer, c net.Conn, remote string) *fastConn {
 	fc := &fastConn{fs: fs, c: c, fd: -1, remote: remote, peer: hostOfAddr(remote)}
 	fc.wr.fc = fc
+	fc.keyedFn = fc.keyed
 	return fc
 }
 
@@ -324,13 +325,15 @@ type fastConn struct {
 	shedErr error
 
 	// Reused per request: the attempt (for the Proxy's retry logic), and
-	// the request as Observers and the error handler see it.
-	a      attempt
-	hreq   http.Request
-	hurl   url.URL
-	ex     Exchange
-	status int
-	bytes  int64
+	// the request as Observers and the error handler see it; keyedFn is
+	// keyed, bound once.
+	a       attempt
+	keyedFn func() bool
+	hreq    http.Request
+	hurl    url.URL
+	ex      Exchange
+	status  int
+	bytes   int64
 }
 
 var (
@@ -518,20 +521,23 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 	inBody, progress := false, 0 // reading the body, and its bytes since the deadline was set
 	if fc.n == 0 {
 		// Idle: wait for the next request up to the idle timeout, or to
-		// parking time.
-		wait := fs.idleTimeout
-		if fs.park != nil {
+		// parking time. A new connection (no request served yet: end
+		// is zero) gets the header timeout, and is closed, not parked,
+		// when it sends nothing in it.
+		wait, park := fs.idleTimeout, fs.park != nil
+		if park {
 			wait = fs.parkAfter
 		}
 		now := fc.end
 		if now.IsZero() {
 			now = time.Now()
+			wait, park = fs.readHeaderTimeout, false
 		}
 		fc.readWithin(now, wait)
 		n, err := fc.c.Read(fc.buf[:])
 		if n == 0 {
 			var ne net.Error
-			if err != nil && fs.park != nil && errors.As(err, &ne) && ne.Timeout() && !fs.closing.Load() {
+			if err != nil && park && errors.As(err, &ne) && ne.Timeout() && !fs.closing.Load() {
 				if fc.state.CompareAndSwap(connIdle, connClosed) {
 					return 0, false, afterPark
 				}
@@ -740,7 +746,7 @@ func (fc *fastConn) clientContext() (ctx context.Context, stop func()) {
 func (fc *fastConn) begin(now time.Time) {
 	up := fc.picked
 	a := &fc.a
-	*a = attempt{Context: context.Background(), route: fc.route, up: up, key: fc.affKey}
+	*a = attempt{Context: context.Background(), route: fc.route, up: up, key: fc.affKey, keyed: fc.keyedFn}
 	a.tried = a.triedBuf[:0]
 	if up.Begin() {
 		a.first = up
@@ -786,7 +792,8 @@ func (fc *fastConn) finish(keep bool) bool {
 	}
 	if ob := fc.fs.p.opts.Observer; ob != nil {
 		fc.ex = Exchange{Route: fc.route, Upstream: a.up, FirstFor: a.first, Status: fc.status, Bytes: fc.bytes,
-			Start: fc.start, Duration: fc.end.Sub(fc.start), Retries: len(a.tried)}
+			Start: fc.start, Duration: fc.end.Sub(fc.start), Retries: len(a.tried),
+			RetryRefused: a.budgetRefused, EjectionCapped: a.ejectCapped}
 		if fc.ex.Status == 0 {
 			fc.ex.Status = StatusClientClosed
 		}
@@ -866,14 +873,13 @@ func (fc *fastConn) exchange(route *Route, now time.Time, ft *h1Transport, lt *l
 			lt = nil
 			// A replica that answered nothing on a kept-alive
 			// connection may have closed it while it sat idle: the
-			// request goes again on a new one. Not one whose response
-			// head timed out: that one it has, and it was slow.
-			late := errors.Is(err, errResponseHeaderTimeout)
-			if reused && !fresh && got == 0 && !late && fc.replayable() {
+			// request goes again on a new one.
+			idle := closedWhileIdle(err)
+			if reused && !fresh && got == 0 && idle && fc.replayable() {
 				fresh = true
 				continue
 			}
-			if reused && got == 0 && !late {
+			if reused && got == 0 && idle {
 				err = fmt.Errorf("the upstream closed a kept-alive connection before answering: %w", err)
 			}
 		}
@@ -960,13 +966,12 @@ func (fc *fastConn) watchClient() {
 	fc.watch.Reset(watchEvery)
 }
 
-// replayable is replayable(req) for the fast path's request: its body is
-// in memory, so only the method and idempotency keys count.
-func (fc *fastConn) replayable() bool {
-	switch str(fc.req.method) {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return fc.req.contentLength <= 0
-	}
+// replayable is resendable for the fast path's request (its body is in
+// memory, so only the method and an idempotency key count).
+func (fc *fastConn) replayable() bool { return resendable(str(fc.req.method), fc.keyedFn) }
+
+// keyed reports whether the request carries an idempotency key.
+func (fc *fastConn) keyed() bool {
 	for _, f := range fc.req.fields[:fc.req.nfields] {
 		if bytes.EqualFold(f.name, []byte("Idempotency-Key")) || bytes.EqualFold(f.name, []byte("X-Idempotency-Key")) {
 			return true

@@ -95,6 +95,7 @@ type eventLoop struct {
 	clients map[int32]*loopConn
 	ups     map[int32]*h1Conn
 	idle    loopList    // idle clients, the least recently active first
+	fresh   loopList    // new clients that have sent nothing yet, the oldest first
 	flight  []*loopConn // clients waiting for a replica's response
 	pool    map[*h1Transport][]*h1Conn
 	pooled  int
@@ -116,6 +117,7 @@ type loopConn struct {
 	release  func() // gives its place under the connection limit back (nil: none)
 	fc       *fastConn
 	readable bool // the socket may hold bytes: an event came, and no read found it empty since
+	fresh    bool // accepted and silent so far: in the fresh list, closed at the header timeout
 	inFlight int  // its index in flight plus one; 0: not in flight
 	deadline time.Time
 	// In the idle list.
@@ -371,10 +373,12 @@ func (l *eventLoop) wakeUp() bool {
 	l.mu.Unlock()
 	if l.fs.closing.Load() && !l.closing {
 		l.closing = true
-		for lc := l.idle.first; lc != nil; {
-			next := lc.next
-			l.closeClient(lc)
-			lc = next
+		for _, ll := range []*loopList{&l.idle, &l.fresh} {
+			for lc := ll.first; lc != nil; {
+				next := lc.next
+				l.closeClient(lc)
+				lc = next
+			}
 		}
 	}
 	for _, lc := range inbox {
@@ -447,7 +451,7 @@ func (l *eventLoop) advance(lc *loopConn) {
 // begin starts forwarding the request in lc's buffer.
 func (l *eventLoop) begin(lc *loopConn) {
 	fc := lc.fc
-	l.idle.remove(lc)
+	l.unlist(lc)
 	if !fc.pick() {
 		l.toGoroutine(lc, resumeRead)
 		return
@@ -598,7 +602,7 @@ func (l *eventLoop) clientGone(lc *loopConn) {
 func (l *eventLoop) toGoroutine(lc *loopConn, from resumeKind) {
 	fc := lc.fc
 	l.land(lc)
-	l.idle.remove(lc)
+	l.unlist(lc)
 	delete(l.clients, int32(lc.fd))
 	// Out of the epoll set first: a registration lasts as long as the
 	// socket, whichever descriptor refers to it, and the goroutine's is
@@ -661,10 +665,33 @@ func (l *eventLoop) toIdle(lc *loopConn) {
 		lc.fc = nil
 		l.recycle(fc)
 	}
+	if lc.fresh {
+		// A new connection has the header timeout to send its first
+		// request, from when it came (an event with no bytes does not
+		// give it more), as net/http's server gives it: one that sends
+		// nothing must not hold a place under --max-conns for the idle
+		// timeout.
+		if lc.idleSince.IsZero() {
+			lc.idleSince = l.now
+			l.fresh.push(lc)
+			l.sweepBy(lc.idleSince.Add(l.fs.readHeaderTimeout))
+		}
+		return
+	}
 	l.idle.remove(lc)
 	lc.idleSince = l.now
 	l.idle.push(lc)
 	l.sweepBy(lc.idleSince.Add(l.fs.idleTimeout))
+}
+
+// unlist takes lc out of the idle or the fresh list; it is fresh no more.
+func (l *eventLoop) unlist(lc *loopConn) {
+	if lc.fresh {
+		l.fresh.remove(lc)
+		lc.fresh = false
+		return
+	}
+	l.idle.remove(lc)
 }
 
 func (l *eventLoop) recycle(fc *fastConn) {
@@ -692,7 +719,7 @@ func (l *eventLoop) closeClient(lc *loopConn) {
 		fc.try.hc = nil
 		fc.a.up.End(false)
 	}
-	l.idle.remove(lc)
+	l.unlist(lc)
 	delete(l.clients, int32(lc.fd))
 	unix.Close(lc.fd)
 	lc.fd = -1
@@ -715,7 +742,8 @@ func (l *eventLoop) sweepBy(t time.Time) {
 	}
 }
 
-// sweep closes idle clients past the idle timeout, hands exchanges past
+// sweep closes idle clients past the idle timeout, new ones that sent
+// nothing past the header timeout, hands exchanges past
 // their patience to goroutines, closes replica connections idle too long
 // or of a replica let go, and sets the next sweep.
 func (l *eventLoop) sweep() {
@@ -723,6 +751,13 @@ func (l *eventLoop) sweep() {
 	l.nextSweep = time.Time{}
 	for lc := l.idle.first; lc != nil; lc = l.idle.first {
 		if end := lc.idleSince.Add(l.fs.idleTimeout); end.After(now) {
+			l.sweepBy(end)
+			break
+		}
+		l.closeClient(lc)
+	}
+	for lc := l.fresh.first; lc != nil; lc = l.fresh.first {
+		if end := lc.idleSince.Add(l.fs.readHeaderTimeout); end.After(now) {
 			l.sweepBy(end)
 			break
 		}

@@ -45,7 +45,10 @@ type loopFront struct {
 	std  *http.Server
 }
 
-func newLoopFront(t *testing.T, opts Options, routes []Route, idle time.Duration, wrap func(net.Listener) net.Listener) *loopFront {
+// newLoopFront serves routes with a FastServer on loopback (on the std
+// data path, with net/http alone); configure changes the std server's
+// settings (its timeouts) before the FastServer reads them.
+func newLoopFront(t *testing.T, opts Options, routes []Route, idle time.Duration, wrap func(net.Listener) net.Listener, configure ...func(*http.Server)) *loopFront {
 	t.Helper()
 	px := newTestProxy(t, opts, routes)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -59,6 +62,9 @@ func newLoopFront(t *testing.T, opts Options, routes []Route, idle time.Duration
 		idle = 120 * time.Second
 	}
 	lf := &loopFront{addr: ln.Addr().String(), std: &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}}
+	for _, c := range configure {
+		c(lf.std)
+	}
 	if testDataPath == DataPathFast {
 		lf.fs = NewFastServer(px, lf.std, 0, nil)
 		go lf.fs.Serve(ln)
@@ -446,27 +452,18 @@ func TestLoopResponseHeaderTimeoutIsNotARetry(t *testing.T) {
 func TestLoopClientGoneClosesTheReplicaConnection(t *testing.T) {
 	got, closed := make(chan struct{}, 1), make(chan time.Time, 1)
 	addr, _ := rawServer(t, func(c net.Conn) {
-		defer c.Close()
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
+		serveRequests(c, func(req *http.Request, br *bufio.Reader) bool {
 			if req.URL.Path != "/slow" {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				continue
+				return true
 			}
 			got <- struct{}{}
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, err = br.ReadByte()
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return
+			if _, err := br.ReadByte(); !errors.Is(err, os.ErrDeadlineExceeded) {
+				closed <- time.Now()
 			}
-			closed <- time.Now()
-			return
-		}
+			return false
+		})
 	})
 	r, p := poolRoute("web")
 	ready(t, p, "a", addr)
@@ -562,7 +559,7 @@ func TestLoopIdleTimeout(t *testing.T) {
 func TestLoopConnLimitAcrossHandOffs(t *testing.T) {
 	const max = 4
 	var refused atomic.Int64
-	limit := listener.NewConnLimit(max, func() { refused.Add(1) })
+	limit := listener.NewConnLimit(max, 0, func() { refused.Add(1) })
 	r, p := poolRoute("web")
 	ready(t, p, "a", newBackend(t, "a", loopReplica("a", nil, nil)).addr())
 	lf := newLoopFront(t, Options{}, []Route{r}, 0, limit.Listener)

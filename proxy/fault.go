@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -59,6 +60,8 @@ func (e *clientError) Unwrap() error { return e.err }
 // proxy spends not reading (the replica is slow to take the body) does not
 // count.
 type clientBody struct {
+	mu      sync.Mutex // held by a read, so that finish can wait for one in progress
+	over    bool       // finish ran: the handler is done, nothing reads the body any more
 	src     io.ReadCloser
 	rc      *http.ResponseController // nil: no timeout
 	timeout time.Duration
@@ -90,6 +93,11 @@ func (b *clientBody) sentFor(d time.Duration) time.Duration {
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.over {
+		return 0, errRequestOver
+	}
 	if b.rc == nil || b.done {
 		n, err := b.src.Read(p)
 		if err != nil {
@@ -125,6 +133,41 @@ func (b *clientBody) Read(p []byte) (int, error) {
 }
 
 func (b *clientBody) Close() error { return b.src.Close() }
+
+// errRequestOver is what a transport's goroutine reads from a client's body
+// once its request is answered.
+var errRequestOver = errors.New("dlb: the request is answered; its body is no longer read")
+
+// The most of a body that finish reads when the replica answered without
+// reading all of it, and how long it waits for it (net/http reads as much
+// after a handler before it gives up on the connection).
+const (
+	maxDrain  = 256 << 10
+	drainWait = time.Second
+)
+
+// finish is called by a full-duplex handler when it is done: net/http's
+// server then reads the connection on, so nothing else may read the body.
+// It waits for a read in progress on a transport's goroutine and stops the
+// next ones. A body the replica did not read to its end is read here, up to
+// maxDrain within drainWait: past maxDrain the server closes the connection
+// after the response (what http.MaxBytesReader tells it), since reading
+// the rest, or letting the server do it after the handler, would break the
+// next request (net/http does not expect a full-duplex body to end after
+// its handler).
+func (b *clientBody) finish(w http.ResponseWriter) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.over = true
+	if b.ended.Load() != 0 {
+		return
+	}
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(drainWait))
+	if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, b.src, maxDrain)); err == nil {
+		rc.SetReadDeadline(time.Time{})
+	}
+}
 
 // fail records err as the body's first failure and returns it marked as
 // the client's.

@@ -13,6 +13,7 @@ import (
 	"net/textproto"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -180,15 +181,26 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// A kept-alive connection the upstream closed while it was idle:
 		// the request never reached it. Like net/http's Transport, send a
 		// request that can be replayed once more, on a new connection.
-		if reused && !fresh && hc.r.got == 0 && ctx.Err() == nil && replayable(req) {
+		if reused && !fresh && hc.r.got == 0 && ctx.Err() == nil && replayable(req) && closedWhileIdle(err) {
 			fresh = true
 			continue
 		}
-		if reused && hc.r.got == 0 && ctx.Err() == nil {
+		if reused && hc.r.got == 0 && ctx.Err() == nil && closedWhileIdle(err) {
 			err = fmt.Errorf("the upstream closed a kept-alive connection before answering: %w", err)
 		}
 		return nil, err
 	}
+}
+
+// closedWhileIdle reports whether err, of a request on a kept-alive
+// connection that got no answer, may be the upstream's closing of the
+// connection while it sat idle, so that the request may go again to it on a
+// new connection. Not a response head that timed out (the upstream has the
+// request, and is slow), nor nothing acknowledged (ETIMEDOUT, see
+// unacknowledgedLimit: the upstream is gone, and a new connection would
+// only wait for the dial timeout): those fail over to another replica.
+func closedWhileIdle(err error) bool {
+	return !errors.Is(err, errResponseHeaderTimeout) && !errors.Is(err, syscall.ETIMEDOUT)
 }
 
 // replayable reports whether req may be sent again after a connection died

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +12,10 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -375,5 +378,55 @@ func BenchmarkUpstreamTransport(b *testing.B) {
 				get()
 			}
 		})
+	}
+}
+
+// goneConn is a connection whose reads fail as the kernel fails them when
+// the peer acknowledges nothing for TCP_USER_TIMEOUT (its machine is gone),
+// once gone is set.
+type goneConn struct {
+	net.Conn
+	gone *atomic.Bool
+}
+
+func (c goneConn) Read(p []byte) (int, error) {
+	if c.gone.Load() {
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}
+	}
+	return c.Conn.Read(p)
+}
+
+// A kept-alive connection to a replica whose machine is gone fails with
+// ETIMEDOUT: the request is not sent again to that replica on a new
+// connection (which would wait for the dial timeout on it), but fails at
+// once, for the proxy to try another replica and eject this one.
+func TestFastTransportGivesUpOnAReplicaThatAcknowledgesNothing(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	var gone atomic.Bool
+	var dials atomic.Int32
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		return goneConn{c, &gone}, err
+	}
+	tr := &h1Transport{dial: dial, std: &http.Transport{}, maxIdle: 4, idleTimeout: time.Minute}
+	client := &http.Client{Transport: tr}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	gone.Store(true)
+	resp, err = client.Get(srv.URL)
+	if err == nil {
+		resp.Body.Close()
+	}
+	if !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Errorf("GET on the kept-alive connection to a gone replica: got %v, want ETIMEDOUT", err)
+	}
+	if got := dials.Load(); got != 1 {
+		t.Errorf("connections dialled to the gone replica: %d, want 1 (no second try on it)", got)
 	}
 }

@@ -195,3 +195,31 @@ func TestGRPCStreamsHaveNoBodyOrHeaderTimeout(t *testing.T) {
 		t.Fatalf("a gRPC call pausing 500ms with body and header timeouts of 200ms: %d, want 200", resp.StatusCode)
 	}
 }
+
+// TestSilentConnectionIsClosedAtTheHeaderTimeout: a new connection that
+// sends nothing holds its place under --max-conns for the header timeout,
+// not the idle timeout; one that sent a request then idles keeps the idle
+// timeout; a first request that comes in a little while is served.
+func TestSilentConnectionIsClosedAtTheHeaderTimeout(t *testing.T) {
+	const header = 300 * time.Millisecond
+	r, p := poolRoute("web")
+	ready(t, p, "a", newBackend(t, "a", loopReplica("a", nil, nil)).addr())
+	lf := newLoopFront(t, Options{}, []Route{r}, time.Minute, nil, func(s *http.Server) { s.ReadHeaderTimeout = header })
+
+	silent := dialRaw(t, lf.addr)
+	kept := dialRaw(t, lf.addr)
+	if status, body, err := kept.try("GET", "/", ""); err != nil || status != 200 {
+		t.Fatalf("GET /: %d %q %v", status, body, err)
+	}
+	late := dialRaw(t, lf.addr)
+	time.Sleep(header / 3) // the client's think time: within the header timeout
+	if status, body, err := late.try("GET", "/", ""); err != nil || status != 200 {
+		t.Errorf("GET / sent %s after connecting (header timeout %s): %d %q %v, want 200", header/3, header, status, body, err)
+	}
+	if el, err := silent.closedWithin(5 * time.Second); err != nil || el > 3*header {
+		t.Errorf("a connection that sends nothing, header timeout %s, idle timeout 1m: closed after %s (%v), want about %s", header, el, err, header)
+	}
+	if _, err := kept.closedWithin(3 * header); err == nil {
+		t.Errorf("a connection idle after its request was closed within %s, want the idle timeout (1m) to apply", 3*header)
+	}
+}

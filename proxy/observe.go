@@ -88,6 +88,12 @@ type Exchange struct {
 	Duration time.Duration
 	// Retries is how many other replicas the request was retried on.
 	Retries int
+	// RetryRefused is set when the service's retry budget refused the
+	// request a retry it was otherwise due (see RetryBudgetPercent).
+	RetryRefused bool
+	// EjectionCapped is set when a replica that reset the request's
+	// connection stayed in its pool: the Ejector's cap kept it in.
+	EjectionCapped bool
 }
 
 // observed wraps the client's ResponseWriter to learn the status and size
@@ -136,6 +142,7 @@ func (o *observed) done() {
 	o.ex.Duration = time.Since(o.ex.Start)
 	if a := o.a; a != nil {
 		o.ex.Upstream, o.ex.FirstFor, o.ex.Retries = a.up, a.first, len(a.tried)
+		o.ex.RetryRefused, o.ex.EjectionCapped = a.budgetRefused, a.ejectCapped
 	}
 	switch {
 	case o.ex.Status != 0:

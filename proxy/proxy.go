@@ -80,6 +80,7 @@ type Proxy struct {
 	sticky *stickyPins
 
 	transports sync.Map // *balancer.Upstream -> *http.Transport
+	budgets    sync.Map // *balancer.Pool -> *retryBudget
 }
 
 // New returns a Proxy that routes with router.
@@ -130,6 +131,16 @@ type attempt struct {
 	key      uint64             // affinity key, when the pool's policy uses one
 	pinned   string             // the sticky cookie's token the request came with
 	secure   bool               // the client spoke TLS (looked at for sticky routes only)
+	// keyed reports whether the request carries an idempotency key; nil:
+	// its http.Request's header says (the fast path's has none).
+	keyed func() bool
+
+	// What failover did (retry.go): replicas the request reached and
+	// broke (reset, closed, answered garbage), and whether the retry
+	// budget refused a retry or the ejection cap kept a replica in.
+	broke         int
+	budgetRefused bool
+	ejectCapped   bool
 
 	// Against slow and hostile clients (fault.go, deadlines.go).
 	client *clientBody              // the client's body as read; nil when it has none
@@ -146,13 +157,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.opts.WriteTimeout > 0 {
 		rc = http.NewResponseController(w)
 		p.extendWrite(rc) // for an answer of dlb's own; renewed when the replica's comes
-	}
-	if r.ProtoMajor == 1 && r.ContentLength != 0 {
-		// A replica may answer while it still reads the body (an echo, a
-		// stream): both directions flow at once. Without this, net/http's
-		// HTTP/1 server reads and discards up to 256 KiB of the body when
-		// the response starts, and cuts the rest of the upload.
-		http.NewResponseController(w).EnableFullDuplex()
 	}
 	if ob := p.observe(w, r); ob != nil {
 		defer ob.done()
@@ -218,6 +222,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// anything was written (it retries only requests it can rewind).
 			r.GetBody = a.body.rewind
 		}
+	}
+	if a.client != nil && r.ProtoMajor == 1 {
+		// A replica may answer while it still reads the body (an echo, a
+		// stream): both directions flow at once. Without this, net/http's
+		// HTTP/1 server reads and discards up to 256 KiB of the body when
+		// the response starts, and cuts the rest of the upload.
+		http.NewResponseController(w).EnableFullDuplex()
+		defer a.client.finish(unobserved(w))
 	}
 	if up.Begin() {
 		a.first = up
@@ -376,7 +388,10 @@ func (p *Proxy) transportFor(u *balancer.Upstream) *upstreamTransport {
 func (p *Proxy) newTransport() *upstreamTransport {
 	ut := &upstreamTransport{}
 	ut.gone, ut.cancel = context.WithCancel(context.Background())
-	d := &net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second}
+	// A replica gets as long to acknowledge what dlb sends as it gets to
+	// accept the connection: past that its machine or network is gone, the
+	// request fails over and the replica is ejected (health.Ejectable).
+	d := &net.Dialer{Timeout: p.opts.DialTimeout, KeepAlive: 30 * time.Second, Control: unacknowledgedLimit(p.opts.DialTimeout)}
 	ut.Transport = &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			ctx, cancel := context.WithCancel(ctx)
@@ -446,21 +461,27 @@ func (p *Proxy) failover(req *http.Request, a *attempt, err error, run uint64) e
 		a.failed = true
 		return err
 	}
-	if health.Ejectable(err) && a.up.State() == balancer.Ready {
-		if ok, window := p.opts.Ejector.Eject(a.route.Pool, a.up); ok {
-			p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
-				Dur("for_ms", window).Msg("replica ejected: it refused or reset a connection; will probe it back")
-			p.ejected(a.route, a.up)
-		}
+	reached := !isDialError(err)
+	// A request that already broke a replica once breaks the next one
+	// by itself, most likely: that one is not ejected for it.
+	if health.Ejectable(err) && a.up.State() == balancer.Ready && (!reached || a.broke == 0) {
+		p.eject(a, err)
+	}
+	if reached {
+		a.broke++
 	}
 	if !p.retryable(req, a, err) {
+		a.failed = true
+		return err
+	}
+	if reached && !p.withdraw(a) {
 		a.failed = true
 		return err
 	}
 	next := p.next(req.Context(), a, run)
 	if next == nil {
 		a.failed = true
-		if isDialError(err) {
+		if !reached {
 			// Nothing reached a replica and none is left: the
 			// service has no replica that can take the request.
 			return fmt.Errorf("%w (last: %v)", errNoReplica, err)
@@ -503,35 +524,37 @@ func (a *attempt) avoid(cur *balancer.Upstream, failedRun uint64) []*balancer.Up
 }
 
 // next picks a replica for a retry, not one that failed the request in its
-// current run as Ready. When none is ready it waits, as a new request would,
-// up to the queue timeout: for another replica, or for one that failed to
-// be let in again (the only replica of a service restarted).
+// current run as Ready. When none has room it waits in the service's queue,
+// as a new request would, but only while a replica may yet take the request
+// (mayTake): another one at its limit, or one that is not ready now (the
+// only replica of a service restarted). A replica that stays ready after
+// failing the request (it answered garbage, or the request broke it) is not
+// waited for: no restart is coming.
 func (p *Proxy) next(ctx context.Context, a *attempt, failedRun uint64) *balancer.Upstream {
-	u, _ := a.route.Pool.Acquire(ctx, p.retryAsk(a, failedRun))
+	ask := p.retryAsk(a, failedRun)
+	if !mayTake(a.route.Pool, ask.Avoid()) {
+		return nil
+	}
+	u, _ := a.route.Pool.Acquire(ctx, ask)
 	return u
 }
 
 // retryable reports whether a request that failed with err, with no
-// response, may be sent to another replica: never after Retries retries or
-// when the client left; when the connection was never made, always, if the
-// body can be sent again; otherwise only for idempotent methods (RFC 9110
-// section 9.2.2) whose body can be sent again.
+// response, may be sent to another replica: never after Retries retries,
+// when the client left, or when it broke two replicas already (a request
+// that resets or confuses every replica it meets is not sent to a third);
+// when the connection was never made, always, if the body can be sent
+// again; otherwise only when resendable, with a body that can be sent
+// again.
 func (p *Proxy) retryable(req *http.Request, a *attempt, err error) bool {
-	if len(a.tried) >= p.opts.Retries || req.Context().Err() != nil {
+	if len(a.tried) >= p.opts.Retries || req.Context().Err() != nil || a.broke >= 2 {
 		return false
 	}
 	dial := isDialError(err)
 	if a.body != nil && !a.body.replayable(dial) {
 		return false
 	}
-	if dial {
-		return true
-	}
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
+	return dial || a.resendable(req)
 }
 
 // isDialError reports whether err happened while connecting, so the replica

@@ -113,6 +113,24 @@ func rawServer(t *testing.T, serve func(net.Conn)) (addr string, accepted *atomi
 	return ln.Addr().String(), accepted
 }
 
+// serveRequests reads the requests on c, their bodies drained, and calls
+// answer with each (and c's reader) until it returns false or the
+// connection ends; then it closes c.
+func serveRequests(c net.Conn, answer func(req *http.Request, br *bufio.Reader) bool) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		if !answer(req, br) {
+			return
+		}
+	}
+}
+
 // resetAddr returns the address of a listener that reads the start of each
 // request, then resets the connection without answering. accepted counts
 // the connections it took.

@@ -15,14 +15,7 @@ type Admin interface {
 	// Pools returns /api/pools.
 	Pools(ctx context.Context) ([]admin.Pool, error)
 	// Self returns /api/self; false (and no error) when the dlb has none.
-	Self(ctx context.Context) (Self, bool, error)
-}
-
-// Self is /api/self: the dlb that answers the admin API.
-type Self struct {
-	ID      string `json:"id"` // its full container ID; empty when it runs outside a container
-	Version string `json:"version"`
-	Serving bool   `json:"serving"` // it holds the listening sockets and serves requests
+	Self(ctx context.Context) (admin.Self, bool, error)
 }
 
 // Gate tells whether dlb has the new replicas ready.
@@ -119,8 +112,8 @@ func (h HTTPAdmin) Pools(ctx context.Context) ([]admin.Pool, error) {
 }
 
 // Self implements Admin.
-func (h HTTPAdmin) Self(ctx context.Context) (Self, bool, error) {
-	var s Self
+func (h HTTPAdmin) Self(ctx context.Context) (admin.Self, bool, error) {
+	var s admin.Self
 	ok, err := admin.Fetch(ctx, h.URL, h.Token, "/api/self", h.Timeout, &s)
 	return s, ok, err
 }

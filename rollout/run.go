@@ -70,10 +70,13 @@ func (e *ReplicaError) Error() string {
 var ErrInterrupted = errors.New("interrupted")
 
 // Error is a rollout that did not finish. Replaced counts the old replicas
-// already replaced (earlier batches): 0 means the service is as it was.
+// already replaced (earlier batches, and the failed batch's when only its
+// old replicas' stop or removal failed); PutBack says the failed batch's
+// new replicas were removed again.
 type Error struct {
 	Service  string
 	Replaced int
+	PutBack  bool
 	Err      error // what went wrong: a *ReplicaError, ErrInterrupted, or the engine's error
 	Cleanup  error // a failure to remove the new replicas, if any
 }
@@ -81,14 +84,14 @@ type Error struct {
 func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "rollout of %s failed: %v", e.Service, e.Err)
-	if e.Cleanup != nil {
-		fmt.Fprintf(&b, "\nremoving its new replicas failed too: %v; remove them by hand (docker rm -f NAME)", e.Cleanup)
-	}
 	switch {
-	case e.Replaced > 0:
-		fmt.Fprintf(&b, "\n%d old replicas were replaced before, and their new ones keep serving beside the remaining old ones; roll out again to finish", e.Replaced)
-	case e.Cleanup == nil:
+	case e.Cleanup != nil:
+		fmt.Fprintf(&b, "\nremoving its new replicas failed too: %v; remove them by hand (docker rm -f NAME)", e.Cleanup)
+	case e.PutBack:
 		b.WriteString("\nthe new replicas are removed; the old ones keep serving")
+	}
+	if e.Replaced > 0 {
+		fmt.Fprintf(&b, "\n%d old replicas were replaced, and their new ones serve beside the remaining old ones; roll out again to finish", e.Replaced)
 	}
 	return b.String()
 }
@@ -120,7 +123,7 @@ func (r *Runner) Run(ctx context.Context, p Plan) error {
 	for i := 0; i < len(steps); i += 4 {
 		start, wait, stop, remove := steps[i], steps[i+1], steps[i+2], steps[i+3]
 		if ctx.Err() != nil {
-			return &Error{Service: p.Service, Replaced: replaced, Err: ErrInterrupted}
+			return &Error{Service: p.Service, Replaced: replaced, PutBack: replaced == 0, Err: ErrInterrupted}
 		}
 		before, err := r.Engine.Containers(ctx)
 		if err != nil {
@@ -142,18 +145,19 @@ func (r *Runner) Run(ctx context.Context, p Plan) error {
 			if ctx.Err() != nil {
 				err = ErrInterrupted
 			}
-			return &Error{Service: p.Service, Replaced: replaced, Err: err, Cleanup: r.removeNew(before)}
+			cleanup := r.removeNew(before)
+			return &Error{Service: p.Service, Replaced: replaced, PutBack: cleanup == nil, Err: err, Cleanup: cleanup}
 		}
 		// From here the new replicas serve: the old ones go even when ctx
 		// ends, so that the batch does not stop half-way.
 		keep := context.WithoutCancel(ctx)
+		replaced += len(stop.Old)
 		if err := do(stop, nil, func() error { return r.each(keep, stop.Old, r.Engine.Stop) }); err != nil {
 			return &Error{Service: p.Service, Replaced: replaced, Err: err}
 		}
 		if err := do(remove, nil, func() error { return r.each(keep, remove.Old, r.Engine.Remove) }); err != nil {
 			return &Error{Service: p.Service, Replaced: replaced, Err: err}
 		}
-		replaced += len(stop.Old)
 	}
 	return nil
 }
@@ -193,7 +197,7 @@ func (r *Runner) wait(ctx context.Context, fresh []Container) error {
 				if ctx.Err() != nil {
 					return ErrInterrupted
 				}
-				return &ReplicaError{Container: c, Reason: fmt.Sprintf("cannot be inspected: %v", err)}
+				return fmt.Errorf("new replica %s cannot be inspected: %v", c.Name, err)
 			}
 			fresh[i] = now
 			if reason := failed(now); reason != "" {

@@ -291,6 +291,23 @@ func TestRunInterrupted(t *testing.T) {
 	}
 }
 
+// A batch whose old replicas cannot be stopped keeps its new ones and
+// says so, without claiming the service was put back.
+func TestRunStopFails(t *testing.T) {
+	e := newFakeEngine(2)
+	err := (&Runner{Engine: stopFails{e}, Gate: everyReady, Out: &bytes.Buffer{}, Poll: time.Millisecond}).Run(context.Background(), plan(t, e, 0))
+	var re *Error
+	if !errors.As(err, &re) || re.PutBack || re.Replaced != 2 || strings.Contains(err.Error(), "the old ones keep serving") ||
+		!strings.Contains(err.Error(), "p_app_1: engine says no") || !strings.Contains(err.Error(), "2 old replicas were replaced") {
+		t.Errorf("Run: got %v, want an *Error naming the old replica that did not stop, 2 replaced, not put back", err)
+	}
+}
+
+// stopFails is an engine that cannot stop containers.
+type stopFails struct{ *fakeEngine }
+
+func (stopFails) Stop(ctx context.Context, id string) error { return errors.New("engine says no") }
+
 // Compose failing to start replicas (a port taken, say) leaves the service
 // as it was too, and says what Compose said.
 func TestRunComposeFails(t *testing.T) {
@@ -313,7 +330,7 @@ func TestRunFailsInSecondBatch(t *testing.T) {
 	}
 	err := (&Runner{Engine: e, Gate: everyReady, Out: &bytes.Buffer{}, Poll: time.Millisecond}).Run(context.Background(), plan(t, e, 1))
 	var re *Error
-	if !errors.As(err, &re) || re.Replaced != 1 || !strings.Contains(err.Error(), "1 old replicas were replaced before") {
+	if !errors.As(err, &re) || re.Replaced != 1 || !strings.Contains(err.Error(), "1 old replicas were replaced, and their new ones serve") {
 		t.Fatalf("Run: got %v, want an *Error with 1 replaced", err)
 	}
 	if got, want := e.images(), map[string]int{"shop:1 running": 1, "shop:2 running": 1}; !maps.Equal(got, want) {
@@ -324,14 +341,14 @@ func TestRunFailsInSecondBatch(t *testing.T) {
 // fakeAdmin is a dlb's admin API: its pools, and /api/self when self is set.
 type fakeAdmin struct {
 	pools []admin.Pool
-	self  *Self
+	self  *admin.Self
 	err   error
 }
 
 func (a fakeAdmin) Pools(ctx context.Context) ([]admin.Pool, error) { return a.pools, a.err }
-func (a fakeAdmin) Self(ctx context.Context) (Self, bool, error) {
+func (a fakeAdmin) Self(ctx context.Context) (admin.Self, bool, error) {
 	if a.self == nil {
-		return Self{}, false, a.err
+		return admin.Self{}, false, a.err
 	}
 	return *a.self, true, a.err
 }
@@ -346,9 +363,9 @@ func TestChooseGate(t *testing.T) {
 		wantErr  string
 	}{
 		{"an app behind dlb, no /api/self", fakeAdmin{pools: pools}, false, ""},
-		{"an app behind dlb, /api/self of a dlb outside", fakeAdmin{pools: pools, self: &Self{ID: "", Serving: true}}, false, ""},
-		{"an app behind dlb, /api/self of another container", fakeAdmin{pools: pools, self: &Self{ID: "dlbid", Serving: true}}, false, ""},
-		{"dlb itself", fakeAdmin{self: &Self{ID: "id2", Serving: true}}, true, ""},
+		{"an app behind dlb, /api/self of a dlb outside", fakeAdmin{pools: pools, self: &admin.Self{ID: "", Serving: true}}, false, ""},
+		{"an app behind dlb, /api/self of another container", fakeAdmin{pools: pools, self: &admin.Self{ID: "dlbid", Serving: true}}, false, ""},
+		{"dlb itself", fakeAdmin{self: &admin.Self{ID: "id2", Serving: true}}, true, ""},
 		{"not behind this dlb", fakeAdmin{pools: []admin.Pool{{Name: "other"}}}, false, "service app is not behind the dlb at http://a: none of its replicas (p_app_1, p_app_2) is in its pools"},
 		{"admin API unreachable", fakeAdmin{err: errors.New("cannot reach dlb's admin API")}, false, "cannot reach"},
 	}
@@ -378,12 +395,12 @@ func TestSelfGate(t *testing.T) {
 	ids := []string{"new1"}
 	tests := []struct {
 		name string
-		self *Self
+		self *admin.Self
 		want map[string]string
 	}{
-		{"the old dlb still answers", &Self{ID: "old1", Serving: true}, map[string]string{}},
-		{"the new dlb answers, not serving yet", &Self{ID: "new1"}, map[string]string{"new1": "starting"}},
-		{"the new dlb serves", &Self{ID: "new1", Serving: true}, map[string]string{"new1": "ready"}},
+		{"the old dlb still answers", &admin.Self{ID: "old1", Serving: true}, map[string]string{}},
+		{"the new dlb answers, not serving yet", &admin.Self{ID: "new1"}, map[string]string{"new1": "starting"}},
+		{"the new dlb serves", &admin.Self{ID: "new1", Serving: true}, map[string]string{"new1": "ready"}},
 		{"no /api/self", nil, nil},
 	}
 	for _, tt := range tests {
@@ -413,12 +430,12 @@ type switchingAdmin struct {
 }
 
 func (a *switchingAdmin) Pools(ctx context.Context) ([]admin.Pool, error) { return nil, nil }
-func (a *switchingAdmin) Self(ctx context.Context) (Self, bool, error) {
+func (a *switchingAdmin) Self(ctx context.Context) (admin.Self, bool, error) {
 	a.asked++
 	cs, _ := a.engine.Containers(ctx)
 	id := cs[0].ID
 	if a.asked >= 3 {
 		id = cs[len(cs)-1].ID
 	}
-	return Self{ID: id, Serving: true}, true, nil
+	return admin.Self{ID: id, Serving: true}, true, nil
 }

@@ -37,7 +37,8 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
-		exec.Command("docker", "rmi", runImage("dlb:dev"), runImage("dlb-demo:dev"), runImage("dlb-grpc:dev")).Run()
+		exec.Command("docker", "rmi", runImage("dlb:dev"), runImage("dlb-demo:dev"), runImage("dlb-grpc:dev"),
+			runImage(nextImage), runImage(brokenImage)).Run()
 	}
 	os.Exit(code)
 }
@@ -126,6 +127,7 @@ type project struct {
 	name string
 	file string
 	env  []string // extra environment for Compose (variables the file uses)
+	more []string // more Compose files, after file
 }
 
 var projectSeq struct {
@@ -206,7 +208,11 @@ func (p *project) compose(args ...string) string {
 // run runs a Compose command on the project; the error names the command.
 func (p *project) run(args ...string) (string, error) {
 	cc := composeCommand()
-	full := append(append(cc[1:], "-p", p.name, "-f", p.file), args...)
+	full := append(cc[1:], "-p", p.name, "-f", p.file)
+	for _, f := range p.more {
+		full = append(full, "-f", f)
+	}
+	full = append(full, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cc[0], full...)

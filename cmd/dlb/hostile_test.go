@@ -408,7 +408,9 @@ func TestConnectionLimitAndClosedAdmin(t *testing.T) {
 	p := newProject(t, hostileProject)
 	p.compose("up", "-d", "--no-build", "web")
 	token := "s3cret-token"
-	d := startDLB(t, "--network", "appnet", "--project", p.name, "--max-conns", "20",
+	// Every connection comes from 127.0.0.1: no share of the limit per
+	// client here (TestSilentFlood tests it).
+	d := startDLB(t, "--network", "appnet", "--project", p.name, "--max-conns", "20", "--max-conns-client-share", "100",
 		"--admin-token", token, "--admin-hosts", "dlb.test")
 	auth := http.Header{"Authorization": {"Bearer " + token}}
 

@@ -92,6 +92,8 @@ func TestProtocolFlagErrors(t *testing.T) {
 		{"tiny header limit", []string{"--max-header-bytes", "100"}, `--max-header-bytes "100": must be at least 1024`},
 		{"negative body timeout", []string{"--body-timeout", "-1s"}, `--body-timeout "-1s": must not be negative`},
 		{"negative connection limit", []string{"--max-conns", "-5"}, `--max-conns "-5": must be a number of connections`},
+		{"client share of 0", []string{"--max-conns-client-share", "0"}, `--max-conns-client-share "0": must be a percent of --max-conns, 1 to 100`},
+		{"client share over 100", []string{"--max-conns-client-share", "150"}, `--max-conns-client-share "150": must be a percent of --max-conns, 1 to 100`},
 		{"admin host with a port", []string{"--admin-hosts", "dlb:8080"}, `"dlb:8080" is not a host name`},
 		{"missing admin token file", []string{"--admin-token-file", missing}, `--admin-token-file "` + missing + `": cannot read it`},
 		{"empty admin token file", []string{"--admin-token-file", empty}, `--admin-token-file "` + empty + `": is empty`},

@@ -74,12 +74,14 @@ type config struct {
 	// timeouts (as flags: 0 is off; check turns that into proxy's negative).
 	proxy           proxy.Options
 	shutdownTimeout time.Duration
+	handoverSocket  string
 	maxInflight     string         // --max-inflight, as given; check parses it into limit
 	limit           balancer.Limit // derived by check
 	maxHeaderBytes  int
 	dataPath        string
 	parkIdleAfter   time.Duration
 	maxConns        int64
+	clientShare     int // --max-conns-client-share, percent of maxConns
 	adminHosts      string
 	adminToken      string
 	adminTokenFile  string
@@ -122,6 +124,7 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.DurationFlag{Name: "queue-timeout", Value: 30 * time.Second, Destination: &cfg.proxy.QueueTimeout, EnvVars: envs("QUEUE_TIMEOUT"), Usage: "how long a request waits in its service's queue for a replica with room (none ready, or all at their dlb.max_inflight), before 503; the dlb.queue.timeout label sets it per service"},
 		&cli.StringFlag{Name: "max-inflight", Value: "0", Destination: &cfg.maxInflight, EnvVars: envs("MAX_INFLIGHT"), Usage: "most requests a replica has in flight through dlb, for replicas without the dlb.max_inflight label: a number (0: no limit) or auto (learned from its latency); more wait in the service's queue"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Destination: &cfg.shutdownTimeout, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
+		&cli.StringFlag{Name: "handover-socket", Destination: &cfg.handoverSocket, EnvVars: envs("HANDOVER_SOCKET"), Usage: "Unix socket path (in a volume the old and the new dlb share) over which a new dlb takes the listening sockets from the running one: an upgrade refuses and resets no connection; empty: off"},
 		&cli.IntFlag{Name: "max-header-bytes", Value: listener.DefaultMaxHeaderBytes, Destination: &cfg.maxHeaderBytes, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
 		&cli.StringFlag{Name: "data-path", Value: proxy.DataPathFast, Destination: &cfg.dataPath, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request; the default with --upstream-transport std)"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Destination: &cfg.logLevel, EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
@@ -133,6 +136,7 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.DurationFlag{Name: "write-timeout", Value: proxy.DefaultWriteTimeout, Destination: &cfg.proxy.WriteTimeout, EnvVars: envs("WRITE_TIMEOUT"), Usage: "a client that takes none of a response for this long is disconnected (0: never)"},
 		&cli.DurationFlag{Name: "response-header-timeout", Value: proxy.DefaultResponseHeaderTimeout, Destination: &cfg.proxy.ResponseHeaderTimeout, EnvVars: envs("RESPONSE_HEADER_TIMEOUT"), Usage: "a replica that sends no response header this long after the request gets the request failed with 504 (0: never); the dlb.timeout.response_header label sets it per service"},
 		&cli.Int64Flag{Name: "max-conns", Value: -1, Destination: &cfg.maxConns, DefaultText: "half the open-file limit less 256", EnvVars: envs("MAX_CONNS"), Usage: "most client connections open at once; more are closed at once and counted in dlb_refused_connections_total (0: no limit)"},
+		&cli.IntFlag{Name: "max-conns-client-share", Value: listener.DefaultClientShare, Destination: &cfg.clientShare, EnvVars: envs("MAX_CONNS_CLIENT_SHARE"), Usage: "percent of --max-conns one client address may hold; its connections past that are closed at once and counted in dlb_refused_connections_total (100: no share)"},
 		&cli.StringFlag{Name: "admin-hosts", Destination: &cfg.adminHosts, EnvVars: envs("ADMIN_HOSTS"), Usage: "comma-separated host names the admin API answers besides IP addresses and localhost, e.g. dlb for Prometheus inside Compose"},
 		&cli.StringFlag{Name: "admin-token", Destination: &cfg.adminToken, EnvVars: envs("ADMIN_TOKEN"), Usage: "a token the admin API asks for (Authorization: Bearer), except on /healthz; dlb status takes it too"},
 		&cli.StringFlag{Name: "admin-token-file", Destination: &cfg.adminTokenFile, EnvVars: envs("ADMIN_TOKEN_FILE"), Usage: "file holding --admin-token (a Docker secret, e.g. /run/secrets/dlb_admin_token)"},
@@ -221,6 +225,9 @@ func (cfg *config) check(c *cli.Context) error {
 	if cfg.shutdownTimeout < 0 {
 		return badFlag("shutdown-timeout", cfg.shutdownTimeout.String(), "must not be negative")
 	}
+	if err := checkHandoverSocket(cfg.handoverSocket); err != nil {
+		return badFlag("handover-socket", cfg.handoverSocket, err.Error())
+	}
 	for _, f := range []struct {
 		name string
 		d    *time.Duration
@@ -237,6 +244,9 @@ func (cfg *config) check(c *cli.Context) error {
 		cfg.maxConns = listener.DefaultMaxConns()
 	case cfg.maxConns < 0:
 		return badFlag("max-conns", fmt.Sprint(cfg.maxConns), "must be a number of connections (0: no limit)")
+	}
+	if s := cfg.clientShare; s < 1 || s > 100 {
+		return badFlag("max-conns-client-share", fmt.Sprint(s), "must be a percent of --max-conns, 1 to 100 (100: no share)")
 	}
 	if cfg.guard.Hosts, err = admin.ParseHosts(cfg.adminHosts); err != nil {
 		return badFlag("admin-hosts", cfg.adminHosts, err.Error())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,18 @@ func TestRunExitCodes(t *testing.T) {
 			args:       append([]string{"--log-level="}, guard...),
 			want:       2,
 			wantStderr: []string{"--log-level", `""`},
+		},
+		{
+			name:       "--handover-socket in a directory that does not exist",
+			args:       append([]string{"--handover-socket", "/nonexistent-dlb-volume/handover.sock"}, guard...),
+			want:       2,
+			wantStderr: []string{"--handover-socket", "/nonexistent-dlb-volume does not exist", "mount there a volume"},
+		},
+		{
+			name:       "--handover-socket naming a directory",
+			args:       append([]string{"--handover-socket", os.TempDir()}, guard...),
+			want:       2,
+			wantStderr: []string{"--handover-socket", "is a directory", "path of a socket file"},
 		},
 		{
 			name:       "bad --log-format",

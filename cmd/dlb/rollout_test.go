@@ -48,7 +48,11 @@ func newAppImage(t *testing.T, extra string) string {
 		t.Fatal(err)
 	}
 	docker(t, "build", "-q", "-t", tag, dir)
-	t.Cleanup(func() { exec.Command("docker", "rmi", tag).Run() })
+	t.Cleanup(func() {
+		if out, err := exec.Command("docker", "rmi", "-f", tag).CombinedOutput(); err != nil {
+			t.Logf("removing image %s: %v: %s", tag, err, out)
+		}
+	})
 	return tag
 }
 
@@ -177,10 +181,19 @@ func (ev *poolEvents) seen(id string) []string {
 	return states
 }
 
+// noSwarmChange keeps the swarm tests of other test processes from
+// creating or leaving a swarm on this engine while the test runs: on Docker
+// 20.10 that disconnects the engine's containers from their networks for a
+// moment (dlb then finds running replicas "on no network", and requests in
+// flight to them hang), which no rollout is to blame for. The lock is
+// shared, so the rollout tests run beside each other.
+func noSwarmChange(t *testing.T) { lockSwarmTests(t, syscall.LOCK_SH) }
+
 // startRolloutStack starts n replicas of the rollout project behind a dlb,
 // and waits until dlb has them all ready.
 func startRolloutStack(t *testing.T, n int) (*project, *dlbProc, []string) {
 	t.Helper()
+	noSwarmChange(t)
 	p := rolloutProject(t)
 	p.scale("app", n)
 	d := startDLB(t, "--network", "appnet", "--project", p.name)
@@ -195,7 +208,10 @@ func startRolloutStack(t *testing.T, n int) (*project, *dlbProc, []string) {
 // the new ones arrive while the old still serve, and the old ones leave.
 func TestRolloutUnderLoad(t *testing.T) {
 	requireDocker(t)
-	image := newAppImage(t, "")
+	// The new replicas listen 3 s after they start, as an app that loads
+	// for a while: stopping the old ones before dlb has the new ones
+	// ready would show as a stall and as fewer than 3 ready.
+	image := newAppImage(t, "ENV LISTEN_DELAY=3s")
 	p, d, old := startRolloutStack(t, 3)
 	pool := p.name + "-app"
 	ev := watchPool(t, d, pool)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/dlb-lb/dlb/certs"
 	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/fleet"
+	"github.com/dlb-lb/dlb/handover"
 	"github.com/dlb-lb/dlb/listener"
 	"github.com/dlb-lb/dlb/metrics"
 	"github.com/dlb-lb/dlb/proxy"
@@ -24,7 +26,9 @@ import (
 )
 
 // serve is dlb's main command: it checks the flags, builds dlb's parts,
-// opens its listeners, and runs until SIGTERM or SIGINT.
+// follows Docker, opens its listeners (or takes them over from the dlb on
+// --handover-socket), and runs until SIGTERM or SIGINT, or until it hands
+// its listeners over to a new dlb.
 func serve(c *cli.Context, cfg *config) error {
 	if err := cfg.check(c); err != nil {
 		return err
@@ -36,11 +40,23 @@ func serve(c *cli.Context, cfg *config) error {
 		return err
 	}
 	defer p.docker.Close()
-	s, err := listen(ctx, cfg, p)
+	// The sources follow Docker until the servers have finished: after
+	// a hand-over, the requests in flight still see replicas go.
+	watchCtx, unwatch := context.WithCancel(ctx)
+	watchDone := p.sources.run(watchCtx)
+	defer func() { unwatch(); <-watchDone }()
+	pred, err := findPredecessor(ctx, cfg, p.fleet)
 	if err != nil {
 		return err
 	}
-	return s.run(ctx, stop, cfg, p)
+	s, err := listen(ctx, cfg, p, pred)
+	if pred != nil && err != nil {
+		pred.Close()
+	}
+	if err != nil {
+		return err
+	}
+	return s.run(ctx, stop, cfg, p, pred)
 }
 
 // parts are dlb's components, wired together but not yet listening.
@@ -103,20 +119,26 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 
 // servers are dlb's servers, each with the listener it serves.
 type servers struct {
-	proxy   *http.Server
+	proxy   *listener.Server
 	ln      net.Listener
 	fast    *proxy.FastServer // nil with --data-path std
 	fastLn  net.Listener
-	tls     *http.Server // nil without --listen-tls
+	tls     *listener.Server // nil without --listen-tls
 	tlsLn   net.Listener
 	admin   *http.Server // nil with an empty --admin
 	adminLn net.Listener
+	// sockets are the listening sockets under the listeners above, which
+	// a new dlb may take over.
+	sockets []handover.Socket
+	// serving is true while dlb accepts on the sockets; released once it
+	// has handed them over.
+	serving, released atomic.Bool
 }
 
-// listen opens --listen, --listen-tls and --admin, and starts the
-// certificate keeper on them. An address in use is an error naming its
-// flag.
-func listen(ctx context.Context, cfg *config, p *parts) (s *servers, err error) {
+// listen opens --listen, --listen-tls and --admin (taking pred's sockets,
+// when pred is not nil), and starts the certificate keeper on them. An
+// address in use is an error naming its flag.
+func listen(ctx context.Context, cfg *config, p *parts, pred *handover.Predecessor) (s *servers, err error) {
 	so := listener.ServerOptions{MaxHeaderBytes: cfg.maxHeaderBytes, H2C: cfg.h2c, Log: cfg.log}
 	s = &servers{proxy: listener.NewServer(p.plain, so)}
 	var refused func()
@@ -125,20 +147,17 @@ func listen(ctx context.Context, cfg *config, p *parts) (s *servers, err error) 
 	}
 	// The limit counts every client connection: plain and TLS, those the
 	// fast data path serves and those it hands to net/http.
-	limit := listener.NewConnLimit(cfg.maxConns, refused)
-	var open []net.Listener
+	limit := listener.NewConnLimit(cfg.maxConns, listener.ClientShare(cfg.maxConns, cfg.clientShare), refused)
+	o := &opener{pred: pred, log: cfg.log.With().Str("component", "handover").Logger()}
 	defer func() {
-		for _, ln := range open {
-			if err != nil {
-				ln.Close()
-			}
+		if err != nil {
+			o.close()
 		}
 	}()
-	ln, err := net.Listen("tcp", cfg.listen)
+	ln, err := o.open("listen", cfg.listen, "is another process using the port?")
 	if err != nil {
-		return nil, cli.Exit(fmt.Sprintf("--listen %s: %v (is another process using the port?)", cfg.listen, err), 1)
+		return nil, err
 	}
-	open = append(open, ln)
 	ln = limit.Listener(ln)
 	if cfg.dataPath == proxy.DataPathFast {
 		// The requests the keeper answers itself on plain HTTP (ACME
@@ -149,16 +168,15 @@ func listen(ctx context.Context, cfg *config, p *parts) (s *servers, err error) 
 		if p.keeper != nil && p.keeper.ACMEOn() {
 			intercept = p.keeper.Intercepts
 		}
-		s.fast, s.fastLn = proxy.NewFastServer(p.proxy, s.proxy, cfg.parkIdleAfter, intercept), ln
+		s.fast, s.fastLn = proxy.NewFastServer(p.proxy, s.proxy.Server, cfg.parkIdleAfter, intercept), ln
 		ln = s.fast.Handoffs(ln.Addr())
 	}
 	s.ln = listener.NewIdle(ln, cfg.parkIdleAfter)
 	s.proxy.ConnState = listener.ConnState(s.ln, s.proxy.ConnState)
 	if cfg.tls != nil {
-		if s.tlsLn, err = net.Listen("tcp", cfg.listenTLS); err != nil {
-			return nil, cli.Exit(fmt.Sprintf("--listen-tls %s: %v (is another process using the port?)", cfg.listenTLS, err), 1)
+		if s.tlsLn, err = o.open("listen-tls", cfg.listenTLS, "is another process using the port?"); err != nil {
+			return nil, err
 		}
-		open = append(open, s.tlsLn)
 		so.TLS = cfg.tls
 		s.tls, s.tlsLn = listener.NewServer(p.secure, so), limit.Listener(s.tlsLn)
 	}
@@ -166,12 +184,14 @@ func listen(ctx context.Context, cfg *config, p *parts) (s *servers, err error) 
 		p.keeper.Start(ctx, s.ln.Addr().String(), s.tlsLn.Addr().String())
 	}
 	if cfg.admin == "" {
+		s.sockets = o.sockets
 		return s, nil
 	}
-	if s.adminLn, err = net.Listen("tcp", cfg.admin); err != nil {
-		return nil, cli.Exit(fmt.Sprintf("--admin %s: %v (is another process using the port? an empty --admin disables it)", cfg.admin, err), 1)
+	if s.adminLn, err = o.open("admin", cfg.admin, "is another process using the port? an empty --admin disables it"); err != nil {
+		return nil, err
 	}
-	ao := admin.Options{Pprof: cfg.pprof, Guard: cfg.guard}
+	s.sockets = o.sockets
+	ao := admin.Options{Pprof: cfg.pprof, Guard: cfg.guard, Self: s.self(selfID(cfg.discovery))}
 	if p.metrics != nil {
 		ao.Metrics = p.metrics
 	}
@@ -183,17 +203,17 @@ func listen(ctx context.Context, cfg *config, p *parts) (s *servers, err error) 
 	return s, nil
 }
 
-// run follows Docker and serves until ctx ends (then it shuts down
-// gracefully, within --shutdown-timeout) or a server fails (then it calls
-// stop and returns the error).
-func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config, p *parts) error {
+// run serves until ctx ends (then it shuts down gracefully, within
+// --shutdown-timeout), a new dlb takes its sockets over (then it finishes
+// the requests in flight the same way), or a server fails (then it calls
+// stop and returns the error). With pred, it tells pred once it serves.
+func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config, p *parts, pred *handover.Predecessor) error {
 	log := cfg.log
 	gcInfo := cfg.gc.Apply()
 	log.Info().Str("version", version).Str("listen", s.ln.Addr().String()).Str("listen_tls", addrOf(s.tlsLn)).
 		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.maxConns).Str("data_path", cfg.dataPath).
 		Strs("providers", cfg.providers).Str("network", cfg.discovery.Network).Bool("exposed_by_default", cfg.discovery.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
 
-	watchDone := p.sources.run(ctx)
 	go discovery.WatchNetwork(ctx, p.docker, cfg.discovery.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
 	errc := make(chan error, 4)
 	go func() { errc <- s.proxy.Serve(s.ln) }()
@@ -210,19 +230,59 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 	if s.admin != nil {
 		go func() { errc <- s.admin.Serve(s.adminLn) }()
 	}
+	if pred != nil {
+		hl := log.With().Str("component", "handover").Int("old_pid", pred.PID).Logger()
+		if left := pred.Untaken(); len(left) > 0 {
+			hl.Warn().Strs("sockets", left).Msg("hand-over: the old dlb listens where this one does not; those sockets close when it leaves")
+		}
+		if err := pred.Serving(); err != nil {
+			hl.Warn().Err(err).Msg("hand-over: serving, but the old dlb did not say it stopped accepting; it stops when it is stopped")
+		} else {
+			hl.Info().Msg("hand-over: serving on the old dlb's sockets; it finishes its requests in flight and stops")
+		}
+	}
+	// /api/self says serving once the old dlb, if any, has let go: the
+	// rollout stops it then, not while it still hands over.
+	s.serving.Store(true)
+	handedOver := s.handOver(ctx, cfg)
 
 	select {
 	case <-ctx.Done():
+		log.Info().Dur("timeout_ms", cfg.shutdownTimeout).Msg("shutting down: no new connections, finishing requests in flight")
+	case <-handedOver:
+		log.Info().Dur("timeout_ms", cfg.shutdownTimeout).Msg("handed over to a new dlb: no new connections, finishing requests in flight")
 	case err := <-errc:
-		stop()
-		return cli.Exit(fmt.Sprintf("server failed: %v", err), 1)
+		if !s.released.Load() { // released: the new dlb has the sockets
+			stop()
+			return cli.Exit(fmt.Sprintf("server failed: %v", err), 1)
+		}
+		<-handedOver
+		log.Info().Dur("timeout_ms", cfg.shutdownTimeout).Msg("handed over to a new dlb: no new connections, finishing requests in flight")
 	}
-	log.Info().Dur("timeout_ms", cfg.shutdownTimeout).Msg("shutting down: no new connections, finishing requests in flight")
+	s.shutdown(cfg)
+	if !s.released.Load() {
+		log.Info().Msg("stopped")
+		return nil
+	}
+	if ctx.Err() == nil && restartsOnExit(cfg.discovery.SelfRestart) {
+		log.Info().Str("restart", cfg.discovery.SelfRestart).Msg("handed over and finished: waiting to be stopped (exiting would have Docker start this container again)")
+		<-ctx.Done()
+	}
+	log.Info().Msg("stopped after the hand-over")
+	return nil
+}
+
+// shutdown stops accepting and finishes the requests in flight, within
+// --shutdown-timeout; idle connections are closed, and the last response
+// on each busy one says Connection: close.
+func (s *servers) shutdown(cfg *config) {
+	log := cfg.log
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
 	if s.admin != nil {
 		s.admin.Close()
 	}
+	listener.StopKeepAlives(s.proxy, s.tls)
 	if s.fast != nil {
 		// As http.Server.Shutdown does; the std server, shut down after
 		// it, still takes its hand-offs meanwhile.
@@ -231,9 +291,6 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 		}
 	}
 	listener.ShutdownAll(sctx, log, s.proxy, s.tls)
-	<-watchDone
-	log.Info().Msg("stopped")
-	return nil
 }
 
 func addrOf(ln net.Listener) string {

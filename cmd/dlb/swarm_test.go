@@ -75,16 +75,7 @@ func TestSwarmZeroErrors(t *testing.T) {
 			}
 			// The command returns before Swarm acts: wait until the old
 			// tasks are replaced, then until the new ones serve.
-			waitFor(t, 60*time.Second, fmt.Sprintf("%s: %d of the tasks %v to be replaced", ph.name, ph.gone, before), func() (bool, string) {
-				now := runningTasks(t, svc)
-				left := 0
-				for _, id := range before {
-					if slices.Contains(now, id) {
-						left++
-					}
-				}
-				return len(before)-left >= ph.gone, fmt.Sprintf("running now: %v", now)
-			})
+			waitReplaced(t, ph.name, svc, before, ph.gone)
 			d.waitTasksServe(t, svc, pool, ph.n)
 		})
 	}
@@ -111,48 +102,89 @@ func TestSwarmZeroErrors(t *testing.T) {
 // useSwarm makes sure the engine is a swarm manager for the test: it
 // initialises a one-node swarm when the engine is in none (and leaves it,
 // and removes the docker_gwbridge network it brought, when the test ends),
-// uses the engine's swarm when it is a manager, and skips otherwise. A
-// lock keeps two test processes of this checkout or another from leaving
-// a swarm under each other's feet. The node of a swarm it creates is
-// labelled, so that a run killed before its cleanup leaves a swarm the
-// next run knows as its own and leaves.
+// uses the engine's swarm when it is a manager, and skips otherwise.
 func useSwarm(t *testing.T) {
+	t.Helper()
+	lockSwarmTests(t, syscall.LOCK_EX) // unlocks after the cleanups registered below
+	initSwarm(t, "127.0.0.1", false)
+}
+
+// lockSwarmTests takes the machine-wide lock that the Swarm tests (useSwarm,
+// the two-node test) and bench/swarm-drain.sh hold while the engine is in a
+// swarm they made, of kind how (syscall.LOCK_EX, or LOCK_SH for tests that
+// only need no swarm to come or go), until the test ends (after the cleanups
+// registered later): two test processes of this checkout or another cannot
+// leave a swarm, or tear a second engine down, under each other's feet.
+func lockSwarmTests(t *testing.T, how int) {
 	t.Helper()
 	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+	if err := syscall.Flock(int(lock.Fd()), how); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lock.Close() }) // unlocks, after the cleanups registered below
-	state := strings.Fields(docker(t, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"))
+	t.Cleanup(func() { lock.Close() })
+}
+
+// initSwarm makes the engine the manager of a swarm advertised at addr,
+// under lockSwarmTests. own says the test adds nodes of its own, so the
+// swarm must be one it creates: it skips when the engine is a manager of
+// the user's swarm, which it uses otherwise, leaving it as it is. The node
+// of a swarm it creates is labelled, so that a run killed before its
+// cleanup leaves a swarm the next run knows as its own and leaves.
+func initSwarm(t *testing.T, addr string, own bool) {
+	t.Helper()
+	// The lock says no Swarm test runs: containers with their label are
+	// a killed run's.
+	if left := strings.Fields(docker(t, "ps", "-aq", "--filter", "label="+swarmTestLabel)); len(left) > 0 {
+		t.Logf("removing the containers %v an earlier, killed run of a Swarm test left", left)
+		docker(t, append([]string{"rm", "-f"}, left...)...)
+	}
+	state := strings.Fields(docker(t, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.NodeAddr}}"))
 	hadGWBridge := exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil
 	switch {
-	case len(state) == 2 && state[0] == "active" && state[1] == "true":
+	case len(state) == 3 && state[0] == "active" && state[1] == "true":
 		label, _ := exec.Command("docker", "node", "inspect", "self", "--format", `{{index .Spec.Labels "`+swarmTestLabel+`"}}`).Output()
 		if strings.TrimSpace(string(label)) == "" {
+			if own {
+				t.Skip("the engine is a manager of a swarm this test did not create: it adds a node only to a swarm of its own; run it on an engine in no swarm")
+			}
 			t.Log("the engine is a swarm manager already: using its swarm, leaving it as it is")
 			return
 		}
 		// A swarm this test made, left behind by a run that was killed
-		// (the lock says no other run uses it): this run leaves it.
-		t.Log("the engine is in a swarm an earlier run of this test made and did not leave: using it, then leaving it")
-		leaveSwarm(t, false)
-		return
-	case len(state) == 2 && state[0] == "active":
+		// (the lock says no other run uses it).
+		if !own && state[2] == addr {
+			t.Log("the engine is in a swarm an earlier run of this test made and did not leave: using it, then leaving it")
+			leaveSwarm(t, false)
+			return
+		}
+		t.Log("the engine is in a swarm an earlier run of this test made and did not leave: leaving it")
+		if out, err := exec.Command("docker", "swarm", "leave", "--force").CombinedOutput(); err != nil {
+			t.Fatalf("leaving the swarm an earlier run left: %v: %s", err, out)
+		}
+		hadGWBridge = false // that swarm brought it
+	case len(state) >= 2 && state[0] == "active":
 		t.Skip("the engine is a swarm worker: the Swarm API answers only on managers; run this test on a manager or outside any swarm")
 	case len(state) == 0 || state[0] != "inactive":
 		t.Skipf("the engine's swarm state is %q: cannot use it for this test", strings.Join(state, " "))
 	}
-	if out, err := exec.Command("docker", "swarm", "init", "--advertise-addr", "127.0.0.1").CombinedOutput(); err != nil {
-		t.Skipf("cannot initialise a one-node swarm (docker swarm init --advertise-addr 127.0.0.1: %v: %s)", err, strings.TrimSpace(string(out)))
+	args := []string{"swarm", "init", "--advertise-addr", addr}
+	if addr != "127.0.0.1" {
+		// Other nodes join here: the managers' port listens on this
+		// address only, not on every interface of the machine.
+		args = append(args, "--listen-addr", addr+":2377")
+	}
+	if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
+		t.Skipf("cannot initialise a swarm (docker %s: %v: %s)", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	leaveSwarm(t, hadGWBridge)
 	docker(t, "node", "update", "--label-add", swarmTestLabel+"=true", docker(t, "info", "--format", "{{.Swarm.NodeID}}"))
 }
 
-// swarmTestLabel marks the node of a swarm that useSwarm created.
+// swarmTestLabel marks the node of a swarm that initSwarm created, and the
+// containers the Swarm tests run beside their services.
 const swarmTestLabel = "dlb-test-swarm"
 
 // leaveSwarm leaves the swarm when the test ends, and removes the
@@ -209,7 +241,7 @@ type swarmDLB struct {
 func startSwarmDLB(t *testing.T, prefix, net string) *swarmDLB {
 	t.Helper()
 	name := prefix + "_dlb"
-	args := []string{"run", "-d", "--name", name, "--network", net, "--label", "dlb.test=" + prefix,
+	args := []string{"run", "-d", "--name", name, "--network", net, "--label", "dlb.test=" + prefix, "--label", swarmTestLabel + "=true",
 		"-v", "/var/run/docker.sock:/var/run/docker.sock:ro", "-p", "127.0.0.1::80", "-p", "127.0.0.1::8080",
 		runImage("dlb:dev"), "--provider", "docker,swarm", "--project", prefix, "--queue-timeout", "20s",
 		"--log-format", "json", "--log-level", "debug"}
@@ -238,11 +270,32 @@ func (d *swarmDLB) containerLogs() string {
 	return string(out)
 }
 
-// runningTasks lists the container IDs (12 characters: the demo's
-// hostname) of the service's tasks that run and should.
-func runningTasks(t *testing.T, svc string) []string {
+// waitReplaced waits until gone of the tasks before (runningTasks) of svc
+// no longer run.
+func waitReplaced(t *testing.T, what, svc string, before []string, gone int) {
 	t.Helper()
-	ids := strings.Fields(docker(t, "service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running", svc))
+	waitFor(t, 60*time.Second, fmt.Sprintf("%s: %d of the tasks %v to be replaced", what, gone, before), func() (bool, string) {
+		now := runningTasks(t, svc)
+		left := 0
+		for _, id := range before {
+			if slices.Contains(now, id) {
+				left++
+			}
+		}
+		return len(before)-left >= gone, fmt.Sprintf("running now: %v", now)
+	})
+}
+
+// runningTasks lists the container IDs (12 characters: the demo's
+// hostname) of the service's tasks that run and should, and pass the
+// docker service ps filters (node=ID).
+func runningTasks(t *testing.T, svc string, filters ...string) []string {
+	t.Helper()
+	args := []string{"service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running"}
+	for _, f := range filters {
+		args = append(args, "--filter", f)
+	}
+	ids := strings.Fields(docker(t, append(args, svc)...))
 	if len(ids) == 0 {
 		return nil
 	}

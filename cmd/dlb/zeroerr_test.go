@@ -31,9 +31,14 @@ type load struct {
 // most maxDur and maxReq requests in all.
 func startLoad(t testing.TB, url, host string, workers int, maxDur time.Duration, maxReq int64) *load {
 	t.Helper()
-	l := &load{stop: make(chan struct{}), byReplica: map[string]int{}}
 	tr := &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}
-	client := &http.Client{Transport: tr, Timeout: 15 * time.Second}
+	return startLoadWith(t, &http.Client{Transport: tr, Timeout: 15 * time.Second}, url, host, workers, maxDur, maxReq)
+}
+
+// startLoadWith is startLoad with the workers' client.
+func startLoadWith(t testing.TB, client *http.Client, url, host string, workers int, maxDur time.Duration, maxReq int64) *load {
+	t.Helper()
+	l := &load{stop: make(chan struct{}), byReplica: map[string]int{}}
 	deadline := time.Now().Add(maxDur)
 	for i := 0; i < workers; i++ {
 		l.done.Add(1)

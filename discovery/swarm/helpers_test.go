@@ -29,6 +29,7 @@ type fakeEngine struct {
 	nodes    []swarm.Node
 	err      error
 	lists    int // ServiceList calls
+	listed   int // tasks TaskList returned
 	// afterServiceList, if set, changes the swarm once, right after the
 	// next service list (a race with the next call).
 	afterServiceList func(e *fakeEngine)
@@ -75,11 +76,13 @@ func (e *fakeEngine) TaskList(_ context.Context, o swarm.TaskListOptions) ([]swa
 	}
 	var out []swarm.Task
 	for _, t := range e.tasks {
-		if o.Filters.Contains("service") && o.Filters.ExactMatch("service", t.ServiceID) ||
-			o.Filters.Contains("id") && o.Filters.ExactMatch("id", t.ID) {
+		if (o.Filters.Contains("service") && o.Filters.ExactMatch("service", t.ServiceID) ||
+			o.Filters.Contains("id") && o.Filters.ExactMatch("id", t.ID)) &&
+			o.Filters.ExactMatch("desired-state", string(t.DesiredState)) {
 			out = append(out, t)
 		}
 	}
+	e.listed += len(out)
 	return out, nil
 }
 

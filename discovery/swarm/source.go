@@ -277,8 +277,14 @@ type want struct {
 	desired  swarm.TaskState
 }
 
-// poll lists the services, their tasks and the nodes, and tells the sink
-// what changed (or everything, with Sync, after a failure).
+// poll lists the services, their tasks that should run and the nodes, and
+// then the known tasks that left that list, and tells the sink what
+// changed (or everything, with Sync, after a failure).
+//
+// The task list asks for DesiredState running only: Swarm keeps the ended
+// tasks of every slot (--task-history-limit, 5 by default), which would
+// otherwise make up most of every list, and of what the manager encodes
+// for it.
 func (s *Source) poll(ctx context.Context, now time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -290,7 +296,7 @@ func (s *Source) poll(ctx context.Context, now time.Time) error {
 	var nodes []swarm.Node
 	sel := s.selected(services)
 	if len(sel) > 0 {
-		f := filters.NewArgs()
+		f := filters.NewArgs(filters.Arg("desired-state", string(swarm.TaskStateRunning)))
 		for id := range sel {
 			f.Add("service", id)
 		}
@@ -301,12 +307,13 @@ func (s *Source) poll(ctx context.Context, now time.Time) error {
 			return fmt.Errorf("listing swarm nodes: %w", err)
 		}
 	}
-	wants, busy := s.plan(sel, tasks, nodes)
-	orphans, err := s.orphans(ctx, services)
+	down := downNodes(nodes)
+	wants, busy := s.plan(sel, tasks, down)
+	leaving, err := s.leaving(ctx, services, sel, tasks, down)
 	if err != nil {
-		return fmt.Errorf("listing the tasks of removed swarm services: %w", err)
+		return fmt.Errorf("listing the swarm tasks that no longer should run: %w", err)
 	}
-	for id, w := range orphans {
+	for id, w := range leaving {
 		wants[id], busy = w, true
 	}
 	for _, svc := range sel {
@@ -320,33 +327,55 @@ func (s *Source) poll(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// orphans are the known tasks of services that are gone (docker service
-// rm, docker stack rm) and still run: Swarm stops them seconds later, so
-// they drain, rather than leave with their requests in flight. (Swarm
-// 20.10 leaves their DesiredState running meanwhile.)
-func (s *Source) orphans(ctx context.Context, services []swarm.Service) (map[string]want, error) {
-	exists := make(map[string]bool, len(services))
-	for _, svc := range services {
-		exists[svc.ID] = true
+// downNodes says which nodes are down (or disconnected): their tasks are
+// gone, whatever the list says.
+func downNodes(nodes []swarm.Node) map[string]bool {
+	down := map[string]bool{}
+	for _, n := range nodes {
+		down[n.ID] = n.Status.State == swarm.NodeStateDown || n.Status.State == swarm.NodeStateDisconnected
+	}
+	return down
+}
+
+// leaving lists, by ID, the known tasks missing from tasks (those that
+// should run), and returns those that still run: they drain, rather than
+// leave with their requests in flight. Their DesiredState left running
+// (scale-down, update, rollback, a drained node), or their service is gone
+// (docker service rm, docker stack rm; Swarm 20.10 leaves their
+// DesiredState running meanwhile, and stops them seconds later). The tasks
+// of a service that is there but no longer balanced, those that ended, and
+// those on a node that is down are left out, and so removed.
+func (s *Source) leaving(ctx context.Context, services []swarm.Service, sel map[string]selectedService, tasks []swarm.Task, down map[string]bool) (map[string]want, error) {
+	listed := make(map[string]bool, len(tasks))
+	for _, t := range tasks {
+		listed[t.ID] = true
 	}
 	f := filters.NewArgs()
-	for id, k := range s.known {
-		if !exists[k.service] {
+	for id := range s.known {
+		if !listed[id] {
 			f.Add("id", id)
 		}
 	}
 	if f.Len() == 0 {
 		return nil, nil
 	}
-	tasks, err := s.engine.TaskList(ctx, swarm.TaskListOptions{Filters: f})
+	gone, err := s.engine.TaskList(ctx, swarm.TaskListOptions{Filters: f})
 	if err != nil {
 		return nil, err
 	}
+	exists := make(map[string]bool, len(services))
+	for _, svc := range services {
+		exists[svc.ID] = true
+	}
 	out := map[string]want{}
-	for _, t := range tasks {
-		if k, ok := s.known[t.ID]; ok && t.Status.State == swarm.TaskStateRunning {
-			out[t.ID] = want{r: k.r, draining: true, desired: t.DesiredState, service: t.ServiceID}
+	for _, t := range gone {
+		k, ok := s.known[t.ID]
+		_, balanced := sel[t.ServiceID]
+		if !ok || t.Status.State != swarm.TaskStateRunning || down[t.NodeID] ||
+			exists[t.ServiceID] && (!balanced || t.DesiredState == swarm.TaskStateRunning) {
+			continue
 		}
+		out[t.ID] = want{r: k.r, draining: true, changed: t.UpdatedAt, desired: t.DesiredState, service: t.ServiceID}
 	}
 	return out, nil
 }
@@ -402,11 +431,7 @@ func (s *Source) warn(serviceID string, err error) {
 
 // plan turns a task list into the tasks that run and may serve. busy says
 // that something is on its way (a task starting, or draining).
-func (s *Source) plan(sel map[string]selectedService, tasks []swarm.Task, nodes []swarm.Node) (map[string]want, bool) {
-	down := map[string]bool{}
-	for _, n := range nodes {
-		down[n.ID] = n.Status.State == swarm.NodeStateDown || n.Status.State == swarm.NodeStateDisconnected
-	}
+func (s *Source) plan(sel map[string]selectedService, tasks []swarm.Task, down map[string]bool) (map[string]want, bool) {
 	out := map[string]want{}
 	busy := false
 	for _, t := range tasks {

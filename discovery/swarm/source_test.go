@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -360,5 +361,51 @@ func TestSourceOnAnEngineInNoSwarm(t *testing.T) {
 	s.pollOnce(context.Background())
 	if got, want := rec.take(), []string{"update t1 10.0.1.11:80"}; !slices.Equal(got, want) {
 		t.Errorf("after swarm init: sink got %q, want %q", got, want)
+	}
+}
+
+// Swarm keeps the ended tasks of every slot (its task history): a poll
+// lists only the tasks that should run, and asks for a known task that left
+// that list by its ID, so that a scale-down still drains it, and a
+// manager's answers do not grow with the history.
+func TestSourceListsOnlyTasksThatShouldRun(t *testing.T) {
+	s, e, rec, _ := newTestSource(t)
+	ended := func(t *swarm.Task) { t.DesiredState, t.Status.State = swarm.TaskStateShutdown, swarm.TaskStateShutdown }
+	e.set(func(e *fakeEngine) {
+		e.services = []swarm.Service{service("web")}
+		e.tasks = []swarm.Task{task("t1", "web", 1), task("t2", "web", 2)}
+		for i := range 8 { // four ended tasks in each slot's history
+			e.tasks = append(e.tasks, task(fmt.Sprintf("old%d", i), "web", 1+i%2, ended))
+		}
+	})
+	ctx := context.Background()
+	steps := []struct {
+		name   string
+		change func(e *fakeEngine)
+		want   []string
+		listed int // tasks the engine returned for the poll
+	}{
+		{"first list", nil, []string{"sync t1,t2"}, 2},
+		{"nothing changed", nil, nil, 2},
+		{"scale-down: t2's DesiredState is remove", func(e *fakeEngine) { e.task("t2").DesiredState = swarm.TaskStateRemove },
+			[]string{"drain t2"}, 2}, // t1, then t2 by its ID
+		{"t2 still runs, still draining", nil, nil, 2},
+		{"t2 stopped", func(e *fakeEngine) { e.task("t2").Status.State = swarm.TaskStateShutdown }, []string{"remove t2"}, 2},
+		{"t2 is history", nil, nil, 1},
+	}
+	for _, st := range steps {
+		if st.change != nil {
+			e.set(st.change)
+		}
+		e.set(func(e *fakeEngine) { e.listed = 0 })
+		if err := s.poll(ctx, time.Now()); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := rec.take(); !slices.Equal(got, st.want) {
+			t.Errorf("%s: got %q, want %q", st.name, got, st.want)
+		}
+		if e.listed != st.listed {
+			t.Errorf("%s: the engine listed %d tasks for the poll, want %d (the history is not asked for)", st.name, e.listed, st.listed)
+		}
 	}
 }

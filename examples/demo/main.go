@@ -14,6 +14,7 @@
 //	                   upload ends, as a streaming handler does)
 //	GET  /download?bytes=N  N bytes of zeros, streamed
 //	GET  /echo-headers the request's headers, one per line
+//	GET  /fault/...    a reset, or a malformed answer (faults.go)
 //	GET  /work?ms=N    N ms of work on one of CORES "cores" (capacity.go)
 //	GET  /capacity     the most requests served at once, and how many got 500 over CAPACITY
 //
@@ -120,6 +121,7 @@ func main() {
 		}
 	})
 	mux.HandleFunc("/ws", websocketEcho(host))
+	handleFaults(mux)
 	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
 		n, err := io.Copy(io.Discard, r.Body)
 		if err != nil {
