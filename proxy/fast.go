@@ -647,6 +647,10 @@ func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 // carry the next request.
 func (fc *fastConn) forward() (keep, handled bool) {
 	if !fc.pick() {
+		if errors.Is(fc.shedErr, context.Canceled) {
+			fc.gone.Store(true) // it left while its request waited: nobody to answer
+			return false, true
+		}
 		if fc.shedErr != nil {
 			return fc.shed(), true
 		}
@@ -688,8 +692,10 @@ func (fc *fastConn) pick() bool {
 		if fc.fd >= 0 {
 			return false // an event loop's: it hands the connection to a goroutine
 		}
+		ctx, stop := fc.clientContext()
 		var err error
-		up, err = p.acquire(context.Background(), route, key, nil, func() uint64 { return fc.key(route) })
+		up, err = p.acquire(ctx, route, key, nil, func() uint64 { return fc.key(route) })
+		stop()
 		if err != nil {
 			fc.route, fc.path, fc.shedErr = route, path, err
 			return false
@@ -702,6 +708,38 @@ func (fc *fastConn) pick() bool {
 	}
 	fc.route, fc.picked, fc.ft, fc.affKey, fc.path = route, up, ut.fast, key, path
 	return true
+}
+
+// clientContext is a context that ends when the client goes away, for a
+// request waiting in its pool's queue: the socket is looked at (not read)
+// every watchEvery. stop ends the watch.
+func (fc *fastConn) clientContext() (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pk := &peeker{}
+	pk.init(fc.c)
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(watchEvery, func() {
+		if pk.gone() {
+			cancel()
+			return
+		}
+		mu.Lock()
+		if !stopped {
+			t.Reset(watchEvery)
+		}
+		mu.Unlock()
+	})
+	mu.Unlock()
+	return ctx, func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+		cancel()
+	}
 }
 
 // begin starts the picked request's attempt at now.

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,6 +70,50 @@ func TestProxyHoldsTheLimitAndShedsPastTheQueue(t *testing.T) {
 				t.Errorf("the replica's most requests at once: got %d, want its limit 2", got)
 			}
 			waitIdle(t, u)
+		})
+	}
+}
+
+// A client that goes away while its request waits in the queue leaves the
+// queue: its place goes to nobody's request, and no replica serves it.
+func TestProxyQueuedClientThatLeaves(t *testing.T) {
+	for _, engine := range []string{"fast", "std"} {
+		t.Run(engine, func(t *testing.T) {
+			release := make(chan struct{})
+			var served atomic.Int64
+			web := newBackend(t, "web-1", func(w http.ResponseWriter, r *http.Request) {
+				served.Add(1)
+				<-release
+			})
+			r, p := poolRoute("web")
+			u := p.Put(balancer.Member{ID: "id-web-1", Name: "web-1", Address: web.addr(), Limit: balancer.Limit{Max: 1}})
+			p.MarkReady(u.ID())
+			var wrap func(http.Handler) http.Handler
+			if engine == "std" {
+				wrap = func(h http.Handler) http.Handler { return h }
+			}
+			f := newFront(t, Options{QueueTimeout: time.Minute}, []Route{r}, wrap)
+			var once sync.Once
+			free := func() { once.Do(func() { close(release) }) }
+			t.Cleanup(free) // before the servers close, even when the test fails
+			done := make(chan struct{})
+			go func() { f.try(http.MethodGet, "", "/", nil); close(done) }()
+			waitFor(t, "the first request at the replica", func() bool { return served.Load() == 1 })
+
+			c, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+			waitFor(t, "the second request in the queue", func() bool { return p.QueueStats().Queued == 1 })
+			c.Close()
+			waitFor(t, "the queue to be empty once its client left", func() bool { return p.QueueStats().Queued == 0 })
+			free()
+			<-done
+			waitIdle(t, u)
+			if got := served.Load(); got != 1 {
+				t.Errorf("requests the replica saw: got %d, want 1 (not the one whose client left)", got)
+			}
 		})
 	}
 }
