@@ -203,12 +203,7 @@ var labelParsers = []struct {
 		return parseToken(v, &c.HashHeader, "not a header name (letters, digits and '-')")
 	}},
 	{LabelWeight, func(c *LabelConfig, v string) string {
-		w, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || w < 1 || w > 1000 {
-			return "not a weight (a whole number from 1 to 1000)"
-		}
-		c.Weight = w
-		return ""
+		return parseInt(v, &c.Weight, 1, 1000, "not a weight (a whole number from 1 to 1000)")
 	}},
 	{LabelSticky, func(c *LabelConfig, v string) string { return parseBool(v, &c.Sticky, nil) }},
 	{LabelStickyCookie, func(c *LabelConfig, v string) string {
@@ -277,12 +272,7 @@ var labelParsers = []struct {
 		return ""
 	}},
 	{LabelQueueMax, func(c *LabelConfig, v string) string {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 1 || n > 1000000 {
-			return "not a queue length (a whole number from 1 to 1000000)"
-		}
-		c.QueueMax = n
-		return ""
+		return parseInt(v, &c.QueueMax, 1, 1000000, "not a queue length (a whole number from 1 to 1000000)")
 	}},
 	{LabelQueueTimeout, func(c *LabelConfig, v string) string {
 		return parseDuration(v, &c.QueueTimeout, time.Millisecond, time.Hour, "not a duration from 1ms to 1h (e.g. 10s)")
@@ -337,6 +327,15 @@ func parseToken(v string, dst *string, want string) string {
 		return want
 	}
 	*dst = t
+	return ""
+}
+
+func parseInt(v string, dst *int, lo, hi int, want string) string {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < lo || n > hi {
+		return want
+	}
+	*dst = n
 	return ""
 }
 

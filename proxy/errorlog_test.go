@@ -1,36 +1,17 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/dlb-lb/dlb/internal/nettest"
 	"github.com/rs/zerolog"
 )
-
-// syncBuffer is a bytes.Buffer safe for the proxy's goroutines to log to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // What net/http's reverse proxy logs (a response body cut short by the
 // replica) reaches dlb's log as one of its own lines, so --log-format json
@@ -43,7 +24,7 @@ func TestReverseProxyErrorsAreLoggedAsJSON(t *testing.T) {
 	})
 	route, pool := poolRoute("cut")
 	ready(t, pool, "cut-1", addr)
-	var logs syncBuffer
+	var logs nettest.Buffer
 	std := func(h http.Handler) http.Handler { return h } // the net/http path
 	f := newFront(t, Options{Log: zerolog.New(&logs)}, []Route{route}, std)
 	if resp, err := f.try("GET", "", "/", nil); err == nil {

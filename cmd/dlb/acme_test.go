@@ -25,6 +25,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/dlb-lb/dlb/certs"
+	"github.com/dlb-lb/dlb/internal/nettest"
 )
 
 // pebbleCA is a running Pebble with its test DNS server.
@@ -92,8 +93,8 @@ func startPebble(t *testing.T, shortlived int, blocklist ...string) *pebbleCA {
 	b, _ := json.Marshal(conf)
 	writeFile(t, confFile, b)
 
-	run := func(name string, env []string, args ...string) *lockedBuffer {
-		var out lockedBuffer
+	run := func(name string, env []string, args ...string) *nettest.Buffer {
+		var out nettest.Buffer
 		c := exec.Command(filepath.Join(bin, name), args...)
 		c.Stdout, c.Stderr, c.Env = &out, &out, append(os.Environ(), env...)
 		if err := c.Start(); err != nil {

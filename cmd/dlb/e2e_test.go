@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/nettest"
 )
 
 var (
@@ -248,25 +250,7 @@ type dlbProc struct {
 	exitErr   error
 	proxyAddr string
 	adminAddr string
-	stdout    lockedBuffer // the access log, with --access-log
-}
-
-// lockedBuffer is a bytes.Buffer that a process writes while a test reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	stdout    nettest.Buffer // the access log, with --access-log
 }
 
 // startDLB runs dlb on loopback ports of its choosing with the given extra

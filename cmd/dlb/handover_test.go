@@ -19,6 +19,7 @@ import (
 
 	"github.com/dlb-lb/dlb/admin"
 	"github.com/dlb-lb/dlb/discovery"
+	"github.com/dlb-lb/dlb/internal/nettest"
 )
 
 // The images of a dlb upgrade: nextImage is dlb stamped with nextVersion,
@@ -146,7 +147,7 @@ func (s *handoverStack) rollOutDLB(t *testing.T, timeout time.Duration) error {
 	if len(old) != 1 {
 		t.Fatalf("dlb containers before the rollout: %v, want one", old)
 	}
-	var oldLog lockedBuffer
+	var oldLog nettest.Buffer
 	follow := exec.Command("docker", "logs", "-f", old[0])
 	follow.Stdout, follow.Stderr = &oldLog, &oldLog
 	if err := follow.Start(); err != nil {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/nettest"
 )
 
 // rolloutProject is a demo service "app" behind dlb, whose image comes
@@ -59,14 +61,14 @@ func newAppImage(t *testing.T, extra string) string {
 // rollout runs dlb rollout for service app of p, through d, with the new
 // image, and returns its exit code and output; started is called once the
 // process runs (to signal it).
-func (p *project) rollout(t *testing.T, d *dlbProc, image string, started func(*exec.Cmd, *lockedBuffer), args ...string) (int, string) {
+func (p *project) rollout(t *testing.T, d *dlbProc, image string, started func(*exec.Cmd, *nettest.Buffer), args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	all := append([]string{"rollout", "-f", p.file, "-p", p.name, "--admin-url", d.adminURL}, args...)
 	cmd := exec.CommandContext(ctx, dlbBinary(), append(all, "app")...)
 	cmd.Env = append(os.Environ(), "APP_IMAGE="+image)
-	var out lockedBuffer
+	var out nettest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -368,7 +370,7 @@ func TestRolloutInterrupted(t *testing.T) {
 	image := newAppImage(t, "ENV LISTEN_DELAY=1h")
 	p, d, old := startRolloutStack(t, 3)
 
-	code, out := p.rollout(t, d, image, func(cmd *exec.Cmd, out *lockedBuffer) {
+	code, out := p.rollout(t, d, image, func(cmd *exec.Cmd, out *nettest.Buffer) {
 		waitFor(t, time.Minute, "dlb rollout to wait for its new replicas", func() (bool, string) {
 			return strings.Contains(out.String(), "[2/4] wait until dlb has"), out.String()
 		})
