@@ -871,24 +871,13 @@ func (fc *fastConn) exchange(route *Route, now time.Time, ft *h1Transport, lt *l
 				got = hc.r.got
 			}
 			lt = nil
-			// A replica that answered nothing on a kept-alive
-			// connection may have closed it while it sat idle: the
-			// request goes again on a new one.
-			idle := closedWhileIdle(err)
-			if reused && !fresh && got == 0 && idle && fc.replayable() {
-				fresh = true
-				continue
-			}
-			if reused && got == 0 && idle {
-				err = fmt.Errorf("the upstream closed a kept-alive connection before answering: %w", err)
-			}
+			err = stale(err, reused, got)
 		}
-		fresh = false
 		if fc.gone.Load() {
 			fc.status = StatusClientClosed
 			return false
 		}
-		if err = p.failover(&fc.hreq, a, err, run); err != nil {
+		if fresh, err = p.retry(&fc.hreq, a, err, run); err != nil {
 			fc.fail(err)
 			return false
 		}
@@ -966,9 +955,10 @@ func (fc *fastConn) watchClient() {
 	fc.watch.Reset(watchEvery)
 }
 
-// replayable is resendable for the fast path's request (its body is in
-// memory, so only the method and an idempotency key count).
-func (fc *fastConn) replayable() bool { return resendable(str(fc.req.method), fc.keyedFn) }
+// replayable is mayResend for the fast path's request once it may have
+// reached a replica (its body is in memory, so only the method and an
+// idempotency key count).
+func (fc *fastConn) replayable() bool { return mayResend(str(fc.req.method), fc.keyedFn, nil, true) }
 
 // keyed reports whether the request carries an idempotency key.
 func (fc *fastConn) keyed() bool {

@@ -13,7 +13,6 @@ import (
 	"net/textproto"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -169,54 +168,20 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	fresh := false
-	for {
-		hc, reused, err := t.getConn(ctx, req.URL.Host, fresh, true, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		resp, err := hc.roundTrip(ctx, req)
-		if err == nil {
-			return resp, nil
-		}
-		// A kept-alive connection the upstream closed while it was idle:
-		// the request never reached it. Like net/http's Transport, send a
-		// request that can be replayed once more, on a new connection.
-		if reused && !fresh && hc.r.got == 0 && ctx.Err() == nil && replayable(req) && closedWhileIdle(err) {
-			fresh = true
-			continue
-		}
-		if reused && hc.r.got == 0 && ctx.Err() == nil && closedWhileIdle(err) {
-			err = fmt.Errorf("the upstream closed a kept-alive connection before answering: %w", err)
-		}
+	if a, ok := ctx.Value(stateKey{}).(*attempt); ok {
+		fresh = a.fresh
+	}
+	hc, reused, err := t.getConn(ctx, req.URL.Host, fresh, true, time.Now())
+	if err != nil {
 		return nil, err
 	}
-}
-
-// closedWhileIdle reports whether err, of a request on a kept-alive
-// connection that got no answer, may be the upstream's closing of the
-// connection while it sat idle, so that the request may go again to it on a
-// new connection. Not a response head that timed out (the upstream has the
-// request, and is slow), nor nothing acknowledged (ETIMEDOUT, see
-// unacknowledgedLimit: the upstream is gone, and a new connection would
-// only wait for the dial timeout): those fail over to another replica.
-func closedWhileIdle(err error) bool {
-	return !errors.Is(err, errResponseHeaderTimeout) && !errors.Is(err, syscall.ETIMEDOUT)
-}
-
-// replayable reports whether req may be sent again after a connection died
-// before any answer: it has no body and its method is idempotent, or it
-// carries an idempotency key (the rule of net/http's Transport).
-func replayable(req *http.Request) bool {
-	if req.Body != nil && req.Body != http.NoBody {
-		return false
+	resp, err := hc.roundTrip(ctx, req)
+	if err != nil && ctx.Err() == nil {
+		// The driver (tries.go) sends the request again on a new
+		// connection when it may.
+		err = stale(err, reused, hc.r.got)
 	}
-	switch req.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return true
-	}
-	_, key := req.Header["Idempotency-Key"]
-	_, xkey := req.Header["X-Idempotency-Key"]
-	return key || xkey
+	return resp, err
 }
 
 // getConn returns an idle connection to addr that still looks alive, or a

@@ -161,9 +161,12 @@ func TestProxyRetriesOnANewConnectionWhenAKeptOneDied(t *testing.T) {
 		body      string
 		want      int
 		wantConns int32
+		key       string
 	}{
-		{"GET is sent again on a new connection", http.MethodGet, "", http.StatusOK, 2},
-		{"POST is not (it may have been processed)", http.MethodPost, "x", http.StatusBadGateway, 1},
+		{"GET is sent again on a new connection", http.MethodGet, "", http.StatusOK, 2, ""},
+		{"PUT with a body too (idempotent)", http.MethodPut, "x", http.StatusOK, 2, ""},
+		{"POST with an idempotency key too", http.MethodPost, "x", http.StatusOK, 2, "k-1"},
+		{"POST is not (it may have been processed)", http.MethodPost, "x", http.StatusBadGateway, 1, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,8 +181,20 @@ func TestProxyRetriesOnANewConnectionWhenAKeptOneDied(t *testing.T) {
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)
 			}
-			if resp := f.do(t, tt.method, "", "/", body); resp.status != tt.want {
-				t.Errorf("%s on the connection the upstream then closes: got %d %q, want %d", tt.method, resp.status, resp.body, tt.want)
+			req, err := http.NewRequest(tt.method, f.srv.URL+"/", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.key != "" {
+				req.Header.Set("Idempotency-Key", tt.key)
+			}
+			resp, err := f.client.Do(req)
+			if err != nil {
+				t.Fatalf("%s on the connection the upstream then closes: %v", tt.method, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("%s on the connection the upstream then closes: got %d, want %d", tt.method, resp.StatusCode, tt.want)
 			}
 			if got := accepted.Load(); got != tt.wantConns {
 				t.Errorf("upstream connections: got %d, want %d", got, tt.wantConns)

@@ -138,7 +138,11 @@ type attempt struct {
 	// What failover did (retry.go): replicas the request reached and
 	// broke (reset, closed, answered garbage), and whether the retry
 	// budget refused a retry or the ejection cap kept a replica in.
-	broke         int
+	broke int
+	// resent says the request went again to a.up on a new connection
+	// after a stale kept-alive one (tries.go); fresh asks the transport
+	// of the next try for a new connection.
+	resent, fresh bool
 	budgetRefused bool
 	ejectCapped   bool
 
@@ -436,7 +440,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			p.timeWrites(resp, a)
 			return resp, nil
 		}
-		if err = p.failover(req, a, err, run); err != nil {
+		if a.fresh, err = p.retry(req, a, err, run); err != nil {
 			return nil, err
 		}
 		retry := req.Clone(req.Context())
@@ -461,7 +465,7 @@ func (p *Proxy) failover(req *http.Request, a *attempt, err error, run uint64) e
 		a.failed = true
 		return err
 	}
-	reached := !isDialError(err)
+	reached := reachedReplica(err)
 	// A request that already broke a replica once breaks the next one
 	// by itself, most likely: that one is not ejected for it.
 	if health.Ejectable(err) && a.up.State() == balancer.Ready && (!reached || a.broke == 0) {
@@ -537,31 +541,6 @@ func (p *Proxy) next(ctx context.Context, a *attempt, failedRun uint64) *balance
 	}
 	u, _ := a.route.Pool.Acquire(ctx, ask)
 	return u
-}
-
-// retryable reports whether a request that failed with err, with no
-// response, may be sent to another replica: never after Retries retries,
-// when the client left, or when it broke two replicas already (a request
-// that resets or confuses every replica it meets is not sent to a third);
-// when the connection was never made, always, if the body can be sent
-// again; otherwise only when resendable, with a body that can be sent
-// again.
-func (p *Proxy) retryable(req *http.Request, a *attempt, err error) bool {
-	if len(a.tried) >= p.opts.Retries || req.Context().Err() != nil || a.broke >= 2 {
-		return false
-	}
-	dial := isDialError(err)
-	if a.body != nil && !a.body.replayable(dial) {
-		return false
-	}
-	return dial || a.resendable(req)
-}
-
-// isDialError reports whether err happened while connecting, so the replica
-// never saw the request.
-func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // replayBody is a request body that can be sent again after a failed try:

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"github.com/dlb-lb/dlb/internal/nettest"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/nettest"
 
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/health"

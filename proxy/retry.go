@@ -25,17 +25,6 @@ func resendable(method string, keyed func() bool) bool {
 	return keyed()
 }
 
-// resendable is resendable for the attempt's request req.
-func (a *attempt) resendable(req *http.Request) bool {
-	keyed := a.keyed
-	if keyed == nil {
-		keyed = func() bool {
-			return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
-		}
-	}
-	return resendable(req.Method, keyed)
-}
-
 // eject ejects the attempt's replica, which failed with err, as far as the
 // Ejector's cap lets it, and logs what it did.
 func (p *Proxy) eject(a *attempt, err error) {

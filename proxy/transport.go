@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptrace"
+	"syscall"
 	"time"
 )
 
@@ -44,21 +47,24 @@ func (ut *upstreamTransport) CloseIdleConnections() {
 	ut.h2c.CloseIdleConnections()
 }
 
-// stdTransport is net/http's Transport with what the fast transport does
-// for a kept-alive connection the upstream closed while it sat idle (an idle
-// timeout shorter than dlb's, as Node.js's 5 s): the request goes out again
-// on a new connection, whatever its method, since the upstream never saw it.
-// The Transport learns of such a close only when its reader goroutine runs,
-// and by itself resends only GETs and the like. Two guards:
+// stdTransport is net/http's Transport with two guards for a kept-alive
+// connection the upstream closed while it sat idle (an idle timeout shorter
+// than dlb's, as Node.js's 5 s). The Transport learns of such a close only
+// when its reader goroutine runs, and by itself resends only GETs and the
+// like:
 //   - before a request is written on a connection that sat idle, one
 //     non-blocking peek tells whether the upstream closed it; if so it is
-//     closed here, nothing is written, and the Transport resends the
-//     request itself (a body is rewound with GetBody, which the proxy sets
-//     for the small bodies it keeps);
+//     closed here, nothing is written, and the Transport takes another
+//     connection (rewinding a body with GetBody, which the proxy sets for
+//     the small bodies it keeps);
 //   - when the Transport's reader saw the close first, it fails the request
 //     with its "server closed idle connection" error, which it gives only
-//     when the close came before the request was written: it is sent again
-//     here.
+//     when the close came before the request was written: that is a
+//     staleConnError the upstream never saw, which the driver (tries.go)
+//     sends again whatever its method; a reused connection that ended
+//     (EOF, reset) with no answer after the request went out is one the
+//     upstream may have seen, sent again under the same rule as the fast
+//     transport's.
 type stdTransport struct{ *http.Transport }
 
 // errServerClosedIdle is the text of net/http's unexported error for a
@@ -66,26 +72,24 @@ type stdTransport struct{ *http.Transport }
 const errServerClosedIdle = "http: server closed idle connection"
 
 func (t stdTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	for tries := 0; ; tries++ {
-		// A new trace each time: WithClientTrace merges into it the one
-		// ReverseProxy already set for 1xx responses.
-		trace := &httptrace.ClientTrace{GotConn: dropIfClosed}
-		resp, err := t.Transport.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
-		if err == nil || err.Error() != errServerClosedIdle || tries > t.MaxIdleConnsPerHost || req.Context().Err() != nil {
-			return resp, err
-		}
-		if req.Body != nil && req.Body != http.NoBody {
-			if req.GetBody == nil {
-				return nil, err
-			}
-			body, gerr := req.GetBody()
-			if gerr != nil {
-				return nil, err
-			}
-			req = req.WithContext(req.Context())
-			req.Body = body
-		}
+	// A new trace each time: WithClientTrace merges into it the one
+	// ReverseProxy already set for 1xx responses.
+	var reused bool
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		reused = info.Reused
+		dropIfClosed(info)
+	}}
+	resp, err := t.Transport.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	switch {
+	case err == nil || req.Context().Err() != nil:
+	case err.Error() == errServerClosedIdle:
+		err = &staleConnError{err: err, unsent: true}
+	case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
+		// The connection ended before any answer (the Transport's
+		// error for an answer cut short is another).
+		err = stale(err, reused, 0)
 	}
+	return resp, err
 }
 
 // dropIfClosed closes a connection taken from the idle pool that the
