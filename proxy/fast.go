@@ -24,16 +24,6 @@ import (
 	"github.com/dlb-lb/dlb/listener"
 )
 
-// Data paths, the values of --data-path.
-const (
-	// DataPathFast serves plain HTTP/1.1 with FastServer: dlb's own parser
-	// and forwarding loop, net/http for everything else.
-	DataPathFast = "fast"
-	// DataPathStd serves every request with net/http's server and
-	// httputil.ReverseProxy.
-	DataPathStd = "std"
-)
-
 // FastServer serves plain HTTP/1.1 on a listener with dlb's own loop: a
 // client connection's request head is read into its buffer, parsed in
 // place (h1parse.go), routed and picked as the Proxy does, written to a
@@ -701,12 +691,7 @@ func (fc *fastConn) pick() bool {
 			return false
 		}
 	}
-	ut := p.transportFor(up)
-	if ut.fast == nil {
-		up.End(false)
-		return false
-	}
-	fc.route, fc.picked, fc.ft, fc.affKey, fc.path = route, up, ut.fast, key, path
+	fc.route, fc.picked, fc.ft, fc.affKey, fc.path = route, up, p.transportFor(up).fast, key, path
 	return true
 }
 

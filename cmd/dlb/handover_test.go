@@ -93,11 +93,6 @@ func startHandoverStack(t *testing.T, image string, more ...string) *handoverSta
 		t.Fatal(err)
 	}
 	p := newProject(t, string(yaml))
-	if dp := os.Getenv("DLB_TEST_DATA_PATH"); dp != "" {
-		f := filepath.Join(t.TempDir(), "data-path.yaml")
-		writeFile(t, f, []byte("services:\n  dlb:\n    environment:\n      DLB_DATA_PATH: "+dp+"\n"))
-		more = append(more, f)
-	}
 	p.more = more
 	port, adminPort := freePort(t), freePort(t)
 	s := &handoverStack{project: p, url: "http://127.0.0.1:" + port + "/", adminURL: "http://127.0.0.1:" + adminPort}
