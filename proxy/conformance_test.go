@@ -75,9 +75,9 @@ func (rr *recordingReplica) requests(t *testing.T) (reqs []*http.Request, bodies
 }
 
 // exchangeRaw writes raw to addr and reads n responses. It returns their
-// statuses and bodies, and whether the connection was closed after them
-// (within a second).
-func exchangeRaw(t *testing.T, addr, raw string, n int) (statuses []int, bodies []string, closed bool) {
+// statuses and bodies, whether the connection was closed after them
+// (within a second), and whether the last of them said Connection: close.
+func exchangeRaw(t *testing.T, addr, raw string, n int) (statuses []int, bodies []string, closed, saidClose bool) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -92,15 +92,15 @@ func exchangeRaw(t *testing.T, addr, raw string, n int) (statuses []int, bodies 
 	for range n {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
-			return statuses, bodies, true
+			return statuses, bodies, true, saidClose
 		}
 		b, _ := io.ReadAll(resp.Body)
-		statuses, bodies = append(statuses, resp.StatusCode), append(bodies, string(b))
+		statuses, bodies, saidClose = append(statuses, resp.StatusCode), append(bodies, string(b)), resp.Close
 	}
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	_, err = br.ReadByte()
 	var ne net.Error
-	return statuses, bodies, err != nil && !(errAs(err, &ne) && ne.Timeout())
+	return statuses, bodies, err != nil && !(errAs(err, &ne) && ne.Timeout()), saidClose
 }
 
 func errAs(err error, ne *net.Error) bool {
@@ -213,12 +213,16 @@ func TestConformance(t *testing.T) {
 				r, p := poolRoute("app")
 				ready(t, p, "app-1", rr.addr)
 				f := newFront(t, Options{MaxReplayBody: 1 << 20}, []Route{r}, nil, func(s *http.Server) { s.MaxHeaderBytes = 16 << 10 })
-				statuses, _, closed := exchangeRaw(t, f.srv.Listener.Addr().String(), raw, len(w.statuses))
+				statuses, _, closed, saidClose := exchangeRaw(t, f.srv.Listener.Addr().String(), raw, len(w.statuses))
 				if !equalInts(statuses, w.statuses) {
 					t.Errorf("%q: got statuses %v, want %v", raw, statuses, w.statuses)
 				}
 				if closed != w.closed {
 					t.Errorf("%q: connection closed: got %v, want %v", raw, closed, w.closed)
+				}
+				if closed && len(statuses) == len(w.statuses) && !saidClose {
+					// RFC 9112 section 9.6: the last response says so.
+					t.Errorf("%q: dlb closed the connection after its last response, which did not say Connection: close", raw)
 				}
 				reqs, bodies, rest := rr.requests(t)
 				if len(reqs) != w.forwarded {

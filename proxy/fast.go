@@ -374,7 +374,9 @@ func (w *fastWriter) Write(p []byte) (int, error) {
 	if err := fc.flushOut(); err != nil {
 		return 0, err
 	}
-	return fc.c.Write(p)
+	n, err := fc.c.Write(p)
+	resetOnTimeout(fc.c, err)
+	return n, err
 }
 
 // flushOut writes what the event loop could not, on a goroutine.
@@ -384,6 +386,7 @@ func (fc *fastConn) flushOut() error {
 	}
 	fc.extendWriteDeadline()
 	_, err := fc.c.Write(fc.out)
+	resetOnTimeout(fc.c, err)
 	fc.out = fc.out[:0]
 	return err
 }
@@ -1250,6 +1253,7 @@ func (fc *fastConn) copyDirect(hc *h1Conn, n int64) (int64, bool) {
 	m, err := hc.r.Read(buf[:min(n, int64(len(buf)))])
 	if m > 0 {
 		if _, werr := fc.c.Write(buf[:m]); werr != nil {
+			resetOnTimeout(fc.c, werr)
 			return 0, false
 		}
 		fc.bytes += int64(m)

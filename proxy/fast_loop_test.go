@@ -23,6 +23,7 @@ import (
 
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/listener"
+	"golang.org/x/sys/unix"
 )
 
 // The fast data path's event loops (fast_loop_linux.go), tested over real
@@ -939,6 +940,47 @@ func TestLoopLastResponseToAFullSocket(t *testing.T) {
 				if err := <-shut; err != nil {
 					t.Fatalf("Shutdown: %v", err)
 				}
+			}
+		})
+	}
+}
+
+// TestSlowReaderIsReset: a client that takes none of a large response for
+// the write timeout is cut off with a reset, not a FIN: a FIN would wait
+// in FIN-WAIT-1 behind the megabytes dlb's socket still holds, for as long
+// as the client keeps its window shut. The client sees ECONNRESET.
+func TestSlowReaderIsReset(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	r, p := poolRoute("web")
+	ready(t, p, "a", newBackend(t, "a", loopReplica("a", nil, nil)).addr())
+	lf := newLoopFront(t, Options{WriteTimeout: writeTimeout}, []Route{r}, 0, nil)
+	for _, tc := range []struct{ name, path string }{
+		{"fast engine", "/?size=33554432"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := dialSmallWindow(t, lf.addr)
+			if err := rc.send(request("GET", tc.path, "")); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := rc.c.(*net.TCPConn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			state := func() uint8 {
+				var info *unix.TCPInfo
+				raw.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+				if info == nil {
+					return 0
+				}
+				return info.State
+			}
+			start := time.Now()
+			waitFor(t, "the client's socket to be reset (TCP_CLOSE)", func() bool { return state() == unix.BPF_TCP_CLOSE })
+			t.Logf("GET %s, not read: reset after %s (write timeout %s)", tc.path, time.Since(start).Round(time.Millisecond), writeTimeout)
+			rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = io.Copy(io.Discard, rc.c)
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("reading what came of GET %s after the write timeout: %v, want ECONNRESET", tc.path, err)
 			}
 		})
 	}
