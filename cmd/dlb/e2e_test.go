@@ -4,6 +4,13 @@ package main
 // projects on the local Docker Engine and send real HTTP through a real dlb
 // process. Set DLB_SKIP_DOCKER=1 to skip them on a machine without Docker;
 // otherwise a missing engine fails them with a message saying so.
+//
+// Most wait on the engine and Compose far more than they use the CPU, so
+// they call t.Parallel (make test runs them four at a time). Those that
+// time requests or measure throughput (TestSurge, TestRolloutUnderLoad,
+// TestSilentFlood) and the Swarm tests, whose swarm init and leave cut the
+// engine's containers off their networks for a moment, do not: Go runs a
+// package's sequential tests first, one at a time, then the parallel ones.
 
 import (
 	"bufio"
@@ -473,6 +480,7 @@ func (d *dlbProc) logHas(parts ...string) bool {
 // sync yet (its service may well exist), not 404; after it, 404 for a host
 // no service claims.
 func TestNotSyncedYet(t *testing.T) {
+	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	sp := newSocketProxy(t)
 	sp.setCut(true)
