@@ -238,7 +238,7 @@ networks:
 // TestConsoleLogHasNoColourOffATerminal: with --log-format console and
 // stderr a pipe (as under docker compose logs), no escape codes.
 func TestConsoleLogHasNoColourOffATerminal(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	t.Parallel()     // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t) // for the binary
 	cmd := exec.Command(dlbBinary(), "--log-format", "console", "--listen", "127.0.0.1:0", "--admin=",
 		"--docker-host", "tcp://"+refusedAddr(t))
