@@ -70,13 +70,12 @@ demo: docker-ready images
 down:
 	$(COMPOSE) down --remove-orphans
 
-# Everything CI runs: vet, then unit and real-engine tests under the race detector,
-# the real-engine suite once more on the std data path (fast is the default; the
-# proxy package runs both data paths by itself).
+# Everything CI runs: vet, then unit and real-engine tests under the race detector.
+# -parallel 4: the real-engine tests that wait on the engine run four at a time
+# (cmd/dlb/e2e_test.go says which run alone).
 test: docker-ready test-deps
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 30m ./...
-	DLB_TEST_DATA_PATH=std $(GO) test -race -count=1 -timeout 30m ./cmd/dlb
+	$(GO) test -race -count=1 -timeout 30m -parallel 4 ./...
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 test-unit:
@@ -86,8 +85,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseLabels -fuzztime 30s ./discovery
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./proxy
 	$(GO) test -run '^$$' -fuzz FuzzParseResponse -fuzztime 30s ./proxy
-	DLB_UPSTREAM_TRANSPORT=fast $(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime 30s ./proxy
-	DLB_UPSTREAM_TRANSPORT=fast $(GO) test -run '^$$' -fuzz FuzzRequestRouting -fuzztime 30s ./proxy
+	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime 30s ./proxy
+	$(GO) test -run '^$$' -fuzz FuzzRequestRouting -fuzztime 30s ./proxy
 
 # dlb, nginx and HAProxy in front of the same demo containers, plus the direct
 # ceiling; writes docs/benchmarks.md and .png. Knobs: BENCH_REPLICAS, BENCH_ROUNDS,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/ab.sh: dlb's two data paths and nginx in front of the same 3 demo
+# bench/ab.sh: dlb and nginx in front of the same 3 demo
 # backend containers, in alternating rounds, with what make bench does not
 # show: context switches and syscalls per request. For performance work;
 # make bench is the suite of record.
@@ -8,7 +8,7 @@
 #   AB_PPROF=1 also takes a CPU profile of the fast path (test-artifacts/ab/ID/fast.pprof).
 #   AB_IOMODELS="goroutine epoll nbio gnet" adds issue #13's I/O-model prototypes
 #   (bench/iomodel: dlb's parser, router and pool behind each I/O model) as
-#   targets io-goroutine, io-epoll...; AB_STD=0 leaves dlb's std path out.
+#   targets io-goroutine, io-epoll....
 #   AB_BASE=path/to/dlb adds that binary's fast path as target base (an A/B of
 #   a change: build the old commit into it first).
 #   AB_FLAGS="--max-inflight 4096" gives the fast target (this tree's bin/dlb) those
@@ -56,21 +56,17 @@ for i in 1 2 3; do
 done
 
 declare -A PORT PID
-start_dlb() { # NAME PORT DATAPATH [BINARY [FLAGS...]]
-	GOMAXPROCS=2 "${4:-bin/dlb}" --listen "127.0.0.1:$2" --admin "127.0.0.1:$(($2 + 1))" --network "$ID" \
-		--log-level warn --data-path "$3" --pprof "${@:5}" >"$WORK/$1.log" 2>&1 &
+start_dlb() { # NAME PORT [BINARY [FLAGS...]]
+	GOMAXPROCS=2 "${3:-bin/dlb}" --listen "127.0.0.1:$2" --admin "127.0.0.1:$(($2 + 1))" --network "$ID" \
+		--log-level warn --pprof "${@:4}" >"$WORK/$1.log" 2>&1 &
 	PID[$1]=$! PORT[$1]=$2
 	PIDS+=("$!")
 }
 TARGETS=(fast)
-start_dlb fast $((P0)) fast bin/dlb ${AB_FLAGS:-}
+start_dlb fast $((P0)) bin/dlb ${AB_FLAGS:-}
 if [[ -n ${AB_BASE:-} ]]; then
-	start_dlb base $((P0 + 6)) fast "$AB_BASE"
+	start_dlb base $((P0 + 6)) "$AB_BASE"
 	TARGETS+=(base)
-fi
-if [[ ${AB_STD:-1} == 1 ]]; then
-	start_dlb std $((P0 + 2)) std
-	TARGETS+=(std)
 fi
 port=$((P0 + 10))
 replicas=$(printf '%s:80,' "${IPS[@]}")

@@ -16,7 +16,6 @@
 #   BENCH_CONVERGENCE=1   also measure convergence (0 skips it): a pool scaled
 #                         from 1 to BENCH_CONV_REPLICAS backends under light load
 #   BENCH_CONV_REPLICAS=50  (10 when quick; 2-200)
-#   BENCH_DATA_PATH=fast  dlb's --data-path: fast (its own HTTP/1.1 loop) or std (net/http)
 #
 # Needs Docker, Go, and (installed from Debian when missing, as root) wrk,
 # nginx, haproxy, curl, jq. Sends traffic only to 127.0.0.1 and to the
@@ -42,7 +41,6 @@ CONV_ADMIN=""      # the convergence dlb's admin URL
 CONV_WANT=0        # how many ready replicas conv_ready waits for
 DLB_VERSION=dev    # git describe of the tree measured
 CONNS=${BENCH_CONNS:-64 256}
-DATA_PATH=${BENCH_DATA_PATH:-fast}
 PORT_BASE=${BENCH_PORT_BASE:-18400}
 THREADS=2 # wrk threads
 WORKERS=2 # nginx worker_processes, HAProxy nbthread, dlb GOMAXPROCS
@@ -306,7 +304,7 @@ start_dlb() {
 	alloc_port aport
 	mkdir -p "$dir"
 	local cmd=(env "GOMAXPROCS=$WORKERS" "$ROOT/bin/dlb" --listen "127.0.0.1:$port" --admin "127.0.0.1:$aport"
-		--network "$NET" --log-level warn --data-path "$DATA_PATH")
+		--network "$NET" --log-level warn)
 	printf '%s\n' "${cmd[*]}" >"$dir/command.txt"
 	start_proc dlb "$dir/dlb.log" "${cmd[@]}"
 	URL[dlb]="http://127.0.0.1:$port/"

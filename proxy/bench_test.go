@@ -28,8 +28,8 @@ func BenchmarkProxy(b *testing.B) {
 	}
 	router := &Router{}
 	router.Set([]Route{{Service: "bench", Path: "/", Pool: pool}})
-	px := New(router, Options{Retries: 2, UpstreamTransport: testTransport})
-	front := serveFront(b, px, px, testTransport == TransportFast)
+	px := New(router, Options{Retries: 2})
+	front := serveFront(b, px, px, true)
 	b.Cleanup(front.Close)
 
 	b.Run("through-dlb", func(b *testing.B) { benchGet(b, front.URL+"/") })

@@ -75,9 +75,9 @@ func (rr *recordingReplica) requests(t *testing.T) (reqs []*http.Request, bodies
 }
 
 // exchangeRaw writes raw to addr and reads n responses. It returns their
-// statuses and bodies, and whether the connection was closed after them
-// (within a second).
-func exchangeRaw(t *testing.T, addr, raw string, n int) (statuses []int, bodies []string, closed bool) {
+// statuses and bodies, whether the connection was closed after them
+// (within a second), and whether the last of them said Connection: close.
+func exchangeRaw(t *testing.T, addr, raw string, n int) (statuses []int, bodies []string, closed, saidClose bool) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -92,15 +92,15 @@ func exchangeRaw(t *testing.T, addr, raw string, n int) (statuses []int, bodies 
 	for range n {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
-			return statuses, bodies, true
+			return statuses, bodies, true, saidClose
 		}
 		b, _ := io.ReadAll(resp.Body)
-		statuses, bodies = append(statuses, resp.StatusCode), append(bodies, string(b))
+		statuses, bodies, saidClose = append(statuses, resp.StatusCode), append(bodies, string(b)), resp.Close
 	}
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	_, err = br.ReadByte()
 	var ne net.Error
-	return statuses, bodies, err != nil && !(errAs(err, &ne) && ne.Timeout())
+	return statuses, bodies, err != nil && !(errAs(err, &ne) && ne.Timeout()), saidClose
 }
 
 func errAs(err error, ne *net.Error) bool {
@@ -115,15 +115,22 @@ func errAs(err error, ne *net.Error) bool {
 // malformed and ambiguous ones that request smuggling is made of (RFC 9112
 // sections 2.2, 3.2, 5, 6 and 7.1; CL.TE, TE.CL and TE.TE from the public
 // research), and checks what the client gets and the raw bytes the
-// replica receives. Both data paths must refuse what RFC 9112 calls an
-// error or forward it made unambiguous, never pass a second request inside
-// a first. Where the paths differ, want gives each path's answer.
+// replica receives. Each case runs twice: on a new connection, which the
+// fast engine serves, and after a request the fast engine hands to
+// net/http (a dot segment), which then parses the rest of the connection.
+// Both must refuse what RFC 9112 calls an error or forward it made
+// unambiguous, never pass a second request inside a first. Where they
+// differ, std gives net/http's answer.
 func TestConformance(t *testing.T) {
 	const host = "Host: app\r\n"
 	type want struct {
 		statuses  []int // the responses the client reads
 		forwarded int   // complete requests the replica receives
 		closed    bool  // dlb closes the connection after them
+		// cut says the replica may get the start of a request whose
+		// body breaks off after it (net/http streams a chunked body to
+		// a kept-alive replica connection as it comes).
+		cut bool
 	}
 	refused := want{statuses: []int{400}, closed: true}
 	cases := []struct {
@@ -178,55 +185,75 @@ func TestConformance(t *testing.T) {
 		{name: "NUL in a value", raw: "GET / HTTP/1.1\r\n" + host + "X: a\x00b\r\n\r\n", want: refused},
 		{name: "two Hosts", raw: "GET / HTTP/1.1\r\n" + host + "Host: other\r\n\r\n", want: refused},
 		{name: "no Host", raw: "GET / HTTP/1.1\r\n\r\n", want: refused},
-		{name: "bad chunk size", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", want: want{statuses: []int{400}, closed: true}},
-		{name: "bad chunk terminator", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", want: want{statuses: []int{400}, closed: true}},
+		{name: "bad chunk size", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", want: want{statuses: []int{400}, closed: true},
+			std: &want{statuses: []int{400}, closed: true, cut: true}},
+		{name: "bad chunk terminator", raw: "POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", want: want{statuses: []int{400}, closed: true},
+			std: &want{statuses: []int{400}, closed: true, cut: true}},
 		{name: "head too large", raw: "GET / HTTP/1.1\r\n" + host + "X: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", want: want{statuses: []int{431}, closed: true}},
 		{name: "dot segments go to net/http", raw: "GET /a/../b HTTP/1.1\r\n" + host + "\r\n", want: want{statuses: []int{200}, forwarded: 1}},
 		{name: "absolute form goes to net/http", raw: "GET http://app/x HTTP/1.1\r\n" + host + "\r\n", want: want{statuses: []int{200}, forwarded: 1}},
 	}
+	// handoff is a request the fast engine hands to net/http with its
+	// connection.
+	const handoff = "GET /a/../h HTTP/1.1\r\n" + host + "\r\n"
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			w := tc.want
-			if tc.std != nil && testDataPath == DataPathStd {
-				w = *tc.std
-			}
-			rr := newRecordingReplica(t, "")
-			r, p := poolRoute("app")
-			ready(t, p, "app-1", rr.addr)
-			f := newFront(t, Options{MaxReplayBody: 1 << 20}, []Route{r}, nil, func(s *http.Server) { s.MaxHeaderBytes = 16 << 10 })
-			statuses, _, closed := exchangeRaw(t, f.srv.Listener.Addr().String(), tc.raw, len(w.statuses))
-			if !equalInts(statuses, w.statuses) {
-				t.Errorf("%q: got statuses %v, want %v", tc.raw, statuses, w.statuses)
-			}
-			if closed != w.closed {
-				t.Errorf("%q: connection closed: got %v, want %v", tc.raw, closed, w.closed)
-			}
-			reqs, bodies, rest := rr.requests(t)
-			if len(reqs) != w.forwarded {
-				t.Errorf("%q: the replica got %d requests, want %d (raw: %q)", tc.raw, len(reqs), w.forwarded, rr.raw.String())
-			}
-			if w.forwarded > 0 && rest != "" {
-				t.Errorf("%q: the replica got bytes past its requests: %q", tc.raw, rest)
-			}
-			for i, req := range reqs {
-				if _, ok := req.Header["Transfer-Encoding"]; ok && req.Header.Get("Content-Length") != "" {
-					t.Errorf("%q: request %d reached the replica with both Content-Length and Transfer-Encoding", tc.raw, i)
+		for _, after := range []string{"", handoff} {
+			name, w, raw, body := tc.name, tc.want, after+tc.raw, tc.body
+			if after != "" {
+				name += " after a hand-off"
+				if tc.std != nil {
+					w = *tc.std
 				}
-				if req.Header.Get("X-Forwarded-For") != "127.0.0.1" || req.Header.Get("X-Forwarded-Host") != "app" || req.Header.Get("X-Forwarded-Proto") != "http" {
-					t.Errorf("%q: request %d: X-Forwarded-For %q, -Host %q, -Proto %q; want 127.0.0.1, app, http", tc.raw, i,
-						req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Host"), req.Header.Get("X-Forwarded-Proto"))
+				w.statuses = append([]int{200}, w.statuses...)
+				w.forwarded++
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel() // each waits up to 1s to see whether dlb closes
+				rr := newRecordingReplica(t, "")
+				r, p := poolRoute("app")
+				ready(t, p, "app-1", rr.addr)
+				f := newFront(t, Options{MaxReplayBody: 1 << 20}, []Route{r}, nil, func(s *http.Server) { s.MaxHeaderBytes = 16 << 10 })
+				statuses, _, closed, saidClose := exchangeRaw(t, f.srv.Listener.Addr().String(), raw, len(w.statuses))
+				if !equalInts(statuses, w.statuses) {
+					t.Errorf("%q: got statuses %v, want %v", raw, statuses, w.statuses)
 				}
-			}
-			if tc.body != "" && w.forwarded == 1 && len(bodies) == 1 && bodies[0] != tc.body {
-				t.Errorf("%q: the replica got body %q, want %q", tc.raw, bodies[0], tc.body)
-			}
-		})
+				if closed != w.closed {
+					t.Errorf("%q: connection closed: got %v, want %v", raw, closed, w.closed)
+				}
+				if closed && len(statuses) == len(w.statuses) && !saidClose {
+					// RFC 9112 section 9.6: the last response says so.
+					t.Errorf("%q: dlb closed the connection after its last response, which did not say Connection: close", raw)
+				}
+				reqs, bodies, rest := rr.requests(t)
+				if len(reqs) != w.forwarded {
+					t.Errorf("%q: the replica got %d requests, want %d (raw: %q)", raw, len(reqs), w.forwarded, rr.raw.String())
+				}
+				if w.forwarded > 0 && rest != "" && !(w.cut && strings.HasPrefix(rest, tc.raw[:strings.Index(tc.raw, "\r\n")])) {
+					t.Errorf("%q: the replica got bytes past its requests: %q", raw, rest)
+				}
+				for i, req := range reqs {
+					if _, ok := req.Header["Transfer-Encoding"]; ok && req.Header.Get("Content-Length") != "" {
+						t.Errorf("%q: request %d reached the replica with both Content-Length and Transfer-Encoding", raw, i)
+					}
+					if req.Header.Get("X-Forwarded-For") != "127.0.0.1" || req.Header.Get("X-Forwarded-Host") != "app" || req.Header.Get("X-Forwarded-Proto") != "http" {
+						t.Errorf("%q: request %d: X-Forwarded-For %q, -Host %q, -Proto %q; want 127.0.0.1, app, http", raw, i,
+							req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Host"), req.Header.Get("X-Forwarded-Proto"))
+					}
+				}
+				if n := len(bodies); body != "" && n > 0 && n == w.forwarded && bodies[n-1] != body {
+					t.Errorf("%q: the replica got body %q, want %q", raw, bodies[n-1], body)
+				}
+			})
+		}
 	}
 }
 
 // TestConformanceResponses checks what dlb makes of a replica's malformed
 // or unusual responses: the framing errors of RFC 9112 sections 6 and 7.1
-// are 502 on the fast path; hop-by-hop fields are not passed on.
+// are 502 on the fast engine; hop-by-hop fields are not passed on. Each
+// case runs twice: for a request the fast engine relays, and for one it
+// hands to net/http (a dot segment), whose answer std gives where it
+// differs.
 func TestConformanceResponses(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -249,26 +276,32 @@ func TestConformanceResponses(t *testing.T) {
 		{name: "switching protocols unasked", answer: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", status: 502},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			want, wantBody := tc.status, tc.body
-			if tc.std != 0 && testDataPath == DataPathStd {
-				want, wantBody = tc.std, tc.stdBody
+		for _, path := range []string{"/", "/a/../h"} {
+			name, want, wantBody := tc.name, tc.status, tc.body
+			if path != "/" {
+				name += " handed off"
+				if tc.std != 0 {
+					want, wantBody = tc.std, tc.stdBody
+				}
 			}
-			rr := newRecordingReplica(t, tc.answer)
-			r, p := poolRoute("app")
-			ready(t, p, "app-1", rr.addr)
-			f := newFront(t, Options{}, []Route{r}, nil)
-			got := f.do(t, http.MethodGet, "app", "/", nil)
-			if got.status != want {
-				t.Fatalf("replica's %q: got %d %q, want %d", tc.answer, got.status, got.body, want)
-			}
-			if want == 200 && got.body != wantBody {
-				t.Errorf("replica's %q: got body %q, want %q", tc.answer, got.body, wantBody)
-			}
-			if tc.noHeader != "" && got.header.Get(tc.noHeader) != "" {
-				t.Errorf("replica's %q: the client got %s: %q, a hop-by-hop field", tc.answer, tc.noHeader, got.header.Get(tc.noHeader))
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				rr := newRecordingReplica(t, tc.answer)
+				r, p := poolRoute("app")
+				ready(t, p, "app-1", rr.addr)
+				f := newFront(t, Options{}, []Route{r}, nil)
+				got := f.do(t, http.MethodGet, "app", path, nil)
+				if got.status != want {
+					t.Fatalf("replica's %q to GET %s: got %d %q, want %d", tc.answer, path, got.status, got.body, want)
+				}
+				if want == 200 && got.body != wantBody {
+					t.Errorf("replica's %q: got body %q, want %q", tc.answer, got.body, wantBody)
+				}
+				if tc.noHeader != "" && got.header.Get(tc.noHeader) != "" {
+					t.Errorf("replica's %q: the client got %s: %q, a hop-by-hop field", tc.answer, tc.noHeader, got.header.Get(tc.noHeader))
+				}
+			})
+		}
 	}
 }
 

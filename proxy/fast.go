@@ -24,16 +24,6 @@ import (
 	"github.com/dlb-lb/dlb/listener"
 )
 
-// Data paths, the values of --data-path.
-const (
-	// DataPathFast serves plain HTTP/1.1 with FastServer: dlb's own parser
-	// and forwarding loop, net/http for everything else.
-	DataPathFast = "fast"
-	// DataPathStd serves every request with net/http's server and
-	// httputil.ReverseProxy.
-	DataPathStd = "std"
-)
-
 // FastServer serves plain HTTP/1.1 on a listener with dlb's own loop: a
 // client connection's request head is read into its buffer, parsed in
 // place (h1parse.go), routed and picked as the Proxy does, written to a
@@ -384,7 +374,9 @@ func (w *fastWriter) Write(p []byte) (int, error) {
 	if err := fc.flushOut(); err != nil {
 		return 0, err
 	}
-	return fc.c.Write(p)
+	n, err := fc.c.Write(p)
+	resetOnTimeout(fc.c, err)
+	return n, err
 }
 
 // flushOut writes what the event loop could not, on a goroutine.
@@ -394,6 +386,7 @@ func (fc *fastConn) flushOut() error {
 	}
 	fc.extendWriteDeadline()
 	_, err := fc.c.Write(fc.out)
+	resetOnTimeout(fc.c, err)
 	fc.out = fc.out[:0]
 	return err
 }
@@ -701,12 +694,7 @@ func (fc *fastConn) pick() bool {
 			return false
 		}
 	}
-	ut := p.transportFor(up)
-	if ut.fast == nil {
-		up.End(false)
-		return false
-	}
-	fc.route, fc.picked, fc.ft, fc.affKey, fc.path = route, up, ut.fast, key, path
+	fc.route, fc.picked, fc.ft, fc.affKey, fc.path = route, up, p.transportFor(up).fast, key, path
 	return true
 }
 
@@ -1255,6 +1243,7 @@ func (fc *fastConn) copyDirect(hc *h1Conn, n int64) (int64, bool) {
 	m, err := hc.r.Read(buf[:min(n, int64(len(buf)))])
 	if m > 0 {
 		if _, werr := fc.c.Write(buf[:m]); werr != nil {
+			resetOnTimeout(fc.c, werr)
 			return 0, false
 		}
 		fc.bytes += int64(m)

@@ -1035,6 +1035,9 @@ type attachedConn struct {
 	once    sync.Once
 }
 
+// Unwrap returns the network connection.
+func (c *attachedConn) Unwrap() net.Conn { return c.Conn }
+
 func (c *attachedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)

@@ -23,30 +23,28 @@ import (
 
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/listener"
+	"golang.org/x/sys/unix"
 )
 
 // The fast data path's event loops (fast_loop_linux.go), tested over real
 // sockets for what a client sees: a connection goes from its loop to a
 // goroutine and back as its requests call for, and keeps the timeouts,
 // the client watch, the connection limit and the shutdown the goroutine
-// path and net/http have. Every test also runs on the std data path
-// (TestMain), where net/http must show the same; what only the loops
-// have (a connection held by a loop, not by a goroutine) is checked on
-// the fast one alone.
+// path and net/http have.
 
 // loopFront serves a Proxy over routes on loopback as dlb does: the
-// FastServer in front of net/http on the fast data path, net/http alone
-// on the std one. idle is the server's IdleTimeout (0: 120s), which the
+// FastServer in front of net/http, which serves the connections it hands
+// off. idle is the server's IdleTimeout (0: 120s), which the
 // FastServer's loops keep too; wrap, when set, wraps the listener (a
 // connection limit).
 type loopFront struct {
 	addr string
-	fs   *FastServer // nil on the std data path
+	fs   *FastServer
 	std  *http.Server
 }
 
-// newLoopFront serves routes with a FastServer on loopback (on the std
-// data path, with net/http alone); configure changes the std server's
+// newLoopFront serves routes with a FastServer on loopback; configure
+// changes the std server's
 // settings (its timeouts) before the FastServer reads them.
 func newLoopFront(t *testing.T, opts Options, routes []Route, idle time.Duration, wrap func(net.Listener) net.Listener, configure ...func(*http.Server)) *loopFront {
 	t.Helper()
@@ -65,13 +63,9 @@ func newLoopFront(t *testing.T, opts Options, routes []Route, idle time.Duration
 	for _, c := range configure {
 		c(lf.std)
 	}
-	if testDataPath == DataPathFast {
-		lf.fs = NewFastServer(px, lf.std, 0, nil)
-		go lf.fs.Serve(ln)
-		go lf.std.Serve(lf.fs.Handoffs(ln.Addr()))
-	} else {
-		go lf.std.Serve(ln)
-	}
+	lf.fs = NewFastServer(px, lf.std, 0, nil)
+	go lf.fs.Serve(ln)
+	go lf.std.Serve(lf.fs.Handoffs(ln.Addr()))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -83,20 +77,12 @@ func newLoopFront(t *testing.T, opts Options, routes []Route, idle time.Duration
 
 // shutdown shuts dlb down gracefully, as cmd/dlb does.
 func (lf *loopFront) shutdown(ctx context.Context) error {
-	var err error
-	if lf.fs != nil {
-		err = lf.fs.Shutdown(ctx)
-	}
-	return errors.Join(err, lf.std.Shutdown(ctx))
+	return errors.Join(lf.fs.Shutdown(ctx), lf.std.Shutdown(ctx))
 }
 
-// held reports, on the fast data path, how many client connections the
-// event loops hold and how many goroutines serve; ok is false on the std
-// data path, which has neither.
-func (lf *loopFront) held() (inLoops int64, onGoroutines int, ok bool) {
-	if lf.fs == nil {
-		return 0, 0, false
-	}
+// held reports how many client connections the event loops hold and how
+// many goroutines serve.
+func (lf *loopFront) held() (inLoops int64, onGoroutines int) {
 	lf.fs.mu.Lock()
 	loops := lf.fs.loops
 	onGoroutines = len(lf.fs.conns)
@@ -104,20 +90,17 @@ func (lf *loopFront) held() (inLoops int64, onGoroutines int, ok bool) {
 	for _, l := range loops {
 		inLoops += l.live.Load()
 	}
-	return inLoops, onGoroutines, true
+	return inLoops, onGoroutines
 }
 
-// waitHeld waits, on the fast data path, until the loops hold loops
-// client connections and goroutines serve goroutines.
+// waitHeld waits until the loops hold loops client connections and
+// goroutines serve goroutines.
 func (lf *loopFront) waitHeld(t *testing.T, what string, loops int64, goroutines int) {
 	t.Helper()
-	if _, _, ok := lf.held(); !ok {
-		return
-	}
 	var l int64
 	var g int
 	deadline := time.Now().Add(5 * time.Second)
-	for l, g, _ = lf.held(); l != loops || g != goroutines; l, g, _ = lf.held() {
+	for l, g = lf.held(); l != loops || g != goroutines; l, g = lf.held() {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: %d connections in the event loops, %d on goroutines after 5s; want %d, %d", what, l, g, loops, goroutines)
 		}
@@ -335,7 +318,7 @@ func TestLoopKeepAliveAcrossHandOffs(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("GET /hold did not reach a replica within 5s")
 	}
-	if l, g, ok := lf.held(); ok && (l != 1 || g != 0) {
+	if l, g := lf.held(); l != 1 || g != 0 {
 		t.Errorf("while a replica answers a plain GET: %d connections in the loops, %d on goroutines; want 1, 0 (the loop serves it)", l, g)
 	}
 	release()
@@ -418,11 +401,9 @@ func TestLoopSlowReplica(t *testing.T) {
 
 // TestLoopResponseHeaderTimeoutIsNotARetry: a replica that sends no
 // response head within the response header timeout gets the request once,
-// and the client 504 after that timeout, as on the std data path; a
-// timeout is not a kept-alive connection the replica had closed. (It fails
-// on the fast data path as of the event loops' first commit: fastConn's
-// exchange sends the GET again on a new connection after the timeout, and
-// answers 504 after twice the timeout.)
+// and the client 504 after that timeout; a timeout is not a kept-alive
+// connection the replica had closed (sending the GET again on a new
+// connection would answer 504 after twice the timeout).
 func TestLoopResponseHeaderTimeoutIsNotARetry(t *testing.T) {
 	r, p := poolRoute("web")
 	r.ResponseHeaderTimeout = 300 * time.Millisecond
@@ -481,11 +462,11 @@ func TestLoopClientGoneClosesTheReplicaConnection(t *testing.T) {
 		}
 		if wait > 0 {
 			// The exchange outlasts the loop's patience: a goroutine
-			// has it (on the fast data path).
+			// has it.
 			at := time.Now().Add(wait)
 			waitFor(t, "the exchange to outlast the loop's patience", func() bool {
-				_, g, ok := lf.held()
-				return time.Now().After(at) && (!ok || g == 1)
+				_, g := lf.held()
+				return time.Now().After(at) && g == 1
 			})
 		}
 		start := time.Now()
@@ -725,8 +706,7 @@ func TestLoopClientThatDoesNotRead(t *testing.T) {
 	}
 	sent := make(chan error, 1)
 	go func() { sent <- stuck.send(raw.String()) }()
-	// On the fast data path, its loop hands it to a goroutine when its
-	// socket takes no more.
+	// Its loop hands it to a goroutine when its socket takes no more.
 	// (The first client is idle in its loop.)
 	lf.waitHeld(t, "a client that reads nothing, on a goroutine", 1, 1)
 
@@ -899,7 +879,7 @@ func TestLoopLastResponseToAFullSocket(t *testing.T) {
 				}
 			}
 			waitFor(t, "the responses the client does not read yet", func() bool { return obs.n.Load() == 1+fill })
-			if l, g, ok := lf.held(); ok && (l != 1 || g != 0) {
+			if l, g := lf.held(); l != 1 || g != 0 {
 				t.Fatalf("after %d responses of 2000 bytes: %d connections in the loops, %d on goroutines; want it in its loop (its socket took them)", fill, l, g)
 			}
 			// (Its event loop has it now: the descriptor stays.)
@@ -939,15 +919,8 @@ func TestLoopLastResponseToAFullSocket(t *testing.T) {
 				release()
 			}
 			// Once the last response is written (or not), the client
-			// reads at full speed. (net/http may block writing it before
-			// its Observer hears of it: a second at most there.)
-			if lf.fs != nil {
-				waitFor(t, "the last response", func() bool { return obs.n.Load() == 2+fill })
-			} else {
-				for deadline := time.Now().Add(time.Second); obs.n.Load() < 2+fill && time.Now().Before(deadline); {
-					time.Sleep(time.Millisecond)
-				}
-			}
+			// reads at full speed.
+			waitFor(t, "the last response", func() bool { return obs.n.Load() == 2+fill })
 			if err := rc.c.(*net.TCPConn).SetReadBuffer(1 << 20); err != nil {
 				t.Fatal(err)
 			}
@@ -967,6 +940,47 @@ func TestLoopLastResponseToAFullSocket(t *testing.T) {
 				if err := <-shut; err != nil {
 					t.Fatalf("Shutdown: %v", err)
 				}
+			}
+		})
+	}
+}
+
+// TestSlowReaderIsReset: a client that takes none of a large response for
+// the write timeout is cut off with a reset, not a FIN: a FIN would wait
+// in FIN-WAIT-1 behind the megabytes dlb's socket still holds, for as long
+// as the client keeps its window shut. The client sees ECONNRESET.
+func TestSlowReaderIsReset(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	r, p := poolRoute("web")
+	ready(t, p, "a", newBackend(t, "a", loopReplica("a", nil, nil)).addr())
+	lf := newLoopFront(t, Options{WriteTimeout: writeTimeout}, []Route{r}, 0, nil)
+	for _, tc := range []struct{ name, path string }{
+		{"fast engine", "/?size=33554432"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := dialSmallWindow(t, lf.addr)
+			if err := rc.send(request("GET", tc.path, "")); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := rc.c.(*net.TCPConn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			state := func() uint8 {
+				var info *unix.TCPInfo
+				raw.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+				if info == nil {
+					return 0
+				}
+				return info.State
+			}
+			start := time.Now()
+			waitFor(t, "the client's socket to be reset (TCP_CLOSE)", func() bool { return state() == unix.BPF_TCP_CLOSE })
+			t.Logf("GET %s, not read: reset after %s (write timeout %s)", tc.path, time.Since(start).Round(time.Millisecond), writeTimeout)
+			rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = io.Copy(io.Discard, rc.c)
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("reading what came of GET %s after the write timeout: %v, want ECONNRESET", tc.path, err)
 			}
 		})
 	}

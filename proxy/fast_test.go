@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// serveFront serves h on loopback: with the fast data path in front of
-// px when the tests run on it and fast allows, else with net/http alone.
+// serveFront serves h on loopback: with the fast engine in front of px
+// when fast is set (h is px), else with net/http alone (h wraps px).
 // configure, when set, changes the http.Server before it starts.
 func serveFront(t testing.TB, px *Proxy, h http.Handler, fast bool, configure ...func(*http.Server)) *httptest.Server {
 	t.Helper()
@@ -18,7 +18,7 @@ func serveFront(t testing.TB, px *Proxy, h http.Handler, fast bool, configure ..
 	for _, c := range configure {
 		c(srv.Config)
 	}
-	if testDataPath != DataPathFast || !fast {
+	if !fast {
 		srv.Start()
 		return srv
 	}

@@ -16,16 +16,6 @@ import (
 	"time"
 )
 
-// Upstream transports, the values of Options.UpstreamTransport.
-const (
-	// TransportFast is h1Transport: plain HTTP/1.1 on the request's own
-	// goroutine, falling back to the standard transport for what it does not
-	// handle.
-	TransportFast = "fast"
-	// TransportStd is net/http's Transport for every request.
-	TransportStd = "std"
-)
-
 // h1Transport is an http.RoundTripper for one plain-HTTP/1.1 upstream. It
 // writes the request and reads the response on the caller's goroutine, over
 // a pool of idle keep-alive connections, each with its own buffers. The

@@ -54,9 +54,6 @@ type Options struct {
 	Observer Observer
 	// Log receives errors; the zero value logs nothing.
 	Log zerolog.Logger
-	// UpstreamTransport picks how requests reach replicas: TransportFast or
-	// TransportStd (default TransportFast). See h1transport.go.
-	UpstreamTransport string
 	// Routed, if set, reports whether the routes are known (dlb has listed
 	// the containers once). Until then a request that no route matches
 	// gets 503 with Retry-After, not 404: its service may exist. nil means
@@ -372,7 +369,7 @@ func (p *Proxy) Release(u *balancer.Upstream, removed bool) {
 // ends when the replica is removed.
 type upstreamTransport struct {
 	*http.Transport
-	fast   *h1Transport // nil unless Options.UpstreamTransport is TransportFast
+	fast   *h1Transport // plain HTTP/1.1; what it does not handle goes to the embedded Transport
 	gone   context.Context
 	cancel context.CancelFunc
 	h2c    *http.Transport // for dlb.scheme=h2c (transport.go)
@@ -414,9 +411,7 @@ func (p *Proxy) newTransport() *upstreamTransport {
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
 	ut.h2c = newH2CTransport(ut.Transport)
-	if p.opts.UpstreamTransport != TransportStd {
-		ut.fast = newFastTransport(ut.Transport, p.opts.MaxReplayBody)
-	}
+	ut.fast = newFastTransport(ut.Transport, p.opts.MaxReplayBody)
 	return ut
 }
 

@@ -156,31 +156,24 @@ type front struct {
 // the proxy's handler; configure changes the server before it starts.
 func newFront(t *testing.T, opts Options, routes []Route, wrap func(http.Handler) http.Handler, configure ...func(*http.Server)) *front {
 	t.Helper()
-	if opts.UpstreamTransport == "" {
-		opts.UpstreamTransport = testTransport
-	}
 	f := &front{px: newTestProxy(t, opts, routes)}
 	var h http.Handler = f.px
 	if wrap != nil {
 		h = wrap(f.px)
 	}
-	f.srv = serveFront(t, f.px, h, wrap == nil && opts.UpstreamTransport == TransportFast, configure...)
+	f.srv = serveFront(t, f.px, h, wrap == nil, configure...)
 	t.Cleanup(f.srv.Close)
 	f.client = f.srv.Client()
 	f.client.Timeout = 10 * time.Second
 	return f
 }
 
-// newTestProxy returns a Proxy with opts over routes, on the test run's
-// upstream transport unless opts names one.
+// newTestProxy returns a Proxy with opts over routes.
 func newTestProxy(t *testing.T, opts Options, routes []Route) *Proxy {
 	t.Helper()
 	rt := &Router{}
 	if c := rt.Set(routes); len(c) > 0 {
 		t.Fatalf("Set: got conflicts %q", c)
-	}
-	if opts.UpstreamTransport == "" {
-		opts.UpstreamTransport = testTransport
 	}
 	return New(rt, opts)
 }

@@ -104,31 +104,3 @@ func dropIfClosed(info httptrace.GotConnInfo) {
 		info.Conn.Close()
 	}
 }
-
-// CheckDataPath says what is wrong with a choice of data path (DataPathFast
-// or DataPathStd) and upstream transport (TransportFast or TransportStd),
-// if anything: the fast data path writes to the fast transport's
-// connections.
-func CheckDataPath(dataPath, transport string) error {
-	if transport != TransportFast && transport != TransportStd {
-		return &ChoiceError{"transport", transport, "must be fast or std"}
-	}
-	switch dataPath {
-	case DataPathStd:
-	case DataPathFast:
-		if transport == TransportStd {
-			return &ChoiceError{"data path", dataPath, "needs --upstream-transport fast (the fast path writes to the fast transport's connections); use --data-path std with --upstream-transport std"}
-		}
-	default:
-		return &ChoiceError{"data path", dataPath, "must be fast or std"}
-	}
-	return nil
-}
-
-// ChoiceError says which choice (the "transport" or the "data path") is
-// wrong, its value, and what would be accepted.
-type ChoiceError struct {
-	Choice, Value, Want string
-}
-
-func (e *ChoiceError) Error() string { return e.Choice + " " + e.Value + ": " + e.Want }

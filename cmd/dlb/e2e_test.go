@@ -4,6 +4,13 @@ package main
 // projects on the local Docker Engine and send real HTTP through a real dlb
 // process. Set DLB_SKIP_DOCKER=1 to skip them on a machine without Docker;
 // otherwise a missing engine fails them with a message saying so.
+//
+// Most wait on the engine and Compose far more than they use the CPU, so
+// they call t.Parallel (make test runs them four at a time). Those that
+// time requests or measure throughput (TestSurge, TestRolloutUnderLoad,
+// TestSilentFlood) and the Swarm tests, whose swarm init and leave cut the
+// engine's containers off their networks for a moment, do not: Go runs a
+// package's sequential tests first, one at a time, then the parallel ones.
 
 import (
 	"bufio"
@@ -16,7 +23,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -269,12 +275,7 @@ func startDLB(t testing.TB, args ...string) *dlbProc {
 // listens.
 func launchDLB(t testing.TB, args ...string) *dlbProc {
 	t.Helper()
-	all := []string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}
-	if dp := os.Getenv("DLB_TEST_DATA_PATH"); dp != "" {
-		// The whole suite runs on either data path (make test runs both).
-		all = append(all, "--data-path", dp)
-	}
-	all = append(all, args...)
+	all := append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}, args...)
 	d := &dlbProc{t: t, cmd: exec.Command(dlbBinary(), all...), exited: make(chan struct{})}
 	d.cmd.Stdout = &d.stdout
 	stderr, err := d.cmd.StderrPipe()
@@ -296,11 +297,6 @@ func launchDLB(t testing.TB, args ...string) *dlbProc {
 			d.mu.Unlock()
 			var m map[string]any
 			if json.Unmarshal(line, &m) == nil && m["message"] == "dlb starting" {
-				if dp := os.Getenv("DLB_TEST_DATA_PATH"); dp != "" && !slices.Contains(args, "--data-path") &&
-					!slices.Contains(args, "--upstream-transport") && m["data_path"] != dp {
-					// The suite must run on the path make test says it does.
-					t.Errorf("dlb started on data path %v, want DLB_TEST_DATA_PATH=%s", m["data_path"], dp)
-				}
 				addrs <- [2]string{fmt.Sprint(m["listen"]), fmt.Sprint(m["admin"])}
 			}
 		}
@@ -484,6 +480,7 @@ func (d *dlbProc) logHas(parts ...string) bool {
 // sync yet (its service may well exist), not 404; after it, 404 for a host
 // no service claims.
 func TestNotSyncedYet(t *testing.T) {
+	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	sp := newSocketProxy(t)
 	sp.setCut(true)

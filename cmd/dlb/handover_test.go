@@ -93,11 +93,6 @@ func startHandoverStack(t *testing.T, image string, more ...string) *handoverSta
 		t.Fatal(err)
 	}
 	p := newProject(t, string(yaml))
-	if dp := os.Getenv("DLB_TEST_DATA_PATH"); dp != "" {
-		f := filepath.Join(t.TempDir(), "data-path.yaml")
-		writeFile(t, f, []byte("services:\n  dlb:\n    environment:\n      DLB_DATA_PATH: "+dp+"\n"))
-		more = append(more, f)
-	}
 	p.more = more
 	port, adminPort := freePort(t), freePort(t)
 	s := &handoverStack{project: p, url: "http://127.0.0.1:" + port + "/", adminURL: "http://127.0.0.1:" + adminPort}
@@ -229,6 +224,7 @@ func checkLoad(t *testing.T, name string, l *load) {
 // second, and one dlb is left, on the new image. Then back again, from the
 // dlb that took the sockets over.
 func TestUpgradeDLBWithoutLoss(t *testing.T) {
+	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	s := startHandoverStack(t, "dlb:dev")
 	before, err := s.self()
 	if err != nil || before.ID == "" || before.ID != s.containers("dlb")[0] || !before.Serving {
@@ -263,6 +259,7 @@ func TestUpgradeDLBWithoutLoss(t *testing.T) {
 // makes a new TLS handshake for every request and another keeps its
 // connections.
 func TestUpgradeDLBWithTLS(t *testing.T) {
+	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	certFile, keyFile, roots := selfSigned(t)
 	tlsPort := freePort(t)
 	override := filepath.Join(t.TempDir(), "tls.yaml")
@@ -312,6 +309,7 @@ func TestUpgradeDLBWithTLS(t *testing.T) {
 // TestUpgradeToBrokenDLB: a new dlb image that exits at start leaves the
 // old dlb serving, untouched: no request fails, the rollout says why.
 func TestUpgradeToBrokenDLB(t *testing.T) {
+	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	s := startHandoverStack(t, "dlb:dev")
 	before, err := s.self()
 	if err != nil {
@@ -339,6 +337,7 @@ func TestUpgradeToBrokenDLB(t *testing.T) {
 // its idle keep-alive connections with a FIN (a client retries those), and
 // exits 0 by itself (no restart policy here).
 func TestHandOverFinishesWhatIsInFlight(t *testing.T) {
+	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, appProject)
 	p.scale("app", 2)

@@ -70,15 +70,14 @@ type config struct {
 	dockerHost               string
 	discovery                discovery.Options // --network, --exposed-by-default, --project
 	provider                 string            // --provider, as given; check splits it into providers
-	// proxy holds --retries, --queue-timeout, --upstream-transport and the
-	// timeouts (as flags: 0 is off; check turns that into proxy's negative).
+	// proxy holds --retries, --queue-timeout and the timeouts (as flags: 0 is off; check turns that into proxy's negative).
 	proxy           proxy.Options
 	shutdownTimeout time.Duration
 	handoverSocket  string
 	maxInflight     string         // --max-inflight, as given; check parses it into limit
 	limit           balancer.Limit // derived by check
 	maxHeaderBytes  int
-	dataPath        string
+	retired         map[string]*string // the retired flags' values, by name
 	parkIdleAfter   time.Duration
 	maxConns        int64
 	clientShare     int // --max-conns-client-share, percent of maxConns
@@ -107,7 +106,7 @@ type config struct {
 
 // flags are the serve command's flags, bound to cfg.
 func (cfg *config) flags() []cli.Flag {
-	return []cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: "listen", Value: ":80", Destination: &cfg.listen, EnvVars: envs("LISTEN"), Usage: "address the proxy listens on"},
 		&cli.StringFlag{Name: "listen-tls", Destination: &cfg.listenTLS, EnvVars: envs("LISTEN_TLS"), Usage: "address of the HTTPS listener (HTTP/2 and HTTP/1.1, TLS 1.2+), e.g. :443; needs --tls-cert and --tls-key; empty: no HTTPS"},
 		&cli.StringFlag{Name: "tls-cert", Destination: &cfg.tlsCert, EnvVars: envs("TLS_CERT"), Usage: "PEM file with the certificate (chain) that --listen-tls serves"},
@@ -126,7 +125,6 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Destination: &cfg.shutdownTimeout, EnvVars: envs("SHUTDOWN_TIMEOUT"), Usage: "on SIGTERM, how long requests in flight may take to finish"},
 		&cli.StringFlag{Name: "handover-socket", Destination: &cfg.handoverSocket, EnvVars: envs("HANDOVER_SOCKET"), Usage: "Unix socket path (in a volume the old and the new dlb share) over which a new dlb takes the listening sockets from the running one: an upgrade refuses and resets no connection; empty: off"},
 		&cli.IntFlag{Name: "max-header-bytes", Value: listener.DefaultMaxHeaderBytes, Destination: &cfg.maxHeaderBytes, EnvVars: envs("MAX_HEADER_BYTES"), Usage: "largest request header accepted"},
-		&cli.StringFlag{Name: "data-path", Value: proxy.DataPathFast, Destination: &cfg.dataPath, EnvVars: envs("DATA_PATH"), Usage: "how --listen serves plain HTTP/1.1: fast (dlb's own parser and forwarding loop, net/http for anything unusual) or std (net/http's server for every request; the default with --upstream-transport std)"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Destination: &cfg.logLevel, EnvVars: envs("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "console", Destination: &cfg.logFormat, EnvVars: envs("LOG_FORMAT"), Usage: "console or json"},
 		&cli.BoolFlag{Name: "access-log", Destination: &cfg.accessLog, EnvVars: envs("ACCESS_LOG"), Usage: "write one line per request to stdout (time, client, method, host, path, status, bytes, duration in ms, service, replica), in the --log-format"},
@@ -142,7 +140,6 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.StringFlag{Name: "admin-token-file", Destination: &cfg.adminTokenFile, EnvVars: envs("ADMIN_TOKEN_FILE"), Usage: "file holding --admin-token (a Docker secret, e.g. /run/secrets/dlb_admin_token)"},
 
 		// The data path's and the runtime's knobs, in their own section of dlb --help.
-		&cli.StringFlag{Name: "upstream-transport", Category: tuningCategory, Value: proxy.TransportFast, Destination: &cfg.proxy.UpstreamTransport, EnvVars: envs("UPSTREAM_TRANSPORT"), Usage: "how requests reach replicas: fast (HTTP/1.1 on the request's goroutine) or std (Go's http.Transport)"},
 		&cli.DurationFlag{Name: "park-idle-after", Category: tuningCategory, Value: listener.DefaultParkAfter, Destination: &cfg.parkIdleAfter, EnvVars: envs("PARK_IDLE_AFTER"), Usage: "a client connection idle this long between requests is parked: it keeps no goroutine nor buffer until its next request (Linux; 0 disables)"},
 		&cli.IntFlag{Name: "gc-percent", Category: tuningCategory, Value: gc.DefaultPercent, Destination: &cfg.gc.Percent, EnvVars: envs("GC_PERCENT"), Usage: "garbage collector target, as GOGC: the heap may grow this many percent over the live data before a collection (-1 turns it off)"},
 		&cli.StringFlag{Name: "memory-limit", Category: tuningCategory, Value: "0", Destination: &cfg.memoryLimit, EnvVars: envs("MEMORY_LIMIT"), Usage: "soft memory limit, as GOMEMLIMIT, e.g. 256MiB: the collector works harder near it (0: none)"},
@@ -159,6 +156,46 @@ func (cfg *config) flags() []cli.Flag {
 		&cli.DurationFlag{Name: "acme-renew-check", Value: certs.DefaultRenewCheck, Destination: &cfg.certs.ACME.RenewCheck, EnvVars: envs("ACME_RENEW_CHECK"), Usage: "how often certificates are checked for renewal (each is renewed in its last third, or when the CA suggests)"},
 		&cli.BoolFlag{Name: "http-redirect", Value: true, Destination: &cfg.certs.Redirect, EnvVars: envs("HTTP_REDIRECT"), Usage: "redirect plain HTTP to HTTPS (308) for hosts that have a certificate from the ACME CA"},
 	}
+	cfg.retired = map[string]*string{}
+	for _, r := range retiredFlags {
+		v := new(string)
+		cfg.retired[r.name] = v
+		// No EnvVars: check reads the variable itself, to name it.
+		flags = append(flags, &cli.StringFlag{Name: r.name, Hidden: true, Destination: v})
+	}
+	return flags
+}
+
+// retiredFlags are flags whose choice dlb no longer offers. Their one value
+// that still describes dlb is accepted, with a warning; any other is
+// refused, saying why.
+var retiredFlags = []struct{ name, kept, why string }{
+	{"data-path", "fast", "removed: dlb's own HTTP/1.1 engine serves every plain request (at about half the CPU per request of net/http's server) and hands HTTP/2, upgrades and anything unusual to net/http; drop the flag"},
+	{"upstream-transport", "fast", "removed: dlb's own HTTP/1.1 transport reaches every replica (the engine writes to its connections) and hands upgrades, h2c replicas and large uploads to Go's http.Transport; drop the flag"},
+}
+
+// checkRetired refuses a retired flag's other values and returns a warning
+// for each retired flag given its kept value, from the command line or its
+// DLB_* variable.
+func (cfg *config) checkRetired(c *cli.Context) (warnings []string, err error) {
+	for _, r := range retiredFlags {
+		name, value := "--"+r.name, *cfg.retired[r.name]
+		if !c.IsSet(r.name) {
+			env := envs(strings.ToUpper(strings.ReplaceAll(r.name, "-", "_")))[0]
+			v, ok := os.LookupEnv(env)
+			if !ok {
+				continue
+			}
+			name, value = fmt.Sprintf("%s=%q (--%s)", env, v, r.name), v
+		} else {
+			name += fmt.Sprintf(" %q", value)
+		}
+		if value != r.kept {
+			return nil, cli.Exit(name+": "+r.why, 2)
+		}
+		warnings = append(warnings, name+": retired and ignored, "+r.kept+" is all dlb does; drop it")
+	}
+	return warnings, nil
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -267,15 +304,9 @@ func (cfg *config) check(c *cli.Context) error {
 	if cfg.parkIdleAfter < 0 {
 		return badFlag("park-idle-after", cfg.parkIdleAfter.String(), "must not be negative (0 never parks)")
 	}
-	if cfg.proxy.UpstreamTransport == proxy.TransportStd && !c.IsSet("data-path") {
-		cfg.dataPath = proxy.DataPathStd // the fast path needs the fast transport
-	}
-	if err := proxy.CheckDataPath(cfg.dataPath, cfg.proxy.UpstreamTransport); err != nil {
-		ce, flag := err.(*proxy.ChoiceError), "data-path"
-		if ce.Choice == "transport" {
-			flag = "upstream-transport"
-		}
-		return badFlag(flag, ce.Value, ce.Want)
+	warnings, err := cfg.checkRetired(c)
+	if err != nil {
+		return err
 	}
 	if cfg.providers, err = discovery.ParseProviders(cfg.provider); err != nil {
 		return badFlag("provider", cfg.provider, err.Error())
@@ -297,5 +328,8 @@ func (cfg *config) check(c *cli.Context) error {
 	}
 	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" // milliseconds: dlb follows events in ms
 	cfg.log = zerolog.New(out).Level(level).With().Timestamp().Logger()
+	for _, w := range warnings {
+		cfg.log.Warn().Msg(w)
+	}
 	return nil
 }

@@ -72,30 +72,23 @@ func TestRunExitCodes(t *testing.T) {
 			wantStderr: []string{"--log-format", `"xml"`, "console or json"},
 		},
 		{
-			name:       "bad --upstream-transport",
-			args:       append([]string{"--upstream-transport", "quick"}, guard...),
+			name:       "--data-path std, removed",
+			args:       append([]string{"--data-path", "std"}, guard...),
 			want:       2,
-			wantStderr: []string{"--upstream-transport", `"quick"`, "fast or std"},
+			wantStderr: []string{`--data-path "std": removed: dlb's own HTTP/1.1 engine serves every plain request`, "drop the flag"},
 		},
 		{
-			name:       "bad --data-path",
-			args:       append([]string{"--data-path", "quick"}, guard...),
-			want:       2,
-			wantStderr: []string{"--data-path", `"quick"`, "fast or std"},
-		},
-		{
-			// fast is the default data path, std the default with the std
-			// transport: the data path check lets this through to the guard.
-			name:       "--upstream-transport std alone (data path std)",
+			name:       "--upstream-transport std, removed",
 			args:       append([]string{"--upstream-transport", "std"}, guard...),
 			want:       2,
-			wantStderr: []string{"--log-format", `"guard"`},
+			wantStderr: []string{`--upstream-transport "std": removed: dlb's own HTTP/1.1 transport`, "drop the flag"},
 		},
 		{
-			name:       "--data-path fast with --upstream-transport std",
-			args:       append([]string{"--data-path", "fast", "--upstream-transport", "std"}, guard...),
+			// fast is what dlb does: accepted, so the guard answers.
+			name:       "--data-path fast and --upstream-transport fast, retired",
+			args:       append([]string{"--data-path", "fast", "--upstream-transport", "fast"}, guard...),
 			want:       2,
-			wantStderr: []string{"--data-path", "--upstream-transport fast"},
+			wantStderr: []string{"--log-format", `"guard"`},
 		},
 		{
 			name:       "bad --memory-limit",
@@ -260,5 +253,28 @@ func TestRunBadEnvValue(t *testing.T) {
 	code, _, stderr := runDLB(t)
 	if want := "dlb: DLB_RETRIES=\"abc\" (--retries): must be a whole number\n"; code != 2 || stderr != want {
 		t.Errorf("DLB_RETRIES=abc dlb: got exit code %d, stderr %q; want 2, %q", code, stderr, want)
+	}
+}
+
+// DLB_DATA_PATH=std names a data path dlb no longer has: one line saying
+// so and why, exit status 2.
+func TestRunRetiredDataPathEnv(t *testing.T) {
+	t.Setenv("DLB_DATA_PATH", "std")
+	code, _, stderr := runDLB(t)
+	want := "dlb: DLB_DATA_PATH=\"std\" (--data-path): removed: dlb's own HTTP/1.1 engine serves every plain request"
+	if code != 2 || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("DLB_DATA_PATH=std dlb: got exit code %d, stderr %q; want 2 and one line starting %q", code, stderr, want)
+	}
+}
+
+// DLB_DATA_PATH=fast is what dlb does: it starts, having warned that the
+// variable is ignored (before it logs that it starts).
+func TestRunRetiredDataPathFast(t *testing.T) {
+	requireDocker(t)
+	t.Setenv("DLB_DATA_PATH", "fast")
+	d := launchDLB(t)
+	want := `"level":"warn","time":`
+	if logs := d.logs(); strings.Count(logs, `DLB_DATA_PATH=\"fast\" (--data-path): retired and ignored`) != 1 || !strings.Contains(logs, want) {
+		t.Errorf("DLB_DATA_PATH=fast dlb: got log\n%s\nwant one warning that DLB_DATA_PATH is retired and ignored", logs)
 	}
 }

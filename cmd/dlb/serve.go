@@ -121,7 +121,7 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 type servers struct {
 	proxy   *listener.Server
 	ln      net.Listener
-	fast    *proxy.FastServer // nil with --data-path std
+	fast    *proxy.FastServer
 	fastLn  net.Listener
 	tls     *listener.Server // nil without --listen-tls
 	tlsLn   net.Listener
@@ -159,18 +159,16 @@ func listen(ctx context.Context, cfg *config, p *parts, pred *handover.Predecess
 		return nil, err
 	}
 	ln = limit.Listener(ln)
-	if cfg.dataPath == proxy.DataPathFast {
-		// The requests the keeper answers itself on plain HTTP (ACME
-		// challenges, redirects) go to the std server, whose handler the
-		// keeper wraps; so does anything unusual (the fast server's
-		// hand-offs).
-		var intercept func(host, path string) bool
-		if p.keeper != nil && p.keeper.ACMEOn() {
-			intercept = p.keeper.Intercepts
-		}
-		s.fast, s.fastLn = proxy.NewFastServer(p.proxy, s.proxy.Server, cfg.parkIdleAfter, intercept), ln
-		ln = s.fast.Handoffs(ln.Addr())
+	// The requests the keeper answers itself on plain HTTP (ACME
+	// challenges, redirects) go to the std server, whose handler the
+	// keeper wraps; so does anything unusual (the fast server's
+	// hand-offs).
+	var intercept func(host, path string) bool
+	if p.keeper != nil && p.keeper.ACMEOn() {
+		intercept = p.keeper.Intercepts
 	}
+	s.fast, s.fastLn = proxy.NewFastServer(p.proxy, s.proxy.Server, cfg.parkIdleAfter, intercept), ln
+	ln = s.fast.Handoffs(ln.Addr())
 	s.ln = listener.NewIdle(ln, cfg.parkIdleAfter)
 	s.proxy.ConnState = listener.ConnState(s.ln, s.proxy.ConnState)
 	if cfg.tls != nil {
@@ -211,7 +209,7 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 	log := cfg.log
 	gcInfo := cfg.gc.Apply()
 	log.Info().Str("version", version).Str("listen", s.ln.Addr().String()).Str("listen_tls", addrOf(s.tlsLn)).
-		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.maxConns).Str("data_path", cfg.dataPath).
+		Bool("h2c", cfg.h2c).Str("admin", addrOf(s.adminLn)).Int64("max_conns", cfg.maxConns).
 		Strs("providers", cfg.providers).Str("network", cfg.discovery.Network).Bool("exposed_by_default", cfg.discovery.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
 
 	go discovery.WatchNetwork(ctx, p.docker, cfg.discovery.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())

@@ -321,6 +321,7 @@ func dashboardQueue(ctx context.Context, pool string) (queueView, error) {
 // them: requests waiting, shed, the replicas the load needs, and each
 // replica's in flight against its limit.
 func TestDashboardShowsTheQueue(t *testing.T) {
+	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	chromium := requireBrowser(t)
 	requireDocker(t)
 	p := newProject(t, surgeProject)

@@ -245,9 +245,6 @@ func startSwarmDLB(t *testing.T, prefix, net string) *swarmDLB {
 		"-v", "/var/run/docker.sock:/var/run/docker.sock:ro", "-p", "127.0.0.1::80", "-p", "127.0.0.1::8080",
 		runImage("dlb:dev"), "--provider", "docker,swarm", "--project", prefix, "--queue-timeout", "20s",
 		"--log-format", "json", "--log-level", "debug"}
-	if dp := os.Getenv("DLB_TEST_DATA_PATH"); dp != "" {
-		args = append(args, "--data-path", dp)
-	}
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
 	docker(t, args...)
 	d := &swarmDLB{dlbProc: dlbProc{t: t}, name: name}
