@@ -83,8 +83,10 @@ test-unit:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseLabels -fuzztime 30s ./discovery
-	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./proxy
-	$(GO) test -run '^$$' -fuzz FuzzParseResponse -fuzztime 30s ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime 30s ./internal/h1
+	$(GO) test -run '^$$' -fuzz '^FuzzParseResponse$$' -fuzztime 30s ./internal/h1
+	$(GO) test -run '^$$' -fuzz '^FuzzChunkScanner$$' -fuzztime 30s ./internal/h1
+	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime 30s ./internal/h1
 	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime 30s ./proxy
 	$(GO) test -run '^$$' -fuzz FuzzRequestRouting -fuzztime 30s ./proxy
 

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,12 +20,13 @@ import (
 	"unsafe"
 
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/internal/h1"
 	"github.com/dlb-lb/dlb/listener"
 )
 
 // FastServer serves plain HTTP/1.1 on a listener with dlb's own loop: a
 // client connection's request head is read into its buffer, parsed in
-// place (h1parse.go), routed and picked as the Proxy does, written to a
+// place (internal/h1), routed and picked as the Proxy does, written to a
 // kept-alive replica connection, and the response relayed, its framing
 // checked as it passes. Nothing is allocated per request. On Linux event
 // loops (one per P) hold the connections and serve the plain requests
@@ -285,8 +285,8 @@ type fastConn struct {
 	buf  *[fastBufferSize]byte
 	n    int // bytes of buf filled
 	bw   *bufio.Writer
-	req  h1Request
-	resp h1Response
+	req  h1.Request
+	resp h1.Response
 
 	writeDeadline time.Time
 	readDeadline  time.Time // as last set (zero: none); see readWithin
@@ -480,11 +480,11 @@ func (fc *fastConn) loop(from resumeKind) afterLoop {
 				return after
 			}
 			switch v {
-			case h1Reject:
+			case h1.Reject:
 				fc.badRequest()
 				fc.lingerClose()
 				return afterClose
-			case h1Handoff:
+			case h1.Handoff:
 				return afterHandoff
 			}
 			keep, handled = fc.forward()
@@ -497,7 +497,7 @@ func (fc *fastConn) loop(from resumeKind) afterLoop {
 			return afterClose
 		}
 		// Keep what follows the request (a pipelined next one).
-		used := fc.req.headLen + int(max(fc.req.contentLength, 0))
+		used := fc.req.HeadLen + int(max(fc.req.ContentLength, 0))
 		fc.n = copy(fc.buf[:], fc.buf[used:fc.n])
 		if !fc.state.CompareAndSwap(connActive, connIdle) {
 			return afterClose
@@ -508,7 +508,7 @@ func (fc *fastConn) loop(from resumeKind) afterLoop {
 // readHead reads until the buffer holds a request head (and its body, when
 // it has one of a known length) or the parser refuses it. ok is false
 // when the connection ends: closed, timed out, parked or handed off.
-func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
+func (fc *fastConn) readHead() (v h1.Verdict, ok bool, after afterLoop) {
 	fs := fc.fs
 	var deadline time.Time
 	inBody, progress := false, 0 // reading the body, and its bytes since the deadline was set
@@ -543,21 +543,21 @@ func (fc *fastConn) readHead() (v h1Verdict, ok bool, after afterLoop) {
 		return 0, false, afterClose
 	}
 	for {
-		v = parseRequest(fc.buf[:fc.n], &fc.req)
-		if v == h1OK && fc.req.headLen+int(fc.req.contentLength) > len(fc.buf) {
-			return h1Handoff, true, 0 // a body larger than the buffer: net/http streams it
+		v = h1.ParseRequest(fc.buf[:fc.n], &fc.req)
+		if v == h1.OK && fc.req.HeadLen+int(fc.req.ContentLength) > len(fc.buf) {
+			return h1.Handoff, true, 0 // a body larger than the buffer: net/http streams it
 		}
-		if v == h1OK && fc.req.headLen+int(max(fc.req.contentLength, 0)) <= fc.n || v == h1Reject || v == h1Handoff {
+		if v == h1.OK && fc.req.HeadLen+int(max(fc.req.ContentLength, 0)) <= fc.n || v == h1.Reject || v == h1.Handoff {
 			if !deadline.IsZero() {
 				fc.setReadDeadline(time.Time{})
 			}
 			return v, true, 0
 		}
 		if fc.n == len(fc.buf) {
-			return h1Handoff, true, 0 // a head larger than the buffer: net/http applies its limit
+			return h1.Handoff, true, 0 // a head larger than the buffer: net/http applies its limit
 		}
 		switch {
-		case v == h1OK && !inBody && fs.p.opts.BodyTimeout > 0:
+		case v == h1.OK && !inBody && fs.p.opts.BodyTimeout > 0:
 			// The head is in, the body is not: from here the body
 			// timeout applies, as clientBody applies it on net/http's
 			// path (bodyProgress bytes in each BodyTimeout).
@@ -665,15 +665,15 @@ func (fc *fastConn) pick() bool {
 	if fc.trusted {
 		return false
 	}
-	path := r.target
+	path := r.Target
 	if q := bytes.IndexByte(path, '?'); q >= 0 {
 		path = path[:q]
 	}
-	if fc.fs.intercept != nil && fc.fs.intercept(str(r.host), str(path)) {
+	if fc.fs.intercept != nil && fc.fs.intercept(str(r.Host), str(path)) {
 		return false
 	}
-	route := p.router.Lookup(str(r.host), str(path))
-	if route == nil || route.Sticky || route.Scheme == SchemeH2C || route.MaxBody > 0 && r.contentLength > route.MaxBody {
+	route := p.router.Lookup(str(r.Host), str(path))
+	if route == nil || route.Sticky || route.Scheme == SchemeH2C || route.MaxBody > 0 && r.ContentLength > route.MaxBody {
 		return false
 	}
 	var key uint64
@@ -748,8 +748,8 @@ func (fc *fastConn) request(now time.Time) {
 	fc.start, fc.end = now, time.Time{}
 	fc.status, fc.bytes = 0, 0
 	fc.hurl = url.URL{Path: str(fc.path), RawQuery: ""}
-	fc.hreq = http.Request{Method: str(r.method), URL: &fc.hurl, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Host: str(r.host), RemoteAddr: fc.remote, RequestURI: str(r.target), ContentLength: max(r.contentLength, 0)}
+	fc.hreq = http.Request{Method: str(r.Method), URL: &fc.hurl, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Host: str(r.Host), RemoteAddr: fc.remote, RequestURI: str(r.Target), ContentLength: max(r.ContentLength, 0)}
 }
 
 // forwardPicked sends the picked request (begun, with the event loop's
@@ -787,17 +787,17 @@ func (fc *fastConn) finish(keep bool) bool {
 		}
 		ob.Observe(&fc.hreq, &fc.ex)
 	}
-	return keep && !fc.req.close
+	return keep && !fc.req.Close
 }
 
 // key is the request's affinity key, as requestKey makes it.
 func (fc *fastConn) key(route *Route) uint64 {
 	if route.hashHeader != "" {
 		r := &fc.req
-		for _, f := range r.fields[:r.nfields] {
-			if bytes.EqualFold(f.name, []byte(route.hashHeader)) {
-				if len(f.value) > 0 {
-					return balancer.KeyOf(str(f.value))
+		for _, f := range r.Fields() {
+			if bytes.EqualFold(f.Name, []byte(route.hashHeader)) {
+				if len(f.Value) > 0 {
+					return balancer.KeyOf(str(f.Value))
 				}
 				break
 			}
@@ -946,56 +946,22 @@ func (fc *fastConn) watchClient() {
 // replayable is mayResend for the fast path's request once it may have
 // reached a replica (its body is in memory, so only the method and an
 // idempotency key count).
-func (fc *fastConn) replayable() bool { return mayResend(str(fc.req.method), fc.keyedFn, nil, true) }
+func (fc *fastConn) replayable() bool { return mayResend(str(fc.req.Method), fc.keyedFn, nil, true) }
 
 // keyed reports whether the request carries an idempotency key.
 func (fc *fastConn) keyed() bool {
-	for _, f := range fc.req.fields[:fc.req.nfields] {
-		if bytes.EqualFold(f.name, []byte("Idempotency-Key")) || bytes.EqualFold(f.name, []byte("X-Idempotency-Key")) {
+	for _, f := range fc.req.Fields() {
+		if bytes.EqualFold(f.Name, []byte("Idempotency-Key")) || bytes.EqualFold(f.Name, []byte("X-Idempotency-Key")) {
 			return true
 		}
 	}
 	return false
 }
 
-// hopByHop reports whether a request field is not passed on: the hop's
-// own (RFC 9110 section 7.6.1), and the forwarding headers dlb sets.
-func hopByHop(name []byte) bool {
-	if responseHop(name) {
-		return true
-	}
-	var is bool
-	switch len(name) {
-	case 7:
-		is = bytes.EqualFold(name, []byte("Trailer"))
-	case 9:
-		is = bytes.EqualFold(name, []byte("Forwarded"))
-	case 15:
-		is = bytes.EqualFold(name, []byte("X-Forwarded-For"))
-	case 16:
-		is = bytes.EqualFold(name, []byte("X-Forwarded-Host"))
-	case 17:
-		is = bytes.EqualFold(name, []byte("X-Forwarded-Proto"))
-	case 19:
-		is = bytes.EqualFold(name, []byte("Proxy-Authorization"))
-	}
-	if is {
-		return true
-	}
-	// The fast path serves no trusted proxy (they go to net/http), so
-	// what only a proxy may claim is dropped, as setForwarded does.
-	for _, u := range untrustedHeaders {
-		if strings.EqualFold(str(name), u) {
-			return true
-		}
-	}
-	return false
-}
-
-// send writes the request to the replica: the client's fields but the
-// hop-by-hop ones, X-Forwarded-For, -Host and -Proto set as
-// setForwarded does for a client that is not a trusted proxy, and the
-// body.
+// send writes the request to the replica: its head as h1 forwards it,
+// without the forwarding fields of a client that is not a trusted proxy
+// and with X-Forwarded-For, -Host and -Proto set as setForwarded does, and
+// the body.
 func (fc *fastConn) send(hc *h1Conn, route *Route, now time.Time) error {
 	r := &fc.req
 	hc.r.got, hc.r.limit = 0, maxResponseHeader
@@ -1007,35 +973,15 @@ func (fc *fastConn) send(hc *h1Conn, route *Route, now time.Time) error {
 		hc.nc.SetWriteDeadline(hc.writeDeadline)
 	}
 	w := hc.bw
-	w.Write(r.method)
-	w.WriteByte(' ')
-	target := r.target
+	target := r.Target
 	if route.StripPath && route.Path != "/" && hasPathPrefix(fc.hurl.Path, route.Path) {
 		target = target[len(route.Path):] // stripPrefix's rule on a plain target
-		if len(target) == 0 || target[0] != '/' {
-			w.WriteByte('/')
-		}
 	}
-	w.Write(target)
-	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.Write(r.host)
-	w.WriteString("\r\n")
-	for _, f := range r.fields[:r.nfields] {
-		if hopByHop(f.name) {
-			continue
-		}
-		w.Write(f.name)
-		w.WriteString(": ")
-		w.Write(f.value)
-		w.WriteString("\r\n")
-	}
-	w.WriteString("X-Forwarded-For: ")
-	w.WriteString(fc.peer)
-	w.WriteString("\r\nX-Forwarded-Host: ")
-	w.Write(r.host)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
-	if r.contentLength > 0 {
-		w.Write(fc.buf[r.headLen : r.headLen+int(r.contentLength)])
+	w.Write(h1.AppendRequestHead(w.AvailableBuffer(), r, target, forwardingField, func(dst []byte) []byte {
+		return appendForwarded(dst, fc.peer, r.Host, "http")
+	}))
+	if r.ContentLength > 0 {
+		w.Write(fc.buf[r.HeadLen : r.HeadLen+int(r.ContentLength)])
 	}
 	return w.Flush()
 }
@@ -1044,7 +990,7 @@ func (fc *fastConn) send(hc *h1Conn, route *Route, now time.Time) error {
 // fc.resp) has been read, to the client. It reports whether the client
 // connection can be kept.
 func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
-	head := fc.req.method[0] == 'H' && string(fc.req.method) == http.MethodHead
+	head := fc.req.Method[0] == 'H' && string(fc.req.Method) == http.MethodHead
 	rs := &fc.resp
 	for {
 		if b == nil {
@@ -1057,30 +1003,30 @@ func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
 			}
 		}
 		hc.r.limit = math.MaxInt64
-		final := rs.status >= 200
-		bodyless := rs.bodyless(head)
-		untilClose := final && !bodyless && !rs.chunked && rs.contentLength < 0
-		keepClient := !untilClose && !fc.req.close && !fc.fs.closing.Load()
+		final := rs.Status >= 200
+		bodyless := rs.Bodyless(head)
+		untilClose := final && !bodyless && !rs.Chunked && rs.ContentLength < 0
+		keepClient := !untilClose && !fc.req.Close && !fc.fs.closing.Load()
 		fc.extendWriteDeadline()
-		fc.writeHead(b, rs, final, keepClient)
-		hc.br.Discard(rs.headLen)
+		fc.writeHead(rs, keepClient)
+		hc.br.Discard(rs.HeadLen)
 		b = nil
 		if !final {
 			continue
 		}
-		fc.status = rs.status
-		keepUp := !rs.close && !rs.http10 && !untilClose
-		if !bodyless && (rs.chunked || rs.contentLength < 0 || int64(hc.br.Buffered()) < rs.contentLength) {
+		fc.status = rs.Status
+		keepUp := !rs.Close && !rs.HTTP10 && !untilClose
+		if !bodyless && (rs.Chunked || rs.ContentLength < 0 || int64(hc.br.Buffered()) < rs.ContentLength) {
 			hc.noReadDeadline() // the body takes as long as it takes
 		}
 		var ok bool
 		switch {
 		case bodyless:
 			ok = true
-		case rs.chunked:
+		case rs.Chunked:
 			ok = fc.copyChunked(hc)
-		case rs.contentLength >= 0:
-			ok = fc.copyN(hc, rs.contentLength)
+		case rs.ContentLength >= 0:
+			ok = fc.copyN(hc, rs.ContentLength)
 		default:
 			fc.copyUntilClose(hc)
 			ok, keepUp = true, false
@@ -1106,17 +1052,17 @@ func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
 // readResponseHead returns the bytes of the next response head on hc
 // (valid until hc.br is read again), parsed into rs. A head larger than
 // hc.br's buffer gets a larger buffer, up to maxResponseHeader.
-func readResponseHead(hc *h1Conn, rs *h1Response) ([]byte, error) {
+func readResponseHead(hc *h1Conn, rs *h1.Response) ([]byte, error) {
 	if _, err := hc.br.Peek(1); err != nil {
 		return nil, err
 	}
 	for {
 		br := hc.br
 		b, _ := br.Peek(br.Buffered())
-		switch parseResponse(b, rs) {
-		case h1OK:
+		switch h1.ParseResponse(b, rs) {
+		case h1.OK:
 			return b, nil
-		case h1Reject, h1Handoff:
+		case h1.Reject, h1.Handoff:
 			return nil, errBadResponse
 		}
 		if br.Buffered() == br.Size() {
@@ -1136,61 +1082,11 @@ func readResponseHead(hc *h1Conn, rs *h1Response) ([]byte, error) {
 // errBadResponse is a replica's response the parser refused.
 var errBadResponse = errors.New("malformed HTTP/1.1 response from the replica (RFC 9112)")
 
-// writeHead writes a response head to the client: the status line as
-// HTTP/1.1, the fields but the hop-by-hop ones, Date when the replica sent
-// none, and the framing.
-func (fc *fastConn) writeHead(b []byte, rs *h1Response, final, keep bool) {
+// writeHead writes a response head to the client as h1 forwards it
+// (hop-by-hop fields out, Date when the replica sent none, the framing).
+func (fc *fastConn) writeHead(rs *h1.Response, keep bool) {
 	w := fc.bw
-	line := b[:bytes.IndexByte(b, '\r')]
-	w.WriteString("HTTP/1.1")
-	w.Write(line[8:])
-	w.WriteString("\r\n")
-	date := false
-	for _, f := range rs.fields[:rs.nfields] {
-		if responseHop(f.name) || rs.connection != nil && connectionNames(rs.connection, f.name) {
-			continue
-		}
-		if len(f.name) == 4 && bytes.EqualFold(f.name, []byte("Date")) {
-			date = true
-		}
-		w.Write(f.name)
-		w.WriteString(": ")
-		w.Write(f.value)
-		w.WriteString("\r\n")
-	}
-	if final {
-		if !date {
-			w.WriteString("Date: ")
-			w.Write(httpDate())
-			w.WriteString("\r\n")
-		}
-		if rs.chunked && rs.status != 204 && rs.status != 304 {
-			w.WriteString("Transfer-Encoding: chunked\r\n")
-		}
-		if !keep {
-			w.WriteString("Connection: close\r\n")
-		}
-	}
-	w.WriteString("\r\n")
-}
-
-// responseHop reports whether a response field is the hop's own.
-func responseHop(name []byte) bool {
-	switch len(name) {
-	case 2:
-		return bytes.EqualFold(name, []byte("TE"))
-	case 7:
-		return bytes.EqualFold(name, []byte("Upgrade"))
-	case 10:
-		return bytes.EqualFold(name, []byte("Connection")) || bytes.EqualFold(name, []byte("Keep-Alive"))
-	case 16:
-		return bytes.EqualFold(name, []byte("Proxy-Connection"))
-	case 17:
-		return bytes.EqualFold(name, []byte("Transfer-Encoding"))
-	case 18:
-		return bytes.EqualFold(name, []byte("Proxy-Authenticate"))
-	}
-	return false
+	w.Write(h1.AppendResponseHead(w.AvailableBuffer(), rs, keep, httpDate))
 }
 
 // fill makes br hold at least one byte, flushing what the client is owed
@@ -1251,16 +1147,16 @@ func (fc *fastConn) copyDirect(hc *h1Conn, n int64) (int64, bool) {
 	return int64(m), err == nil || m > 0 && err == io.EOF && int64(m) == n
 }
 
-// copyChunked relays a chunked body, checked by a chunkScanner, to its
+// copyChunked relays a chunked body, checked by an h1.ChunkScanner, to its
 // end.
 func (fc *fastConn) copyChunked(hc *h1Conn) bool {
-	var s chunkScanner
-	for !s.done() {
+	var s h1.ChunkScanner
+	for !s.Done() {
 		if err := fc.fill(hc.br); err != nil {
 			return false
 		}
 		b, _ := hc.br.Peek(hc.br.Buffered())
-		n, ok := s.scan(b)
+		n, ok := s.Scan(b)
 		if _, err := fc.bw.Write(b[:n]); err != nil || !ok {
 			return false
 		}
@@ -1310,7 +1206,7 @@ func (fc *fastConn) shed() bool {
 		fc.ex = Exchange{Route: fc.route, Status: fc.status, Bytes: fc.bytes, Start: fc.start, Duration: fc.end.Sub(fc.start)}
 		ob.Observe(&fc.hreq, &fc.ex)
 	}
-	return !fc.req.close
+	return !fc.req.Close
 }
 
 // answer writes dlb's own answer w to the client; keep says whether the

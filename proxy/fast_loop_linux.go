@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/dlb-lb/dlb/internal/h1"
 	"golang.org/x/sys/unix"
 )
 
@@ -416,12 +417,12 @@ func (l *eventLoop) advance(lc *loopConn) {
 	for {
 		fc := lc.fc
 		if fc != nil && fc.n > 0 {
-			v := parseRequest(fc.buf[:fc.n], &fc.req)
+			v := h1.ParseRequest(fc.buf[:fc.n], &fc.req)
 			switch {
-			case v == h1OK && fc.req.headLen+int(max(fc.req.contentLength, 0)) <= fc.n:
+			case v == h1.OK && fc.req.HeadLen+int(max(fc.req.ContentLength, 0)) <= fc.n:
 				l.begin(lc)
 				return
-			case v != h1Incomplete && v != h1OK, fc.n == len(fc.buf), !lc.readable:
+			case v != h1.Incomplete && v != h1.OK, fc.n == len(fc.buf), !lc.readable:
 				// Refused, for net/http, too large, or waiting for
 				// more: a goroutine's.
 				l.toGoroutine(lc, resumeRead)
@@ -503,8 +504,8 @@ func (l *eventLoop) onUpstream(hc *h1Conn) {
 	}
 	b, _ := hc.br.Peek(hc.br.Buffered())
 	rs := &fc.resp
-	switch parseResponse(b, rs) {
-	case h1Incomplete:
+	switch h1.ParseResponse(b, rs) {
+	case h1.Incomplete:
 		switch {
 		case rerr != nil:
 			l.tryFailed(lc, rerr)
@@ -512,24 +513,24 @@ func (l *eventLoop) onUpstream(hc *h1Conn) {
 			l.toGoroutine(lc, resumeTry) // a large head: the goroutine's reader grows
 		}
 		return
-	case h1Reject, h1Handoff:
+	case h1.Reject, h1.Handoff:
 		l.tryFailed(lc, errBadResponse)
 		return
 	}
 	// The head is in: is the whole response?
-	rest := int64(len(b) - rs.headLen)
-	head := fc.req.method[0] == 'H' && string(fc.req.method) == "HEAD"
+	rest := int64(len(b) - rs.HeadLen)
+	head := fc.req.Method[0] == 'H' && string(fc.req.Method) == "HEAD"
 	complete := false
 	switch {
-	case rs.status < 200:
-	case rs.bodyless(head):
+	case rs.Status < 200:
+	case rs.Bodyless(head):
 		complete = true
-	case rs.chunked:
-		var cs chunkScanner
-		n, ok := cs.scan(b[rs.headLen:])
-		complete = ok && cs.done() && int64(n) == rest
-	case rs.contentLength >= 0:
-		complete = rest >= rs.contentLength
+	case rs.Chunked:
+		var cs h1.ChunkScanner
+		n, ok := cs.Scan(b[rs.HeadLen:])
+		complete = ok && cs.Done() && int64(n) == rest
+	case rs.ContentLength >= 0:
+		complete = rest >= rs.ContentLength
 	}
 	if !complete {
 		// The rest comes later, maybe much later (a stream): the
@@ -548,7 +549,7 @@ func (l *eventLoop) onUpstream(hc *h1Conn) {
 		l.closeClient(lc)
 		return
 	}
-	used := fc.req.headLen + int(max(fc.req.contentLength, 0))
+	used := fc.req.HeadLen + int(max(fc.req.ContentLength, 0))
 	fc.n = copy(fc.buf[:], fc.buf[used:fc.n])
 	if len(fc.out) > 0 {
 		l.toGoroutine(lc, resumeRead) // it writes what the client did not take
@@ -773,7 +774,7 @@ func (l *eventLoop) sweep() {
 		fc := lc.fc
 		hc := fc.try.hc
 		b, _ := hc.br.Peek(hc.br.Buffered())
-		fc.try.head = len(b) > 0 && parseResponse(b, &fc.resp) == h1OK
+		fc.try.head = len(b) > 0 && h1.ParseResponse(b, &fc.resp) == h1.OK
 		l.toGoroutine(lc, resumeTry) // flight[i] is another one now
 	}
 	if l.pooled > 0 {

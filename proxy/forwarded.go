@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"net/http/httputil"
 	"net/netip"
 	"strings"
+
+	"github.com/dlb-lb/dlb/internal/h1"
 )
 
 // TrustedProxies are the addresses of the proxies in front of dlb whose
@@ -111,4 +114,36 @@ func setForwarded(pr *httputil.ProxyRequest, trusted TrustedProxies) {
 			pr.Out.Header.Set(h, v)
 		}
 	}
+}
+
+// forwardingField reports whether the fast path drops a request field, to
+// write its own (appendForwarded) or none: the forwarding fields of a
+// client that is not a trusted proxy, as setForwarded treats them. The fast
+// path serves no trusted proxy (their requests go to net/http). It is the
+// filter h1.AppendRequestHead applies besides the hop-by-hop fields.
+func forwardingField(name []byte) bool {
+	switch len(name) {
+	case 9:
+		return bytes.EqualFold(name, []byte("Forwarded"))
+	case 15:
+		return bytes.EqualFold(name, []byte("X-Forwarded-For"))
+	case 16:
+		return bytes.EqualFold(name, []byte("X-Forwarded-Host"))
+	case 17:
+		return bytes.EqualFold(name, []byte("X-Forwarded-Proto"))
+	}
+	for _, u := range untrustedHeaders {
+		if strings.EqualFold(str(name), u) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendForwarded appends X-Forwarded-For, -Host and -Proto as
+// setForwarded sets them for a client that is not a trusted proxy.
+func appendForwarded(dst []byte, peer string, host []byte, proto string) []byte {
+	dst = h1.AppendField(dst, "X-Forwarded-For", peer)
+	dst = h1.AppendField(dst, "X-Forwarded-Host", host)
+	return h1.AppendField(dst, "X-Forwarded-Proto", proto)
 }
