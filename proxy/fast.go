@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,14 @@ type FastServer struct {
 	parkAfter         time.Duration
 	intercept         func(host, path string) bool
 
+	// tls, when set, makes the server's connections TLS: each is
+	// handshaken on its own goroutine (fast_tls.go); scheme is the
+	// X-Forwarded-Proto it sends, sts the Strict-Transport-Security value
+	// (if any) of a request's Host.
+	tls    *tls.Config
+	scheme string
+	sts    func(host string) string
+
 	mu       sync.Mutex
 	ln       net.Listener
 	conns    map[*fastConn]struct{} // those a goroutine serves
@@ -97,7 +106,7 @@ const fastBufferSize = 8 << 10
 func NewFastServer(p *Proxy, std *http.Server, parkAfter time.Duration, intercept func(host, path string) bool) *FastServer {
 	fs := &FastServer{p: p, std: std, conns: map[*fastConn]struct{}{}, shutdown: make(chan struct{}),
 		readHeaderTimeout: std.ReadHeaderTimeout, idleTimeout: std.IdleTimeout,
-		writeTimeout: std.WriteTimeout, parkAfter: parkAfter, intercept: intercept}
+		writeTimeout: std.WriteTimeout, parkAfter: parkAfter, intercept: intercept, scheme: "http"}
 	if fs.readHeaderTimeout <= 0 {
 		fs.readHeaderTimeout = std.ReadTimeout
 	}
@@ -136,7 +145,7 @@ func (fs *FastServer) Handoffs(addr net.Addr) net.Listener {
 func (fs *FastServer) Serve(ln net.Listener) error {
 	fs.mu.Lock()
 	fs.ln = ln
-	if !fs.closing.Load() && fs.loops == nil {
+	if !fs.closing.Load() && fs.loops == nil && fs.tls == nil {
 		fs.loops = startLoops(fs)
 	}
 	fs.mu.Unlock()
@@ -182,9 +191,10 @@ func (fs *FastServer) start(c net.Conn) {
 		c.Close()
 		return
 	}
+	c, from := fs.secure(c)
 	fc := newFastConn(fs, c, remote)
 	fc.trusted = trusted
-	fs.goServe(fc, resumeRead)
+	fs.goServe(fc, from)
 }
 
 // newFastConn returns the fastConn of a client connection.
@@ -345,10 +355,11 @@ var (
 type resumeKind int
 
 const (
-	resumeRead   resumeKind = iota // read (or parse what is buffered) and forward
-	resumePicked                   // forward the request pick chose a replica for
-	resumeTry                      // go on with the event loop's try (fc.try)
-	resumeClose                    // write what the client's socket did not take (fc.out), then close
+	resumeRead      resumeKind = iota // read (or parse what is buffered) and forward
+	resumePicked                      // forward the request pick chose a replica for
+	resumeTry                         // go on with the event loop's try (fc.try)
+	resumeClose                       // write what the client's socket did not take (fc.out), then close
+	resumeHandshake                   // the TLS handshake first (fast_tls.go), then read
 )
 
 // loopTry is an exchange's try a loop began: the request went out on hc
@@ -481,6 +492,12 @@ func (fc *fastConn) loop(from resumeKind) afterLoop {
 			keep, handled = fc.forwardPicked(false), true
 		case resumeTry:
 			keep, handled = fc.forwardPicked(true), true
+		case resumeHandshake:
+			if after, ok := fc.handshake(); !ok {
+				return after
+			}
+			from = resumeRead
+			continue
 		default:
 			v, ok, after := fc.readHead()
 			if !ok {
@@ -716,7 +733,7 @@ func (fc *fastConn) pick() bool {
 func (fc *fastConn) clientContext() (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pk := &peeker{}
-	pk.init(fc.c)
+	pk.init(netConn(fc.c))
 	var mu sync.Mutex
 	stopped := false
 	var t *time.Timer
@@ -943,7 +960,7 @@ func (fc *fastConn) watchFor(hc *h1Conn) {
 			fc.watch.Stop()
 		}
 	case fc.watch == nil:
-		fc.peek.init(fc.c)
+		fc.peek.init(netConn(fc.c))
 		fc.watch = time.AfterFunc(watchEvery, fc.watchClient)
 	default:
 		fc.watch.Reset(watchEvery)
@@ -1055,7 +1072,9 @@ func (fc *fastConn) send(hc *h1Conn, route *Route, now time.Time) error {
 	w.WriteString(fc.peer)
 	w.WriteString("\r\nX-Forwarded-Host: ")
 	w.Write(r.host)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	w.WriteString("\r\nX-Forwarded-Proto: ")
+	w.WriteString(fc.fs.scheme)
+	w.WriteString("\r\n\r\n")
 	if r.contentLength > 0 {
 		w.Write(fc.buf[r.headLen : r.headLen+int(r.contentLength)])
 	}
@@ -1188,6 +1207,11 @@ func (fc *fastConn) writeHead(b []byte, rs *h1Response, final, keep bool) {
 		}
 		if rs.chunked && rs.status != 204 && rs.status != 304 {
 			w.WriteString("Transfer-Encoding: chunked\r\n")
+		}
+		if v := fc.sts(); v != "" {
+			w.WriteString("Strict-Transport-Security: ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
 		}
 		if !keep {
 			w.WriteString("Connection: close\r\n")
@@ -1351,6 +1375,9 @@ func (fc *fastConn) answer(w *bufferedResponse, keep bool) {
 		w.header.Set("Connection", "close")
 	}
 	w.header.Set("Date", string(httpDate()))
+	if v := fc.sts(); v != "" {
+		w.header.Set("Strict-Transport-Security", v)
+	}
 	w.header.Write(bw)
 	bw.WriteString("\r\n")
 	bw.Write(w.body.Bytes())
@@ -1401,7 +1428,7 @@ var dateCache atomic.Pointer[cachedDate]
 func (fs *FastServer) handoff(c net.Conn, pending []byte) {
 	c.SetDeadline(time.Time{})
 	if len(pending) > 0 {
-		c = &prefixConn{Conn: c, pending: bytes.Clone(pending)}
+		c = withPending(c, bytes.Clone(pending))
 	}
 	select {
 	case fs.handoffs.conns <- c:
