@@ -194,6 +194,13 @@ func (fs *FastServer) start(c net.Conn) {
 	c, from := fs.secure(c)
 	fc := newFastConn(fs, c, remote)
 	fc.trusted = trusted
+	if from == resumeHandshake {
+		// Busy until its first request is read (within the header
+		// timeout): Shutdown lets a handshake under way finish and its
+		// request be answered, as net/http's server does, rather than
+		// cut it.
+		fc.state.Store(connActive)
+	}
 	fs.goServe(fc, from)
 }
 

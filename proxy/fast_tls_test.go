@@ -378,3 +378,39 @@ func dialPlain(t *testing.T, addr string) *tlsClient {
 	t.Cleanup(func() { c.Close() })
 	return &tlsClient{c: c, br: bufio.NewReader(c)}
 }
+
+// TestFastTLSShutdownFinishesHandshakes: a connection accepted before
+// Shutdown, whose handshake is still to come, gets its request answered
+// (with Connection: close) rather than cut, as on net/http's server.
+func TestFastTLSShutdownFinishesHandshakes(t *testing.T) {
+	r, p := poolRoute("web")
+	ready(t, p, "web-1", newBackend(t, "web-1", tlsReplica("web-1")).addr())
+	f := newTLSFront(t, newTestProxy(t, Options{}, []Route{r}), 0)
+	if f.fs == nil {
+		t.Skip("the fast path's shutdown")
+	}
+	raw := dialPlain(t, f.addr)
+	deadline := time.Now().Add(5 * time.Second)
+	for f.fastConns() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection was not accepted within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- f.fs.Shutdown(ctx)
+	}()
+	time.Sleep(50 * time.Millisecond) // Shutdown has begun
+	tc := tls.Client(raw.c, &tls.Config{RootCAs: f.roots, ServerName: "127.0.0.1"})
+	c := &tlsClient{c: tc, br: bufio.NewReader(tc)}
+	status, body, closing, err := c.sendRead(request("GET", "/", ""), "GET")
+	if err != nil || status != 200 || body != "web-1 / https" || !closing {
+		t.Fatalf("a request after the handshake, during Shutdown: got %d %q (closing %v, %v), want 200 \"web-1 / https\" with Connection: close", status, body, closing, err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v, want nil once the request is answered", err)
+	}
+}
