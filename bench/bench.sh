@@ -16,9 +16,12 @@
 #   BENCH_CONVERGENCE=1   also measure convergence (0 skips it): a pool scaled
 #                         from 1 to BENCH_CONV_REPLICAS backends under light load
 #   BENCH_CONV_REPLICAS=50  (10 when quick; 2-200)
+#   BENCH_TLS_CONNS=64    connection counts of the TLS rows: dlb and nginx over HTTPS
+#                         (wrk, HTTP/1.1) and HTTP/2 over TLS (h2load -m10), with
+#                         the same self-signed certificate; "" skips them
 #
 # Needs Docker, Go, and (installed from Debian when missing, as root) wrk,
-# nginx, haproxy, curl, jq. Sends traffic only to 127.0.0.1 and to the
+# nginx, haproxy, curl, jq, openssl and h2load (nghttp2-client). Sends traffic only to 127.0.0.1 and to the
 # containers it starts; every run and every wait has a deadline; an EXIT trap
 # removes its containers, its network and the processes it started, on
 # failure and on Ctrl-C too. Logs and configs stay in test-artifacts/bench/RUN/.
@@ -41,6 +44,8 @@ CONV_ADMIN=""      # the convergence dlb's admin URL
 CONV_WANT=0        # how many ready replicas conv_ready waits for
 DLB_VERSION=dev    # git describe of the tree measured
 CONNS=${BENCH_CONNS:-64 256}
+TLS_CONNS=${BENCH_TLS_CONNS-64}
+H2_STREAMS=10 # h2load -m: concurrent streams per HTTP/2 connection
 PORT_BASE=${BENCH_PORT_BASE:-18400}
 THREADS=2 # wrk threads
 WORKERS=2 # nginx worker_processes, HAProxy nbthread, dlb GOMAXPROCS
@@ -54,6 +59,9 @@ IMAGE="dlb-demo:bench-$RUN_ID" # the backend image, removed on exit
 LABEL="dlb-bench.run=$RUN_ID" # on everything it creates in Docker, for cleanup
 
 TARGETS=()       # what the rounds measure, in order
+TLS_TARGETS=()   # what the rounds measure over TLS: TARGET-https (wrk) and TARGET-h2 (h2load)
+CERT=""          # the self-signed certificate (and $CERT_KEY) both TLS proxies serve
+CERT_KEY=""
 SKIPPED=()       # TARGET=REASON for the report
 BACKENDS=()      # the backend containers' addresses on $NET
 STARTED=()       # PIDs of the processes this script started
@@ -89,14 +97,19 @@ check_knobs() {
 	EOF
 	[[ $CONVERGENCE == [01] ]] || die "BENCH_CONVERGENCE=$CONVERGENCE: want 1 (measure convergence) or 0 (skip it)"
 	[[ -n ${CONNS// /} ]] || die "BENCH_CONNS is empty: want connection counts such as \"64 256\""
-	local c list=()
+	local c list=() tls=()
 	for c in $CONNS; do
 		in_range "$c" "$THREADS" 10000 ||
 			die "BENCH_CONNS=\"$CONNS\": \"$c\" is not a connection count from $THREADS (wrk's -t) to 10000"
 		list+=($((10#$c)))
 	done
+	for c in $TLS_CONNS; do
+		in_range "$c" "$THREADS" 10000 && ((10#$c % THREADS == 0)) ||
+			die "BENCH_TLS_CONNS=\"$TLS_CONNS\": \"$c\" is not a connection count from $THREADS to 10000, a multiple of $THREADS (h2load's -t)"
+		tls+=($((10#$c)))
+	done
 	# Base 10 from here on: bash would read 08 as a bad octal number.
-	CONNS=${list[*]}
+	CONNS=${list[*]} TLS_CONNS=${tls[*]}
 	REPLICAS=$((10#$REPLICAS)) CONV_REPLICAS=$((10#$CONV_REPLICAS)) ROUNDS=$((10#$ROUNDS)) DURATION=$((10#$DURATION)) PORT_BASE=$((10#$PORT_BASE))
 	NEXT_PORT=$PORT_BASE
 }
@@ -105,9 +118,10 @@ check_knobs() {
 # one apt-get update, then one apt-get install.
 install_tools() {
 	local missing=() tool
-	for tool in wrk nginx haproxy curl jq; do
+	for tool in wrk nginx haproxy curl jq openssl; do
 		command -v "$tool" >/dev/null || missing+=("$tool")
 	done
+	[[ -z $TLS_CONNS ]] || command -v h2load >/dev/null || missing+=(nghttp2-client)
 	command -v ps >/dev/null || missing+=(procps)
 	command -v ss >/dev/null || missing+=(iproute2)
 	command -v docker >/dev/null || die "docker is not installed: the bench runs its backends as containers"
@@ -135,6 +149,7 @@ build() {
 	if [[ -f cmd/dlb/main.go ]]; then
 		bins+=(bin/dlb)
 		TARGETS+=(dlb)
+		[[ -z $TLS_CONNS ]] || TLS_TARGETS=(dlb-https nginx-https dlb-h2 nginx-h2)
 	else
 		log "dlb: SKIPPED: cmd/dlb/main.go does not exist yet; measuring nginx, HAProxy and direct only"
 		SKIPPED+=("dlb=cmd/dlb does not exist yet")
@@ -167,6 +182,7 @@ wait_for() {
 # assert_allowed URL: the bench loads only loopback and its own containers.
 assert_allowed() {
 	local host=${1#http://}
+	host=${host#https://}
 	host=${host%%[:/]*}
 	[[ $host == 127.0.0.1 ]] && return 0
 	local b
@@ -175,7 +191,7 @@ assert_allowed() {
 }
 
 # fetch URL: one bounded request, body on stdout; never through a proxy.
-fetch() { curl -fsS --noproxy '*' --max-time 2 "$1"; }
+fetch() { curl -fsS --noproxy '*' --max-time 2 ${CERT:+--cacert "$CERT"} "$1"; }
 http_ok() { fetch "$1" >/dev/null 2>&1; }
 
 start_backends() {
@@ -199,6 +215,17 @@ start_backends() {
 	done
 }
 
+# make_cert: a self-signed ECDSA P-256 certificate for 127.0.0.1, which
+# both TLS proxies serve.
+make_cert() {
+	mkdir -p "$WORK/tls"
+	CERT=$WORK/tls/cert.pem CERT_KEY=$WORK/tls/key.pem
+	timeout 30 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+		-keyout "$CERT_KEY" -out "$CERT" >"$WORK/tls/openssl.log" 2>&1 ||
+		die "openssl could not make the bench's certificate (see $WORK/tls/openssl.log)"
+}
+
 # alloc_port VAR: the next free loopback port from $NEXT_PORT on.
 alloc_port() {
 	local tries=0
@@ -220,8 +247,9 @@ start_proc() {
 }
 
 start_nginx() {
-	local port dir=$WORK/nginx ip
+	local port tport dir=$WORK/nginx ip
 	alloc_port port
+	[[ -z $CERT ]] || alloc_port tport
 	mkdir -p "$dir"
 	{
 		echo "# Written by bench/bench.sh for one run."
@@ -240,6 +268,11 @@ start_nginx() {
 		echo "    }"
 		echo "    server {"
 		echo "        listen 127.0.0.1:$port;"
+		if [[ -n $CERT ]]; then
+			echo "        listen 127.0.0.1:$tport ssl http2;"
+			echo "        ssl_certificate $CERT;"
+			echo "        ssl_certificate_key $CERT_KEY;"
+		fi
 		echo "        location / {"
 		echo "            proxy_pass http://backends;"
 		echo "            proxy_http_version 1.1;"
@@ -253,6 +286,7 @@ start_nginx() {
 	start_proc nginx "$dir/stdout.log" nginx -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" -g "daemon off;"
 	URL[nginx]="http://127.0.0.1:$port/"
 	wait_for 30 "nginx on 127.0.0.1:$port" "${PROC[nginx]}" http_ok "${URL[nginx]}"
+	[[ -z $CERT ]] || tls_urls nginx "$tport"
 }
 
 start_haproxy() {
@@ -299,12 +333,15 @@ dlb_ready() {
 }
 
 start_dlb() {
-	local port aport dir=$WORK/dlb
+	local port tport aport dir=$WORK/dlb
 	alloc_port port
 	alloc_port aport
 	mkdir -p "$dir"
 	local cmd=(env "GOMAXPROCS=$WORKERS" "$ROOT/bin/dlb" --listen "127.0.0.1:$port" --admin "127.0.0.1:$aport"
-		--network "$NET" --log-level warn)
+	if [[ -n $CERT ]]; then
+		alloc_port tport
+		cmd+=(--listen-tls "127.0.0.1:$tport" --tls-cert "$CERT" --tls-key "$CERT_KEY")
+	fi
 	printf '%s\n' "${cmd[*]}" >"$dir/command.txt"
 	start_proc dlb "$dir/dlb.log" "${cmd[@]}"
 	URL[dlb]="http://127.0.0.1:$port/"
@@ -315,6 +352,19 @@ start_dlb() {
 	pools=$(jq -r '[.[] | select((.replicas // []) | length > 0) | "\(.name) (\(.policy))"] | join(", ")' "$dir/pools.json")
 	[[ $pools == "bench (round_robin)" ]] ||
 		die "dlb's pools are \"$pools\", want the one pool \"bench (round_robin)\" (see $dir/pools.json)"
+	[[ -z $CERT ]] || tls_urls dlb "$tport"
+}
+
+# tls_urls PROXY PORT: the proxy's TLS rows, PROXY-https (wrk, HTTP/1.1)
+# and PROXY-h2 (h2load), on its TLS port; it must speak HTTP/2 there.
+tls_urls() {
+	local v
+	URL[$1-https]="https://127.0.0.1:$2/" URL[$1-h2]="https://127.0.0.1:$2/"
+	PROC[$1-https]=${PROC[$1]} PROC[$1-h2]=${PROC[$1]}
+	wait_for 30 "$1 on https://127.0.0.1:$2" "${PROC[$1]}" http_ok "${URL[$1-https]}"
+	v=$(curl -sS --noproxy '*' --max-time 2 --cacert "$CERT" --http2 -o /dev/null -w '%{http_version}' "${URL[$1-h2]}") ||
+		die "$1: HTTP/2 over TLS failed"
+	[[ $v == 2 ]] || die "$1 answered HTTP/$v over TLS to a client offering h2, want HTTP/2"
 }
 
 # check_spread TARGET: the proxy reaches every backend (round robin).
@@ -390,11 +440,42 @@ run_wrk() {
 	((R_REQUESTS > 0)) || die "wrk completed no request against $url (see $logf)"
 }
 
+# run_h2load URL CONNS SECONDS LOG: one bounded h2load run of $H2_STREAMS
+# streams per connection; sets what run_wrk sets, the percentiles NA
+# (h2load reports none).
+run_h2load() {
+	local url=$1 conns=$2 secs=$3 logf=$4 rc=0 line n
+	assert_allowed "$url"
+	timeout -k 5 $((secs + 30)) h2load -t"$THREADS" -c"$conns" -m"$H2_STREAMS" -D"$secs" "$url" >"$logf" 2>&1 &
+	WRK_PID=$!
+	wait "$WRK_PID" || rc=$?
+	WRK_PID=""
+	((rc == 0)) || die "h2load against $url exited with $rc (see $logf)"
+	# "finished in 10.00s, 1234.50 req/s, ..." and
+	# "requests: T total, S started, D done, OK succeeded, F failed, E errored, X timeout"
+	line=$(grep -m1 '^finished in ' "$logf") || die "h2load printed no result (see $logf)"
+	R_DURATION_US=$(awk '{ sub(/s,$/, "", $3); printf "%d", $3 * 1e6 }' <<<"$line")
+	line=$(grep -m1 '^requests: ' "$logf") || die "h2load printed no request counts (see $logf)"
+	read -ra n <<<"${line//,/}"
+	R_REQUESTS=${n[7]} R_ERRORS=$((n[9] + n[11] + n[13])) R_P50=NA R_P99=NA
+	[[ ${n[8]} == succeeded && ${n[14]} == timeout ]] || die "h2load's request line is not as expected: $line"
+	((R_REQUESTS > 0)) || die "h2load completed no request against $url (see $logf)"
+}
+
+# load TARGET CONNS SECONDS LOG: h2load for the HTTP/2 rows, wrk for the others.
+load() {
+	if [[ $1 == *-h2 ]]; then
+		run_h2load "${URL[$1]}" "$2" "$3" "$4"
+	else
+		run_wrk "${URL[$1]}" "$2" "$3" "$4"
+	fi
+}
+
 # measure ROUND CONNS TARGET: one recorded run, appended to runs.tsv.
 measure() {
 	local round=$1 conns=$2 target=$3 pid=${PROC[$3]:-} before=0 after=0 rps cpu
 	[[ -z $pid ]] || before=$(cpu_ticks "$pid")
-	run_wrk "${URL[$target]}" "$conns" "$DURATION" "$WORK/wrk-r$round-c$conns-$target.log"
+	load "$target" "$conns" "$DURATION" "$WORK/wrk-r$round-c$conns-$target.log"
 	[[ -z $pid ]] || after=$(cpu_ticks "$pid")
 	[[ -z $pid ]] || kill -0 "$pid" 2>/dev/null || die "$target died during the run (its log is in $WORK/$target)"
 	rps=$(awk -v n="$R_REQUESTS" -v us="$R_DURATION_US" 'BEGIN { printf "%.1f", n * 1e6 / us }')
@@ -405,9 +486,9 @@ measure() {
 	fi
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$conns" "$target" "$rps" "$R_P50" "$R_P99" \
 		"$R_REQUESTS" "$R_ERRORS" "$cpu" >>"$WORK/runs.tsv"
-	log "$(printf 'round %d/%d, %4d conns, %-8s %9s req/s  p50 %6.2f ms  p99 %7.2f ms  cpu %6s us/req  errors %d' \
-		"$round" "$ROUNDS" "$conns" "$target" "$rps" "$(awk -v v="$R_P50" 'BEGIN{print v/1e3}')" \
-		"$(awk -v v="$R_P99" 'BEGIN{print v/1e3}')" "$cpu" "$R_ERRORS")"
+	log "$(printf 'round %d/%d, %4d conns, %-11s %9s req/s  p50 %6s ms  p99 %7s ms  cpu %6s us/req  errors %d' \
+		"$round" "$ROUNDS" "$conns" "$target" "$rps" "$(awk -v v="$R_P50" 'BEGIN{print v == "NA" ? v : v/1e3}')" \
+		"$(awk -v v="$R_P99" 'BEGIN{print v == "NA" ? v : v/1e3}')" "$cpu" "$R_ERRORS")"
 }
 
 # conv_count STATE|served: how many replicas of the convergence pool dlb's
@@ -532,13 +613,15 @@ write_report() {
 	[[ ! -f $WORK/dlb/command.txt ]] || attach "dlb command line" "$WORK/dlb/command.txt"
 	attach nginx.conf "$WORK/nginx/nginx.conf"
 	attach haproxy.cfg "$WORK/haproxy/haproxy.cfg"
-	cmd="BENCH_REPLICAS=$REPLICAS BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_CONNS='$CONNS'"
+	cmd="BENCH_REPLICAS=$REPLICAS BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DURATION BENCH_CONNS='$CONNS' BENCH_TLS_CONNS='$TLS_CONNS'"
 	cmd+=" BENCH_CONVERGENCE=$CONVERGENCE BENCH_CONV_REPLICAS=$CONV_REPLICAS make bench"
 	if [[ $QUICK == 1 ]]; then
 		cmd="BENCH_QUICK=1 $cmd"
 		note="Quick smoke run (BENCH_QUICK=1): too short to quote"
 	fi
-	"$WORK/report" -runs "$OUT/benchmarks-runs.tsv" -md "$OUT/benchmarks.md" -png "$OUT/benchmarks.png" \
+	local targets
+	targets=$(IFS=,; echo "${TARGETS[*]},${TLS_TARGETS[*]}")
+	"$WORK/report" -runs "$OUT/benchmarks-runs.tsv" -md "$OUT/benchmarks.md" -png "$OUT/benchmarks.png" -targets "${targets%,}" -h2-streams "$H2_STREAMS" \
 		-machine "$(machine_line)" -command "$cmd" -load "$LOAD_BEFORE" -note "$note" \
 		-replicas "$REPLICAS" -duration "$DURATION" -threads "$THREADS" -workers "$WORKERS" "${args[@]}" ||
 		die "bench/report failed"
@@ -578,6 +661,7 @@ main() {
 	LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 	build
 	start_backends
+	((${#TLS_TARGETS[@]} == 0)) || make_cert
 	start_nginx
 	start_haproxy
 	[[ " ${TARGETS[*]} " != *" dlb "* ]] || start_dlb
@@ -594,6 +678,9 @@ main() {
 	for t in "${TARGETS[@]}"; do
 		run_wrk "${URL[$t]}" "${n_conns[0]}" "$WARMUP" "$WORK/wrk-warmup-$t.log"
 	done
+	for t in "${TLS_TARGETS[@]}"; do
+		load "$t" "${TLS_CONNS%% *}" "$WARMUP" "$WORK/wrk-warmup-$t.log"
+	done
 
 	printf 'round\tconns\ttarget\trps\tp50_us\tp99_us\trequests\terrors\tcpu_us_req\n' >"$WORK/runs.tsv"
 	local round c k
@@ -602,6 +689,11 @@ main() {
 			# Rotate the order each round, so that no target always goes first.
 			for ((k = 0; k < ${#TARGETS[@]}; k++)); do
 				measure "$round" "$c" "${TARGETS[(k + round - 1) % ${#TARGETS[@]}]}"
+			done
+		done
+		for c in $TLS_CONNS; do
+			for ((k = 0; k < ${#TLS_TARGETS[@]}; k++)); do
+				measure "$round" "$c" "${TLS_TARGETS[(k + round - 1) % ${#TLS_TARGETS[@]}]}"
 			done
 		done
 	done

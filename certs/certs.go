@@ -431,13 +431,22 @@ func (k *Keeper) HTTPHandler(next http.Handler) http.Handler {
 // responses of hosts whose service asks for it.
 func (k *Keeper) HTTPSHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if hsts := k.hosts.Load().hsts; len(hsts) > 0 {
-			if v := hsts[hostOnly(r.Host)]; v != "" {
-				w.Header().Set("Strict-Transport-Security", v)
-			}
+		if v := k.HSTS(r.Host); v != "" {
+			w.Header().Set("Strict-Transport-Security", v)
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// HSTS is the Strict-Transport-Security value HTTPSHandler adds to the
+// responses for a request's Host ("": none), for a data path that
+// bypasses HTTPSHandler.
+func (k *Keeper) HSTS(host string) string {
+	hsts := k.hosts.Load().hsts
+	if len(hsts) == 0 {
+		return ""
+	}
+	return hsts[hostOnly(host)]
 }
 
 // hostOnly is the lower-cased host of a Host header, without its port

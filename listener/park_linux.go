@@ -53,8 +53,12 @@ func NewParking(wake func(net.Conn)) (*Parking, error) {
 	return p, nil
 }
 
-// fdOf returns c's file descriptor, which stays valid while c is open.
+// fdOf returns c's file descriptor (its network connection's, for a TLS
+// one), which stays valid while c is open.
 func fdOf(c net.Conn) (int32, bool) {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn() // a TLS connection's socket, which wakes it with its next record
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return 0, false

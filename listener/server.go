@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,6 +64,11 @@ func NewServer(h http.Handler, o ServerOptions) *Server {
 		ErrorLog:          StdLog(o.Log, "http"),
 		TLSConfig:         o.TLS,
 	}}
+	if o.TLS != nil {
+		s.TLSConfig = withHTTPProtocols(o.TLS)
+		s.ConnContext = tlsStateContext
+		s.Handler = tlsStateHandler{h}
+	}
 	s.busy.conns = map[net.Conn]connSince{}
 	s.ConnState = s.busy.track
 	if o.TLS == nil && o.H2C {
@@ -189,3 +195,50 @@ func CheckAddr(a string) error {
 // DefaultParkAfter is how long a client connection idles between requests
 // before it is parked, by default (--park-idle-after).
 const DefaultParkAfter = time.Second
+
+// withHTTPProtocols returns c with h2 and http/1.1 among its ALPN
+// protocols (as http.Server.ServeTLS adds them), for a server that gets
+// connections handshaken by another: serving them with Serve, it sets up
+// HTTP/2 only when the config names h2.
+func withHTTPProtocols(c *tls.Config) *tls.Config {
+	c = c.Clone()
+	var protos []string
+	for _, p := range []string{"h2", "http/1.1"} {
+		if !slices.Contains(c.NextProtos, p) {
+			protos = append(protos, p)
+		}
+	}
+	c.NextProtos = append(protos, c.NextProtos...)
+	return c
+}
+
+// tlsStateKey is the context key of a handed-over TLS connection's state.
+type tlsStateKey struct{}
+
+// tlsStateContext keeps the state of a TLS connection that reaches the
+// server wrapped (handed over after its handshake, with bytes already read
+// from it): net/http sets Request.TLS only for a *tls.Conn.
+func tlsStateContext(ctx context.Context, c net.Conn) context.Context {
+	if _, ok := c.(*tls.Conn); ok {
+		return ctx
+	}
+	if sc, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		st := sc.ConnectionState()
+		return context.WithValue(ctx, tlsStateKey{}, &st)
+	}
+	return ctx
+}
+
+// tlsStateHandler sets Request.TLS from tlsStateContext's state, so that
+// what looks at it (X-Forwarded-Proto, Secure cookies, sticky routes) sees
+// the request came over TLS.
+type tlsStateHandler struct{ next http.Handler }
+
+func (h tlsStateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil {
+		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
+			r.TLS = st
+		}
+	}
+	h.next.ServeHTTP(w, r)
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +58,14 @@ type FastServer struct {
 	parkAfter         time.Duration
 	intercept         func(host, path string) bool
 
+	// tls, when set, makes the server's connections TLS: each is
+	// handshaken on its own goroutine (fast_tls.go); scheme is the
+	// X-Forwarded-Proto it sends, sts the Strict-Transport-Security value
+	// (if any) of a request's Host.
+	tls    *tls.Config
+	scheme string
+	sts    func(host string) string
+
 	mu       sync.Mutex
 	ln       net.Listener
 	conns    map[*fastConn]struct{} // those a goroutine serves
@@ -87,7 +96,7 @@ const fastBufferSize = 8 << 10
 func NewFastServer(p *Proxy, std *http.Server, parkAfter time.Duration, intercept func(host, path string) bool) *FastServer {
 	fs := &FastServer{p: p, std: std, conns: map[*fastConn]struct{}{}, shutdown: make(chan struct{}),
 		readHeaderTimeout: std.ReadHeaderTimeout, idleTimeout: std.IdleTimeout,
-		writeTimeout: std.WriteTimeout, parkAfter: parkAfter, intercept: intercept}
+		writeTimeout: std.WriteTimeout, parkAfter: parkAfter, intercept: intercept, scheme: "http"}
 	if fs.readHeaderTimeout <= 0 {
 		fs.readHeaderTimeout = std.ReadTimeout
 	}
@@ -126,7 +135,7 @@ func (fs *FastServer) Handoffs(addr net.Addr) net.Listener {
 func (fs *FastServer) Serve(ln net.Listener) error {
 	fs.mu.Lock()
 	fs.ln = ln
-	if !fs.closing.Load() && fs.loops == nil {
+	if !fs.closing.Load() && fs.loops == nil && fs.tls == nil {
 		fs.loops = startLoops(fs)
 	}
 	fs.mu.Unlock()
@@ -172,9 +181,17 @@ func (fs *FastServer) start(c net.Conn) {
 		c.Close()
 		return
 	}
+	c, from := fs.secure(c)
 	fc := newFastConn(fs, c, remote)
 	fc.trusted = trusted
-	fs.goServe(fc, resumeRead)
+	if from == resumeHandshake {
+		// Busy until its first request is read (within the header
+		// timeout): Shutdown lets a handshake under way finish and its
+		// request be answered, as net/http's server does, rather than
+		// cut it.
+		fc.state.Store(connActive)
+	}
+	fs.goServe(fc, from)
 }
 
 // newFastConn returns the fastConn of a client connection.
@@ -335,10 +352,11 @@ var (
 type resumeKind int
 
 const (
-	resumeRead   resumeKind = iota // read (or parse what is buffered) and forward
-	resumePicked                   // forward the request pick chose a replica for
-	resumeTry                      // go on with the event loop's try (fc.try)
-	resumeClose                    // write what the client's socket did not take (fc.out), then close
+	resumeRead      resumeKind = iota // read (or parse what is buffered) and forward
+	resumePicked                      // forward the request pick chose a replica for
+	resumeTry                         // go on with the event loop's try (fc.try)
+	resumeClose                       // write what the client's socket did not take (fc.out), then close
+	resumeHandshake                   // the TLS handshake first (fast_tls.go), then read
 )
 
 // loopTry is an exchange's try a loop began: the request went out on hc
@@ -474,6 +492,12 @@ func (fc *fastConn) loop(from resumeKind) afterLoop {
 			keep, handled = fc.forwardPicked(false), true
 		case resumeTry:
 			keep, handled = fc.forwardPicked(true), true
+		case resumeHandshake:
+			if after, ok := fc.handshake(); !ok {
+				return after
+			}
+			from = resumeRead
+			continue
 		default:
 			v, ok, after := fc.readHead()
 			if !ok {
@@ -704,7 +728,7 @@ func (fc *fastConn) pick() bool {
 func (fc *fastConn) clientContext() (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pk := &peeker{}
-	pk.init(fc.c)
+	pk.init(netConn(fc.c))
 	var mu sync.Mutex
 	stopped := false
 	var t *time.Timer
@@ -920,7 +944,7 @@ func (fc *fastConn) watchFor(hc *h1Conn) {
 			fc.watch.Stop()
 		}
 	case fc.watch == nil:
-		fc.peek.init(fc.c)
+		fc.peek.init(netConn(fc.c))
 		fc.watch = time.AfterFunc(watchEvery, fc.watchClient)
 	default:
 		fc.watch.Reset(watchEvery)
@@ -978,7 +1002,7 @@ func (fc *fastConn) send(hc *h1Conn, route *Route, now time.Time) error {
 		target = target[len(route.Path):] // stripPrefix's rule on a plain target
 	}
 	w.Write(h1.AppendRequestHead(w.AvailableBuffer(), r, target, forwardingField, func(dst []byte) []byte {
-		return appendForwarded(dst, fc.peer, r.Host, "http")
+		return appendForwarded(dst, fc.peer, r.Host, fc.fs.scheme)
 	}))
 	if r.ContentLength > 0 {
 		w.Write(fc.buf[r.HeadLen : r.HeadLen+int(r.ContentLength)])
@@ -1086,7 +1110,11 @@ var errBadResponse = errors.New("malformed HTTP/1.1 response from the replica (R
 // (hop-by-hop fields out, Date when the replica sent none, the framing).
 func (fc *fastConn) writeHead(rs *h1.Response, keep bool) {
 	w := fc.bw
-	w.Write(h1.AppendResponseHead(w.AvailableBuffer(), rs, keep, httpDate))
+	head := h1.AppendResponseHead(w.AvailableBuffer(), rs, keep, httpDate)
+	if v := fc.sts(); v != "" && rs.Status >= 200 {
+		head = append(h1.AppendField(head[:len(head)-2], "Strict-Transport-Security", v), "\r\n"...)
+	}
+	w.Write(head)
 }
 
 // fill makes br hold at least one byte, flushing what the client is owed
@@ -1226,6 +1254,9 @@ func (fc *fastConn) answer(w *bufferedResponse, keep bool) {
 		w.header.Set("Connection", "close")
 	}
 	w.header.Set("Date", string(httpDate()))
+	if v := fc.sts(); v != "" {
+		w.header.Set("Strict-Transport-Security", v)
+	}
 	w.header.Write(bw)
 	bw.WriteString("\r\n")
 	bw.Write(w.body.Bytes())
@@ -1276,7 +1307,7 @@ var dateCache atomic.Pointer[cachedDate]
 func (fs *FastServer) handoff(c net.Conn, pending []byte) {
 	c.SetDeadline(time.Time{})
 	if len(pending) > 0 {
-		c = &prefixConn{Conn: c, pending: bytes.Clone(pending)}
+		c = withPending(c, bytes.Clone(pending))
 	}
 	select {
 	case fs.handoffs.conns <- c:

@@ -45,6 +45,7 @@ type options struct {
 	date                   string
 	replicas, duration     int
 	threads, workers       int
+	h2Streams              int
 	targets                []string
 	skip, attach           pairs
 }
@@ -64,6 +65,7 @@ func main() {
 	flag.IntVar(&o.replicas, "replicas", 3, "backend containers")
 	flag.IntVar(&o.duration, "duration", 10, "seconds per wrk run")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
+	flag.IntVar(&o.h2Streams, "h2-streams", 10, "h2load -m: streams per connection of the -h2 rows")
 	flag.IntVar(&o.workers, "workers", 2, "workers per proxy (nginx processes, HAProxy threads, dlb GOMAXPROCS)")
 	flag.StringVar(&targets, "targets", "dlb,nginx,haproxy,direct", "comma-separated row and bar order")
 	flag.Var(&o.skip, "skip", "TARGET=REASON for a target that was not measured (repeatable)")
@@ -94,7 +96,7 @@ func run(o options) error {
 
 	p := page{
 		Date: o.date, Machine: o.machine, Command: o.command, Load: o.load, Note: o.note,
-		Replicas: o.replicas, Duration: o.duration, Threads: o.threads, Workers: o.workers,
+		Replicas: o.replicas, Duration: o.duration, Threads: o.threads, Workers: o.workers, H2Streams: o.h2Streams,
 		Skipped: map[string]string{},
 		Chart:   filepath.Base(o.png),
 		Runs:    filepath.Base(o.runs),

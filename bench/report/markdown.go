@@ -15,6 +15,7 @@ type page struct {
 	Note                         string // a warning in bold under the title (quick runs)
 	Replicas, Rounds, Duration   int
 	Threads, Workers             int
+	H2Streams                    int               // h2load -m of the -h2 rows
 	Targets                      []string          // row order
 	Skipped                      map[string]string // target -> why it was not measured
 	Chart, Runs                  string            // file names beside the page
@@ -53,6 +54,10 @@ func writeMarkdown(w io.Writer, p page, rows []Summary) error {
 		pf("## %d connections\n\n", c)
 		pf("`wrk -t%d -c%d -d%ds`, median of %s; ratios are to nginx in the same round (req/s: higher is better; the others: lower is better).\n\n",
 			p.Threads, c, p.Duration, plural(p.Rounds, "round"))
+		if slices.ContainsFunc(rows, func(r Summary) bool { return r.Conns == c && protocol(r.Target) != "" }) {
+			pf("Rows named `-https` are HTTPS (HTTP/1.1 over TLS, the same `wrk` command against an `https://` URL), rows named `-h2` HTTP/2 over TLS (`h2load -t%d -c%d -m%d -D%d`, which reports no percentiles); ", p.Threads, c, p.H2Streams, p.Duration)
+			pf("both proxies serve the same self-signed ECDSA P-256 certificate, and each row is compared with nginx over the same protocol.\n\n")
+		}
 		pf("| target | req/s | p50 | p99 | CPU µs/req | req/s vs nginx | p50 vs nginx | p99 vs nginx | CPU vs nginx | errors |\n")
 		pf("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, t := range p.Targets {

@@ -16,7 +16,26 @@ import (
 var runColumns = []string{"round", "conns", "target", "rps", "p50_us", "p99_us", "requests", "errors", "cpu_us_req"}
 
 // baseline is the target every other one is compared with, run by run.
+// A target named NAME-PROTOCOL (dlb-https, dlb-h2) is compared with
+// nginx-PROTOCOL, nginx over the same protocol.
 const baseline = "nginx"
+
+// protocol is the part of a target's name after its first '-' ("" for
+// plain HTTP/1.1), which names the rows compared with each other.
+func protocol(target string) string {
+	if i := strings.IndexByte(target, '-'); i >= 0 {
+		return target[i+1:]
+	}
+	return ""
+}
+
+// baselineOf is the target that target is compared with.
+func baselineOf(target string) string {
+	if p := protocol(target); p != "" {
+		return baseline + "-" + p
+	}
+	return baseline
+}
 
 // Run is one wrk run against one target.
 type Run struct {
@@ -117,7 +136,11 @@ func summarise(runs []Run, order []string) []Summary {
 		target string
 	}
 	group := map[key][]Run{}
-	base := map[[2]int]Run{} // {round, conns} -> the baseline's run
+	type baseKey struct {
+		round, conns int
+		baseline     string
+	}
+	base := map[baseKey]Run{} // the baselines' runs
 	for _, r := range runs {
 		if !slices.Contains(conns, r.Conns) {
 			conns = append(conns, r.Conns)
@@ -127,8 +150,8 @@ func summarise(runs []Run, order []string) []Summary {
 		}
 		k := key{r.Conns, r.Target}
 		group[k] = append(group[k], r)
-		if r.Target == baseline {
-			base[[2]int{r.Round, r.Conns}] = r
+		if r.Target == baselineOf(r.Target) {
+			base[baseKey{r.Round, r.Conns, r.Target}] = r
 		}
 	}
 
@@ -144,7 +167,7 @@ func summarise(runs []Run, order []string) []Summary {
 			for _, r := range g {
 				rps, p50, p99, cpu = append(rps, r.RPS), append(p50, r.P50), append(p99, r.P99), append(cpu, r.CPU)
 				s.Errors += r.Errors
-				if b, ok := base[[2]int{r.Round, c}]; ok {
+				if b, ok := base[baseKey{r.Round, c, baselineOf(t)}]; ok {
 					rRPS = append(rRPS, r.RPS/b.RPS)
 					rP50 = append(rP50, r.P50/b.P50)
 					rP99 = append(rP99, r.P99/b.P99)

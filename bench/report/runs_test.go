@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -84,6 +85,34 @@ func TestSummarise(t *testing.T) {
 	near("nginx vs itself", rows[0].VsBaseline.RPS, 1)
 	if d := rows[2]; !math.IsNaN(d.CPU) || !math.IsNaN(d.VsBaseline.CPU) {
 		t.Errorf("direct CPU and its ratio should be NaN (not measured), got %v and %v", d.CPU, d.VsBaseline.CPU)
+	}
+}
+
+// TestSummariseByProtocol: a TLS row is compared with nginx over the same
+// protocol in the same round, not with plain nginx.
+func TestSummariseByProtocol(t *testing.T) {
+	runs, err := parseRuns(strings.NewReader(header +
+		"1\t64\tnginx\t20000\t3000\t9000\t60000\t0\t40\n" +
+		"1\t64\tnginx-https\t10000\t3000\t9000\t30000\t0\t80\n" +
+		"1\t64\tdlb-https\t12000\t3000\t9000\t36000\t0\t60\n" +
+		"1\t64\tnginx-h2\t8000\tNA\tNA\t24000\t0\t100\n" +
+		"1\t64\tdlb-h2\t6000\tNA\tNA\t18000\t0\t150\n"))
+	if err != nil {
+		t.Fatalf("parseRuns: %v", err)
+	}
+	for _, tc := range []struct {
+		target   string
+		rps, cpu float64
+	}{
+		{"dlb-https", 1.2, 0.75},
+		{"dlb-h2", 0.75, 1.5},
+		{"nginx-h2", 1, 1},
+	} {
+		i := slices.IndexFunc(summarise(runs, nil), func(s Summary) bool { return s.Target == tc.target })
+		s := summarise(runs, nil)[i]
+		if s.VsBaseline.RPS != tc.rps || s.VsBaseline.CPU != tc.cpu {
+			t.Errorf("%s vs its nginx: got req/s %.2fx, CPU %.2fx; want %.2fx, %.2fx", tc.target, s.VsBaseline.RPS, s.VsBaseline.CPU, tc.rps, tc.cpu)
+		}
 	}
 }
 

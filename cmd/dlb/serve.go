@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -119,14 +120,16 @@ func build(ctx context.Context, cfg *config, stdout io.Writer) (*parts, error) {
 
 // servers are dlb's servers, each with the listener it serves.
 type servers struct {
-	proxy   *listener.Server
-	ln      net.Listener
-	fast    *proxy.FastServer
-	fastLn  net.Listener
-	tls     *listener.Server // nil without --listen-tls
-	tlsLn   net.Listener
-	admin   *http.Server // nil with an empty --admin
-	adminLn net.Listener
+	proxy     *listener.Server
+	ln        net.Listener
+	fast      *proxy.FastServer
+	fastLn    net.Listener
+	tls       *listener.Server // nil without --listen-tls
+	tlsLn     net.Listener
+	fastTLS   *proxy.FastServer // nil without --listen-tls
+	fastTLSLn net.Listener
+	admin     *http.Server // nil with an empty --admin
+	adminLn   net.Listener
 	// sockets are the listening sockets under the listeners above, which
 	// a new dlb may take over.
 	sockets []handover.Socket
@@ -177,6 +180,14 @@ func listen(ctx context.Context, cfg *config, p *parts, pred *handover.Predecess
 		}
 		so.TLS = cfg.tls
 		s.tls, s.tlsLn = listener.NewServer(p.secure, so), limit.Listener(s.tlsLn)
+		// HTTP/1.1 over TLS on the fast engine; HTTP/2 and anything
+		// unusual go to the TLS server, handshaken.
+		var sts func(host string) string
+		if p.keeper != nil {
+			sts = p.keeper.HSTS
+		}
+		s.fastTLS, s.fastTLSLn = proxy.NewFastTLSServer(p.proxy, s.tls.Server, cfg.parkIdleAfter, sts), s.tlsLn
+		s.tlsLn = s.fastTLS.Handoffs(s.tlsLn.Addr())
 	}
 	if p.keeper != nil {
 		p.keeper.Start(ctx, s.ln.Addr().String(), s.tlsLn.Addr().String())
@@ -222,7 +233,15 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 			}
 		}()
 	}
-	if s.tls != nil {
+	switch {
+	case s.fastTLS != nil:
+		go func() { errc <- s.tls.Serve(s.tlsLn) }()
+		go func() {
+			if err := s.fastTLS.Serve(s.fastTLSLn); err != http.ErrServerClosed {
+				errc <- err
+			}
+		}()
+	case s.tls != nil:
 		go func() { errc <- s.tls.ServeTLS(s.tlsLn, "", "") }()
 	}
 	if s.admin != nil {
@@ -281,13 +300,19 @@ func (s *servers) shutdown(cfg *config) {
 		s.admin.Close()
 	}
 	listener.StopKeepAlives(s.proxy, s.tls)
-	if s.fast != nil {
-		// As http.Server.Shutdown does; the std server, shut down after
-		// it, still takes its hand-offs meanwhile.
-		if err := s.fast.Shutdown(sctx); err != nil {
-			log.Warn().Err(err).Msg("requests still in flight on the fast data path at the shutdown timeout were cut")
+	// As http.Server.Shutdown does; the std servers, shut down after
+	// them, still take their hand-offs meanwhile.
+	var wg sync.WaitGroup
+	for _, fs := range []*proxy.FastServer{s.fast, s.fastTLS} {
+		if fs != nil {
+			wg.Go(func() {
+				if err := fs.Shutdown(sctx); err != nil {
+					log.Warn().Err(err).Msg("requests still in flight on the fast data path at the shutdown timeout were cut")
+				}
+			})
 		}
 	}
+	wg.Wait()
 	listener.ShutdownAll(sctx, log, s.proxy, s.tls)
 }
 
