@@ -147,6 +147,8 @@ func TestConformance(t *testing.T) {
 			want: want{statuses: []int{200, 200, 200}, forwarded: 3}},
 		{name: "a request inside a body is body", raw: "POST / HTTP/1.1\r\n" + host + "Content-Length: 32\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n", want: want{statuses: []int{200}, forwarded: 1}, body: "GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"},
 		{name: "Connection: close", raw: "GET / HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", want: want{statuses: []int{200}, forwarded: 1, closed: true}},
+		{name: "forwarding and hop-by-hop fields", raw: "GET / HTTP/1.1\r\n" + host + "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\n" +
+			"X-Real-Ip: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic eDp5\r\n\r\n", want: want{statuses: []int{200}, forwarded: 1}},
 		// net/http's server drops a Content-Length sent beside
 		// Transfer-Encoding before dlb sees the request, so dlb closes
 		// the connection after every chunked request (RFC 9112 section
@@ -234,6 +236,11 @@ func TestConformance(t *testing.T) {
 				for i, req := range reqs {
 					if _, ok := req.Header["Transfer-Encoding"]; ok && req.Header.Get("Content-Length") != "" {
 						t.Errorf("%q: request %d reached the replica with both Content-Length and Transfer-Encoding", raw, i)
+					}
+					for _, name := range []string{"X-Real-Ip", "Forwarded", "Keep-Alive", "Proxy-Authorization"} {
+						if v, ok := req.Header[name]; ok {
+							t.Errorf("%q: request %d reached the replica with %s: %q", raw, i, name, v)
+						}
 					}
 					if req.Header.Get("X-Forwarded-For") != "127.0.0.1" || req.Header.Get("X-Forwarded-Host") != "app" || req.Header.Get("X-Forwarded-Proto") != "http" {
 						t.Errorf("%q: request %d: X-Forwarded-For %q, -Host %q, -Proto %q; want 127.0.0.1, app, http", raw, i,

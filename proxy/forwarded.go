@@ -122,15 +122,13 @@ func setForwarded(pr *httputil.ProxyRequest, trusted TrustedProxies) {
 // path serves no trusted proxy (their requests go to net/http). It is the
 // filter h1.AppendRequestHead applies besides the hop-by-hop fields.
 func forwardingField(name []byte) bool {
-	switch len(name) {
-	case 9:
-		return bytes.EqualFold(name, []byte("Forwarded"))
-	case 15:
-		return bytes.EqualFold(name, []byte("X-Forwarded-For"))
-	case 16:
-		return bytes.EqualFold(name, []byte("X-Forwarded-Host"))
-	case 17:
-		return bytes.EqualFold(name, []byte("X-Forwarded-Proto"))
+	if len(name) < 9 || (name[0]|0x20) != 'x' && (name[0]|0x20) != 'f' {
+		return false // all are Forwarded or X-...: most fields are told apart here
+	}
+	switch {
+	case bytes.EqualFold(name, []byte("Forwarded")), bytes.EqualFold(name, []byte("X-Forwarded-For")),
+		bytes.EqualFold(name, []byte("X-Forwarded-Host")), bytes.EqualFold(name, []byte("X-Forwarded-Proto")):
+		return true
 	}
 	for _, u := range untrustedHeaders {
 		if strings.EqualFold(str(name), u) {

@@ -74,7 +74,7 @@ func TestTrustedProxiesTrusts(t *testing.T) {
 // a real proxy to a replica that echoes them back.
 func TestForwardedHeaders(t *testing.T) {
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
+		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Real-Ip", "Proxy-Authorization"} {
 			w.Header()["Echo-"+h] = r.Header.Values(h)
 		}
 		w.Header().Set("Echo-Host", r.Host)
@@ -86,6 +86,9 @@ func TestForwardedHeaders(t *testing.T) {
 		"X-Forwarded-Proto": "https",
 		"X-Forwarded-Host":  "www.example.com",
 		"Forwarded":         "for=198.51.100.1",
+		"X-Real-Ip":         "198.51.100.1",
+		// Hop-by-hop: for dlb, never passed on.
+		"Proxy-Authorization": "Basic Zm9vOmJhcg==",
 	}
 	for _, tc := range []struct {
 		name    string
@@ -101,12 +104,12 @@ func TestForwardedHeaders(t *testing.T) {
 		{
 			name: "untrusted client's headers are replaced",
 			in:   spoofed, trusted: elsewhere,
-			want: map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "app.test", "Forwarded": ""},
+			want: map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "app.test", "Forwarded": "", "X-Real-Ip": "", "Proxy-Authorization": ""},
 		},
 		{
 			name: "trusted proxy's headers are kept, its address appended",
 			in:   spoofed, trusted: loopback,
-			want: map[string]string{"X-Forwarded-For": "198.51.100.1, 198.51.100.2, 127.0.0.1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "www.example.com", "Forwarded": ""},
+			want: map[string]string{"X-Forwarded-For": "198.51.100.1, 198.51.100.2, 127.0.0.1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "www.example.com", "Forwarded": "", "X-Real-Ip": "198.51.100.1", "Proxy-Authorization": ""},
 		},
 		{
 			name:    "trusted proxy that sent none",
@@ -137,5 +140,20 @@ func TestForwardedHeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestForwardingField(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{"Forwarded", true}, {"x-forwarded-for", true}, {"X-Forwarded-Host", true}, {"X-FORWARDED-PROTO", true},
+		{"X-Real-Ip", true}, {"X-Forwarded-Port", true}, {"X-Forwarded-Prefix", true}, {"X-Original-Url", true},
+		{"Host", false}, {"Accept", false}, {"X-Request-Id", false}, {"Forwarded-For", false}, {"Connection", false},
+	} {
+		if got := forwardingField([]byte(tc.name)); got != tc.want {
+			t.Errorf("forwardingField(%q) = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

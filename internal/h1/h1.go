@@ -58,8 +58,9 @@ const MaxFields = 64
 type Field struct{ Name, Value []byte }
 
 // Head is what request and response heads share: their fields and what the
-// fields say about the body and the connection. Its zero value is an empty
-// head; the parsers set every field.
+// fields say about the body and the connection. ParseRequest and
+// ParseResponse set all of it; the zero value, which no parser leaves, has
+// no fields and a Content-Length of 0.
 type Head struct {
 	// ContentLength is the Content-Length field's value, -1 without one.
 	ContentLength int64
