@@ -4,8 +4,9 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/poll"
 )
 
 // Parking holds idle connections with no goroutine and no buffer each: one
@@ -13,11 +14,11 @@ import (
 // connection to wake as soon as it has something to read (a request, or
 // the client's close), and closing those idle past their deadline.
 type Parking struct {
-	epfd int
-	wake func(net.Conn)
+	poller *poll.Poller
+	wake   func(net.Conn)
 
 	mu     sync.Mutex
-	conns  map[int32]parked // by file descriptor
+	conns  map[int]parked // by file descriptor
 	closed bool
 }
 
@@ -44,40 +45,19 @@ const (
 // NewParking starts a Parking that hands each parked connection with
 // something to read to wake. Off Linux it returns an error: nothing parks.
 func NewParking(wake func(net.Conn)) (*Parking, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	pl, err := poll.New(128)
 	if err != nil {
 		return nil, err
 	}
-	p := &Parking{epfd: epfd, wake: wake, conns: map[int32]parked{}}
+	p := &Parking{poller: pl, wake: wake, conns: map[int]parked{}}
 	go p.run()
 	return p, nil
-}
-
-// fdOf returns c's file descriptor (its network connection's, for a TLS
-// one), which stays valid while c is open.
-func fdOf(c net.Conn) (int32, bool) {
-	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
-		c = tc.NetConn() // a TLS connection's socket, which wakes it with its next record
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return 0, false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return 0, false
-	}
-	fd := int32(-1)
-	if raw.Control(func(f uintptr) { fd = int32(f) }) != nil || fd < 0 {
-		return 0, false
-	}
-	return fd, true
 }
 
 // Add parks c until it has something to read or its deadline passes. It
 // reports false (and does nothing) when c cannot be parked.
 func (p *Parking) Add(c net.Conn, deadline time.Time) bool {
-	fd, ok := fdOf(c)
+	fd, ok := poll.FD(c)
 	if !ok {
 		return false
 	}
@@ -87,39 +67,38 @@ func (p *Parking) Add(c net.Conn, deadline time.Time) bool {
 		return false
 	}
 	// Level-triggered and one-shot: bytes that came before the
-	// registration wake it at once, and it wakes once.
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollOneShot, Fd: fd}
-	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); err != nil {
+	// registration wake it at once, and it wakes once. The connection
+	// stays in Go's poller too, for the server it goes back to.
+	if p.poller.Add(fd, 0, poll.OneShot) != nil {
 		return false
 	}
 	p.conns[fd] = parked{c, deadline}
 	return true
 }
 
-const epollOneShot = 1 << 30 // EPOLLONESHOT, which package syscall lacks
-
 func (p *Parking) run() {
-	events := make([]syscall.EpollEvent, 128)
 	lastSweep := time.Now()
 	release := 0 // sweeps left that return memory
 	var lastRelease time.Time
 	base := 0 // parked connections at the last release, or fewer since
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, int(parkSweep/time.Millisecond))
-		if err != nil && err != syscall.EINTR {
-			n = 0
+		now := time.Now()
+		events, _, err := p.poller.Wait(now, lastSweep.Add(parkSweep))
+		if err != nil {
+			events = nil
 		}
 		var woken []net.Conn
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
-			syscall.Close(p.epfd)
+			p.poller.Close()
 			return
 		}
-		for _, ev := range events[:max(n, 0)] {
-			if pc, ok := p.conns[ev.Fd]; ok {
-				delete(p.conns, ev.Fd)
-				syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(ev.Fd), nil)
+		for i := range events {
+			fd := events[i].FD()
+			if pc, ok := p.conns[fd]; ok {
+				delete(p.conns, fd)
+				p.poller.Del(fd)
 				woken = append(woken, pc.c)
 			}
 		}
@@ -135,7 +114,7 @@ func (p *Parking) run() {
 			for fd, pc := range p.conns {
 				if !pc.deadline.IsZero() && now.After(pc.deadline) {
 					delete(p.conns, fd)
-					syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+					p.poller.Del(fd)
 					expired = append(expired, pc.c)
 				}
 			}
@@ -154,12 +133,13 @@ func (p *Parking) run() {
 	}
 }
 
-// Close closes every parked connection; the waiting goroutine ends within
-// parkSweep and closes the epoll instance.
+// Close closes every parked connection; the waiting goroutine wakes up,
+// closes the poller and ends.
 func (p *Parking) Close() {
 	p.mu.Lock()
 	conns := p.conns
 	p.conns, p.closed = nil, true
+	p.poller.Wake() // under mu: run closes the poller after it sees closed
 	p.mu.Unlock()
 	for _, pc := range conns {
 		pc.c.Close()

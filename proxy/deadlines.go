@@ -2,12 +2,9 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -162,29 +159,5 @@ func (p *Proxy) timeWrites(resp *http.Response, a *attempt) {
 	if resp.Body != nil && resp.Body != http.NoBody {
 		a.writes = writeTimed{ReadCloser: resp.Body, p: p, rc: a.rc, last: time.Now()}
 		resp.Body = &a.writes
-	}
-}
-
-// resetOnTimeout makes closing c send a reset (SO_LINGER 0) instead of a
-// FIN when err says a write to it timed out: the client took nothing for
-// the write timeout, and a FIN would wait behind what its socket still
-// holds (up to the send buffer, megabytes) in FIN-WAIT-1 until the kernel
-// gives up. It looks through wrappers that Unwrap to their connection.
-func resetOnTimeout(c net.Conn, err error) {
-	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
-		return
-	}
-	for {
-		switch x := c.(type) {
-		case *net.TCPConn:
-			x.SetLinger(0)
-			return
-		case interface{ Unwrap() net.Conn }:
-			c = x.Unwrap()
-		case interface{ NetConn() net.Conn }: // *tls.Conn
-			c = x.NetConn()
-		default:
-			return
-		}
 	}
 }

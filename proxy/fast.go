@@ -22,6 +22,7 @@ import (
 
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/internal/h1"
+	"github.com/dlb-lb/dlb/internal/poll"
 	"github.com/dlb-lb/dlb/listener"
 )
 
@@ -169,9 +170,9 @@ func (fs *FastServer) start(c net.Conn) {
 	remote := c.RemoteAddr().String()
 	trusted := fs.p.opts.TrustedProxies.Trusts(remote)
 	if len(fs.loops) > 0 && !trusted {
-		if fd, release, err := detachConn(c); err == nil {
+		if sock := poll.NewSock(c); sock.Detach() == nil {
 			l := fs.loops[int(fs.next.Add(1))%len(fs.loops)]
-			l.adopt(&loopConn{fd: fd, remote: remote, peer: hostOfAddr(remote), release: release, fresh: true})
+			l.adopt(&loopConn{sock: sock, remote: remote, peer: hostOfAddr(remote), fresh: true})
 			return
 		}
 		// The connection could not leave Go's poller: a goroutine
@@ -182,7 +183,7 @@ func (fs *FastServer) start(c net.Conn) {
 		return
 	}
 	c, from := fs.secure(c)
-	fc := newFastConn(fs, c, remote)
+	fc := newFastConn(fs, poll.NewSock(c), remote)
 	fc.trusted = trusted
 	if from == resumeHandshake {
 		// Busy until its first request is read (within the header
@@ -195,8 +196,8 @@ func (fs *FastServer) start(c net.Conn) {
 }
 
 // newFastConn returns the fastConn of a client connection.
-func newFastConn(fs *FastServer, c net.Conn, remote string) *fastConn {
-	fc := &fastConn{fs: fs, c: c, fd: -1, remote: remote, peer: hostOfAddr(remote)}
+func newFastConn(fs *FastServer, sock *poll.Sock, remote string) *fastConn {
+	fc := &fastConn{fs: fs, sock: sock, remote: remote, peer: hostOfAddr(remote)}
 	fc.wr.fc = fc
 	fc.keyedFn = fc.keyed
 	return fc
@@ -212,6 +213,21 @@ func (fs *FastServer) goServe(fc *fastConn, from resumeKind) {
 
 // woken serves a parked connection that has a request waiting.
 func (fs *FastServer) woken(c net.Conn) { fs.start(c) }
+
+// goHome gives an idle connection back to its event loop. It is adopted
+// before it is forgotten (Shutdown counts it all along), and detached under
+// the lock Shutdown closes the goroutines' connections under (which never
+// closes it once its loop owns it).
+func (fs *FastServer) goHome(fc *fastConn) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fc.sock.Detach() == nil {
+		fc.home.adopt(&loopConn{sock: fc.sock, remote: fc.remote, peer: fc.peer})
+	} else {
+		fc.sock.Close()
+	}
+	delete(fs.conns, fc)
+}
 
 func (fs *FastServer) forget(fc *fastConn) {
 	fs.mu.Lock()
@@ -256,7 +272,7 @@ func (fs *FastServer) Shutdown(ctx context.Context) error {
 		}
 		for fc := range fs.conns {
 			if fc.state.CompareAndSwap(connIdle, connClosed) {
-				fc.c.Close()
+				fc.sock.Close()
 				continue
 			}
 			n++
@@ -269,7 +285,7 @@ func (fs *FastServer) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			fs.mu.Lock()
 			for fc := range fs.conns {
-				fc.c.Close()
+				fc.sock.Close()
 			}
 			fs.mu.Unlock()
 			return ctx.Err()
@@ -285,12 +301,11 @@ const (
 	connClosed
 )
 
-// fastConn is one client connection, served by a goroutine (c is set) or
-// by an event loop (fd is set, and c is nil): see fast_loop_linux.go.
+// fastConn is one client connection, served by a goroutine or by an event
+// loop, whichever owns its sock: see fast_loop_linux.go.
 type fastConn struct {
 	fs      *FastServer
-	c       net.Conn
-	fd      int        // the client's file descriptor while its event loop serves it, else -1
+	sock    *poll.Sock
 	home    *eventLoop // the loop it goes back to when idle (nil: it stays with its goroutine)
 	wr      fastWriter // what bw writes to
 	out     []byte     // bytes of a response the client's socket did not take in the loop; sent first
@@ -305,15 +320,12 @@ type fastConn struct {
 	req  h1.Request
 	resp h1.Response
 
-	writeDeadline time.Time
-	readDeadline  time.Time // as last set (zero: none); see readWithin
 	// end is when the last request's response was written (zero: not yet
 	// in this request): its duration, the replica connection's idle time
 	// and the next idle wait all start from it, one clock read for three.
 	end time.Time
 
 	// Watching the client while a replica answers (watchClient).
-	peek     peeker
 	watch    *time.Timer
 	watchMu  sync.Mutex
 	watching *h1Conn // the replica connection to close if the client goes
@@ -371,40 +383,40 @@ type loopTry struct {
 }
 
 // fastWriter is what a client connection's bufio.Writer writes to: the
-// socket itself while an event loop serves it (what the socket does not
-// take is kept in out), else the connection, out first.
+// socket, out first. What an event loop's socket does not take without
+// waiting is kept in out, for the goroutine that takes the connection over.
 type fastWriter struct{ fc *fastConn }
 
 func (w *fastWriter) Write(p []byte) (int, error) {
 	fc := w.fc
-	if fc.fd >= 0 {
-		if len(fc.out) > 0 {
-			fc.out = append(fc.out, p...)
-			return len(p), nil
-		}
-		n, err := rawWrite(fc.fd, p)
-		if err == errWouldBlock {
-			fc.out = append(fc.out, p[n:]...)
-			return len(p), nil
-		}
-		return n, err
-	}
 	if err := fc.flushOut(); err != nil {
-		return 0, err
+		if err != poll.ErrWouldBlock {
+			return 0, err
+		}
+		fc.out = append(fc.out, p...)
+		return len(p), nil
 	}
-	n, err := fc.c.Write(p)
-	resetOnTimeout(fc.c, err)
+	n, err := fc.sock.Write(p)
+	if err == poll.ErrWouldBlock {
+		fc.out = append(fc.out, p[n:]...)
+		return len(p), nil
+	}
 	return n, err
 }
 
-// flushOut writes what the event loop could not, on a goroutine.
+// flushOut writes what the client's socket did not take (fc.out): all
+// of it on a goroutine, what the socket takes in an event loop
+// (poll.ErrWouldBlock when not all).
 func (fc *fastConn) flushOut() error {
 	if len(fc.out) == 0 {
 		return nil
 	}
 	fc.extendWriteDeadline()
-	_, err := fc.c.Write(fc.out)
-	resetOnTimeout(fc.c, err)
+	n, err := fc.sock.Write(fc.out)
+	if err == poll.ErrWouldBlock {
+		fc.out = fc.out[:copy(fc.out, fc.out[n:])]
+		return err
+	}
 	fc.out = fc.out[:0]
 	return err
 }
@@ -418,7 +430,7 @@ func (fc *fastConn) serve(from resumeKind) {
 		// process.
 		if v := recover(); v != nil {
 			fc.fs.p.opts.Log.Error().Str("client", fc.remote).Interface("panic", v).Msg("fast data path: connection dropped after a panic (a bug: please report it)")
-			fc.c.Close()
+			fc.sock.Close()
 			fc.fs.forget(fc)
 		}
 	}()
@@ -438,24 +450,20 @@ func (fc *fastConn) serve(from resumeKind) {
 	fc.bw = nil
 	pending := fc.buf[:fc.n]
 	if next == afterHome {
-		// Adopted before it is forgotten: Shutdown counts it all along.
-		if fd, release, err := detachConn(fc.c); err == nil {
-			fc.home.adopt(&loopConn{fd: fd, remote: fc.remote, peer: fc.peer, release: release})
-		} else {
-			fc.c.Close()
-		}
+		fc.fs.goHome(fc)
+	} else {
+		fc.fs.forget(fc)
 	}
-	fc.fs.forget(fc)
 	switch next {
 	case afterHandoff:
-		fc.fs.handoff(fc.c, pending)
+		fc.fs.handoff(fc.sock.Conn(), pending)
 	case afterPark:
-		if !fc.fs.park.Add(fc.c, time.Now().Add(fc.fs.idleTimeout-fc.fs.parkAfter)) {
-			fc.c.Close()
+		if !fc.fs.park.Add(fc.sock.Conn(), time.Now().Add(fc.fs.idleTimeout-fc.fs.parkAfter)) {
+			fc.sock.Close()
 		}
 	case afterHome:
 	default:
-		fc.c.Close()
+		fc.sock.Close()
 	}
 	fastBuffers.Put(fc.buf)
 	fc.buf = nil
@@ -551,7 +559,7 @@ func (fc *fastConn) readHead() (v h1.Verdict, ok bool, after afterLoop) {
 			wait, park = fs.readHeaderTimeout, false
 		}
 		fc.readWithin(now, wait)
-		n, err := fc.c.Read(fc.buf[:])
+		n, err := fc.sock.Read(fc.buf[:])
 		if n == 0 {
 			var ne net.Error
 			if err != nil && park && errors.As(err, &ne) && ne.Timeout() && !fs.closing.Load() {
@@ -592,7 +600,7 @@ func (fc *fastConn) readHead() (v h1.Verdict, ok bool, after afterLoop) {
 			deadline = time.Now().Add(fs.readHeaderTimeout)
 			fc.setReadDeadline(deadline)
 		}
-		n, err := fc.c.Read(fc.buf[fc.n:])
+		n, err := fc.sock.Read(fc.buf[fc.n:])
 		fc.n += n
 		if progress += n; inBody && progress >= bodyProgress {
 			progress = 0
@@ -630,11 +638,10 @@ func (fc *fastConn) badRequest() {
 // sends for a while, so that closing with unread bytes does not reset the
 // connection before the client has read the answer (as net/http does).
 func (fc *fastConn) lingerClose() {
-	if cw, ok := fc.c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
+	if fc.sock.CloseWrite() {
 		fc.setReadDeadline(time.Now().Add(500 * time.Millisecond))
 		for {
-			if _, err := fc.c.Read(fc.buf[:]); err != nil {
+			if _, err := fc.sock.Read(fc.buf[:]); err != nil {
 				break
 			}
 		}
@@ -643,17 +650,11 @@ func (fc *fastConn) lingerClose() {
 }
 
 // extendWriteDeadline gives the client's connection the write timeout
-// from now, resetting the timer only when more than half of it has passed.
+// from now, resetting the timer only when more than half of it has passed
+// (an event loop's socket has none: what it does not take goes to a
+// goroutine).
 func (fc *fastConn) extendWriteDeadline() {
-	if fc.c == nil {
-		return // an event loop's: what the socket does not take goes to a goroutine
-	}
-	now := time.Now()
-	if fc.writeDeadline.Sub(now) > fc.fs.writeTimeout/2 {
-		return
-	}
-	fc.writeDeadline = now.Add(fc.fs.writeTimeout)
-	fc.c.SetWriteDeadline(fc.writeDeadline)
+	fc.sock.ExtendWriteDeadline(time.Time{}, fc.fs.writeTimeout)
 }
 
 // str is b as a string without a copy, for lookups that do not keep it.
@@ -663,7 +664,7 @@ func str(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 // net/http, before anything was sent; keep whether the connection can
 // carry the next request.
 func (fc *fastConn) forward() (keep, handled bool) {
-	if !fc.pick() {
+	if !fc.pick(true) {
 		if errors.Is(fc.shedErr, context.Canceled) {
 			fc.gone.Store(true) // it left while its request waited: nobody to answer
 			return false, true
@@ -681,9 +682,10 @@ func (fc *fastConn) forward() (keep, handled bool) {
 // reports false when the request is for net/http: a trusted proxy's, one
 // the intercept takes, no route, a sticky or h2c route, a body over the
 // route's limit, or a replica without the fast transport; when no replica
-// has room on an event loop (which never waits: a goroutine's pick
-// queues); and when the pool's queue shed it (fc.shedErr, to answer 503).
-func (fc *fastConn) pick() bool {
+// has room and queue is false (an event loop, which never waits: a
+// goroutine's pick queues); and when the pool's queue shed it (fc.shedErr,
+// to answer 503).
+func (fc *fastConn) pick(queue bool) bool {
 	fc.shedErr = nil
 	p, r := fc.fs.p, &fc.req
 	if fc.trusted {
@@ -706,7 +708,7 @@ func (fc *fastConn) pick() bool {
 	}
 	up := route.Pool.Pick(key, nil)
 	if up == nil {
-		if fc.fd >= 0 {
+		if !queue {
 			return false // an event loop's: it hands the connection to a goroutine
 		}
 		ctx, stop := fc.clientContext()
@@ -727,22 +729,22 @@ func (fc *fastConn) pick() bool {
 // every watchEvery. stop ends the watch.
 func (fc *fastConn) clientContext() (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	pk := &peeker{}
-	pk.init(netConn(fc.c))
 	var mu sync.Mutex
 	stopped := false
 	var t *time.Timer
 	mu.Lock()
 	t = time.AfterFunc(watchEvery, func() {
-		if pk.gone() {
-			cancel()
-			return
-		}
+		// Under mu: once stop returns, the socket is not looked at (its
+		// goroutine may hand it to its event loop).
 		mu.Lock()
-		if !stopped {
+		defer mu.Unlock()
+		switch {
+		case stopped:
+		case fc.sock.Gone():
+			cancel()
+		default:
 			t.Reset(watchEvery)
 		}
-		mu.Unlock()
 	})
 	mu.Unlock()
 	return ctx, func() {
@@ -944,7 +946,6 @@ func (fc *fastConn) watchFor(hc *h1Conn) {
 			fc.watch.Stop()
 		}
 	case fc.watch == nil:
-		fc.peek.init(netConn(fc.c))
 		fc.watch = time.AfterFunc(watchEvery, fc.watchClient)
 	default:
 		fc.watch.Reset(watchEvery)
@@ -959,7 +960,7 @@ func (fc *fastConn) watchClient() {
 	if fc.watching == nil {
 		return
 	}
-	if fc.peek.gone() {
+	if fc.sock.Gone() {
 		fc.gone.Store(true)
 		fc.watching.close()
 		return
@@ -992,10 +993,7 @@ func (fc *fastConn) send(hc *h1Conn, route *Route, now time.Time) error {
 	// The timer is reset only when half of the timeout has passed; the
 	// other path using the connection clears it (h1Conn.roundTrip). An
 	// event loop's connection has none: what it does not take fails.
-	if hc.nc != nil && hc.writeDeadline.Sub(now) < fc.fs.writeTimeout/2 {
-		hc.writeDeadline = now.Add(fc.fs.writeTimeout)
-		hc.nc.SetWriteDeadline(hc.writeDeadline)
-	}
+	hc.sock.ExtendWriteDeadline(now, fc.fs.writeTimeout)
 	w := hc.bw
 	target := r.Target
 	if route.StripPath && route.Path != "/" && hasPathPrefix(fc.hurl.Path, route.Path) {
@@ -1061,11 +1059,7 @@ func (fc *fastConn) relay(hc *h1Conn, b []byte) bool {
 		fc.watchFor(nil) // before hc goes back to the pool, where the watch must not close it
 		fc.end = time.Now()
 		if ok && keepUp && hc.br.Buffered() == 0 && !fc.gone.Load() {
-			if hc.fd >= 0 {
-				hc.loop.putUpstream(hc, fc.end)
-			} else {
-				hc.t.putIdle(hc, fc.end)
-			}
+			hc.idle(fc.end)
 		} else {
 			hc.close()
 		}
@@ -1166,8 +1160,7 @@ func (fc *fastConn) copyDirect(hc *h1Conn, n int64) (int64, bool) {
 	defer bufferPool{}.Put(buf)
 	m, err := hc.r.Read(buf[:min(n, int64(len(buf)))])
 	if m > 0 {
-		if _, werr := fc.c.Write(buf[:m]); werr != nil {
-			resetOnTimeout(fc.c, werr)
+		if _, werr := fc.sock.Write(buf[:m]); werr != nil {
 			return 0, false
 		}
 		fc.bytes += int64(m)
@@ -1306,9 +1299,7 @@ var dateCache atomic.Pointer[cachedDate]
 // the bytes already read from it.
 func (fs *FastServer) handoff(c net.Conn, pending []byte) {
 	c.SetDeadline(time.Time{})
-	if len(pending) > 0 {
-		c = withPending(c, bytes.Clone(pending))
-	}
+	c = withPending(c, bytes.Clone(pending))
 	select {
 	case fs.handoffs.conns <- c:
 	case <-fs.handoffs.done:
@@ -1354,6 +1345,14 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// Write resets the connection when it times out (see poll.ResetOnTimeout):
+// net/http closes it at once, before the handler learns why.
+func (c *prefixConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	poll.ResetOnTimeout(c.Conn, err)
+	return n, err
 }
 
 // SyscallConn gives the network connection's, so that it can be parked

@@ -22,15 +22,12 @@ func moveDeadline(cur, want time.Time, d time.Duration) bool {
 
 // setReadDeadline sets the client connection's read deadline (zero:
 // none), remembering it.
-func (fc *fastConn) setReadDeadline(t time.Time) {
-	fc.readDeadline = t
-	fc.c.SetReadDeadline(t)
-}
+func (fc *fastConn) setReadDeadline(t time.Time) { fc.sock.SetReadDeadline(t) }
 
 // readWithin makes the client's read deadline about now+d (see
 // deadlineSlack).
 func (fc *fastConn) readWithin(now time.Time, d time.Duration) {
-	if want := now.Add(d); moveDeadline(fc.readDeadline, want, d) {
+	if want := now.Add(d); moveDeadline(fc.sock.ReadDeadline(), want, d) {
 		fc.setReadDeadline(want)
 	}
 }
@@ -38,21 +35,17 @@ func (fc *fastConn) readWithin(now time.Time, d time.Duration) {
 // headWithin makes the replica connection's read deadline about now+d for
 // its response head; the deadline stays on the connection afterwards until
 // a read that may take longer (a body not yet buffered, a final response
-// after a 1xx one, the std path's roundTrip) clears it.
+// after a 1xx one, the std path's roundTrip) clears it. An event loop's
+// connection has none: the loop keeps the time itself.
 func (hc *h1Conn) headWithin(now time.Time, d time.Duration) {
-	if hc.nc == nil {
-		return // an event loop's: it keeps the time itself
-	}
-	if want := now.Add(d); moveDeadline(hc.readDeadline, want, d) {
-		hc.readDeadline = want
-		hc.nc.SetReadDeadline(want)
+	if want := now.Add(d); moveDeadline(hc.sock.ReadDeadline(), want, d) {
+		hc.sock.SetReadDeadline(want)
 	}
 }
 
 // noReadDeadline clears the replica connection's read deadline, if set.
 func (hc *h1Conn) noReadDeadline() {
-	if hc.nc != nil && !hc.readDeadline.IsZero() {
-		hc.readDeadline = time.Time{}
-		hc.nc.SetReadDeadline(time.Time{})
+	if !hc.sock.ReadDeadline().IsZero() {
+		hc.sock.SetReadDeadline(time.Time{})
 	}
 }

@@ -2,19 +2,13 @@ package proxy
 
 import (
 	"bufio"
-	"errors"
-	"io"
-	"net"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/dlb-lb/dlb/internal/h1"
-	"golang.org/x/sys/unix"
+	"github.com/dlb-lb/dlb/internal/poll"
 )
 
 // The fast data path's event loops. Go's poller serves a
@@ -44,14 +38,10 @@ import (
 // loopPatience.
 //
 // The connections a loop serves are out of Go's poller (a socket in both
-// would wake a thread of Go's poller for its events too): the loop holds a
-// duplicate of each file descriptor and the net.Conn is closed; a
-// goroutine taking one over makes a net.Conn of it again. The loop itself
-// waits in Go's poller, on its epoll instance's descriptor, and reads,
-// writes and looks with raw system calls (see wait and rawRead): with
-// epoll_wait blocking a thread, or reads and writes through
-// syscall.Syscall, Go's scheduler and its monitor thread added more context
-// switches than the loop saved (docs/performance.md).
+// would wake a thread of Go's poller for its events too): each socket is a
+// poll.Sock, detached to the loop, attached again when a goroutine takes
+// it over. The loop waits on a poll.Poller (docs/performance.md tells why
+// it waits and reads the way it does).
 
 // loopPatience is how long a loop waits for a replica's response head
 // before a goroutine takes the exchange over (with the timeouts and the
@@ -59,32 +49,16 @@ import (
 // body goes to a goroutine at once: the body may be a stream.
 const loopPatience = time.Second
 
-// loopSlice is how long a loop that never runs out of events runs before
-// it lets the other goroutines of its P run.
-const loopSlice = time.Millisecond
-
-// Kinds of file descriptor, in the epoll event's data.
+// Kinds of socket, the tags of their poll events.
 const (
-	kindWake int32 = iota
-	kindClient
+	kindClient int32 = iota
 	kindUpstream
 )
 
 // eventLoop is one event loop; there is one per P (GOMAXPROCS).
 type eventLoop struct {
-	fs   *FastServer
-	ep   int // epoll
-	wake int // eventfd: adopt, signal and stop write to it
-	// The epoll instance as Go's poller knows it: the loop waits on it
-	// as a goroutine waits on a socket (see wait).
-	epf      *os.File
-	epr      syscall.RawConn
-	waitFn   func(uintptr) bool // bound once: RawConn.Read would allocate a closure per call
-	got      int                // waitFn's result
-	gotErr   error
-	looks    int       // waitFn's calls in this wait: more than one, it parked
-	ran      time.Time // when the loop last parked or yielded
-	deadline time.Time // epf's read deadline as last set
+	fs     *FastServer
+	poller *poll.Poller // adopt, signal and stop wake it
 
 	mu       sync.Mutex
 	inbox    []*loopConn // connections to adopt
@@ -93,14 +67,13 @@ type eventLoop struct {
 	live atomic.Int64 // client connections it holds (its inbox too), for Shutdown
 
 	// Only the loop's goroutine uses what follows.
-	clients map[int32]*loopConn
-	ups     map[int32]*h1Conn
+	clients map[int]*loopConn // by file descriptor
+	ups     map[int]*h1Conn
 	idle    loopList    // idle clients, the least recently active first
 	fresh   loopList    // new clients that have sent nothing yet, the oldest first
 	flight  []*loopConn // clients waiting for a replica's response
 	pool    map[*h1Transport][]*h1Conn
 	pooled  int
-	events  []unix.EpollEvent
 	free    []*fastConn // with their buffers, for the next request
 	now     time.Time   // read once per wake-up
 	// next is when the loop next has something to check (zero: nothing):
@@ -112,12 +85,11 @@ type eventLoop struct {
 
 // loopConn is a client connection a loop holds.
 type loopConn struct {
-	fd       int
-	remote   string // ip:port
-	peer     string // ip
-	release  func() // gives its place under the connection limit back (nil: none)
+	sock     *poll.Sock // nil once closed or handed to a goroutine
+	fd       int        // sock's descriptor, its key in clients
+	remote   string     // ip:port
+	peer     string     // ip
 	fc       *fastConn
-	readable bool // the socket may hold bytes: an event came, and no read found it empty since
 	fresh    bool // accepted and silent so far: in the fresh list, closed at the header timeout
 	inFlight int  // its index in flight plus one; 0: not in flight
 	deadline time.Time
@@ -178,88 +150,22 @@ func startLoops(fs *FastServer) []*eventLoop {
 }
 
 func newEventLoop(fs *FastServer) (*eventLoop, error) {
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	pl, err := poll.New(256)
 	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(ep)
-		return nil, os.NewSyscallError("eventfd", err)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake), Pad: kindWake}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
-		unix.Close(ep)
-		unix.Close(wake)
-		return nil, os.NewSyscallError("epoll_ctl", err)
-	}
-	// Non-blocking, so that os.NewFile puts it in Go's poller.
-	if err := unix.SetNonblock(ep, true); err != nil {
-		unix.Close(ep)
-		unix.Close(wake)
-		return nil, os.NewSyscallError("fcntl", err)
-	}
-	l := &eventLoop{fs: fs, ep: ep, wake: wake, clients: map[int32]*loopConn{}, ups: map[int32]*h1Conn{},
-		pool: map[*h1Transport][]*h1Conn{}, events: make([]unix.EpollEvent, 256)}
-	l.epf = os.NewFile(uintptr(ep), "dlb-event-loop")
-	raw, err := l.epf.SyscallConn()
-	if err != nil {
-		l.epf.Close()
-		unix.Close(wake)
 		return nil, err
 	}
-	l.epr = raw
-	l.waitFn = func(uintptr) bool {
-		l.looks++
-		l.got, l.gotErr = l.peek()
-		return l.got > 0 || l.gotErr != nil
-	}
-	return l, nil
-}
-
-// wait returns the events ready, waiting for them until the next sweep.
-// It does not wait in epoll_wait: a thread blocked in a system call keeps
-// its P until Go's monitor takes it away (and the monitor, seeing that
-// happen again and again, wakes every 20 µs to look: measured, most of a
-// context switch per request). The loop parks on the epoll instance's
-// descriptor in Go's poller instead, as a goroutine on a socket does, and
-// looks with a wait of zero.
-func (l *eventLoop) wait() (int, error) {
-	// A loop with events waiting at every look never parks: it lets the
-	// other goroutines of its P (hand-offs, timers) run every loopSlice,
-	// rather than every 10 ms when the runtime would preempt it.
-	if l.now.Sub(l.ran) >= loopSlice {
-		runtime.Gosched()
-		l.ran = time.Now()
-	}
-	if !l.deadline.Equal(l.nextSweep) {
-		l.deadline = l.nextSweep
-		l.epf.SetReadDeadline(l.deadline)
-	}
-	l.got, l.gotErr, l.looks = 0, nil, 0
-	err := l.epr.Read(l.waitFn)
-	if l.looks > 1 {
-		l.ran = time.Now() // it parked
-	}
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return 0, nil
-		}
-		return 0, err
-	}
-	return l.got, l.gotErr
+	return &eventLoop{fs: fs, poller: pl, clients: map[int]*loopConn{}, ups: map[int]*h1Conn{},
+		pool: map[*h1Transport][]*h1Conn{}}, nil
 }
 
 // adopt gives the loop a client connection, new or back from a goroutine.
 func (l *eventLoop) adopt(lc *loopConn) {
+	lc.fd = lc.sock.FD()
 	l.live.Add(1)
 	l.mu.Lock()
 	if l.quitting {
 		l.mu.Unlock()
-		unix.Close(lc.fd)
-		if lc.release != nil {
-			lc.release()
-		}
+		lc.sock.Close()
 		l.live.Add(-1)
 		return
 	}
@@ -272,10 +178,7 @@ func (l *eventLoop) adopt(lc *loopConn) {
 }
 
 // signal wakes the loop.
-func (l *eventLoop) signal() {
-	var one = [8]byte{1}
-	unix.Write(l.wake, one[:])
-}
+func (l *eventLoop) signal() { l.poller.Wake() }
 
 // stop ends the loop: it closes whatever it still holds.
 func (l *eventLoop) stop() {
@@ -294,19 +197,18 @@ func (l *eventLoop) run() {
 	l.inbox = nil
 	l.mu.Unlock()
 	for _, lc := range inbox {
-		l.clients[int32(lc.fd)] = lc
+		l.clients[lc.fd] = lc
 	}
 	for _, lc := range l.clients {
 		l.closeClient(lc)
 	}
-	for fd, hc := range l.ups {
-		unix.Close(int(fd))
-		hc.fd, hc.r.fd, hc.client, hc.pooled = -1, -1, nil, false
+	for _, hc := range l.ups {
+		hc.sock.Close()
+		hc.loop, hc.client, hc.pooled = nil, nil, false
 	}
 	clear(l.ups)
 	clear(l.pool)
-	l.epf.Close()
-	unix.Close(l.wake)
+	l.poller.Close()
 }
 
 // turn waits once and serves what came; it reports whether the loop is
@@ -317,30 +219,30 @@ func (l *eventLoop) turn() (quit bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			l.fs.p.opts.Log.Error().Interface("panic", v).Msg("fast data path: connection dropped after a panic in an event loop (a bug: please report it)")
-			if cur != nil && l.clients[int32(cur.fd)] == cur {
+			if cur != nil && l.clients[cur.fd] == cur {
 				l.closeClient(cur)
 			}
 		}
 	}()
-	n, err := l.wait()
-	if err != nil && err != unix.EINTR {
-		l.fs.p.opts.Log.Error().Err(err).Msg("fast data path: epoll_wait failed")
+	events, woken, err := l.poller.Wait(l.now, l.nextSweep)
+	if err != nil {
+		l.fs.p.opts.Log.Error().Err(err).Msg("fast data path: waiting for events failed")
 		time.Sleep(10 * time.Millisecond)
 	}
 	l.now = time.Now()
-	for _, ev := range l.events[:max(n, 0)] {
-		switch ev.Pad {
-		case kindWake:
-			if l.wakeUp() {
-				return true
-			}
+	if woken && l.wakeUp() {
+		return true
+	}
+	for i := range events {
+		ev := &events[i]
+		switch ev.Tag() {
 		case kindClient:
-			if lc := l.clients[ev.Fd]; lc != nil {
+			if lc := l.clients[ev.FD()]; lc != nil {
 				cur = lc
-				l.onClient(lc, ev.Events)
+				l.onClient(lc, ev.Hangup())
 			}
 		case kindUpstream:
-			if hc := l.ups[ev.Fd]; hc != nil {
+			if hc := l.ups[ev.FD()]; hc != nil {
 				cur = hc.client
 				l.onUpstream(hc)
 			}
@@ -353,21 +255,9 @@ func (l *eventLoop) turn() (quit bool) {
 	return false
 }
 
-// peek returns the events ready now, without waiting (a raw system call:
-// it returns at once, so the scheduler need not know of it).
-func (l *eventLoop) peek() (int, error) {
-	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
 // wakeUp adopts the inbox and sees to a shutdown; it reports whether the
 // loop is to end.
 func (l *eventLoop) wakeUp() bool {
-	var buf [8]byte
-	unix.Read(l.wake, buf[:])
 	l.mu.Lock()
 	inbox, quit := l.inbox, l.quitting
 	l.inbox = nil
@@ -383,13 +273,11 @@ func (l *eventLoop) wakeUp() bool {
 		}
 	}
 	for _, lc := range inbox {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(lc.fd), Pad: kindClient}
-		if l.closing || unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, lc.fd, &ev) != nil {
-			l.clients[int32(lc.fd)] = lc
+		l.clients[lc.fd] = lc
+		if l.closing || l.poller.Add(lc.fd, kindClient, poll.Edge) != nil {
 			l.closeClient(lc)
 			continue
 		}
-		l.clients[int32(lc.fd)] = lc
 		// Edge-triggered: bytes already there are reported by the
 		// registration itself.
 		l.toIdle(lc)
@@ -398,13 +286,13 @@ func (l *eventLoop) wakeUp() bool {
 }
 
 // onClient serves an event on a client connection.
-func (l *eventLoop) onClient(lc *loopConn, events uint32) {
-	lc.readable = true
+func (l *eventLoop) onClient(lc *loopConn, hangup bool) {
+	lc.sock.Ready()
 	if lc.inFlight > 0 {
 		// Busy with a replica: bytes wait (a pipelined request), but a
 		// client that went away ends the exchange, as the goroutine's
 		// watch does.
-		if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 && rawGone(lc.fd) {
+		if hangup && lc.sock.Gone() {
 			l.clientGone(lc)
 		}
 		return
@@ -422,29 +310,27 @@ func (l *eventLoop) advance(lc *loopConn) {
 			case v == h1.OK && fc.req.HeadLen+int(max(fc.req.ContentLength, 0)) <= fc.n:
 				l.begin(lc)
 				return
-			case v != h1.Incomplete && v != h1.OK, fc.n == len(fc.buf), !lc.readable:
+			case v != h1.Incomplete && v != h1.OK, fc.n == len(fc.buf), lc.sock.Drained():
 				// Refused, for net/http, too large, or waiting for
 				// more: a goroutine's.
 				l.toGoroutine(lc, resumeRead)
 				return
 			}
-		} else if !lc.readable {
+		} else if lc.sock.Drained() {
 			l.toIdle(lc)
 			return
 		}
 		if fc == nil {
 			fc = l.activate(lc)
 		}
-		m, err := rawRead(lc.fd, fc.buf[fc.n:])
+		m, err := lc.sock.Read(fc.buf[fc.n:])
 		switch {
-		case err == errWouldBlock:
-			lc.readable = false
+		case err == poll.ErrWouldBlock:
 		case m == 0:
 			l.closeClient(lc) // closed, or reset
 			return
 		default:
 			fc.n += m
-			lc.readable = fc.n == len(fc.buf) // a short read emptied the socket
 		}
 	}
 }
@@ -453,7 +339,7 @@ func (l *eventLoop) advance(lc *loopConn) {
 func (l *eventLoop) begin(lc *loopConn) {
 	fc := lc.fc
 	l.unlist(lc)
-	if !fc.pick() {
+	if !fc.pick(false) {
 		l.toGoroutine(lc, resumeRead)
 		return
 	}
@@ -482,12 +368,12 @@ func (l *eventLoop) begin(lc *loopConn) {
 
 // onUpstream serves an event on a replica connection.
 func (l *eventLoop) onUpstream(hc *h1Conn) {
-	hc.r.dry = false
+	hc.sock.Ready()
 	lc := hc.client
 	if lc == nil {
 		// Idle in the pool: the replica closed it, or sent what nobody
 		// asked for (or the event was for the descriptor's last user).
-		if !rawAlive(hc.fd) {
+		if !hc.sock.Alive() {
 			hc.close()
 		}
 		return
@@ -496,7 +382,7 @@ func (l *eventLoop) onUpstream(hc *h1Conn) {
 	// One read: Peek asks for a byte more than is buffered (the reader
 	// knows when the socket is empty and does not read it again).
 	_, rerr := hc.br.Peek(hc.br.Buffered() + 1)
-	if rerr == errWouldBlock || rerr == bufio.ErrBufferFull {
+	if rerr == poll.ErrWouldBlock || rerr == bufio.ErrBufferFull {
 		rerr = nil
 	}
 	if hc.br.Buffered() == 0 && rerr == nil {
@@ -604,13 +490,12 @@ func (l *eventLoop) toGoroutine(lc *loopConn, from resumeKind) {
 	fc := lc.fc
 	l.land(lc)
 	l.unlist(lc)
-	delete(l.clients, int32(lc.fd))
-	// Out of the epoll set first: a registration lasts as long as the
-	// socket, whichever descriptor refers to it, and the goroutine's is
-	// another.
-	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, lc.fd, nil)
-	c, err := attachConn(lc.fd, lc.release)
-	lc.fd = -1
+	delete(l.clients, lc.fd)
+	// Out of the poller first: a registration lasts as long as the
+	// socket, and the goroutine's descriptor is another.
+	l.poller.Del(lc.fd)
+	err := lc.sock.Attach()
+	lc.sock = nil
 	if err == nil && from == resumeTry && fc.try.hc != nil {
 		err = l.giveBack(fc.try.hc)
 	}
@@ -625,14 +510,11 @@ func (l *eventLoop) toGoroutine(lc *loopConn, from resumeKind) {
 		case resumePicked:
 			fc.picked.End(false) // the slot pick claimed
 		}
-		if c != nil {
-			c.Close()
-		}
+		fc.sock.Close()
 		l.live.Add(-1)
 		return
 	}
 	lc.fc = nil
-	fc.c, fc.fd = c, -1
 	fc.state.Store(connActive)
 	l.fs.goServe(fc, from)
 	l.live.Add(-1)
@@ -651,7 +533,7 @@ func (l *eventLoop) activate(lc *loopConn) *fastConn {
 		fc.bw.Reset(&fc.wr)
 		fc.home = l
 	}
-	fc.fd, fc.remote, fc.peer = lc.fd, lc.remote, lc.peer
+	fc.sock, fc.remote, fc.peer = lc.sock, lc.remote, lc.peer
 	lc.fc = fc
 	return fc
 }
@@ -702,7 +584,7 @@ func (l *eventLoop) recycle(fc *fastConn) {
 		fastWriters.Put(fc.bw)
 		return
 	}
-	fc.n, fc.fd, fc.end = 0, -1, time.Time{}
+	fc.n, fc.sock, fc.end = 0, nil, time.Time{}
 	fc.gone.Store(false)
 	fc.try = loopTry{}
 	l.free = append(l.free, fc)
@@ -710,7 +592,7 @@ func (l *eventLoop) recycle(fc *fastConn) {
 
 // closeClient closes a client connection the loop holds.
 func (l *eventLoop) closeClient(lc *loopConn) {
-	if lc.fd < 0 {
+	if lc.sock == nil {
 		return
 	}
 	if lc.inFlight > 0 {
@@ -721,12 +603,9 @@ func (l *eventLoop) closeClient(lc *loopConn) {
 		fc.a.up.End(false)
 	}
 	l.unlist(lc)
-	delete(l.clients, int32(lc.fd))
-	unix.Close(lc.fd)
-	lc.fd = -1
-	if lc.release != nil {
-		lc.release()
-	}
+	delete(l.clients, lc.fd)
+	lc.sock.Close()
+	lc.sock = nil
 	if fc := lc.fc; fc != nil {
 		lc.fc = nil
 		fc.bw.Reset(&fc.wr) // what it held is for nobody now
@@ -815,7 +694,7 @@ func (l *eventLoop) upstream(t *h1Transport, addr string, check bool) *h1Conn {
 		l.pool[t] = hcs[:len(hcs)-1]
 		l.pooled--
 		hc.pooled = false
-		if hc.idleGen == gen && hc.fresh(l.now) && (!check || rawAlive(hc.fd)) {
+		if hc.idleGen == gen && hc.fresh(l.now) && (!check || hc.sock.Alive()) {
 			return hc
 		}
 		hc.close()
@@ -825,7 +704,7 @@ func (l *eventLoop) upstream(t *h1Transport, addr string, check bool) *h1Conn {
 		if hc == nil {
 			return nil
 		}
-		if !l.take(hc) || check && !rawAlive(hc.fd) {
+		if !l.take(hc) || check && !hc.sock.Alive() {
 			hc.close()
 			continue
 		}
@@ -835,37 +714,27 @@ func (l *eventLoop) upstream(t *h1Transport, addr string, check bool) *h1Conn {
 
 // take moves a replica connection from Go's poller into the loop.
 func (l *eventLoop) take(hc *h1Conn) bool {
-	fd, _, err := detachConn(hc.nc)
-	if err != nil {
+	if hc.sock.Detach() != nil {
 		return false
 	}
-	hc.nc, hc.r.nc = nil, nil
-	hc.fd, hc.r.fd, hc.r.dry, hc.loop = fd, fd, false, l
-	hc.peek = peeker{}
-	hc.readDeadline, hc.writeDeadline = time.Time{}, time.Time{}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: kindUpstream}
-	if unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &ev) != nil {
-		unix.Close(fd)
-		hc.fd, hc.r.fd, hc.loop = -1, -1, nil
+	fd := hc.sock.FD()
+	if l.poller.Add(fd, kindUpstream, poll.Edge) != nil {
+		hc.sock.Close()
 		return false
 	}
-	l.ups[int32(fd)] = hc
+	hc.loop = l
+	l.ups[fd] = hc
 	return true
 }
 
 // giveBack gives a replica connection of the loop back to Go's poller, for
 // a goroutine.
 func (l *eventLoop) giveBack(hc *h1Conn) error {
-	delete(l.ups, int32(hc.fd))
-	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, hc.fd, nil)
-	nc, err := attachConn(hc.fd, nil)
-	hc.fd, hc.r.fd, hc.loop, hc.client = -1, -1, nil, nil
-	if err != nil {
-		return err
-	}
-	hc.nc, hc.r.nc = nc, nc
-	hc.peek.init(nc)
-	return nil
+	fd := hc.sock.FD()
+	delete(l.ups, fd)
+	l.poller.Del(fd)
+	hc.loop, hc.client = nil, nil
+	return hc.sock.Attach()
 }
 
 // putUpstream keeps a replica connection of the loop for the next request.
@@ -896,172 +765,7 @@ func (l *eventLoop) closeUpstream(hc *h1Conn) {
 		l.pooled--
 		hc.pooled = false
 	}
-	delete(l.ups, int32(hc.fd))
-	unix.Close(hc.fd)
-	hc.fd, hc.r.fd, hc.client = -1, -1, nil
-}
-
-// errWouldBlock is a read or write on a loop's socket that would wait.
-var errWouldBlock = errors.New("would block")
-
-// The loop's reads, writes and peeks are raw system calls: on non-blocking
-// sockets they never wait, so Go's scheduler need not hear of them. Through
-// syscall.Syscall each would also wake Go's monitor thread whenever all Ps
-// had been idle (entersyscall does), which with event loops, whose Ps idle
-// between events, was about half of dlb's context switches (measured with
-// the threads' voluntary_ctxt_switches).
-
-// rawRead reads a socket without blocking: errWouldBlock when it is empty,
-// (0, io.EOF) when the peer closed it.
-func rawRead(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	for {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch {
-		case e == 0 && n == 0:
-			return 0, io.EOF
-		case e == 0:
-			return int(n), nil
-		case e == unix.EINTR:
-			continue
-		case e == unix.EAGAIN:
-			return 0, errWouldBlock
-		}
-		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", e)}
-	}
-}
-
-// rawWrite writes p to a socket without blocking; errWouldBlock with the
-// bytes written when it took only part.
-func rawWrite(fd int, p []byte) (int, error) {
-	done := 0
-	for done < len(p) {
-		n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done))
-		switch {
-		case e == 0:
-			done += int(n)
-			continue
-		case e == unix.EINTR:
-			continue
-		case e == unix.EAGAIN:
-			return done, errWouldBlock
-		}
-		return done, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", e)}
-	}
-	return done, nil
-}
-
-// rawAlive reports whether the peer has neither closed the socket nor sent
-// anything (a kept-alive replica connection's look before reuse), as
-// peeker.alive does for a net.Conn.
-func rawAlive(fd int) bool {
-	var b [1]byte
-	open, _ := peekFD(uintptr(fd), &b)
-	return open
-}
-
-// rawGone reports whether the peer closed or reset the socket; bytes
-// waiting to be read do not count (peeker.gone's rule).
-func rawGone(fd int) bool {
-	var b [1]byte
-	open, data := peekFD(uintptr(fd), &b)
-	return !open && !data
-}
-
-// detacher is a connection that counts against a limit (listener.ConnLimit)
-// and can leave it to the caller to give the place back.
-type detacher interface {
-	Detach() (net.Conn, func())
-}
-
-// detachConn takes c out of Go's poller: it returns a duplicate of its
-// file descriptor (non-blocking, as c's) and closes c. release gives c's
-// place under the connection limit back, once the descriptor is closed.
-// On an error c is left as it was, open and still counted.
-func detachConn(c net.Conn) (fd int, release func(), err error) {
-	nc := c
-	if d, ok := c.(detacher); ok {
-		nc, release = d.Detach()
-	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return -1, nil, errors.New("not a network connection")
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return -1, nil, err
-	}
-	fd = -1
-	cerr := raw.Control(func(f uintptr) {
-		fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	if err == nil {
-		err = cerr
-	}
-	if err != nil {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		return -1, nil, err
-	}
-	nc.Close() // not c: its place under the limit goes with the duplicate
-	return fd, release, nil
-}
-
-// attachConn makes a net.Conn of a file descriptor a loop held (and closes
-// that descriptor): closing the connection calls release.
-func attachConn(fd int, release func()) (net.Conn, error) {
-	f := os.NewFile(uintptr(fd), "")
-	nc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		if release != nil {
-			release()
-		}
-		return nil, err
-	}
-	if release == nil {
-		return nc, nil
-	}
-	return &attachedConn{Conn: nc, release: release}, nil
-}
-
-// attachedConn is a client connection back from a loop, still under the
-// connection limit.
-type attachedConn struct {
-	net.Conn
-	release func()
-	once    sync.Once
-}
-
-// Unwrap returns the network connection.
-func (c *attachedConn) Unwrap() net.Conn { return c.Conn }
-
-func (c *attachedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
-
-// Detach lets a loop take it again, with its place under the limit.
-func (c *attachedConn) Detach() (net.Conn, func()) {
-	return c.Conn, func() { c.once.Do(c.release) }
-}
-
-// CloseWrite shuts the writing side (lingerClose).
-func (c *attachedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// SyscallConn gives the file descriptor (the client watch, parking).
-func (c *attachedConn) SyscallConn() (syscall.RawConn, error) {
-	if sc, ok := c.Conn.(syscall.Conn); ok {
-		return sc.SyscallConn()
-	}
-	return nil, syscall.EINVAL
+	delete(l.ups, hc.sock.FD())
+	hc.sock.Close()
+	hc.loop, hc.client = nil, nil
 }

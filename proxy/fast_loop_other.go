@@ -3,10 +3,10 @@
 package proxy
 
 import (
-	"errors"
-	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/poll"
 )
 
 // Off Linux there is no event loop: a goroutine serves each connection.
@@ -14,21 +14,14 @@ import (
 type eventLoop struct{ live atomic.Int64 }
 
 type loopConn struct {
-	fd           int
+	sock         *poll.Sock
 	remote, peer string
-	release      func()
+	fresh        bool
 }
 
 func startLoops(*FastServer) []*eventLoop                { return nil }
-func (l *eventLoop) adopt(*loopConn)                     {}
+func (l *eventLoop) adopt(lc *loopConn)                  { lc.sock.Close() }
 func (l *eventLoop) signal()                             {}
 func (l *eventLoop) stop()                               {}
 func (l *eventLoop) putUpstream(hc *h1Conn, _ time.Time) { hc.t.putIdle(hc, time.Now()) }
-func (l *eventLoop) closeUpstream(*h1Conn)               {}
-
-var errWouldBlock = errors.New("would block")
-
-func rawRead(int, []byte) (int, error)  { return 0, errWouldBlock }
-func rawWrite(int, []byte) (int, error) { return 0, errWouldBlock }
-
-func detachConn(net.Conn) (int, func(), error) { return -1, nil, errors.New("no event loop here") }
+func (l *eventLoop) closeUpstream(hc *h1Conn)            { hc.sock.Close() }

@@ -45,8 +45,8 @@ func (fs *FastServer) secure(c net.Conn) (net.Conn, resumeKind) {
 // closed (a failed handshake, an ACME TLS-ALPN-01 challenge, which ends
 // with the handshake) or handed to net/http (ALPN h2).
 func (fc *fastConn) handshake() (after afterLoop, ok bool) {
-	tc := fc.c.(*tls.Conn)
-	fc.c.SetDeadline(time.Now().Add(fc.fs.readHeaderTimeout))
+	tc := fc.sock.Conn().(*tls.Conn)
+	tc.SetDeadline(time.Now().Add(fc.fs.readHeaderTimeout))
 	if err := tc.Handshake(); err != nil {
 		var re tls.RecordHeaderError
 		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
@@ -59,7 +59,7 @@ func (fc *fastConn) handshake() (after afterLoop, ok bool) {
 		return afterClose, false
 	}
 	// The deadlines fc remembers (none yet) are the connection's again.
-	fc.c.SetDeadline(time.Time{})
+	tc.SetDeadline(time.Time{})
 	switch tc.ConnectionState().NegotiatedProtocol {
 	case "h2":
 		return afterHandoff, false
@@ -86,15 +86,6 @@ func (fc *fastConn) sts() string {
 		return ""
 	}
 	return fc.fs.sts(str(fc.req.Host))
-}
-
-// netConn is the network connection under c: a TLS connection's TCP one,
-// whose socket is looked at (not read) to tell whether the client left.
-func netConn(c net.Conn) net.Conn {
-	if tc, ok := c.(*tls.Conn); ok {
-		return tc.NetConn()
-	}
-	return c
 }
 
 // withPending returns c with pending read from it first, for net/http. A

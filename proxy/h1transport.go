@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/poll"
 )
 
 // h1Transport is an http.RoundTripper for one plain-HTTP/1.1 upstream. It
@@ -54,51 +56,33 @@ const maxResponseHeader = 1 << 20
 // for headers and keeps idle connections cheap.
 const h1BufferSize = 4 << 10
 
-// h1Conn is one connection to the upstream.
+// h1Conn is one connection to the upstream. Its sock is owned by the
+// goroutine of the request it carries, or by an event loop of the fast data
+// path (loop is set then; see fast_loop_linux.go). The deadlines the fast
+// path sets stay on the sock; roundTrip clears them, since this transport
+// sets none. The fast path leaves its response-head deadline on a
+// connection that goes back to the pool (it costs a timer reset per
+// request otherwise) and refreshes it before the next head.
 type h1Conn struct {
 	t         *h1Transport
-	nc        net.Conn
+	sock      *poll.Sock
 	addr      string
 	r         limitedReader
 	br        *bufio.Reader
 	bw        *bufio.Writer
-	abort     func() // closes nc; bound once so that AfterFunc does not allocate it
+	abort     func() // closes sock; bound once so that AfterFunc does not allocate it
 	idleSince time.Time
-	peek      peeker
-	// writeDeadline and readDeadline are the deadlines the fast data path
-	// set (zero: none); roundTrip clears them, since this transport sets
-	// none. The fast path leaves its response-head deadline on a connection
-	// that goes back to the pool (it costs a timer reset per request
-	// otherwise) and refreshes it before the next head.
-	writeDeadline, readDeadline time.Time
 
-	// fd is the connection's file descriptor while an event loop of the
-	// fast data path owns it (nc is nil then), else -1; see
-	// fast_loop_linux.go.
-	fd      int
 	loop    *eventLoop
 	client  *loopConn // the client whose request it carries, in its loop
 	idleGen uint64    // t.gen when it went idle in its loop
 	pooled  bool      // idle in its loop's pool
 }
 
-// h1Writer writes to the connection, through its file descriptor while an
-// event loop owns it.
-type h1Writer struct{ hc *h1Conn }
-
-func (w h1Writer) Write(p []byte) (int, error) {
-	if w.hc.fd >= 0 {
-		return rawWrite(w.hc.fd, p)
-	}
-	return w.hc.nc.Write(p)
-}
-
 // limitedReader reads from the connection, counting the bytes of the current
 // response and failing once a response header grows past limit.
 type limitedReader struct {
-	nc  net.Conn
-	fd  int  // ≥ 0: read the descriptor without blocking (an event loop's)
-	dry bool // with fd: the socket was read empty since its last event
+	sock *poll.Sock
 
 	limit int64 // bytes left before the header is too large
 	got   int64 // bytes read since the request was sent
@@ -113,19 +97,7 @@ func (r *limitedReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > r.limit {
 		p = p[:r.limit]
 	}
-	var n int
-	var err error
-	if r.fd >= 0 {
-		// An event loop's: a read that took less than asked for
-		// emptied the socket, and the next one waits for its event.
-		if r.dry {
-			return 0, errWouldBlock
-		}
-		n, err = rawRead(r.fd, p)
-		r.dry = err == errWouldBlock || n < len(p)
-	} else {
-		n, err = r.nc.Read(p)
-	}
+	n, err := r.sock.Read(p)
 	r.limit -= int64(n)
 	r.got += int64(n)
 	return n, err
@@ -195,7 +167,7 @@ func (t *h1Transport) getConn(ctx context.Context, addr string, fresh, peek bool
 		t.idle[n-1] = nil
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
-		if hc.addr == addr && hc.fresh(now) && (!peek || hc.peek.alive()) {
+		if hc.addr == addr && hc.fresh(now) && (!peek || hc.sock.Alive()) {
 			return hc, true, nil
 		}
 		hc.close()
@@ -204,11 +176,10 @@ func (t *h1Transport) getConn(ctx context.Context, addr string, fresh, peek bool
 	if err != nil {
 		return nil, false, err
 	}
-	hc := &h1Conn{t: t, nc: nc, addr: addr, fd: -1}
-	hc.peek.init(nc)
-	hc.r.nc, hc.r.fd = nc, -1
+	hc := &h1Conn{t: t, sock: poll.NewSock(nc), addr: addr}
+	hc.r.sock = hc.sock
 	hc.br = bufio.NewReaderSize(&hc.r, h1BufferSize)
-	hc.bw = bufio.NewWriterSize(h1Writer{hc}, h1BufferSize)
+	hc.bw = bufio.NewWriterSize(hc.sock, h1BufferSize)
 	hc.abort = hc.close
 	return hc, false, nil
 }
@@ -227,10 +198,7 @@ func (hc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respo
 		return nil, err
 	}
 	hc.r.got, hc.r.limit = 0, maxResponseHeader
-	if !hc.writeDeadline.IsZero() {
-		hc.writeDeadline = time.Time{}
-		hc.nc.SetWriteDeadline(hc.writeDeadline)
-	}
+	hc.sock.ClearWriteDeadline()
 	hc.noReadDeadline()
 	if err := req.Write(hc.bw); err != nil {
 		return fail(err)
@@ -276,14 +244,23 @@ func (hc *h1Conn) done(stop func() bool, keep bool) {
 	hc.close()
 }
 
+// close closes the connection, out of its event loop's books too.
 func (hc *h1Conn) close() {
-	if hc.fd >= 0 {
+	if hc.loop != nil {
 		hc.loop.closeUpstream(hc)
 		return
 	}
-	if hc.nc != nil {
-		hc.nc.Close()
+	hc.sock.Close()
+}
+
+// idle keeps the connection, idle since now, for the next request: in its
+// event loop's pool, or the transport's.
+func (hc *h1Conn) idle(now time.Time) {
+	if hc.loop != nil {
+		hc.loop.putUpstream(hc, now)
+		return
 	}
+	hc.t.putIdle(hc, now)
 }
 
 // fresh reports whether an idle connection is within the idle timeout at

@@ -7,6 +7,8 @@ import (
 	"net/http/httptrace"
 	"syscall"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/poll"
 )
 
 // SchemeH2C is the Route.Scheme (label dlb.scheme=h2c) of replicas that
@@ -98,9 +100,7 @@ func dropIfClosed(info httptrace.GotConnInfo) {
 	if !info.WasIdle {
 		return
 	}
-	var p peeker
-	p.init(info.Conn)
-	if !p.alive() {
+	if !poll.Alive(info.Conn) {
 		info.Conn.Close()
 	}
 }
