@@ -746,7 +746,7 @@ func (fc *fastConn) clientContext() (ctx context.Context, stop func()) {
 	var t *time.Timer
 	mu.Lock()
 	t = time.AfterFunc(watchEvery, func() {
-		if pk.gone() {
+		if pk.gone() || tlsClientClosed(fc.c) {
 			cancel()
 			return
 		}
@@ -982,7 +982,7 @@ func (fc *fastConn) watchClient() {
 	if fc.watching == nil {
 		return
 	}
-	if fc.peek.gone() {
+	if fc.peek.gone() || tlsClientClosed(fc.c) {
 		fc.gone.Store(true)
 		fc.watching.close()
 		return

@@ -118,6 +118,23 @@ func (f *tlsFront) fastConns() int {
 	return len(f.fs.conns)
 }
 
+// waitFastConns waits, on the fast data path, until its goroutines serve n
+// client connections (those that left are forgotten, parked ones are not
+// counted).
+func (f *tlsFront) waitFastConns(t *testing.T, what string, n int) {
+	t.Helper()
+	if f.fs == nil {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for got := f.fastConns(); got != n; got = f.fastConns() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the fast path serves %d connections after 5s, want %d", what, got, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // tlsReplica answers with its name, the target and the X-Forwarded-Proto
 // it got (also in X-Proto); /204 and /304 with those statuses,
 // /chunked in two chunks, /close with a body that ends when it closes the
@@ -183,9 +200,7 @@ func TestFastTLS(t *testing.T) {
 			if len(seen) != 3 {
 				t.Errorf("3 GETs on one connection reached %v, want all 3 replicas (round robin)", seen)
 			}
-			if n := f.fastConns(); n != 1 && n != -1 {
-				t.Errorf("the fast path serves %d connections, want this one", n)
-			}
+			f.waitFastConns(t, "after 3 GETs on one connection", 1)
 		})
 	}
 
@@ -303,13 +318,7 @@ func TestFastTLSParked(t *testing.T) {
 		if status, body, _, err := rc.sendRead(request("GET", "/", ""), "GET"); err != nil || status != 200 || body != "web-1 / https" {
 			t.Fatalf("request %d: got %d %q (%v), want 200 \"web-1 / https\"", i, status, body, err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for f.fastConns() != 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("after request %d: a goroutine still holds the idle connection after 5s, want it parked", i)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		f.waitFastConns(t, fmt.Sprintf("request %d answered: the connection parked", i), 0)
 	}
 }
 
@@ -388,13 +397,7 @@ func TestFastTLSShutdownFinishesHandshakes(t *testing.T) {
 		t.Skip("the fast path's shutdown")
 	}
 	raw := dialPlain(t, f.addr)
-	deadline := time.Now().Add(5 * time.Second)
-	for f.fastConns() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the connection was not accepted within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	f.waitFastConns(t, "a connection accepted", 1)
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -410,5 +413,32 @@ func TestFastTLSShutdownFinishesHandshakes(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown: %v, want nil once the request is answered", err)
+	}
+}
+
+// TestFastTLSClientGone: a TLS client that leaves (close_notify, then its
+// FIN) while a replica answers slowly is noticed, and the replica's
+// request is cancelled, as for a plain client.
+func TestFastTLSClientGone(t *testing.T) {
+	cancelled := make(chan struct{}, 1)
+	r, p := poolRoute("web")
+	ready(t, p, "web-1", newBackend(t, "web-1", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			cancelled <- struct{}{}
+		case <-time.After(10 * time.Second):
+		}
+	}).addr())
+	f := newTLSFront(t, newTestProxy(t, Options{}, []Route{r}), 0)
+	rc := f.dial(t, "http/1.1")
+	if err := rc.send(request("GET", "/slow", "")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the request is at the replica
+	rc.c.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the replica's request was not cancelled within 5s of the client's leaving")
 	}
 }
