@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,5 +441,73 @@ func TestFastTLSClientGone(t *testing.T) {
 	case <-cancelled:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the replica's request was not cancelled within 5s of the client's leaving")
+	}
+}
+
+// TestFastTLSReplicaAnswers: the relay's edge cases over TLS, as on plain
+// HTTP/1.1: a chunked body with trailers, bytes past the response, a
+// replica that dies mid-body, and a response with both Content-Length and
+// Transfer-Encoding (refused within a second on the fast path). After
+// a 200, the same client connection serves the next request.
+func TestFastTLSReplicaAnswers(t *testing.T) {
+	cases := []struct {
+		name, answer string
+		status       int
+		body         string
+		std          int    // net/http's status, where it differs
+		stdBody      string // and its body
+		cut          bool
+	}{
+		{name: "chunked with trailers", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", status: 200, body: "hello"},
+		{name: "bytes past the response", answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra", status: 200, body: "ok"},
+		{name: "death mid-body", answer: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel", status: 200, cut: true},
+		{name: "CL and TE", answer: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", status: 502, std: 200, stdBody: "hello"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var answered atomic.Bool
+			addr, _ := rawServer(t, func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					if answered.CompareAndSwap(false, true) {
+						io.WriteString(c, tc.answer)
+						return // the replica closes after its answer
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+				}
+			})
+			r, p := poolRoute("app")
+			ready(t, p, "app-1", addr)
+			f := newTLSFront(t, newTestProxy(t, Options{}, []Route{r}), 0)
+			rc := f.dial(t, "http/1.1")
+			want, wantBody := tc.status, tc.body
+			if tc.std != 0 && f.fs == nil {
+				want, wantBody = tc.std, tc.stdBody
+			}
+			start := time.Now()
+			status, body, _, err := rc.sendRead(request("GET", "/", ""), "GET")
+			if tc.cut {
+				if err == nil && body == "hel" {
+					t.Fatalf("a body cut by the replica's death: got %d %q and no error, want the client to see it cut", status, body)
+				}
+				return
+			}
+			if err != nil || status != want || want == 200 && body != wantBody {
+				t.Fatalf("replica's %q: got %d %q (%v), want %d %q", tc.answer, status, body, err, want, wantBody)
+			}
+			if el := time.Since(start); el > time.Second {
+				t.Errorf("answered after %s, want within 1s", el)
+			}
+			if status != 200 {
+				return // a refused response closes the client's connection
+			}
+			if status, body, _, err := rc.sendRead(request("GET", "/", ""), "GET"); err != nil || status != 200 || body != "next" {
+				t.Errorf("the next request on the connection: got %d %q (%v), want 200 \"next\"", status, body, err)
+			}
+		})
 	}
 }
