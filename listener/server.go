@@ -237,6 +237,7 @@ type tlsStateHandler struct{ next http.Handler }
 func (h tlsStateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS == nil {
 		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
+			r = r.WithContext(r.Context()) // a copy: a handler leaves the server's request as it is
 			r.TLS = st
 		}
 	}

@@ -93,8 +93,12 @@ func (fc *fastConn) sts() string {
 // for a *tls.Conn, so the one serving hand-offs takes it from the
 // ConnectionState method (see listener.NewServer).
 func withPending(c net.Conn, pending []byte) net.Conn {
+	tc, ok := c.(*tls.Conn)
+	if ok && len(pending) == 0 {
+		return c // net/http's HTTP/2 server takes only a *tls.Conn
+	}
 	pc := &prefixConn{Conn: c, pending: pending}
-	if tc, ok := c.(*tls.Conn); ok {
+	if ok {
 		return &tlsPrefixConn{prefixConn: pc, tc: tc}
 	}
 	return pc

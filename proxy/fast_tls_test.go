@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,6 +115,23 @@ func (f *tlsFront) fastConns() int {
 	return len(f.fs.conns)
 }
 
+// waitFastConns waits, on the fast data path, until its goroutines serve n
+// client connections (those that left are forgotten, parked ones are not
+// counted).
+func (f *tlsFront) waitFastConns(t *testing.T, what string, n int) {
+	t.Helper()
+	if f.fs == nil {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for got := f.fastConns(); got != n; got = f.fastConns() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the fast path serves %d connections after 5s, want %d", what, got, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // tlsReplica answers with its name, the target and the X-Forwarded-Proto
 // it got (also in X-Proto); /204 and /304 with those statuses,
 // /chunked in two chunks, /close with a body that ends when it closes the
@@ -179,9 +197,7 @@ func TestFastTLS(t *testing.T) {
 			if len(seen) != 3 {
 				t.Errorf("3 GETs on one connection reached %v, want all 3 replicas (round robin)", seen)
 			}
-			if n := f.fastConns(); n != 1 && n != -1 {
-				t.Errorf("the fast path serves %d connections, want this one", n)
-			}
+			f.waitFastConns(t, "after 3 GETs on one connection", 1)
 		})
 	}
 
@@ -299,13 +315,7 @@ func TestFastTLSParked(t *testing.T) {
 		if status, body, _, err := rc.sendRead(request("GET", "/", ""), "GET"); err != nil || status != 200 || body != "web-1 / https" {
 			t.Fatalf("request %d: got %d %q (%v), want 200 \"web-1 / https\"", i, status, body, err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for f.fastConns() != 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("after request %d: a goroutine still holds the idle connection after 5s, want it parked", i)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		f.waitFastConns(t, fmt.Sprintf("request %d answered: the connection parked", i), 0)
 	}
 }
 
@@ -384,13 +394,7 @@ func TestFastTLSShutdownFinishesHandshakes(t *testing.T) {
 		t.Skip("the fast path's shutdown")
 	}
 	raw := dialPlain(t, f.addr)
-	deadline := time.Now().Add(5 * time.Second)
-	for f.fastConns() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the connection was not accepted within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	f.waitFastConns(t, "a connection accepted", 1)
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -406,5 +410,100 @@ func TestFastTLSShutdownFinishesHandshakes(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown: %v, want nil once the request is answered", err)
+	}
+}
+
+// TestFastTLSClientGone: a TLS client that leaves (close_notify, then its
+// FIN) while a replica answers slowly is noticed, and the replica's
+// request is cancelled, as for a plain client.
+func TestFastTLSClientGone(t *testing.T) {
+	cancelled := make(chan struct{}, 1)
+	r, p := poolRoute("web")
+	ready(t, p, "web-1", newBackend(t, "web-1", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			cancelled <- struct{}{}
+		case <-time.After(10 * time.Second):
+		}
+	}).addr())
+	f := newTLSFront(t, newTestProxy(t, Options{}, []Route{r}), 0)
+	rc := f.dial(t, "http/1.1")
+	if err := rc.send(request("GET", "/slow", "")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the request is at the replica
+	rc.c.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the replica's request was not cancelled within 5s of the client's leaving")
+	}
+}
+
+// TestFastTLSReplicaAnswers: the relay's edge cases over TLS, as on plain
+// HTTP/1.1: a chunked body with trailers, bytes past the response, a
+// replica that dies mid-body, and a response with both Content-Length and
+// Transfer-Encoding (refused within a second on the fast path). After
+// a 200, the same client connection serves the next request.
+func TestFastTLSReplicaAnswers(t *testing.T) {
+	cases := []struct {
+		name, answer string
+		status       int
+		body         string
+		std          int    // net/http's status, where it differs
+		stdBody      string // and its body
+		cut          bool
+	}{
+		{name: "chunked with trailers", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", status: 200, body: "hello"},
+		{name: "bytes past the response", answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra", status: 200, body: "ok"},
+		{name: "death mid-body", answer: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel", status: 200, cut: true},
+		{name: "CL and TE", answer: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", status: 502, std: 200, stdBody: "hello"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var answered atomic.Bool
+			addr, _ := rawServer(t, func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					if answered.CompareAndSwap(false, true) {
+						io.WriteString(c, tc.answer)
+						return // the replica closes after its answer
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+				}
+			})
+			r, p := poolRoute("app")
+			ready(t, p, "app-1", addr)
+			f := newTLSFront(t, newTestProxy(t, Options{}, []Route{r}), 0)
+			rc := f.dial(t, "http/1.1")
+			want, wantBody := tc.status, tc.body
+			if tc.std != 0 && f.fs == nil {
+				want, wantBody = tc.std, tc.stdBody
+			}
+			start := time.Now()
+			status, body, _, err := rc.sendRead(request("GET", "/", ""), "GET")
+			if tc.cut {
+				if err == nil && body == "hel" {
+					t.Fatalf("a body cut by the replica's death: got %d %q and no error, want the client to see it cut", status, body)
+				}
+				return
+			}
+			if err != nil || status != want || want == 200 && body != wantBody {
+				t.Fatalf("replica's %q: got %d %q (%v), want %d %q", tc.answer, status, body, err, want, wantBody)
+			}
+			if el := time.Since(start); el > time.Second {
+				t.Errorf("answered after %s, want within 1s", el)
+			}
+			if status != 200 {
+				return // a refused response closes the client's connection
+			}
+			if status, body, _, err := rc.sendRead(request("GET", "/", ""), "GET"); err != nil || status != 200 || body != "next" {
+				t.Errorf("the next request on the connection: got %d %q (%v), want 200 \"next\"", status, body, err)
+			}
+		})
 	}
 }

@@ -56,3 +56,5 @@ type peeker struct{ ready bool }
 
 func (p *peeker) init(net.Conn)         { p.ready = true }
 func (*peeker) look() (open, data bool) { return true, false }
+
+func (*peeker) hungUp() bool { return false }

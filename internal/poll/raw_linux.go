@@ -192,3 +192,19 @@ func (p *peeker) look() (open, data bool) {
 	}
 	return p.open, p.data
 }
+
+// hungUp reports whether the peer shut its writing side (POLLRDHUP), even
+// with bytes still waiting to be read.
+func (p *peeker) hungUp() bool {
+	if p.raw == nil {
+		return false
+	}
+	closed := false
+	p.raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
+			closed = fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+		}
+	})
+	return closed
+}

@@ -190,10 +190,24 @@ func (s *Sock) Alive() bool {
 }
 
 // Gone reports whether the peer closed or reset the socket; bytes waiting
-// to be read do not count. A socket it cannot look at is not gone.
+// to be read do not count. A socket it cannot look at is not gone. A TLS
+// client that leaves sends close_notify before its FIN, so bytes wait on
+// its socket: there the FIN itself (POLLRDHUP) tells it from a pipelined
+// request.
 func (s *Sock) Gone() bool {
 	open, data := s.look()
-	return !open && !data
+	if !open && !data {
+		return true
+	}
+	if !data || s.loop {
+		return false
+	}
+	if _, ok := s.nc.(interface{ NetConn() net.Conn }); !ok {
+		return false
+	}
+	s.peekMu.Lock()
+	defer s.peekMu.Unlock()
+	return s.peek.hungUp()
 }
 
 // Alive reports whether the peer has neither closed c nor sent anything,
