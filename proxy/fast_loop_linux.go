@@ -40,8 +40,8 @@ import (
 // The connections a loop serves are out of Go's poller (a socket in both
 // would wake a thread of Go's poller for its events too): each socket is a
 // poll.Sock, detached to the loop, attached again when a goroutine takes
-// it over. The loop waits on a poll.Poller (docs/performance.md tells why
-// it waits and reads the way it does).
+// it over. The loop waits on a poll.Poller, whose comments say why it
+// waits, reads and writes the way it does.
 
 // loopPatience is how long a loop waits for a replica's response head
 // before a goroutine takes the exchange over (with the timeouts and the
