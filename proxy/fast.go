@@ -1389,9 +1389,7 @@ var dateCache atomic.Pointer[cachedDate]
 // the bytes already read from it.
 func (fs *FastServer) handoff(c net.Conn, pending []byte) {
 	c.SetDeadline(time.Time{})
-	if len(pending) > 0 {
-		c = &prefixConn{Conn: c, pending: bytes.Clone(pending)}
-	}
+	c = &prefixConn{Conn: c, pending: bytes.Clone(pending)}
 	select {
 	case fs.handoffs.conns <- c:
 	case <-fs.handoffs.done:
@@ -1423,8 +1421,8 @@ func (l *handoffListener) Close() error {
 
 func (l *handoffListener) Addr() net.Addr { return l.addr }
 
-// prefixConn is a connection whose first reads return bytes already read
-// from it.
+// prefixConn is a connection handed to net/http: its first reads return
+// bytes already read from it, and a write that times out resets it.
 type prefixConn struct {
 	net.Conn
 	pending []byte
@@ -1437,6 +1435,14 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// Write resets the connection when it times out (see resetOnTimeout):
+// net/http closes it at once, before the handler learns why.
+func (c *prefixConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	resetOnTimeout(c.Conn, err)
+	return n, err
 }
 
 // SyscallConn gives the network connection's, so that it can be parked
