@@ -1331,8 +1331,8 @@ func (l *handoffListener) Close() error {
 
 func (l *handoffListener) Addr() net.Addr { return l.addr }
 
-// prefixConn is a connection whose first reads return bytes already read
-// from it.
+// prefixConn is a connection handed to net/http: its first reads return
+// bytes already read from it, and a write that times out resets it.
 type prefixConn struct {
 	net.Conn
 	pending []byte

@@ -7,8 +7,8 @@ package main
 //
 // Most wait on the engine and Compose far more than they use the CPU, so
 // they call t.Parallel (make test runs them four at a time). Those that
-// time requests or measure throughput (TestSurge, TestRolloutUnderLoad,
-// TestSilentFlood) and the Swarm tests, whose swarm init and leave cut the
+// time requests (a slowest request under 1s, a 502 in under 1s) or measure
+// throughput, and the Swarm tests, whose swarm init and leave cut the
 // engine's containers off their networks for a moment, do not: Go runs a
 // package's sequential tests first, one at a time, then the parallel ones.
 
@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -90,33 +91,40 @@ func buildAll() {
 		return
 	}
 	root, _ := filepath.Abs("../..")
-	steps := [][]string{
-		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "dlb"), "./cmd/dlb"},
-		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "demo"), "./examples/demo"},
-		{"go", "build", "-trimpath", "-o", filepath.Join(buildDir, "bin", "grpc-demo"), "./examples/grpc"},
+	// One go command builds the three (it compiles what they share once);
+	// it names each binary after its directory.
+	bin := filepath.Join(buildDir, "bin")
+	build := []string{"go", "build", "-trimpath", "-o", bin + string(filepath.Separator), "./cmd/dlb", "./examples/demo", "./examples/grpc"}
+	cmd := exec.Command(build[0], build[1:]...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		buildErr = fmt.Errorf("%s: %v\n%s", strings.Join(build, " "), err, out)
+		return
 	}
-	for _, s := range steps {
-		cmd := exec.Command(s[0], s[1:]...)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("%s: %v\n%s", strings.Join(s, " "), err, out)
-			return
-		}
+	if buildErr = os.Rename(filepath.Join(bin, "grpc"), filepath.Join(bin, "grpc-demo")); buildErr != nil {
+		return
 	}
-	for _, img := range []struct{ tag, dockerfile string }{
+	images := []struct{ tag, dockerfile string }{
 		{"dlb:dev", filepath.Join(root, "Dockerfile")},
 		{"dlb-demo:dev", filepath.Join(root, "examples/demo/Dockerfile")},
 		{"dlb-grpc:dev", filepath.Join(root, "examples/grpc/Dockerfile")},
-	} {
-		// Only this process's tag: dlb:dev and dlb-demo:dev are make demo's
-		// (with its version stamp), and tests must not overwrite them.
-		cmd := exec.Command("docker", "build", "-q", "-t", runImage(img.tag), "-f", img.dockerfile, buildDir)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("docker build %s: %v\n%s", img.tag, err, out)
-			return
-		}
 	}
+	errs := make([]error, len(images))
+	var wg sync.WaitGroup
+	for i, img := range images {
+		wg.Go(func() {
+			// Only this process's tag: dlb:dev and dlb-demo:dev are make
+			// demo's (with its version stamp), and tests must not
+			// overwrite them.
+			cmd := exec.Command("docker", "build", "-q", "-t", runImage(img.tag), "-f", img.dockerfile, buildDir)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("docker build %s: %v\n%s", img.tag, err, out)
+			}
+		})
+	}
+	wg.Wait()
+	buildErr = errors.Join(errs...)
 }
 
 func dlbBinary() string { return filepath.Join(buildDir, "bin", "dlb") }

@@ -50,7 +50,6 @@ func timedGet(url string) (int, time.Duration) {
 // of three serving, and a client beside it loses nothing; on a one-replica
 // service it is a 502 at once and the replica stays in.
 func TestFaultsAreNotRetriedIntoTheQueue(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, faultsProject)
 	p.compose("up", "-d", "--no-build", "--scale", "trio=3")

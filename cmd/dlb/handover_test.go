@@ -224,7 +224,6 @@ func checkLoad(t *testing.T, name string, l *load) {
 // second, and one dlb is left, on the new image. Then back again, from the
 // dlb that took the sockets over.
 func TestUpgradeDLBWithoutLoss(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	s := startHandoverStack(t, "dlb:dev")
 	before, err := s.self()
 	if err != nil || before.ID == "" || before.ID != s.containers("dlb")[0] || !before.Serving {
@@ -259,7 +258,6 @@ func TestUpgradeDLBWithoutLoss(t *testing.T) {
 // makes a new TLS handshake for every request and another keeps its
 // connections.
 func TestUpgradeDLBWithTLS(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	certFile, keyFile, roots := selfSigned(t)
 	tlsPort := freePort(t)
 	override := filepath.Join(t.TempDir(), "tls.yaml")
@@ -309,7 +307,6 @@ func TestUpgradeDLBWithTLS(t *testing.T) {
 // TestUpgradeToBrokenDLB: a new dlb image that exits at start leaves the
 // old dlb serving, untouched: no request fails, the rollout says why.
 func TestUpgradeToBrokenDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	s := startHandoverStack(t, "dlb:dev")
 	before, err := s.self()
 	if err != nil {

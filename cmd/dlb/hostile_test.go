@@ -90,7 +90,6 @@ func rawGet(t *testing.T, addr, path string) (int, string) {
 }
 
 func TestHostileClients(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, hostileProject)
 	p.compose("up", "-d", "--no-build")

@@ -103,7 +103,6 @@ networks:
 // own with their own published ports. Each dlb must serve only its own
 // project's replicas, and every request must be answered within 1 s.
 func TestTwoStacksOneEngine(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	yaml, err := os.ReadFile(filepath.Join("..", "..", "docker-compose.yaml"))
 	if err != nil {
