@@ -406,6 +406,12 @@ func roundTripResponse(t *testing.T, r *Response, b []byte, head, keep bool) {
 		if got.Close != !keep {
 			t.Fatalf("%q written as %q (keep %v): close %v", b, w, keep, got.Close)
 		}
+		if r.Status == 204 || r.Status == 304 {
+			// No body, whatever the fields say; the writer leaves out the
+			// Transfer-Encoding a server must not send (RFC 9112 section
+			// 6.1), which net/http reports for the original.
+			want.TransferEncoding = nil
+		}
 		if got.ContentLength != want.ContentLength || strings.Join(got.TransferEncoding, ",") != strings.Join(want.TransferEncoding, ",") {
 			t.Fatalf("%q written as %q: length %d %v; want %d %v", b, w, got.ContentLength, got.TransferEncoding, want.ContentLength, want.TransferEncoding)
 		}
