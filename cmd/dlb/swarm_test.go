@@ -144,6 +144,16 @@ func initSwarm(t *testing.T, addr string, own bool) {
 	state := strings.Fields(docker(t, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.NodeAddr}}"))
 	hadGWBridge := exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil
 	switch {
+	case len(state) == 3 && state[0] == "active" && state[2] == node2HostAddr:
+		// Advertised on the two-node test's own address: a swarm that
+		// test made, left behind broken (its veth gone, the manager
+		// unable to answer even for its own node) by a run that was
+		// killed or could not leave in time.
+		t.Log("the engine is in a swarm the two-node test made and did not leave: leaving it")
+		if err := leave(); err != nil {
+			t.Fatalf("leaving the swarm an earlier run left: %v", err)
+		}
+		hadGWBridge = false // that swarm brought it
 	case len(state) == 3 && state[0] == "active" && state[1] == "true":
 		label, _ := exec.Command("docker", "node", "inspect", "self", "--format", `{{index .Spec.Labels "`+swarmTestLabel+`"}}`).Output()
 		if strings.TrimSpace(string(label)) == "" {
@@ -161,8 +171,8 @@ func initSwarm(t *testing.T, addr string, own bool) {
 			return
 		}
 		t.Log("the engine is in a swarm an earlier run of this test made and did not leave: leaving it")
-		if out, err := exec.Command("docker", "swarm", "leave", "--force").CombinedOutput(); err != nil {
-			t.Fatalf("leaving the swarm an earlier run left: %v: %s", err, out)
+		if err := leave(); err != nil {
+			t.Fatalf("leaving the swarm an earlier run left: %v", err)
 		}
 		hadGWBridge = false // that swarm brought it
 	case len(state) >= 2 && state[0] == "active":
@@ -191,8 +201,8 @@ const swarmTestLabel = "dlb-test-swarm"
 // docker_gwbridge network unless it was there before the swarm.
 func leaveSwarm(t *testing.T, hadGWBridge bool) {
 	t.Cleanup(func() {
-		if out, err := exec.Command("docker", "swarm", "leave", "--force").CombinedOutput(); err != nil {
-			t.Errorf("leaving the swarm this test created: %v: %s", err, out)
+		if err := leave(); err != nil {
+			t.Errorf("leaving the swarm this test created: %v", err)
 		}
 		if !hadGWBridge {
 			// The engine lets go of the bridge's last endpoint a moment
@@ -208,6 +218,27 @@ func leaveSwarm(t *testing.T, hadGWBridge bool) {
 			}
 		}
 	})
+}
+
+// leave makes the engine leave its swarm. A loaded engine's manager can
+// take longer than the command waits ("context deadline exceeded"): it is
+// asked again until the engine says it is in no swarm, for up to 2 min.
+func leave() error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, err := exec.Command("docker", "swarm", "leave", "--force").CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		state, _ := exec.Command("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").Output()
+		if strings.TrimSpace(string(state)) == "inactive" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("docker swarm leave --force: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		time.Sleep(2 * time.Second)
+	}
 }
 
 // removeNetwork removes a network of the test once the containers of the
