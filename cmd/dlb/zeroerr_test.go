@@ -260,7 +260,6 @@ func TestZeroErrorScaling(t *testing.T) {
 // no HEALTHCHECK) get no request before they listen; a replica whose
 // HEALTHCHECK fails gets none at all.
 func TestReadinessGate(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, `
 services:
