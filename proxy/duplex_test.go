@@ -33,6 +33,10 @@ func TestUploadToReplicaThatAnswersWhileReading(t *testing.T) {
 	route, pool := poolRoute("echo")
 	ready(t, pool, "echo-1", newBackend(t, "echo-1", echoWhileReading).addr())
 	f := newFront(t, Options{}, []Route{route}, nil)
+	// 50 MB each way under the race detector on a busy machine can take
+	// longer than the front's usual 10 s: what counts is that every byte
+	// arrives.
+	f.client.Timeout = 2 * time.Minute
 	for _, n := range []int64{100 << 10, 5 << 20, 50 << 20} {
 		t.Run(fmt.Sprintf("%d bytes", n), func(t *testing.T) {
 			req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/echo", &nettest.Pattern{N: n})

@@ -486,7 +486,9 @@ func TestLoopClientGoneClosesTheReplicaConnection(t *testing.T) {
 // timeout, also after a goroutine served it; one with a request in flight
 // longer than that, or one busy with requests, is not.
 func TestLoopIdleTimeout(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	// Long enough that the busy client's requests, a third of it apart,
+	// keep coming in time on a loaded machine.
+	const idle = time.Second
 	r, p := poolRoute("web")
 	ready(t, p, "a", newBackend(t, "a", loopReplica("a", nil, nil)).addr())
 	lf := newLoopFront(t, Options{}, []Route{r}, idle, nil)
@@ -497,13 +499,13 @@ func TestLoopIdleTimeout(t *testing.T) {
 	busy := make(chan error, 1)
 	brc := dialRaw(t, lf.addr)
 	brc.do("GET", "/", "", "a /")
-	if err := brc.send(request("GET", "/slow?sleep=800ms", "")); err != nil {
+	if err := brc.send(request("GET", "/slow?sleep=1500ms", "")); err != nil {
 		t.Fatal(err)
 	}
 	go func(rc *rawClient) {
 		busy <- func() error {
 			if status, body, _, err := rc.read(); err != nil || status != 200 {
-				return fmt.Errorf("GET answered in 800ms, idle timeout %s: %d %q %v; want 200", idle, status, body, err)
+				return fmt.Errorf("GET answered in 1.5s, idle timeout %s: %d %q %v; want 200", idle, status, body, err)
 			}
 			tick := time.NewTicker(idle / 3)
 			defer tick.Stop()

@@ -178,6 +178,7 @@ func TestRetryBudgetBoundsTheTries(t *testing.T) {
 	}
 	f := newFront(t, Options{Retries: 2}, []Route{r}, nil)
 	const requests = 1000
+	start := time.Now()
 	for i := range requests {
 		if resp := f.do(t, "GET", "", "/bad", nil); resp.status != http.StatusBadGateway {
 			t.Fatalf("GET /bad #%d: %d, want 502", i+1, resp.status)
@@ -188,13 +189,16 @@ func TestRetryBudgetBoundsTheTries(t *testing.T) {
 		tries += rep.got("/bad")
 	}
 	// Without the budget: two tries each (a request that broke two
-	// replicas is not sent to a third). With it: a fifth more, plus the
-	// reserve, and a little for the retries that decayed out of the
-	// window while the test ran.
-	reserve := RetryBudgetMinPerSecond * int(RetryBudgetWindow/time.Second)
-	budget := requests*RetryBudgetPercent/100 + reserve
-	if most := requests + budget*6/5; tries > most || tries <= requests {
-		t.Errorf("%d requests, each failing on every replica: %d tries; want more than %d and at most %d (a fifth more, plus %d)", requests, tries, requests, most, reserve)
+	// replicas is not sent to a third). With it, retries are at most a
+	// fifth of all tries (retries count as requests too), plus the
+	// reserve for a window, plus the reserve's rate for as long as the
+	// test ran (retries decay out of the window meanwhile): r <= 0.2 *
+	// (requests + r) + reserve, so r <= (0.2 * requests + reserve) / 0.8.
+	elapsed := time.Since(start)
+	reserve := float64(RetryBudgetMinPerSecond) * (RetryBudgetWindow + elapsed).Seconds()
+	pct := float64(RetryBudgetPercent) / 100
+	if most := requests + int((pct*requests+reserve)/(1-pct)); tries > most || tries <= requests {
+		t.Errorf("%d requests in %s, each failing on every replica: %d tries; want more than %d and at most %d", requests, elapsed.Round(time.Millisecond), tries, requests, most)
 	}
 	t.Logf("%d requests failing everywhere: %d tries", requests, tries)
 }

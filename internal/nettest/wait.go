@@ -9,10 +9,16 @@ import (
 // with what it waited for.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	WaitWithin(t, 5*time.Second, what, cond)
+}
+
+// WaitWithin is WaitFor with a deadline of d.
+func WaitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("waited 5s for %s", what)
+			t.Fatalf("waited %s for %s", d, what)
 		}
 		time.Sleep(time.Millisecond)
 	}
