@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/dlb-lb/dlb/balancer"
+	"github.com/dlb-lb/dlb/internal/nettest"
 	"github.com/dlb-lb/dlb/listener"
 	"golang.org/x/sys/unix"
 )
@@ -981,12 +982,7 @@ func TestSlowReaderIsReset(t *testing.T) {
 			// The replica makes 16 MiB first (slow under -race on a
 			// busy machine): up to 30s.
 			start := time.Now()
-			for state() != unix.BPF_TCP_CLOSE {
-				if time.Since(start) > 30*time.Second {
-					t.Fatalf("GET %s, not read: the client's socket is still open after 30s (write timeout %s), want it reset", tc.path, writeTimeout)
-				}
-				time.Sleep(time.Millisecond)
-			}
+			nettest.WaitWithin(t, 30*time.Second, "GET "+tc.path+", not read, to reset the client's socket (TCP_CLOSE)", func() bool { return state() == unix.BPF_TCP_CLOSE })
 			t.Logf("GET %s, not read: reset after %s (write timeout %s)", tc.path, time.Since(start).Round(time.Millisecond), writeTimeout)
 			rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			_, err = io.Copy(io.Discard, rc.c)
