@@ -338,6 +338,7 @@ start_dlb() {
 	alloc_port aport
 	mkdir -p "$dir"
 	local cmd=(env "GOMAXPROCS=$WORKERS" "$ROOT/bin/dlb" --listen "127.0.0.1:$port" --admin "127.0.0.1:$aport"
+		--network "$NET" --log-level warn)
 	if [[ -n $CERT ]]; then
 		alloc_port tport
 		cmd+=(--listen-tls "127.0.0.1:$tport" --tls-cert "$CERT" --tls-key "$CERT_KEY")

@@ -83,7 +83,7 @@ func writeMarkdown(w io.Writer, p page, rows []Summary) error {
 	pf("on a Docker bridge network that the bench creates and removes. Every proxy forwards to the same container addresses.\n")
 	pf("- **Equivalent settings:** round robin; keep-alive connections to the backends ")
 	pf("(nginx `keepalive 64` with `proxy_http_version 1.1` and an empty `Connection` header, HAProxy `http-reuse always`, ")
-	pf("dlb's per-replica connection pools (`--upstream-transport`, default fast)); ")
+	pf("dlb's own per-replica connection pools); ")
 	pf("the same number of workers each (nginx `worker_processes %d`, HAProxy `nbthread %d`, dlb with `GOMAXPROCS=%d`); ", p.Workers, p.Workers, p.Workers)
 	pf("no access logs; no active health checks in nginx or HAProxy. The exact files are below.\n")
 	pf("- **Load:** wrk with %d threads, `--timeout 5s`, from 127.0.0.1, with a Lua `done()` hook (`bench/wrk-report.lua`) that reports the exact percentiles. ", p.Threads)
