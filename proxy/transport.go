@@ -33,18 +33,13 @@ func (ut *upstreamTransport) forScheme(scheme string) http.RoundTripper {
 	if scheme == SchemeH2C {
 		return ut.h2c
 	}
-	if ut.fast != nil { // h1transport.go
-		return ut.fast
-	}
-	return stdTransport{ut.Transport}
+	return ut.fast // h1transport.go
 }
 
 // CloseIdleConnections closes the replica's idle connections of either
 // protocol.
 func (ut *upstreamTransport) CloseIdleConnections() {
-	if ut.fast != nil {
-		ut.fast.closeIdle()
-	}
+	ut.fast.closeIdle()
 	ut.Transport.CloseIdleConnections()
 	ut.h2c.CloseIdleConnections()
 }

@@ -224,25 +224,21 @@ func (s *servers) run(ctx context.Context, stop context.CancelFunc, cfg *config,
 		Strs("providers", cfg.providers).Str("network", cfg.discovery.Network).Bool("exposed_by_default", cfg.discovery.ExposedByDefault).Str("gc", gcInfo).Msg("dlb starting")
 
 	go discovery.WatchNetwork(ctx, p.docker, cfg.discovery.Network, 2*time.Second, log.With().Str("component", "discovery").Logger())
-	errc := make(chan error, 4)
+	errc := make(chan error, 5) // one per server goroutine
 	go func() { errc <- s.proxy.Serve(s.ln) }()
-	if s.fast != nil {
-		go func() {
-			if err := s.fast.Serve(s.fastLn); err != http.ErrServerClosed {
-				errc <- err
-			}
-		}()
-	}
-	switch {
-	case s.fastTLS != nil:
+	go func() {
+		if err := s.fast.Serve(s.fastLn); err != http.ErrServerClosed {
+			errc <- err
+		}
+	}()
+	if s.tls != nil {
+		// The TLS server serves what the fast one hands it, handshaken.
 		go func() { errc <- s.tls.Serve(s.tlsLn) }()
 		go func() {
 			if err := s.fastTLS.Serve(s.fastTLSLn); err != http.ErrServerClosed {
 				errc <- err
 			}
 		}()
-	case s.tls != nil:
-		go func() { errc <- s.tls.ServeTLS(s.tlsLn, "", "") }()
 	}
 	if s.admin != nil {
 		go func() { errc <- s.admin.Serve(s.adminLn) }()
