@@ -3,11 +3,13 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -255,24 +257,64 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// clientSchemes are the two ways a client reaches dlb's HTTP/1.1 engine: a
+// plain connection and a TLS one.
+var clientSchemes = []string{"http", "https"}
+
+// serveScheme serves px on loopback as dlb does for scheme: the fast
+// server for http (--listen), the fast TLS server for https
+// (--listen-tls, whose responses to host x carry
+// Strict-Transport-Security), each with net/http behind it for what it
+// hands off. It returns a dialer of client connections (ALPN http/1.1
+// over TLS).
+func serveScheme(t *testing.T, scheme string, px *Proxy) func() *tlsClient {
+	t.Helper()
+	if scheme == "https" {
+		f := newTLSFront(t, px, 0)
+		return func() *tlsClient { return f.dial(t, "http/1.1") }
+	}
+	srv := serveFront(t, px, px, true)
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	return func() *tlsClient { return dialPlain(t, addr) }
+}
+
+// wantSTS is the Strict-Transport-Security a response to host x carries
+// on scheme (serveScheme).
+func wantSTS(scheme string) string {
+	if scheme == "https" {
+		return "max-age=60"
+	}
+	return ""
+}
+
 // TestConformanceResponses checks what dlb makes of a replica's malformed
-// or unusual responses: the framing errors of RFC 9112 sections 6 and 7.1
-// are 502 on the fast engine; hop-by-hop fields are not passed on. Each
-// case runs twice: for a request the fast engine relays, and for one it
-// hands to net/http (a dot segment), whose answer std gives where it
-// differs.
+// or unusual responses, on a plain and a TLS client connection: the
+// framing errors of RFC 9112 sections 6 and 7.1 are 502 on the fast
+// engine, within a second (a response with both Content-Length and
+// Transfer-Encoding must not wait for a body); hop-by-hop fields are not
+// passed on; a chunked body's trailers, bytes a replica sends past its
+// response and a replica that dies mid-body reach the client as the
+// response, nothing more, or cut. After a 200 the same client connection
+// serves the next request. Each case runs for a request the fast engine
+// relays, and for one it hands to net/http (a dot segment), whose answer
+// std gives where it differs.
 func TestConformanceResponses(t *testing.T) {
 	cases := []struct {
 		name     string
-		answer   string
+		answer   string // to the replica's first request; it closes the connection after it
 		status   int
 		body     string
 		std      int    // net/http's status, where it differs
 		stdBody  string // and its body
 		noHeader string
+		cut      bool // the replica dies mid-body: the client must see the body cut
 	}{
 		{name: "Content-Length", answer: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", status: 200, body: "hello"},
 		{name: "chunked", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", status: 200, body: "hello"},
+		{name: "chunked with trailers", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", status: 200, body: "hello"},
+		{name: "bytes past the response", answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra", status: 200, body: "ok"},
+		{name: "death mid-body", answer: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel", status: 200, cut: true},
 		{name: "hop-by-hop fields", answer: "HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok", status: 200, body: "ok", noHeader: "X-Hop"},
 		{name: "CL and TE", answer: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", status: 502, std: 200, stdBody: "hello"},
 		{name: "two Content-Lengths", answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhello", status: 502},
@@ -282,33 +324,143 @@ func TestConformanceResponses(t *testing.T) {
 		{name: "bad status line", answer: "HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok", status: 502},
 		{name: "switching protocols unasked", answer: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", status: 502},
 	}
-	for _, tc := range cases {
-		for _, path := range []string{"/", "/a/../h"} {
-			name, want, wantBody := tc.name, tc.status, tc.body
-			if path != "/" {
-				name += " handed off"
-				if tc.std != 0 {
-					want, wantBody = tc.std, tc.stdBody
+	for _, scheme := range clientSchemes {
+		for _, tc := range cases {
+			for _, path := range []string{"/", "/a/../h"} {
+				name, want, wantBody := scheme+" "+tc.name, tc.status, tc.body
+				if path != "/" {
+					name += " handed off"
+					if tc.std != 0 {
+						want, wantBody = tc.std, tc.stdBody
+					}
 				}
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					var answered atomic.Bool
+					addr, _ := rawServer(t, func(c net.Conn) {
+						defer c.Close()
+						br := bufio.NewReader(c)
+						for {
+							if _, err := http.ReadRequest(br); err != nil {
+								return
+							}
+							if answered.CompareAndSwap(false, true) {
+								io.WriteString(c, tc.answer)
+								return
+							}
+							io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+						}
+					})
+					r, p := poolRoute("app")
+					ready(t, p, "app-1", addr)
+					rc := serveScheme(t, scheme, newTestProxy(t, Options{}, []Route{r}))()
+					start := time.Now()
+					status, body, _, err := rc.sendRead(request("GET", path, ""), "GET")
+					if tc.cut {
+						if err == nil && body == "hel" {
+							t.Fatalf("a body cut by the replica's death: got %d %q and no error, want the client to see it cut", status, body)
+						}
+						return
+					}
+					if err != nil || status != want || want == 200 && body != wantBody {
+						t.Fatalf("replica's %q to GET %s: got %d %q (%v), want %d %q", tc.answer, path, status, body, err, want, wantBody)
+					}
+					if el := time.Since(start); el > time.Second {
+						t.Errorf("replica's %q: answered after %s, want within 1s", tc.answer, el)
+					}
+					if tc.noHeader != "" && rc.last.Header.Get(tc.noHeader) != "" {
+						t.Errorf("replica's %q: the client got %s: %q, a hop-by-hop field", tc.answer, tc.noHeader, rc.last.Header.Get(tc.noHeader))
+					}
+					if status != 200 {
+						return // a refused response may close the client's connection
+					}
+					if status, body, _, err := rc.sendRead(request("GET", "/", ""), "GET"); err != nil || status != 200 || body != "next" {
+						t.Errorf("the next request on the connection: got %d %q (%v), want 200 \"next\"", status, body, err)
+					}
+				})
 			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				rr := newRecordingReplica(t, tc.answer)
-				r, p := poolRoute("app")
-				ready(t, p, "app-1", rr.addr)
-				f := newFront(t, Options{}, []Route{r}, nil)
-				got := f.do(t, http.MethodGet, "app", path, nil)
-				if got.status != want {
-					t.Fatalf("replica's %q to GET %s: got %d %q, want %d", tc.answer, path, got.status, got.body, want)
-				}
-				if want == 200 && got.body != wantBody {
-					t.Errorf("replica's %q: got body %q, want %q", tc.answer, got.body, wantBody)
-				}
-				if tc.noHeader != "" && got.header.Get(tc.noHeader) != "" {
-					t.Errorf("replica's %q: the client got %s: %q, a hop-by-hop field", tc.answer, tc.noHeader, got.header.Get(tc.noHeader))
+		}
+	}
+}
+
+// TestRelayOverPlainAndTLS: what a client's HTTP/1.1 connection carries,
+// the same on a plain and a TLS one: keep-alive through a POST, HEAD, 204
+// and 304 (no body, the connection reused), a chunked body, requests the
+// fast engine hands to net/http (a target with '%', 100-continue);
+// pipelined requests; a close-delimited body, relayed with Connection:
+// close. Replicas get X-Forwarded-Proto of the client's scheme, and TLS
+// clients Strict-Transport-Security.
+func TestRelayOverPlainAndTLS(t *testing.T) {
+	cases := []struct {
+		name, method, raw string
+		wantStatus        int
+		wantBody          string // a suffix of the body; %s is the scheme
+	}{
+		{"POST", "POST", request("POST", "/p", "hello"), 200, ":hello"},
+		{"HEAD", "HEAD", "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n", 200, ""},
+		{"204", "GET", request("GET", "/204", ""), 204, ""},
+		{"304", "GET", request("GET", "/304", ""), 304, ""},
+		{"chunked", "GET", request("GET", "/chunked", ""), 200, " /chunked %s"},
+		{"handed off: a target with %", "GET", request("GET", "/a%20b", ""), 200, " /a%%20b %s"},
+		{"handed off: 100-continue", "POST", "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello", 200, ":hello"},
+		{"after a hand-off", "GET", request("GET", "/after", ""), 200, " /after %s"},
+	}
+	for _, scheme := range clientSchemes {
+		t.Run(scheme, func(t *testing.T) {
+			t.Parallel()
+			r, p := poolRoute("web")
+			for _, name := range []string{"web-1", "web-2", "web-3"} {
+				ready(t, p, name, newBackend(t, name, tlsReplica(name)).addr())
+			}
+			dial := serveScheme(t, scheme, newTestProxy(t, Options{}, []Route{r}))
+
+			t.Run("one connection", func(t *testing.T) {
+				rc := dial()
+				for _, tc := range cases {
+					wantBody := tc.wantBody
+					if strings.Contains(wantBody, "%") {
+						wantBody = fmt.Sprintf(wantBody, scheme)
+					}
+					status, body, closing, err := rc.sendRead(tc.raw, tc.method)
+					if err != nil || status != tc.wantStatus || !strings.HasSuffix(body, wantBody) || closing {
+						t.Fatalf("%s: got %d %q (closing %v, %v), want %d ending in %q, kept open", tc.name, status, body, closing, err, tc.wantStatus, wantBody)
+					}
+					if got := rc.last.Header.Get("X-Proto"); status < 300 && tc.method != "HEAD" && got != scheme {
+						t.Errorf("%s: the replica got X-Forwarded-Proto %q, want %s", tc.name, got, scheme)
+					}
+					if got := rc.last.Header.Get("Strict-Transport-Security"); got != wantSTS(scheme) {
+						t.Errorf("%s: got Strict-Transport-Security %q, want %q", tc.name, got, wantSTS(scheme))
+					}
 				}
 			})
-		}
+
+			t.Run("pipelined", func(t *testing.T) {
+				rc := dial()
+				if err := rc.send(request("GET", "/1", "") + request("POST", "/2", "two") + request("GET", "/3", "")); err != nil {
+					t.Fatal(err)
+				}
+				for i, want := range []string{" /1 " + scheme, ":two", " /3 " + scheme} {
+					status, body, _, err := rc.readFor("GET")
+					if err != nil || status != 200 || !strings.HasSuffix(body, want) {
+						t.Fatalf("pipelined response %d: got %d %q (%v), want 200 ending in %q", i+1, status, body, err, want)
+					}
+				}
+			})
+
+			t.Run("close-delimited", func(t *testing.T) {
+				rc := dial()
+				status, body, closing, err := rc.sendRead(request("GET", "/close", ""), "GET")
+				if err != nil || status != 200 || !strings.HasSuffix(body, " /close "+scheme) {
+					t.Fatalf("got %d %q (%v), want 200 ending in \" /close %s\"", status, body, err, scheme)
+				}
+				if !closing {
+					t.Errorf("a close-delimited body relayed as it is: got no Connection: close")
+				}
+				if err := rc.closedWithin(5 * time.Second); err != nil {
+					t.Errorf("after a close-delimited body: %v, want the connection closed", err)
+				}
+			})
+		})
 	}
 }
 

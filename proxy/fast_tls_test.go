@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,12 +169,11 @@ func tlsReplica(name string) http.HandlerFunc {
 }
 
 // TestFastTLS: HTTP/1.1 over TLS (ALPN http/1.1, or none) is served by the
-// fast path, one goroutine per connection, with what plain HTTP/1.1 has:
-// keep-alive round robin, pipelining, chunked and close-delimited bodies,
-// HEAD, 204 and 304 on a kept connection; what it hands to net/http
-// (100-continue, a target with '%') is still seen as TLS; replicas get
-// X-Forwarded-Proto: https and clients Strict-Transport-Security. ALPN h2
-// goes to net/http's HTTP/2 server.
+// fast path, one goroutine per connection, with keep-alive round robin as
+// on plain HTTP/1.1 (TestRelayOverPlainAndTLS and TestConformanceResponses
+// run the relay's cases on both); ALPN h2 goes to net/http's HTTP/2
+// server, with X-Forwarded-Proto: https; plain HTTP to the TLS port gets
+// 400.
 func TestFastTLS(t *testing.T) {
 	r, p := poolRoute("web")
 	for _, name := range []string{"web-1", "web-2", "web-3"} {
@@ -200,65 +198,6 @@ func TestFastTLS(t *testing.T) {
 			f.waitFastConns(t, "after 3 GETs on one connection", 1)
 		})
 	}
-
-	cases := []struct {
-		name, method, raw string
-		wantStatus        int
-		wantBody          string // a suffix of the body
-	}{
-		{"POST", "POST", request("POST", "/p", "hello"), 200, ":hello"},
-		{"HEAD", "HEAD", "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n", 200, ""},
-		{"204", "GET", request("GET", "/204", ""), 204, ""},
-		{"304", "GET", request("GET", "/304", ""), 304, ""},
-		{"chunked", "GET", request("GET", "/chunked", ""), 200, " /chunked https"},
-		{"handed off: a target with %", "GET", request("GET", "/a%20b", ""), 200, " /a%20b https"},
-		{"handed off: 100-continue", "POST", "POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello", 200, ":hello"},
-	}
-	t.Run("one connection", func(t *testing.T) {
-		rc := f.dial(t, "http/1.1")
-		for _, tc := range cases {
-			status, body, closing, err := rc.sendRead(tc.raw, tc.method)
-			if err != nil || status != tc.wantStatus || !strings.HasSuffix(body, tc.wantBody) || closing {
-				t.Fatalf("%s: got %d %q (closing %v, %v), want %d ending in %q, kept open", tc.name, status, body, closing, err, tc.wantStatus, tc.wantBody)
-			}
-			if got := rc.last.Header.Get("X-Proto"); status < 300 && tc.method != "HEAD" && got != "https" {
-				t.Errorf("%s: the replica got X-Forwarded-Proto %q, want https", tc.name, got)
-			}
-			if got := rc.last.Header.Get("Strict-Transport-Security"); got != "max-age=60" {
-				t.Errorf("%s: got Strict-Transport-Security %q, want max-age=60", tc.name, got)
-			}
-		}
-	})
-
-	t.Run("pipelined", func(t *testing.T) {
-		rc := f.dial(t, "http/1.1")
-		if err := rc.send(request("GET", "/1", "") + request("POST", "/2", "two") + request("GET", "/3", "")); err != nil {
-			t.Fatal(err)
-		}
-		for i, want := range []string{" /1 https", ":two", " /3 https"} {
-			status, body, _, err := rc.readFor("GET")
-			if err != nil || status != 200 || !strings.HasSuffix(body, want) {
-				t.Fatalf("pipelined response %d: got %d %q (%v), want 200 ending in %q", i+1, status, body, err, want)
-			}
-		}
-	})
-
-	t.Run("close-delimited", func(t *testing.T) {
-		rc := f.dial(t, "http/1.1")
-		status, body, closing, err := rc.sendRead(request("GET", "/close", ""), "GET")
-		if err != nil || status != 200 || !strings.HasSuffix(body, " /close https") {
-			t.Fatalf("got %d %q (%v), want 200 ending in \" /close https\"", status, body, err)
-		}
-		if f.fs == nil {
-			return // net/http chunks the body and keeps the connection
-		}
-		if !closing {
-			t.Errorf("a close-delimited body relayed as it is: got no Connection: close")
-		}
-		if err := rc.closedWithin(5 * time.Second); err != nil {
-			t.Errorf("after a close-delimited body: %v, want the connection closed", err)
-		}
-	})
 
 	t.Run("h2", func(t *testing.T) {
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.roots}, ForceAttemptHTTP2: true}}
@@ -437,73 +376,5 @@ func TestFastTLSClientGone(t *testing.T) {
 	case <-cancelled:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the replica's request was not cancelled within 5s of the client's leaving")
-	}
-}
-
-// TestFastTLSReplicaAnswers: the relay's edge cases over TLS, as on plain
-// HTTP/1.1: a chunked body with trailers, bytes past the response, a
-// replica that dies mid-body, and a response with both Content-Length and
-// Transfer-Encoding (refused within a second on the fast path). After
-// a 200, the same client connection serves the next request.
-func TestFastTLSReplicaAnswers(t *testing.T) {
-	cases := []struct {
-		name, answer string
-		status       int
-		body         string
-		std          int    // net/http's status, where it differs
-		stdBody      string // and its body
-		cut          bool
-	}{
-		{name: "chunked with trailers", answer: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", status: 200, body: "hello"},
-		{name: "bytes past the response", answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra", status: 200, body: "ok"},
-		{name: "death mid-body", answer: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel", status: 200, cut: true},
-		{name: "CL and TE", answer: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", status: 502, std: 200, stdBody: "hello"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var answered atomic.Bool
-			addr, _ := rawServer(t, func(c net.Conn) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					if answered.CompareAndSwap(false, true) {
-						io.WriteString(c, tc.answer)
-						return // the replica closes after its answer
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
-				}
-			})
-			r, p := poolRoute("app")
-			ready(t, p, "app-1", addr)
-			f := newTLSFront(t, newTestProxy(t, Options{}, []Route{r}), 0)
-			rc := f.dial(t, "http/1.1")
-			want, wantBody := tc.status, tc.body
-			if tc.std != 0 && f.fs == nil {
-				want, wantBody = tc.std, tc.stdBody
-			}
-			start := time.Now()
-			status, body, _, err := rc.sendRead(request("GET", "/", ""), "GET")
-			if tc.cut {
-				if err == nil && body == "hel" {
-					t.Fatalf("a body cut by the replica's death: got %d %q and no error, want the client to see it cut", status, body)
-				}
-				return
-			}
-			if err != nil || status != want || want == 200 && body != wantBody {
-				t.Fatalf("replica's %q: got %d %q (%v), want %d %q", tc.answer, status, body, err, want, wantBody)
-			}
-			if el := time.Since(start); el > time.Second {
-				t.Errorf("answered after %s, want within 1s", el)
-			}
-			if status != 200 {
-				return // a refused response closes the client's connection
-			}
-			if status, body, _, err := rc.sendRead(request("GET", "/", ""), "GET"); err != nil || status != 200 || body != "next" {
-				t.Errorf("the next request on the connection: got %d %q (%v), want 200 \"next\"", status, body, err)
-			}
-		})
 	}
 }
