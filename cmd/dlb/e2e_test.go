@@ -8,10 +8,11 @@ package main
 // Most wait on the engine and Compose far more than they use the CPU, so
 // they call t.Parallel (make test runs them four at a time). Those that
 // time requests (a slowest request under 1s, a 502 in under 1s, replicas
-// still starting when Compose returns) or measure throughput, and the
-// Swarm tests, whose swarm init and leave cut the
-// engine's containers off their networks for a moment, do not: Go runs a
-// package's sequential tests first, one at a time, then the parallel ones.
+// still starting when Compose returns) or measure throughput, and
+// TestSwarm, whose swarm init and leave cut the engine's containers off
+// their networks for a moment, do not: Go runs a package's sequential
+// tests first, one at a time, then the parallel ones. TestSwarm's three
+// tests run beside each other, on the one swarm it makes.
 
 import (
 	"bufio"

@@ -62,11 +62,13 @@ type node2 struct {
 
 // newNode2 removes what a killed run of it left, then makes the network
 // namespace and the veth pair; start starts the engine. The test must hold
-// lockSwarmTests. It skips, saying why, where the machine cannot hold a
-// second engine.
-func newNode2(t *testing.T) *node2 {
+// lockSwarmTests. Where the machine cannot hold a second engine it returns
+// nil and says why.
+func newNode2(t *testing.T) (*node2, string) {
 	t.Helper()
-	requireNode2(t)
+	if why := node2Unavailable(); why != "" {
+		return nil, why
+	}
 	if err := removeNode2(); err != nil {
 		t.Fatalf("removing what an earlier run left of the second engine: %v", err)
 	}
@@ -88,7 +90,7 @@ func newNode2(t *testing.T) *node2 {
 		{"link", "add", node2HostVeth, "type", "veth", "peer", "name", node2Veth, "netns", node2Name},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Skipf("this machine cannot give a second Docker Engine a network of its own (ip %s: %v: %s); a container without CAP_NET_ADMIN cannot", strings.Join(args, " "), err, bytes.TrimSpace(out))
+			return nil, fmt.Sprintf("this machine cannot give a second Docker Engine a network of its own (ip %s: %v: %s); a container without CAP_NET_ADMIN cannot", strings.Join(args, " "), err, bytes.TrimSpace(out))
 		}
 	}
 	ip("addr", "add", node2HostAddr+"/30", "dev", node2HostVeth)
@@ -99,41 +101,38 @@ func newNode2(t *testing.T) *node2 {
 	// The overlay network carries the swarm's traffic in VXLAN: without
 	// it there is no second node to speak of.
 	if out, err := exec.Command("ip", "-n", node2Name, "link", "add", "dlbn2vx", "type", "vxlan", "id", "4242", "dstport", "4789").CombinedOutput(); err != nil {
-		t.Skipf("the kernel cannot make a VXLAN device, which Swarm's overlay networks need (ip link add type vxlan: %v: %s)", err, bytes.TrimSpace(out))
+		return nil, fmt.Sprintf("the kernel cannot make a VXLAN device, which Swarm's overlay networks need (ip link add type vxlan: %v: %s)", err, bytes.TrimSpace(out))
 	}
 	ip("-n", node2Name, "link", "del", "dlbn2vx")
-	return &node2{host: "unix://" + filepath.Join(node2Dir, "docker.sock")}
+	return &node2{host: "unix://" + filepath.Join(node2Dir, "docker.sock")}, ""
 }
 
-// requireNode2 skips the test when this machine lacks what a second engine
-// needs.
-func requireNode2(t *testing.T) {
-	t.Helper()
+// node2Unavailable says what this machine lacks for a second engine, or "".
+func node2Unavailable() string {
 	if os.Geteuid() != 0 {
-		t.Skip("a second Docker Engine needs root (network namespaces, cgroups, dockerd): run the tests as root")
+		return "a second Docker Engine needs root (network namespaces, cgroups, dockerd): run the tests as root"
 	}
 	for _, bin := range []string{"dockerd", "containerd", "runc", "ip", "nsenter", "unshare"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("a second Docker Engine needs %s, which is not on PATH (Debian: apt-get install docker.io iproute2 util-linux)", bin)
+			return fmt.Sprintf("a second Docker Engine needs %s, which is not on PATH (Debian: apt-get install docker.io iproute2 util-linux)", bin)
 		}
 	}
 	if _, err := os.Stat(filepath.Dir(node2Cgroup())); err != nil {
-		t.Skipf("a second Docker Engine's processes are kept in a cgroup, and %s is not there: %v", filepath.Dir(node2Cgroup()), err)
+		return fmt.Sprintf("a second Docker Engine's processes are kept in a cgroup, and %s is not there: %v", filepath.Dir(node2Cgroup()), err)
 	}
-	if _, err := os.Stat("/sys/module/vxlan"); err != nil {
-		// Built in or loadable: the namespace's test device says which.
-		t.Logf("no /sys/module/vxlan: the kernel may still make VXLAN devices; checking")
-	}
+	// No /sys/module/vxlan says nothing: VXLAN may be built in. newNode2's
+	// test device says whether the kernel makes one.
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Sprintf("listing the machine's addresses: %v", err)
 	}
 	_, ours, _ := net.ParseCIDR(node2HostAddr + "/30")
 	for _, a := range addrs {
 		if n, ok := a.(*net.IPNet); ok && ours.Contains(n.IP) && !node2VethUp() {
-			t.Skipf("the machine already has the address %s in %s, which the second engine's veth pair uses", n, ours)
+			return fmt.Sprintf("the machine already has the address %s in %s, which the second engine's veth pair uses", n, ours)
 		}
 	}
+	return ""
 }
 
 func node2VethUp() bool { return exec.Command("ip", "link", "show", node2HostVeth).Run() == nil }

@@ -6,29 +6,23 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// TestSwarmTwoNodes runs a swarm of two engines (the machine's as the
-// manager, a second one in a network namespace of its own: see node2) and
-// dlb on the manager with --provider swarm, in front of a service spread
-// over both, under a steady keep-alive load. In turn: the tasks of both
-// nodes serve, over the overlay, while the service scales up and down; the
-// second node drains; a dlb on each node (mode global, host-mode ports)
-// agrees on the pools; the second node is lost (its link cut, its processes
-// killed). No request may fail, and dlb's reaction to each change is
-// logged.
-func TestSwarmTwoNodes(t *testing.T) {
-	requireDocker(t)
+// swarmTwoNodes runs a swarm of two engines (the machine's as the
+// manager, self, and n2, a second one in a network namespace of its own:
+// see node2) and dlb on the manager with --provider swarm, in front of a
+// service spread over both, under a steady keep-alive load. In turn: the
+// tasks of both nodes serve, over the overlay, while the service scales up
+// and down; the second node drains; a dlb on each node (mode global,
+// host-mode ports) agrees on the pools; the second node is lost (its link
+// cut, its processes killed). No request may fail, and dlb's reaction to
+// each change is logged.
+func swarmTwoNodes(t *testing.T, n2 *node2, self string) {
 	start := time.Now()
-	lockSwarmTests(t, syscall.LOCK_EX)
-	n2 := newNode2(t)
-	initSwarm(t, node2HostAddr, true)
 	n2.start(t, runImage("dlb-demo:dev"), runImage("dlb:dev"))
 	n2.join(t)
-	self := docker(t, "info", "--format", "{{.Swarm.NodeID}}")
 	t.Logf("second engine started, loaded and joined in %s", time.Since(start).Round(100*time.Millisecond))
 
 	prefix := fmt.Sprintf("dlbsw2%d", os.Getpid())

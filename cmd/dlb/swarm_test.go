@@ -15,7 +15,46 @@ import (
 	"time"
 )
 
-// TestSwarmZeroErrors runs dlb as a container on a one-node swarm, with
+// TestSwarm runs the Swarm tests on one swarm, made for them (or the
+// engine's own, when it is a manager already) and left when the last of
+// them ends: swarm init and leave cut every container of the engine off
+// its networks for a moment, so they happen once, while no other test
+// runs, and the three tests run beside each other. A second engine joins
+// it for TwoNodes, so it is advertised on the second engine's link where
+// the machine can make one (see node2), on loopback otherwise. The
+// one-node tests keep their tasks on this engine's node
+// (node.id == self): the second node comes and goes.
+func TestSwarm(t *testing.T) {
+	requireDocker(t)
+	lockSwarmTests(t, syscall.LOCK_EX) // unlocks after the cleanups registered below
+	n2, noNode2 := newNode2(t)
+	addr := "127.0.0.1"
+	if n2 != nil {
+		addr = node2HostAddr
+	}
+	own := initSwarm(t, addr)
+	self := docker(t, "info", "--format", "{{.Swarm.NodeID}}")
+	t.Run("ZeroErrors", func(t *testing.T) {
+		t.Parallel()
+		swarmZeroErrors(t, self)
+	})
+	t.Run("ExampleStack", func(t *testing.T) {
+		t.Parallel()
+		swarmExampleStack(t, self)
+	})
+	t.Run("TwoNodes", func(t *testing.T) {
+		t.Parallel()
+		switch {
+		case n2 == nil:
+			t.Skip(noNode2)
+		case !own:
+			t.Skip("the engine is a manager of a swarm this test did not create: it adds a node only to a swarm of its own; run it on an engine in no swarm")
+		}
+		swarmTwoNodes(t, n2, self)
+	})
+}
+
+// swarmZeroErrors runs dlb as a container on a one-node swarm, with
 // --provider swarm, under a steady keep-alive load from the host through
 // its published port, and changes a service every way Swarm can: scale
 // 3 -> 6 -> 2, rolling updates (start-first, stop-first, a new image), a
@@ -26,10 +65,9 @@ import (
 // The engine here has no IPVS: services use --endpoint-mode dnsrr (no
 // VIP), nothing is published through the ingress mesh, and dlb reaches
 // tasks over an attachable overlay network, which the host cannot reach.
-func TestSwarmZeroErrors(t *testing.T) {
-	requireDocker(t)
+// The service's tasks run on node self.
+func swarmZeroErrors(t *testing.T, self string) {
 	start := time.Now()
-	useSwarm(t)
 	prefix := fmt.Sprintf("dlbsw%d", os.Getpid())
 	net := prefix + "_net"
 	svc := prefix + "_web" // a stack's naming: dlb calls its pool prefix-web
@@ -43,6 +81,7 @@ func TestSwarmZeroErrors(t *testing.T) {
 	t.Cleanup(func() { exec.Command("docker", "service", "rm", svc).Run() })
 	docker(t, "service", "create", "-d", "--quiet", "--name", svc, "--no-resolve-image", "--endpoint-mode", "dnsrr",
 		"--network", net, "--replicas", "3", "--restart-delay", "200ms", "--stop-grace-period", "5s",
+		"--constraint", "node.id=="+self,
 		"--label", "dlb.enable=true", "--label", "com.docker.stack.namespace="+prefix,
 		"--container-label", "dlb.enable=true", "--container-label", "com.docker.compose.project="+prefix, v1)
 
@@ -99,18 +138,7 @@ func TestSwarmZeroErrors(t *testing.T) {
 	t.Logf("the test took %s", time.Since(start).Round(100*time.Millisecond))
 }
 
-// useSwarm makes sure the engine is a swarm manager for the test: it
-// initialises a one-node swarm when the engine is in none (and leaves it,
-// and removes the docker_gwbridge network it brought, when the test ends),
-// uses the engine's swarm when it is a manager, and skips otherwise.
-func useSwarm(t *testing.T) {
-	t.Helper()
-	lockSwarmTests(t, syscall.LOCK_EX) // unlocks after the cleanups registered below
-	initSwarm(t, "127.0.0.1", false)
-}
-
-// lockSwarmTests takes the machine-wide lock that the Swarm tests (useSwarm,
-// the two-node test) and bench/swarm-drain.sh hold while the engine is in a
+// lockSwarmTests takes the machine-wide lock that the Swarm tests (TestSwarm) and bench/swarm-drain.sh hold while the engine is in a
 // swarm they made, of kind how (syscall.LOCK_EX, or LOCK_SH for tests that
 // only need no swarm to come or go), until the test ends (after the cleanups
 // registered later): two test processes of this checkout or another cannot
@@ -128,12 +156,14 @@ func lockSwarmTests(t *testing.T, how int) {
 }
 
 // initSwarm makes the engine the manager of a swarm advertised at addr,
-// under lockSwarmTests. own says the test adds nodes of its own, so the
-// swarm must be one it creates: it skips when the engine is a manager of
-// the user's swarm, which it uses otherwise, leaving it as it is. The node
-// of a swarm it creates is labelled, so that a run killed before its
-// cleanup leaves a swarm the next run knows as its own and leaves.
-func initSwarm(t *testing.T, addr string, own bool) {
+// under lockSwarmTests, and reports whether that swarm is one it created
+// (and leaves, with the docker_gwbridge network it brought, when the test
+// ends): only to such a swarm may a test add nodes. When the engine is a
+// manager of the user's swarm it uses it, leaving it as it is; it skips
+// when the engine is a worker. The node of a swarm it creates is labelled,
+// so that a run killed before its cleanup leaves a swarm the next run
+// knows as its own and leaves.
+func initSwarm(t *testing.T, addr string) (own bool) {
 	t.Helper()
 	// The lock says no Swarm test runs: containers with their label are
 	// a killed run's.
@@ -157,18 +187,15 @@ func initSwarm(t *testing.T, addr string, own bool) {
 	case len(state) == 3 && state[0] == "active" && state[1] == "true":
 		label, _ := exec.Command("docker", "node", "inspect", "self", "--format", `{{index .Spec.Labels "`+swarmTestLabel+`"}}`).Output()
 		if strings.TrimSpace(string(label)) == "" {
-			if own {
-				t.Skip("the engine is a manager of a swarm this test did not create: it adds a node only to a swarm of its own; run it on an engine in no swarm")
-			}
 			t.Log("the engine is a swarm manager already: using its swarm, leaving it as it is")
-			return
+			return false
 		}
 		// A swarm this test made, left behind by a run that was killed
 		// (the lock says no other run uses it).
-		if !own && state[2] == addr {
+		if state[2] == addr {
 			t.Log("the engine is in a swarm an earlier run of this test made and did not leave: using it, then leaving it")
 			leaveSwarm(t, false)
-			return
+			return true
 		}
 		t.Log("the engine is in a swarm an earlier run of this test made and did not leave: leaving it")
 		if err := leave(); err != nil {
@@ -191,6 +218,7 @@ func initSwarm(t *testing.T, addr string, own bool) {
 	}
 	leaveSwarm(t, hadGWBridge)
 	docker(t, "node", "update", "--label-add", swarmTestLabel+"=true", docker(t, "info", "--format", "{{.Swarm.NodeID}}"))
+	return true
 }
 
 // swarmTestLabel marks the node of a swarm that initSwarm created, and the
@@ -408,13 +436,11 @@ func summary(ds []time.Duration) string {
 	return fmt.Sprintf("median %s, max %s", ds[len(ds)/2].Round(100*time.Microsecond), ds[len(ds)-1].Round(100*time.Microsecond))
 }
 
-// TestSwarmExampleStack deploys examples/swarm/stack.yaml as the README
-// says (docker stack deploy), with this process's images and free ports:
-// the three tasks take turns on dlb's published port, then five after
-// docker service scale.
-func TestSwarmExampleStack(t *testing.T) {
-	requireDocker(t)
-	useSwarm(t)
+// swarmExampleStack deploys examples/swarm/stack.yaml as the README says
+// (docker stack deploy), with this process's images and free ports, its
+// tasks placed on node self: the three tasks take turns on dlb's
+// published port, then five after docker service scale.
+func swarmExampleStack(t *testing.T, self string) {
 	root, _ := filepath.Abs("../..")
 	b, err := os.ReadFile(filepath.Join(root, "examples/swarm/stack.yaml"))
 	if err != nil {
@@ -438,7 +464,12 @@ func TestSwarmExampleStack(t *testing.T) {
 		"published: 8080", "published: "+adminPort,
 		`"--project", "shop"`, `"--project", "`+stack+`"`,
 		"external: true", "external: true\n    name: "+secret,
+		"      replicas: 3\n", "      replicas: 3\n      placement:\n        constraints: [\"node.id == "+self+"\"]\n",
+		`constraints: ["node.role == manager"]`, `constraints: ["node.id == `+self+`"]`,
 	).Replace(string(b))
+	if n := strings.Count(yaml, "node.id == "+self); n != 2 {
+		t.Fatalf("the example stack file changed: could not place its two services on this node (%d placed)", n)
+	}
 	for _, want := range []string{runImage("dlb:dev"), runImage("dlb-demo:dev"), port, adminPort, stack, secret} {
 		if !strings.Contains(yaml, want) {
 			t.Fatalf("the example stack file changed: could not set %s in it", want)
