@@ -8,11 +8,11 @@ package main
 // Most wait on the engine and Compose far more than they use the CPU, so
 // they call t.Parallel (make test runs them four at a time). Those that
 // time requests (a slowest request under 1s, a 502 in under 1s, replicas
-// still starting when Compose returns) or measure throughput, and
-// TestSwarm, whose swarm init and leave cut the engine's containers off
-// their networks for a moment, do not: Go runs a package's sequential
-// tests first, one at a time, then the parallel ones. TestSwarm's three
-// tests run beside each other, on the one swarm it makes.
+// still starting when Compose returns) or measure throughput do not: Go
+// runs a package's sequential tests first, one at a time, then the
+// parallel ones. TestSwarm's three tests run in parallel too, on the one
+// swarm it makes: leaving a swarm cuts the engine's containers off their
+// networks, so TestMain leaves it after every test.
 
 import (
 	"bufio"
@@ -42,10 +42,15 @@ var (
 	buildErr  error
 )
 
-// TestMain removes the binaries built for the real-engine tests, and this
-// process's image tags.
+// TestMain leaves the swarm TestSwarm made (with what it brought) once
+// every test is over, and removes the binaries built for the real-engine
+// tests, and this process's image tags.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if err := finishAfterAll(); err != nil {
+		fmt.Fprintf(os.Stderr, "after the tests: %v\n", err)
+		code = max(code, 1)
+	}
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 		exec.Command("docker", "rmi", runImage("dlb:dev"), runImage("dlb-demo:dev"), runImage("dlb-grpc:dev"),

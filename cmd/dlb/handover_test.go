@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -87,7 +86,7 @@ func startHandoverStack(t *testing.T, image string, more ...string) *handoverSta
 	// their bridge networks (seen here: "network disconnect" of every
 	// replica as docker_gwbridge went): no swarm test of another process
 	// may join or leave one under a test that counts failed requests.
-	lockSwarmTests(t, syscall.LOCK_SH)
+	lockSwarmTests(t)
 	yaml, err := os.ReadFile("../../examples/handover/docker-compose.yaml")
 	if err != nil {
 		t.Fatal(err)

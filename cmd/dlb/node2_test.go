@@ -26,7 +26,7 @@ import (
 //
 // Everything it makes has one fixed name, so that a run killed midway
 // leaves what the next run recognises and removes first (under
-// lockSwarmTests: one such node on the machine at a time):
+// holdSwarmLock: one such node on the machine at a time):
 //   - the network namespace dlb-test-node2 and the veth pair dlbn2h/dlbn2n
 //     (the pair goes with the namespace);
 //   - the state directory /var/lib/dlb-test-node2: --data-root, --exec-root
@@ -61,9 +61,9 @@ type node2 struct {
 }
 
 // newNode2 removes what a killed run of it left, then makes the network
-// namespace and the veth pair; start starts the engine. The test must hold
-// lockSwarmTests. Where the machine cannot hold a second engine it returns
-// nil and says why.
+// namespace and the veth pair, which TestMain removes after every test;
+// start starts the engine. The test must hold holdSwarmLock. Where the
+// machine cannot hold a second engine it returns nil and says why.
 func newNode2(t *testing.T) (*node2, string) {
 	t.Helper()
 	if why := node2Unavailable(); why != "" {
@@ -72,13 +72,16 @@ func newNode2(t *testing.T) (*node2, string) {
 	if err := removeNode2(); err != nil {
 		t.Fatalf("removing what an earlier run left of the second engine: %v", err)
 	}
-	t.Cleanup(func() {
+	// The manager advertises the host's side of the link: it goes after
+	// the swarm is left, once every test is over.
+	runAfterAll(func() error {
 		if err := removeNode2(); err != nil {
-			t.Errorf("removing the second engine: %v", err)
+			return fmt.Errorf("removing the second engine: %w", err)
 		}
 		if left := node2Leftovers(); len(left) > 0 {
-			t.Errorf("the second engine left %s behind", strings.Join(left, ", "))
+			return fmt.Errorf("the second engine left %s behind", strings.Join(left, ", "))
 		}
+		return nil
 	})
 	ip := func(args ...string) {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {

@@ -189,7 +189,7 @@ func (ev *poolEvents) seen(id string) []string {
 // moment (dlb then finds running replicas "on no network", and requests in
 // flight to them hang), which no rollout is to blame for. The lock is
 // shared, so the rollout tests run beside each other.
-func noSwarmChange(t *testing.T) { lockSwarmTests(t, syscall.LOCK_SH) }
+func noSwarmChange(t *testing.T) { lockSwarmTests(t) }
 
 // startRolloutStack starts n replicas of the rollout project behind a dlb,
 // and waits until dlb has them all ready.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,23 +11,27 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
 // TestSwarm runs the Swarm tests on one swarm, made for them (or the
-// engine's own, when it is a manager already) and left when the last of
-// them ends: swarm init and leave cut every container of the engine off
-// its networks for a moment, so they happen once, while no other test
-// runs, and the three tests run beside each other. A second engine joins
-// it for TwoNodes, so it is advertised on the second engine's link where
-// the machine can make one (see node2), on loopback otherwise. The
-// one-node tests keep their tasks on this engine's node
-// (node.id == self): the second node comes and goes.
+// engine's own, when it is a manager already), beside each other and
+// beside the package's other parallel tests. Making a swarm and using one
+// (overlay networks, services, tasks) disturbs no other container of the
+// engine; leaving one cuts the engine's containers off their bridge
+// networks, for good. So the swarm it makes is left by TestMain, once
+// every test of the package is over. A second engine joins it for
+// TwoNodes, so it is advertised on the second engine's link where the
+// machine can make one (see node2), on loopback otherwise. The one-node
+// tests keep their tasks on this engine's node (node.id == self): the
+// second node comes and goes.
 func TestSwarm(t *testing.T) {
+	t.Parallel() // waits on the engine mostly (see e2e_test.go); the swarm is left after every test
 	requireDocker(t)
-	lockSwarmTests(t, syscall.LOCK_EX) // unlocks after the cleanups registered below
+	holdSwarmLock(t)
 	n2, noNode2 := newNode2(t)
 	addr := "127.0.0.1"
 	if n2 != nil {
@@ -138,27 +143,112 @@ func swarmZeroErrors(t *testing.T, self string) {
 	t.Logf("the test took %s", time.Since(start).Round(100*time.Millisecond))
 }
 
-// lockSwarmTests takes the machine-wide lock that the Swarm tests (TestSwarm) and bench/swarm-drain.sh hold while the engine is in a
-// swarm they made, of kind how (syscall.LOCK_EX, or LOCK_SH for tests that
-// only need no swarm to come or go), until the test ends (after the cleanups
-// registered later): two test processes of this checkout or another cannot
-// leave a swarm, or tear a second engine down, under each other's feet.
-func lockSwarmTests(t *testing.T, how int) {
+// The machine-wide lock of the Swarm tests: TestSwarm and
+// bench/swarm-drain.sh hold it exclusively while the engine is in a swarm
+// they made; tests that only need no swarm of another process to come or go
+// hold it shared (lockSwarmTests). Two test processes of this checkout or
+// another cannot leave a swarm, or tear a second engine down, under each
+// other's feet. A process holds it on one file (flock locks are per open
+// file: two of one process would exclude each other): shared while any of
+// its tests asks, exclusively from TestSwarm's start until TestMain has
+// left the swarm, which its shared users need no more than that.
+var swarmLock struct {
+	sync.Mutex
+	f      *os.File
+	shared int  // tests of this process that hold it shared
+	excl   bool // held exclusively, until TestMain
+}
+
+// lockSwarmFile opens the lock's file once; swarmLock is held.
+func lockSwarmFile() error {
+	if swarmLock.f != nil {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	swarmLock.f = f
+	return err
+}
+
+// lockSwarmTests holds the Swarm tests' lock shared until the test ends
+// (after the cleanups registered later).
+func lockSwarmTests(t *testing.T) {
 	t.Helper()
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dlb-swarm-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
+	swarmLock.Lock()
+	defer swarmLock.Unlock()
+	if err := lockSwarmFile(); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), how); err != nil {
+	if swarmLock.shared == 0 && !swarmLock.excl {
+		if err := syscall.Flock(int(swarmLock.f.Fd()), syscall.LOCK_SH); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swarmLock.shared++
+	t.Cleanup(func() {
+		swarmLock.Lock()
+		defer swarmLock.Unlock()
+		if swarmLock.shared--; swarmLock.shared == 0 && !swarmLock.excl {
+			syscall.Flock(int(swarmLock.f.Fd()), syscall.LOCK_UN)
+		}
+	})
+}
+
+// holdSwarmLock holds the Swarm tests' lock exclusively for the rest of the
+// process: TestMain lets it go after every test.
+func holdSwarmLock(t *testing.T) {
+	t.Helper()
+	swarmLock.Lock()
+	defer swarmLock.Unlock()
+	if err := lockSwarmFile(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lock.Close() })
+	if err := syscall.Flock(int(swarmLock.f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	swarmLock.excl = true
+	runAfterAll(func() error {
+		swarmLock.Lock()
+		defer swarmLock.Unlock()
+		swarmLock.excl = false
+		how := syscall.LOCK_UN
+		if swarmLock.shared > 0 {
+			how = syscall.LOCK_SH
+		}
+		return syscall.Flock(int(swarmLock.f.Fd()), how)
+	})
+}
+
+// afterAll are what TestSwarm leaves to TestMain, to run once every test is
+// over, last registered first: leaving the swarm, removing the second
+// engine's link, letting the lock go.
+var afterAll struct {
+	sync.Mutex
+	fns []func() error
+}
+
+func runAfterAll(f func() error) {
+	afterAll.Lock()
+	defer afterAll.Unlock()
+	afterAll.fns = append(afterAll.fns, f)
+}
+
+// finishAfterAll runs what was left to TestMain, and reports its errors.
+func finishAfterAll() error {
+	afterAll.Lock()
+	fns := afterAll.fns
+	afterAll.fns = nil
+	afterAll.Unlock()
+	var errs []error
+	for i := len(fns) - 1; i >= 0; i-- {
+		errs = append(errs, fns[i]())
+	}
+	return errors.Join(errs...)
 }
 
 // initSwarm makes the engine the manager of a swarm advertised at addr,
-// under lockSwarmTests, and reports whether that swarm is one it created
-// (and leaves, with the docker_gwbridge network it brought, when the test
-// ends): only to such a swarm may a test add nodes. When the engine is a
+// under holdSwarmLock, and reports whether that swarm is one it created
+// (and TestMain leaves, with the docker_gwbridge network it brought, after
+// every test): only to such a swarm may a test add nodes. When the engine is a
 // manager of the user's swarm it uses it, leaving it as it is; it skips
 // when the engine is a worker. The node of a swarm it creates is labelled,
 // so that a run killed before its cleanup leaves a swarm the next run
@@ -225,12 +315,12 @@ func initSwarm(t *testing.T, addr string) (own bool) {
 // containers the Swarm tests run beside their services.
 const swarmTestLabel = "dlb-test-swarm"
 
-// leaveSwarm leaves the swarm when the test ends, and removes the
-// docker_gwbridge network unless it was there before the swarm.
+// leaveSwarm has TestMain leave the swarm once every test is over, and
+// remove the docker_gwbridge network unless it was there before the swarm.
 func leaveSwarm(t *testing.T, hadGWBridge bool) {
-	t.Cleanup(func() {
+	runAfterAll(func() error {
 		if err := leave(); err != nil {
-			t.Errorf("leaving the swarm this test created: %v", err)
+			return fmt.Errorf("leaving the swarm TestSwarm created: %w", err)
 		}
 		if !hadGWBridge {
 			// The engine lets go of the bridge's last endpoint a moment
@@ -239,12 +329,12 @@ func leaveSwarm(t *testing.T, hadGWBridge bool) {
 			for exec.Command("docker", "network", "rm", "docker_gwbridge").Run() != nil &&
 				exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil {
 				if time.Now().After(deadline) {
-					t.Errorf("could not remove docker_gwbridge, which the swarm this test created brought")
-					return
+					return errors.New("could not remove docker_gwbridge, which the swarm TestSwarm created brought")
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
 		}
+		return nil
 	})
 }
 
