@@ -279,8 +279,13 @@ func (l *eventLoop) wakeUp() bool {
 			continue
 		}
 		// Edge-triggered: bytes already there are reported by the
-		// registration itself.
-		l.toIdle(lc)
+		// registration itself; those the socket took already (TLS
+		// records) are read now.
+		if lc.sock.Buffers() {
+			l.advance(lc)
+		} else {
+			l.toIdle(lc)
+		}
 	}
 	return quit
 }
@@ -428,7 +433,7 @@ func (l *eventLoop) onUpstream(hc *h1Conn) {
 	l.land(lc)
 	keep := fc.finish(fc.relay(hc, b))
 	if !keep || l.closing || fc.gone.Load() {
-		if len(fc.out) > 0 && !fc.gone.Load() {
+		if fc.owes() && !fc.gone.Load() {
 			l.toGoroutine(lc, resumeClose) // the end of the response first
 			return
 		}
@@ -437,7 +442,7 @@ func (l *eventLoop) onUpstream(hc *h1Conn) {
 	}
 	used := fc.req.HeadLen + int(max(fc.req.ContentLength, 0))
 	fc.n = copy(fc.buf[:], fc.buf[used:fc.n])
-	if len(fc.out) > 0 {
+	if fc.owes() {
 		l.toGoroutine(lc, resumeRead) // it writes what the client did not take
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/poll"
 )
 
 // NewFastTLSServer returns a FastServer of HTTPS connections: each one's
@@ -27,17 +29,14 @@ func NewFastTLSServer(p *Proxy, std *http.Server, parkAfter time.Duration, sts f
 	return fs
 }
 
-// secure returns the connection a goroutine serves for c, and where it
-// starts: on a TLS server, a new connection is wrapped for its handshake;
-// a parked one woken is a *tls.Conn already.
-func (fs *FastServer) secure(c net.Conn) (net.Conn, resumeKind) {
-	if fs.tls == nil {
-		return c, resumeRead
+// secure returns c's socket, and where serving it starts: on a TLS server,
+// a new connection is wrapped for its handshake (a goroutine's); a parked
+// one woken is a *tls.Conn already.
+func (fs *FastServer) secure(c net.Conn) (*poll.Sock, resumeKind) {
+	if _, ok := c.(*tls.Conn); fs.tls == nil || ok {
+		return poll.NewSock(c), resumeRead
 	}
-	if _, ok := c.(*tls.Conn); ok {
-		return c, resumeRead
-	}
-	return tls.Server(c, fs.tls), resumeHandshake
+	return poll.NewTLSSock(c, fs.tls), resumeHandshake
 }
 
 // handshake runs the TLS handshake within the header timeout. ok is false
