@@ -263,18 +263,20 @@ func (l *eventLoop) wakeUp() bool {
 	l.inbox = nil
 	l.mu.Unlock()
 	if l.fs.closing.Load() && !l.closing {
+		// Idle connections are closed. New ones keep the header timeout
+		// for their first request, as net/http's server keeps them: a
+		// client sends it right after connecting (or its TLS handshake),
+		// and closing the connection then would lose it.
 		l.closing = true
-		for _, ll := range []*loopList{&l.idle, &l.fresh} {
-			for lc := ll.first; lc != nil; {
-				next := lc.next
-				l.closeClient(lc)
-				lc = next
-			}
+		for lc := l.idle.first; lc != nil; {
+			next := lc.next
+			l.closeClient(lc)
+			lc = next
 		}
 	}
 	for _, lc := range inbox {
 		l.clients[lc.fd] = lc
-		if l.closing || l.poller.Add(lc.fd, kindClient, poll.Edge) != nil {
+		if l.closing && !lc.fresh || l.poller.Add(lc.fd, kindClient, poll.Edge) != nil {
 			l.closeClient(lc)
 			continue
 		}

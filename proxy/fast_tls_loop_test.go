@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -299,5 +300,30 @@ func TestFastTLSUploadToReplicaThatAnswersWhileReading(t *testing.T) {
 				t.Fatalf("POST of %d bytes: the echo came back with %d bytes (%v), the same bytes: %v; want all %d, the same", n, got, err, same, n)
 			}
 		})
+	}
+}
+
+// A connection whose handshake is done, in its event loop when Shutdown
+// begins, has its first request answered (with Connection: close): a
+// client sends it right after the handshake.
+func TestFastTLSShutdownAnswersANewConnection(t *testing.T) {
+	r, p := poolRoute("web")
+	ready(t, p, "web-1", newBackend(t, "web-1", tlsReplica("web-1")).addr())
+	f := newTLSFront(t, newTestProxy(t, Options{}, []Route{r}), 0)
+	rc, _ := f.dialVia(t, false)
+	f.waitLoopsHold(t, "after the handshake", 1)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- f.fs.Shutdown(ctx)
+	}()
+	nettest.WaitWithin(t, 5*time.Second, "Shutdown to begin", f.fs.closing.Load)
+	status, body, closing, err := rc.sendRead(request("GET", "/", ""), "GET")
+	if err != nil || status != 200 || body != "web-1 / https" || !closing {
+		t.Fatalf("the first request of a connection new at Shutdown: got %d %q (closing %v, %v), want 200 \"web-1 / https\" with Connection: close", status, body, closing, err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v, want nil once the request is answered", err)
 	}
 }
