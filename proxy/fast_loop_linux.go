@@ -37,6 +37,10 @@ import (
 // its timeouts itself; the loop keeps only the idle timeout and
 // loopPatience.
 //
+// An HTTPS connection joins its loop after its handshake (a goroutine's):
+// its poll.Sock reads and decrypts records, and writes the records of a
+// response with one system call, as a plain socket reads and writes bytes.
+//
 // The connections a loop serves are out of Go's poller (a socket in both
 // would wake a thread of Go's poller for its events too): each socket is a
 // poll.Sock, detached to the loop, attached again when a goroutine takes

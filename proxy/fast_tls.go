@@ -14,8 +14,10 @@ import (
 // handshake is crypto/tls's, with std.TLSConfig (its certificates, its
 // ALPN protocols, ACME's TLS-ALPN-01 challenges), on a goroutine of its
 // own within the header timeout; a connection that speaks HTTP/1.1 (ALPN
-// http/1.1, or none) is then served as a plain one is, on that goroutine,
-// and one that chose h2 goes to std, whose HTTP/2 server serves it. Serve
+// http/1.1, or none) then goes to an event loop, which serves it as a
+// plain one, its *tls.Conn reading and writing the loop's raw socket
+// (poll.NewTLSSock), and one that chose h2 goes to std, whose HTTP/2
+// server serves it. Serve
 // std on Handoffs with Serve, not ServeTLS: the connections it gets are
 // TLS already. Requests it forwards carry X-Forwarded-Proto: https, and
 // its responses the Strict-Transport-Security value sts (if not nil)

@@ -170,7 +170,7 @@ func tlsReplica(name string) http.HandlerFunc {
 }
 
 // TestFastTLS: HTTP/1.1 over TLS (ALPN http/1.1, or none) is served by the
-// fast path, one goroutine per connection, with what plain HTTP/1.1 has:
+// fast path, in its event loops, with what plain HTTP/1.1 has:
 // keep-alive round robin, pipelining, chunked and close-delimited bodies,
 // HEAD, 204 and 304 on a kept connection; what it hands to net/http
 // (100-continue, a target with '%') is still seen as TLS; replicas get
@@ -300,9 +300,9 @@ func TestFastTLSHandshakeTimeout(t *testing.T) {
 	}
 }
 
-// TestFastTLSParked: an idle TLS connection is parked (no goroutine
-// holds it) and served again, TLS state and all, when its next request
-// comes.
+// TestFastTLSParked: an idle TLS connection has no goroutine (an event
+// loop holds it, or off Linux a parking) and is served again, TLS state
+// and all, when its next request comes.
 func TestFastTLSParked(t *testing.T) {
 	r, p := poolRoute("web")
 	ready(t, p, "web-1", newBackend(t, "web-1", tlsReplica("web-1")).addr())
