@@ -13,10 +13,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dlb-lb/dlb/internal/nettest"
+	"golang.org/x/sys/unix"
 )
 
 // The event loops serve HTTPS connections once their handshake is done:
@@ -326,4 +328,42 @@ func TestFastTLSShutdownAnswersANewConnection(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown: %v, want nil once the request is answered", err)
 	}
+}
+
+// An HTTPS client that takes none of a large response for the write
+// timeout is cut off with a reset, as a plain one is, without a wait for a
+// close_notify it will not read either.
+func TestFastTLSSlowReaderIsReset(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	r, p := poolRoute("web")
+	ready(t, p, "a", newBackend(t, "a", loopReplica("a", nil, nil)).addr())
+	f := newTLSFront(t, newTestProxy(t, Options{WriteTimeout: writeTimeout}, []Route{r}), 0)
+	rc := dialSmallWindow(t, f.addr)
+	c := tls.Client(rc.c, &tls.Config{RootCAs: f.roots, ServerName: "127.0.0.1"})
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, request("GET", "/?size=16777216", "")); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := rc.c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() uint8 {
+		var info *unix.TCPInfo
+		raw.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+		if info == nil {
+			return 0
+		}
+		return info.State
+	}
+	// The replica makes 16 MiB first (slow under -race on a busy
+	// machine): up to 30s.
+	start := time.Now()
+	nettest.WaitWithin(t, 30*time.Second, "a large response, not read, to reset the client's socket (TCP_CLOSE)", func() bool { return state() == unix.BPF_TCP_CLOSE })
+	t.Logf("reset after %s (write timeout %s)", time.Since(start).Round(time.Millisecond), writeTimeout)
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, rc.c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("reading what came after the write timeout: %v, want ECONNRESET", err)
+	}
+	f.waitLoopsHold(t, "after the reset", 0)
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"syscall"
 	"time"
 )
@@ -41,6 +42,10 @@ type tlsFeed struct {
 	fd            int      // the loop's (-1 while a goroutine owns it)
 	dry           bool     // a loop's read found the socket empty since the last Ready
 	out           []byte   // records not yet written, written first
+	// timedOut is a goroutine's write that timed out: every write after
+	// it fails at once (close_notify too, which would otherwise wait 5 s
+	// more for a client that reads nothing).
+	timedOut error
 	local, remote net.Addr
 }
 
@@ -82,10 +87,24 @@ func (f *tlsFeed) Write(p []byte) (int, error) {
 		f.out = append(f.out, p...)
 		return len(p), nil
 	}
+	if f.timedOut != nil {
+		return 0, f.timedOut
+	}
 	if err := f.flush(); err != nil {
 		return 0, err
 	}
-	return f.nc.Write(p)
+	n, err := f.nc.Write(p)
+	f.timeout(err)
+	return n, err
+}
+
+// timeout keeps a write's timeout for the writes after it, and makes the
+// socket's close a reset (ResetOnTimeout).
+func (f *tlsFeed) timeout(err error) {
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		f.timedOut = err
+		ResetOnTimeout(f.nc, err)
+	}
 }
 
 // flush writes out: all of it through a goroutine's connection (within
@@ -98,8 +117,11 @@ func (f *tlsFeed) flush() error {
 	var n int
 	var err error
 	if f.nc != nil {
+		if f.timedOut != nil {
+			return f.timedOut
+		}
 		n, err = f.nc.Write(f.out)
-		ResetOnTimeout(f.nc, err)
+		f.timeout(err)
 	} else {
 		n, err = Write(f.fd, f.out)
 	}
