@@ -38,14 +38,14 @@ const outKeep = 16 << 10
 
 // tlsFeed is the network connection under a TLS Sock's *tls.Conn.
 type tlsFeed struct {
-	nc            net.Conn // the goroutine's (nil while a loop owns the socket)
-	fd            int      // the loop's (-1 while a goroutine owns it)
-	dry           bool     // a loop's read found the socket empty since the last Ready
-	out           []byte   // records not yet written, written first
+	nc  net.Conn // the goroutine's (nil while a loop owns the socket)
+	fd  int      // the loop's (-1 while a goroutine owns it)
+	dry bool     // a loop's read found the socket empty since the last Ready
+	out []byte   // records not yet written, written first
 	// timedOut is a goroutine's write that timed out: every write after
 	// it fails at once (close_notify too, which would otherwise wait 5 s
 	// more for a client that reads nothing).
-	timedOut error
+	timedOut      error
 	local, remote net.Addr
 }
 
