@@ -15,6 +15,8 @@
 #   flags too (an A/B of a setting, against AB_BASE built from the same tree).
 #   AB_PORT=28290 moves its loopback ports (from 27290), so that two runs do not collide.
 #   AB_PERF=1 also records each target with perf (test-artifacts/ab/ID/TARGET-perf.txt).
+#   AB_TLS=1 measures HTTPS instead (HTTP/1.1 over TLS): dlb's --listen-tls and
+#   nginx's ssl listener, with the same self-signed ECDSA P-256 certificate.
 #   The order of the targets rotates from round to round.
 #
 # Per round and target: req/s, p99, CPU µs per request (utime+stime of the
@@ -28,7 +30,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 ROUNDS=${1:-4} SECS=${2:-5} CONNS=${3:-64}
 P0=${AB_PORT:-27290} # the first of the loopback ports it listens on (AB_PORT: another, for a second run at once)
-ID="ab-$$"
+ID="${AB_NAME:-ab}-$$" # AB_NAME: a prefix of your own for what it creates in Docker
 WORK=$ROOT/test-artifacts/ab/$ID
 mkdir -p "$WORK"
 PIDS=()
@@ -47,6 +49,13 @@ IOMODELS=(${AB_IOMODELS:-})
 if ((${#IOMODELS[@]})); then
 	(cd bench/iomodel && CGO_ENABLED=0 go build -tags dlbiomodel -o "$ROOT/bin/iomodel" .)
 fi
+TLS=${AB_TLS:-0} SCHEME=http
+if [[ $TLS == 1 ]]; then
+	SCHEME=https
+	timeout 30 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+		-keyout "$WORK/key.pem" -out "$WORK/cert.pem" >"$WORK/openssl.log" 2>&1
+fi
 docker network create --label "dlb-ab=$ID" "$ID" >/dev/null
 IPS=()
 for i in 1 2 3; do
@@ -56,10 +65,13 @@ for i in 1 2 3; do
 done
 
 declare -A PORT PID
-start_dlb() { # NAME PORT [BINARY [FLAGS...]]
+start_dlb() { # NAME PORT [BINARY [FLAGS...]]: over TLS, its HTTPS port is PORT+2
+	local tls=()
+	if [[ $TLS == 1 ]]; then tls=(--listen-tls "127.0.0.1:$(($2 + 2))" --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"); fi
 	GOMAXPROCS=2 "${3:-bin/dlb}" --listen "127.0.0.1:$2" --admin "127.0.0.1:$(($2 + 1))" --network "$ID" \
-		--log-level warn --pprof "${@:4}" >"$WORK/$1.log" 2>&1 &
+		--log-level warn --pprof "${tls[@]}" "${@:4}" >"$WORK/$1.log" 2>&1 &
 	PID[$1]=$! PORT[$1]=$2
+	if [[ $TLS == 1 ]]; then PORT[$1]=$(($2 + 2)); fi
 	PIDS+=("$!")
 }
 TARGETS=(fast)
@@ -85,14 +97,16 @@ TARGETS+=(nginx)
 	echo "http { access_log off; keepalive_requests 1000000; upstream b {"
 	for ip in "${IPS[@]}"; do echo "server $ip:80;"; done
 	echo "keepalive 64; keepalive_requests 1000000; }"
-	echo "server { listen 127.0.0.1:$((P0 + 4)); location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
+	ssl=""
+	[[ $TLS == 1 ]] && ssl=" ssl; ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem"
+	echo "server { listen 127.0.0.1:$((P0 + 4))$ssl; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
 } >"$WORK/nginx.conf"
 nginx -p "$WORK/" -c "$WORK/nginx.conf" -g "daemon off;" >"$WORK/nginx.out" 2>&1 &
 PID[nginx]=$! PORT[nginx]=$((P0 + 4))
 PIDS+=("$!")
 for t in "${TARGETS[@]}"; do
 	for i in $(seq 100); do
-		[[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:${PORT[$t]}/") == 200 ]] && break
+		[[ $(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$SCHEME://127.0.0.1:${PORT[$t]}/") == 200 ]] && break
 		sleep 0.2
 	done
 done
@@ -114,7 +128,7 @@ for r in $(seq "$ROUNDS"); do
 	for k in $(seq 0 $((NT - 1))); do
 		t=${TARGETS[$(((k + r - 1) % NT))]}
 		t0=$(ticks "${PID[$t]}") c0=$(ctxsw "${PID[$t]}") u0=$(uticks "${PID[$t]}")
-		out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:${PORT[$t]}/")
+		out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$SCHEME://127.0.0.1:${PORT[$t]}/")
 		t1=$(ticks "${PID[$t]}") c1=$(ctxsw "${PID[$t]}") u1=$(uticks "${PID[$t]}")
 		n=$(awk '/requests in/ {print $1}' <<<"$out")
 		rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -140,8 +154,10 @@ done | tee "$WORK/ratios.txt"
 if [[ ${AB_PPROF:-0} == 1 ]]; then
 	for t in "${TARGETS[@]}"; do
 		case $t in fast) bin=bin/dlb ;; base) bin=$AB_BASE ;; io-*) bin=bin/iomodel ;; *) continue ;; esac
-		wrk -t2 -c"$CONNS" -d8s "http://127.0.0.1:${PORT[$t]}/" >/dev/null &
-		curl -s -o "$WORK/$t.pprof" "http://127.0.0.1:$((PORT[$t] + 1))/debug/pprof/profile?seconds=6"
+		wrk -t2 -c"$CONNS" -d8s "$SCHEME://127.0.0.1:${PORT[$t]}/" >/dev/null &
+		admin=$((PORT[$t] + 1))
+		if [[ $TLS == 1 ]]; then admin=$((PORT[$t] - 1)); fi
+		curl -s -o "$WORK/$t.pprof" "http://127.0.0.1:$admin/debug/pprof/profile?seconds=6"
 		wait "$!"
 		go tool pprof -top -cum -nodecount=60 "$bin" "$WORK/$t.pprof" >"$WORK/$t-pprof.txt" 2>&1 || true
 	done
@@ -150,7 +166,7 @@ if [[ ${AB_PERF:-0} == 1 ]] && command -v perf >/dev/null; then
 	# perf's view (kernel and user, 1999 Hz): where each proxy's CPU goes.
 	for t in "${TARGETS[@]}"; do
 		pids=$(tree "${PID[$t]}" | paste -sd,)
-		wrk -t2 -c"$CONNS" -d7s "http://127.0.0.1:${PORT[$t]}/" >/dev/null &
+		wrk -t2 -c"$CONNS" -d7s "$SCHEME://127.0.0.1:${PORT[$t]}/" >/dev/null &
 		sleep 1
 		perf record -q -F 1999 -g -p "$pids" -o "$WORK/$t.perf" -- sleep 5 >/dev/null 2>&1 || true
 		wait "$!"
@@ -163,7 +179,7 @@ if command -v strace >/dev/null; then
 		timeout 20 strace -f -c -o "$WORK/strace-$t.txt" $pids &
 		sp=$!
 		sleep 1
-		n=$(wrk -t2 -c"$CONNS" -d3s "http://127.0.0.1:${PORT[$t]}/" | awk '/requests in/ {print $1}')
+		n=$(wrk -t2 -c"$CONNS" -d3s "$SCHEME://127.0.0.1:${PORT[$t]}/" | awk '/requests in/ {print $1}')
 		kill -INT "$sp" 2>/dev/null
 		wait "$sp" 2>/dev/null || true
 		echo "== $t: syscalls per request under strace ($n requests)"

@@ -136,7 +136,7 @@ func (fs *FastServer) Handoffs(addr net.Addr) net.Listener {
 func (fs *FastServer) Serve(ln net.Listener) error {
 	fs.mu.Lock()
 	fs.ln = ln
-	if !fs.closing.Load() && fs.loops == nil && fs.tls == nil {
+	if !fs.closing.Load() && fs.loops == nil {
 		fs.loops = startLoops(fs)
 	}
 	fs.mu.Unlock()
@@ -165,26 +165,31 @@ func (fs *FastServer) Serve(ln net.Listener) error {
 }
 
 // start serves c: in an event loop, or (a trusted proxy's, or with no
-// loop) on a goroutine of its own.
+// loop) on a goroutine of its own. A new TLS connection's handshake is a
+// goroutine's, which then gives it to its loop.
 func (fs *FastServer) start(c net.Conn) {
 	remote := c.RemoteAddr().String()
 	trusted := fs.p.opts.TrustedProxies.Trusts(remote)
+	sock, from := fs.secure(c)
+	var home *eventLoop
 	if len(fs.loops) > 0 && !trusted {
-		if sock := poll.NewSock(c); sock.Detach() == nil {
-			l := fs.loops[int(fs.next.Add(1))%len(fs.loops)]
-			l.adopt(&loopConn{sock: sock, remote: remote, peer: hostOfAddr(remote), fresh: true})
-			return
+		home = fs.loops[int(fs.next.Add(1))%len(fs.loops)]
+		if from == resumeRead {
+			if sock.Detach() == nil {
+				home.adopt(&loopConn{sock: sock, remote: remote, peer: hostOfAddr(remote), fresh: true})
+				return
+			}
+			// The connection could not leave Go's poller: a goroutine
+			// serves it.
+			home = nil
 		}
-		// The connection could not leave Go's poller: a goroutine
-		// serves it.
 	}
 	if fs.closing.Load() {
-		c.Close()
+		sock.Close()
 		return
 	}
-	c, from := fs.secure(c)
-	fc := newFastConn(fs, poll.NewSock(c), remote)
-	fc.trusted = trusted
+	fc := newFastConn(fs, sock, remote)
+	fc.trusted, fc.home = trusted, home
 	if from == resumeHandshake {
 		// Busy until its first request is read (within the header
 		// timeout): Shutdown lets a handshake under way finish and its
@@ -222,7 +227,9 @@ func (fs *FastServer) goHome(fc *fastConn) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if fc.sock.Detach() == nil {
-		fc.home.adopt(&loopConn{sock: fc.sock, remote: fc.remote, peer: fc.peer})
+		// One that has carried no request yet (a TLS connection after
+		// its handshake) keeps the header timeout.
+		fc.home.adopt(&loopConn{sock: fc.sock, remote: fc.remote, peer: fc.peer, fresh: fc.end.IsZero()})
 	} else {
 		fc.sock.Close()
 	}
@@ -384,7 +391,8 @@ type loopTry struct {
 
 // fastWriter is what a client connection's bufio.Writer writes to: the
 // socket, out first. What an event loop's socket does not take without
-// waiting is kept in out, for the goroutine that takes the connection over.
+// waiting is kept in out (a TLS socket keeps its records itself: Unsent),
+// for the goroutine that takes the connection over.
 type fastWriter struct{ fc *fastConn }
 
 func (w *fastWriter) Write(p []byte) (int, error) {
@@ -404,14 +412,17 @@ func (w *fastWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// flushOut writes what the client's socket did not take (fc.out): all
-// of it on a goroutine, what the socket takes in an event loop
-// (poll.ErrWouldBlock when not all).
+// flushOut writes what the client's socket did not take (fc.out, and a TLS
+// socket's records): all of it on a goroutine, what the socket takes in an
+// event loop (poll.ErrWouldBlock when not all).
 func (fc *fastConn) flushOut() error {
-	if len(fc.out) == 0 {
+	if !fc.owes() {
 		return nil
 	}
 	fc.extendWriteDeadline()
+	if err := fc.sock.Flush(); err != nil || len(fc.out) == 0 {
+		return err
+	}
 	n, err := fc.sock.Write(fc.out)
 	if err == poll.ErrWouldBlock {
 		fc.out = fc.out[:copy(fc.out, fc.out[n:])]
@@ -420,6 +431,9 @@ func (fc *fastConn) flushOut() error {
 	fc.out = fc.out[:0]
 	return err
 }
+
+// owes reports whether the client is owed bytes its socket did not take.
+func (fc *fastConn) owes() bool { return len(fc.out) > 0 || fc.sock.Unsent() }
 
 // serve reads and forwards requests until the client is done, a request
 // goes to net/http, or the connection idles: then it goes back to its
@@ -484,7 +498,10 @@ const (
 func (fc *fastConn) loop(from resumeKind) afterLoop {
 	fs := fc.fs
 	for {
-		if fc.n == 0 && fc.home != nil && from == resumeRead {
+		// A connection that has carried no request yet (a TLS one after
+		// its handshake) is not idle during Shutdown: its first request
+		// is read and answered here.
+		if fc.n == 0 && fc.home != nil && from == resumeRead && !(fc.end.IsZero() && fs.closing.Load()) {
 			// Idle: its event loop waits for the next request. Closed
 			// here, Shutdown no longer closes it meanwhile.
 			if fs.closing.Load() || !fc.state.CompareAndSwap(connIdle, connClosed) && !fc.state.CompareAndSwap(connActive, connClosed) {

@@ -37,6 +37,10 @@ import (
 // its timeouts itself; the loop keeps only the idle timeout and
 // loopPatience.
 //
+// An HTTPS connection joins its loop after its handshake (a goroutine's):
+// its poll.Sock reads and decrypts records, and writes the records of a
+// response with one system call, as a plain socket reads and writes bytes.
+//
 // The connections a loop serves are out of Go's poller (a socket in both
 // would wake a thread of Go's poller for its events too): each socket is a
 // poll.Sock, detached to the loop, attached again when a goroutine takes
@@ -263,24 +267,31 @@ func (l *eventLoop) wakeUp() bool {
 	l.inbox = nil
 	l.mu.Unlock()
 	if l.fs.closing.Load() && !l.closing {
+		// Idle connections are closed. New ones keep the header timeout
+		// for their first request, as net/http's server keeps them: a
+		// client sends it right after connecting (or its TLS handshake),
+		// and closing the connection then would lose it.
 		l.closing = true
-		for _, ll := range []*loopList{&l.idle, &l.fresh} {
-			for lc := ll.first; lc != nil; {
-				next := lc.next
-				l.closeClient(lc)
-				lc = next
-			}
+		for lc := l.idle.first; lc != nil; {
+			next := lc.next
+			l.closeClient(lc)
+			lc = next
 		}
 	}
 	for _, lc := range inbox {
 		l.clients[lc.fd] = lc
-		if l.closing || l.poller.Add(lc.fd, kindClient, poll.Edge) != nil {
+		if l.closing && !lc.fresh || l.poller.Add(lc.fd, kindClient, poll.Edge) != nil {
 			l.closeClient(lc)
 			continue
 		}
 		// Edge-triggered: bytes already there are reported by the
-		// registration itself.
-		l.toIdle(lc)
+		// registration itself; those the socket took already (TLS
+		// records) are read now.
+		if lc.sock.Buffers() {
+			l.advance(lc)
+		} else {
+			l.toIdle(lc)
+		}
 	}
 	return quit
 }
@@ -428,7 +439,7 @@ func (l *eventLoop) onUpstream(hc *h1Conn) {
 	l.land(lc)
 	keep := fc.finish(fc.relay(hc, b))
 	if !keep || l.closing || fc.gone.Load() {
-		if len(fc.out) > 0 && !fc.gone.Load() {
+		if fc.owes() && !fc.gone.Load() {
 			l.toGoroutine(lc, resumeClose) // the end of the response first
 			return
 		}
@@ -437,7 +448,7 @@ func (l *eventLoop) onUpstream(hc *h1Conn) {
 	}
 	used := fc.req.HeadLen + int(max(fc.req.ContentLength, 0))
 	fc.n = copy(fc.buf[:], fc.buf[used:fc.n])
-	if len(fc.out) > 0 {
+	if fc.owes() {
 		l.toGoroutine(lc, resumeRead) // it writes what the client did not take
 		return
 	}

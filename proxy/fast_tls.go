@@ -6,14 +6,18 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/poll"
 )
 
 // NewFastTLSServer returns a FastServer of HTTPS connections: each one's
 // handshake is crypto/tls's, with std.TLSConfig (its certificates, its
 // ALPN protocols, ACME's TLS-ALPN-01 challenges), on a goroutine of its
 // own within the header timeout; a connection that speaks HTTP/1.1 (ALPN
-// http/1.1, or none) is then served as a plain one is, on that goroutine,
-// and one that chose h2 goes to std, whose HTTP/2 server serves it. Serve
+// http/1.1, or none) then goes to an event loop, which serves it as a
+// plain one, its *tls.Conn reading and writing the loop's raw socket
+// (poll.NewTLSSock), and one that chose h2 goes to std, whose HTTP/2
+// server serves it. Serve
 // std on Handoffs with Serve, not ServeTLS: the connections it gets are
 // TLS already. Requests it forwards carry X-Forwarded-Proto: https, and
 // its responses the Strict-Transport-Security value sts (if not nil)
@@ -27,17 +31,14 @@ func NewFastTLSServer(p *Proxy, std *http.Server, parkAfter time.Duration, sts f
 	return fs
 }
 
-// secure returns the connection a goroutine serves for c, and where it
-// starts: on a TLS server, a new connection is wrapped for its handshake;
-// a parked one woken is a *tls.Conn already.
-func (fs *FastServer) secure(c net.Conn) (net.Conn, resumeKind) {
-	if fs.tls == nil {
-		return c, resumeRead
+// secure returns c's socket, and where serving it starts: on a TLS server,
+// a new connection is wrapped for its handshake (a goroutine's); a parked
+// one woken is a *tls.Conn already.
+func (fs *FastServer) secure(c net.Conn) (*poll.Sock, resumeKind) {
+	if _, ok := c.(*tls.Conn); fs.tls == nil || ok {
+		return poll.NewSock(c), resumeRead
 	}
-	if _, ok := c.(*tls.Conn); ok {
-		return c, resumeRead
-	}
-	return tls.Server(c, fs.tls), resumeHandshake
+	return poll.NewTLSSock(c, fs.tls), resumeHandshake
 }
 
 // handshake runs the TLS handshake within the header timeout. ok is false

@@ -58,3 +58,5 @@ func (p *peeker) init(net.Conn)         { p.ready = true }
 func (*peeker) look() (open, data bool) { return true, false }
 
 func (*peeker) hungUp() bool { return false }
+
+func hungUp(int) bool { return false }
