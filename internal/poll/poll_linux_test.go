@@ -370,3 +370,126 @@ func TestSockPeeksATLSConnsNetworkConnection(t *testing.T) {
 		t.Fatal("client's connection closed: not Gone after 5s")
 	}
 }
+
+// heldConn holds what a TLS client writes, while hold is set, until
+// release sends part of it, so that a record reaches the server in pieces.
+type heldConn struct {
+	net.Conn
+	hold bool
+	held []byte
+}
+
+func (c *heldConn) Write(p []byte) (int, error) {
+	if !c.hold {
+		return c.Conn.Write(p)
+	}
+	c.held = append(c.held, p...)
+	return len(p), nil
+}
+
+// release sends the first n held bytes (all when n < 0).
+func (c *heldConn) release(t *testing.T, n int) {
+	t.Helper()
+	if n < 0 {
+		n = len(c.held)
+	}
+	if _, err := c.Conn.Write(c.held[:n]); err != nil {
+		t.Fatal(err)
+	}
+	c.held = c.held[n:]
+}
+
+// waitReadable waits up to 5s for bytes on the loop's socket.
+func waitReadable(t *testing.T, s *Sock) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, data := Peek(s.FD()); !data; _, data = Peek(s.FD()) {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing to read after 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.Ready()
+}
+
+// TestTLSSockAcrossOwners: a TLS socket keeps its records across owners.
+// In a loop, a read decrypts every whole record there is and then reports
+// the socket empty (a part of a record waits for more); the goroutine that
+// takes it over reads the rest of that record; a loop's writes go out,
+// and closing in a loop sends close_notify.
+func TestTLSSockAcrossOwners(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	rawClient, rawServer := tcpPair(t)
+	held := &heldConn{Conn: rawClient}
+	s := NewTLSSock(rawServer, srv.TLS)
+	client := tls.Client(held, &tls.Config{InsecureSkipVerify: true})
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	done := make(chan error, 1)
+	go func() { done <- client.Handshake() }()
+	if err := s.Conn().(*tls.Conn).Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Detach(); err != nil {
+		t.Fatalf("Detach of a TLS socket: %v", err)
+	}
+	if s.Conn() != nil {
+		t.Fatal("Conn of a loop's socket: not nil")
+	}
+	buf := make([]byte, 64)
+	if n, err := s.Read(buf); n != 0 || err != ErrWouldBlock || !s.Drained() {
+		t.Fatalf("loop's read of a quiet socket: %d, %v, drained %v; want 0, ErrWouldBlock, drained", n, err, s.Drained())
+	}
+
+	// Two records and 3 bytes of a third come at once.
+	held.hold = true
+	for _, r := range []string{"one ", "two ", "three"} {
+		io.WriteString(client, r)
+	}
+	third := len(held.held) / 3
+	held.release(t, 2*third+3)
+	waitReadable(t, s)
+	if n, err := s.Read(buf); err != nil || string(buf[:n]) != "one two " || !s.Drained() {
+		t.Fatalf("loop's read of 2 records and a part: %q, %v, drained %v; want \"one two \", drained", buf[:n], err, s.Drained())
+	}
+	if n, err := s.Read(buf); n != 0 || err != ErrWouldBlock {
+		t.Fatalf("loop's read again before Ready: %d, %v; want 0, ErrWouldBlock", n, err)
+	}
+	held.release(t, 5)
+	waitReadable(t, s)
+	if n, err := s.Read(buf); n != 0 || err != ErrWouldBlock {
+		t.Fatalf("loop's read of more of the record, not all: %d, %v; want 0, ErrWouldBlock", n, err)
+	}
+
+	// A goroutine takes it over and reads the rest of the record.
+	if err := s.Attach(); err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	held.release(t, -1)
+	held.hold = false
+	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := s.Read(buf); err != nil || string(buf[:n]) != "three" {
+		t.Fatalf("goroutine's read of the rest: %q, %v; want \"three\"", buf[:n], err)
+	}
+
+	// Back in a loop: a write goes out whole, and close sends close_notify.
+	if err := s.Detach(); err != nil {
+		t.Fatalf("Detach again: %v", err)
+	}
+	if n, err := s.Write([]byte("answer")); n != 6 || err != nil || s.Unsent() {
+		t.Fatalf("loop's write: %d, %v, unsent %v; want 6, nil, none", n, err, s.Unsent())
+	}
+	got := make([]byte, 6)
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "answer" {
+		t.Fatalf("client read %q, %v; want \"answer\"", got, err)
+	}
+	if err := s.Close(); err != nil || !s.Closed() {
+		t.Fatalf("Close: %v, closed %v", err, s.Closed())
+	}
+	if n, err := client.Read(got); n != 0 || err != io.EOF {
+		t.Fatalf("client's read after the loop closed: %d, %v; want io.EOF (close_notify)", n, err)
+	}
+}
