@@ -180,15 +180,16 @@ type conn struct {
 	idle                      *time.Timer
 
 	// Output.
-	out, spare []byte
-	flushing   bool
-	werr       error
-	wdeadline  time.Time
-	henc       *hpack.Encoder
-	hbuf       headerBuf
-	sendWindow int64  // the connection's, as the client grants it
-	peerWindow int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	peerFrame  uint32 // the client's SETTINGS_MAX_FRAME_SIZE
+	out, spare     []byte
+	flushing       bool
+	flushScheduled bool // a writer yields before it flushes (flushSoon)
+	werr           error
+	wdeadline      time.Time
+	henc           *hpack.Encoder
+	hbuf           headerBuf
+	sendWindow     int64  // the connection's, as the client grants it
+	peerWindow     int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	peerFrame      uint32 // the client's SETTINGS_MAX_FRAME_SIZE
 
 	// Input flow control: what the client may still send on the
 	// connection, and what handlers read that is not yet given back.
@@ -827,5 +828,5 @@ func (c *conn) handlerDone(st *stream) {
 		}
 	}
 	c.cond.Broadcast()
-	c.kick()
+	c.flushSoon()
 }

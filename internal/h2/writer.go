@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -233,7 +234,7 @@ func (rw *responseWriter) send(p []byte, end bool) error {
 		onlyHeaders := end && len(buffered) == 0 && len(p) == 0 && trailers == nil
 		c.writeHeaders(st, rw.status, nil, rw.snap, cl, onlyHeaders)
 		if onlyHeaders {
-			c.kick()
+			c.flushSoon()
 			return nil
 		}
 	}
@@ -267,8 +268,26 @@ func (rw *responseWriter) send(p []byte, end bool) error {
 	if trailers != nil {
 		c.writeHeaders(st, 0, trailers, nil, -1, true)
 	}
-	c.kick()
+	c.flushSoon()
 	return nil
+}
+
+// flushSoon writes the queued output, but first lets the other streams'
+// handlers that are ready to run append theirs, so that one write carries
+// them all: a goroutine that finds a flush under way or scheduled leaves
+// its frames to it. Called with c.mu held.
+func (c *conn) flushSoon() {
+	if c.flushing || c.flushScheduled {
+		return
+	}
+	if len(c.streams) > 1 {
+		c.flushScheduled = true
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
+		c.flushScheduled = false
+	}
+	c.kick()
 }
 
 func (st *stream) errLocked() error {
