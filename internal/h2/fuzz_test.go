@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"testing"
 	"time"
 
@@ -37,7 +38,8 @@ func FuzzServeConn(f *testing.F) {
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			t.Fatalf("ServeConn still running 10s after the client left")
+			buf := make([]byte, 1<<20)
+			t.Fatalf("ServeConn still running 10s after the client left; goroutines:\n%s", buf[:runtime.Stack(buf, true)])
 		}
 	})
 }

@@ -353,14 +353,18 @@ func (c *conn) finish() {
 // handlers' reads and writes fail), and the socket is closed (half
 // closed, then fully within a second) once what is queued is flushed.
 func (c *conn) closeLocked() {
-	if !c.closed {
-		c.closed = true
-		for _, st := range c.streams {
-			st.abort(errConnClosed)
-		}
-		c.cond.Broadcast()
-	}
+	c.abortAll()
 	c.kick()
+}
+
+// abortAll marks the connection over and fails every stream's reads and
+// writes. Called with mu held.
+func (c *conn) abortAll() {
+	c.closed = true
+	for _, st := range c.streams {
+		st.abort(errConnClosed)
+	}
+	c.cond.Broadcast()
 }
 
 // shutWrite ends a connection whose output is flushed: TLS close_notify
@@ -442,12 +446,7 @@ func (c *conn) kick() {
 		if err != nil {
 			c.werr = err
 			c.nc.Close()
-			if !c.closed {
-				c.closed = true
-				for _, st := range c.streams {
-					st.abort(errConnClosed)
-				}
-			}
+			c.abortAll()
 		}
 		c.cond.Broadcast()
 	}
@@ -717,7 +716,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 		c.mu.Unlock()
 		return 0, true
 	}
-	if c.goneAway {
+	if c.goneAway || c.closed {
 		c.mu.Unlock()
 		return 0, true // opened after GOAWAY: ignored (RFC 9113 section 6.8)
 	}
