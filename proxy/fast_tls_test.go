@@ -175,7 +175,7 @@ func tlsReplica(name string) http.HandlerFunc {
 // HEAD, 204 and 304 on a kept connection; what it hands to net/http
 // (100-continue, a target with '%') is still seen as TLS; replicas get
 // X-Forwarded-Proto: https and clients Strict-Transport-Security. ALPN h2
-// goes to net/http's HTTP/2 server.
+// goes to dlb's HTTP/2 server (internal/h2).
 func TestFastTLS(t *testing.T) {
 	r, p := poolRoute("web")
 	for _, name := range []string{"web-1", "web-2", "web-3"} {
@@ -271,6 +271,9 @@ func TestFastTLS(t *testing.T) {
 		resp.Body.Close()
 		if resp.Proto != "HTTP/2.0" || resp.StatusCode != 200 || !strings.HasSuffix(string(body), " /two https") {
 			t.Fatalf("got %s %d %q, want HTTP/2.0 200 ending in \" /two https\"", resp.Proto, resp.StatusCode, body)
+		}
+		if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
+			t.Errorf("got Strict-Transport-Security %q for host %q, want none (only x has one)", got, f.addr)
 		}
 	})
 
@@ -505,5 +508,47 @@ func TestFastTLSReplicaAnswers(t *testing.T) {
 				t.Errorf("the next request on the connection: got %d %q (%v), want 200 \"next\"", status, body, err)
 			}
 		})
+	}
+}
+
+// TestFastTLSHTTP2Drain: Shutdown lets an HTTP/2 stream in flight finish
+// (the client gets GOAWAY and then its whole response) and returns once
+// the connection is closed.
+func TestFastTLSHTTP2Drain(t *testing.T) {
+	r, p := poolRoute("web")
+	started := make(chan struct{}, 1)
+	ready(t, p, "web-1", newBackend(t, "web-1", func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "slow answer")
+	}).addr())
+	f := newTLSFront(t, newTestProxy(t, Options{}, []Route{r}), 0)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.roots}, ForceAttemptHTTP2: true}}
+	defer c.CloseIdleConnections()
+	type result struct {
+		proto, body string
+		err         error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := c.Get("https://" + f.addr + "/slow")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- result{resp.Proto, string(b), err}
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := f.fs.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v after %v, want nil once the stream was answered", err, time.Since(start))
+	}
+	res := <-got
+	if res.err != nil || res.proto != "HTTP/2.0" || res.body != "slow answer" {
+		t.Fatalf("got %s %q (%v), want HTTP/2.0 \"slow answer\"", res.proto, res.body, res.err)
 	}
 }
