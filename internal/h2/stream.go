@@ -100,7 +100,12 @@ func (b requestBody) Read(p []byte) (int, error) {
 		case st.err != nil:
 			return 0, st.err
 		}
-		c.kick()
+		if len(c.out) > 0 && !c.flushing && c.werr == nil {
+			// What is queued (a window update) goes out before the
+			// wait; kick let go of mu, so everything is looked at again.
+			c.kick()
+			continue
+		}
 		if !c.wait(st.rdeadline) {
 			return 0, os.ErrDeadlineExceeded
 		}

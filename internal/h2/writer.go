@@ -308,10 +308,11 @@ func (c *conn) waitSend(st *stream, data bool) error {
 		if (!data || st.sendWindow > 0 && c.sendWindow > 0) && len(c.out) < maxWriteBuffer {
 			return nil
 		}
-		// What is queued goes out before waiting: the client may be
-		// waiting for it to open a window.
-		c.kick()
-		if st.err != nil || len(c.out) < maxWriteBuffer && (!data || st.sendWindow > 0 && c.sendWindow > 0) {
+		if len(c.out) > 0 && !c.flushing && c.werr == nil {
+			// What is queued goes out before the wait (the client may
+			// be waiting for it to open a window); kick let go of mu,
+			// so everything is looked at again.
+			c.kick()
 			continue
 		}
 		if !c.wait(st.wdeadline) {
