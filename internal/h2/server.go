@@ -85,10 +85,13 @@ func (s *Server) maxStreams() int {
 }
 
 func (s *Server) maxHeaderBytes() uint32 {
-	if s.MaxHeaderBytes <= 0 {
-		return http.DefaultMaxHeaderBytes
+	n := s.MaxHeaderBytes
+	if n <= 0 {
+		n = http.DefaultMaxHeaderBytes
 	}
-	return uint32(s.MaxHeaderBytes)
+	// HPACK counts 32 bytes more a field than HTTP/1.1's header takes
+	// (RFC 7541 section 4.1): room for that on a typical request's fields.
+	return uint32(n + 10*32)
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -164,7 +167,6 @@ type conn struct {
 	br     *bufio.Reader
 	fr     *http2.Framer
 	ctx    context.Context
-	cancel context.CancelFunc
 	remote string
 	tls    *tls.ConnectionState
 	wg     sync.WaitGroup // the handlers
@@ -216,7 +218,10 @@ func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 		sendWindow: defaultWindow, peerWindow: defaultWindow, peerFrame: 16 << 10,
 		recvWindow: connWindow, resetTokens: resetBurst, resetAt: time.Now(), idleSince: time.Now()}
 	c.cond.L = &c.mu
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	// Not a cancellable context of its own: each stream's is cancelled
+	// when the connection ends (abortAll), and a child of a cancellable
+	// parent costs a registration with it per stream.
+	c.ctx = ctx
 	if cs, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := cs.ConnectionState()
 		c.tls = &st
@@ -335,7 +340,6 @@ func (c *conn) finish() {
 	c.closing = true
 	c.closeLocked()
 	c.mu.Unlock()
-	c.cancel()
 	// A client that is still sending gets its bytes read (for a second
 	// at most) rather than reset, which could discard the GOAWAY.
 	c.nc.SetReadDeadline(time.Now().Add(time.Second))

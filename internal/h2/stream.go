@@ -190,6 +190,7 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 	if authority == "" {
 		authority = h.Get("Host")
 	}
+	delete(h, "Host") // it is Request.Host, as net/http's servers have it
 	if vv := h["Content-Length"]; len(vv) > 0 {
 		n, err := strconv.ParseInt(vv[0], 10, 64)
 		if len(vv) > 1 || err != nil || n < 0 {
