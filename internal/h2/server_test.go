@@ -247,6 +247,8 @@ func TestHostileClients(t *testing.T) {
 		for m := maxRunning.Load(); n > m && !maxRunning.CompareAndSwap(m, n); m = maxRunning.Load() {
 		}
 		switch r.URL.Path {
+		case "/read":
+			io.Copy(io.Discard, r.Body)
 		case "/block":
 			select {
 			case <-release:
@@ -341,7 +343,7 @@ func TestHostileClients(t *testing.T) {
 	})
 	t.Run("data past the declared length", func(t *testing.T) {
 		rc := dialRaw(t, ts.addr)
-		rc.headers(1, false, "content-length", "2", ":method", "POST")
+		rc.headers(1, false, "content-length", "2", ":method", "POST", ":path", "/read")
 		rc.fr.WriteData(1, true, []byte("abc"))
 		rc.until("RST_STREAM PROTOCOL_ERROR", isRST(1, http2.ErrCodeProtocol))
 	})
