@@ -704,6 +704,10 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 	c.mu.Lock()
 	if st := c.streams[id]; st != nil {
 		defer c.mu.Unlock()
+		if st.remoteDone && st.sentEnd {
+			// Closed both ways; only its handler has yet to return.
+			return http2.ErrCodeStreamClosed, false
+		}
 		return c.onTrailers(st, f)
 	}
 	if id%2 == 0 {

@@ -39,6 +39,7 @@ type stream struct {
 
 	needContinue bool // the client waits for 100 Continue before its body
 	sentHeaders  bool // the response's HEADERS went out
+	sentEnd      bool // and its END_STREAM: with remoteDone, the stream is closed
 
 	rdeadline, wdeadline time.Time
 }

@@ -234,6 +234,7 @@ func (rw *responseWriter) send(p []byte, end bool) error {
 		onlyHeaders := end && len(buffered) == 0 && len(p) == 0 && trailers == nil
 		c.writeHeaders(st, rw.status, nil, rw.snap, cl, onlyHeaders)
 		if onlyHeaders {
+			st.sentEnd = true
 			c.flushSoon()
 			return nil
 		}
@@ -268,6 +269,7 @@ func (rw *responseWriter) send(p []byte, end bool) error {
 	if trailers != nil {
 		c.writeHeaders(st, 0, trailers, nil, -1, true)
 	}
+	st.sentEnd = end
 	c.flushSoon()
 	return nil
 }
