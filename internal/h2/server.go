@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -55,6 +56,67 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	draining bool
+
+	// Handlers run on workers that take the next stream when done: a new
+	// goroutine per stream would grow its stack anew every time (the
+	// proxy's call chain is deep). work hands a stream to an idle worker;
+	// quit (closed by Drain) sends the idle ones away.
+	workersOnce sync.Once
+	work        chan handlerJob
+	quit        chan struct{}
+	idleWorkers atomic.Int32
+	stopped     bool // quit is closed (under mu)
+}
+
+// handlerJob is a stream for a worker to answer.
+type handlerJob struct {
+	c        *conn
+	st       *stream
+	req      *http.Request
+	tooLarge bool
+}
+
+// maxIdleWorkers bounds the workers that wait for a stream.
+const maxIdleWorkers = 256
+
+func (s *Server) initWorkers() {
+	s.workersOnce.Do(func() { s.work, s.quit = make(chan handlerJob), make(chan struct{}) })
+}
+
+// stopWorkers sends the idle workers away, and those busy once they are
+// done. Called with s.mu held.
+func (s *Server) stopWorkers() {
+	s.initWorkers()
+	if !s.stopped {
+		s.stopped = true
+		close(s.quit)
+	}
+}
+
+// startHandler gives j to an idle worker, or to a new one.
+func (s *Server) startHandler(j handlerJob) {
+	select {
+	case s.work <- j:
+	default:
+		go s.worker(j)
+	}
+}
+
+func (s *Server) worker(j handlerJob) {
+	for {
+		j.c.runHandler(j.st, j.req, j.tooLarge)
+		if s.idleWorkers.Add(1) > maxIdleWorkers {
+			s.idleWorkers.Add(-1)
+			return
+		}
+		select {
+		case j = <-s.work:
+			s.idleWorkers.Add(-1)
+		case <-s.quit:
+			s.idleWorkers.Add(-1)
+			return
+		}
+	}
 }
 
 // Flow-control windows dlb grants, and what it assumes of a peer.
@@ -114,6 +176,7 @@ func (s *Server) logf(format string, args ...any) {
 // is the parent of every request's context. A *tls.Conn (or a connection
 // with a ConnectionState method) gives its state to the requests' TLS.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
+	s.initWorkers()
 	c := newConn(s, ctx, nc)
 	s.mu.Lock()
 	if s.conns == nil {
@@ -136,6 +199,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 func (s *Server) Drain() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopWorkers()
 	s.draining = true
 	for c := range s.conns {
 		c.drain()
@@ -154,6 +218,7 @@ func (s *Server) Conns() int {
 func (s *Server) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopWorkers()
 	for c := range s.conns {
 		c.nc.Close()
 	}
@@ -752,7 +817,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 	c.opened++
 	c.wg.Add(1)
 	c.mu.Unlock()
-	go c.runHandler(st, req, f.Truncated)
+	c.s.startHandler(handlerJob{c, st, req, f.Truncated})
 	return 0, true
 }
 
