@@ -22,6 +22,7 @@ import (
 
 	"github.com/dlb-lb/dlb/balancer"
 	"github.com/dlb-lb/dlb/internal/h1"
+	"github.com/dlb-lb/dlb/internal/h2"
 	"github.com/dlb-lb/dlb/internal/poll"
 	"github.com/dlb-lb/dlb/listener"
 )
@@ -66,6 +67,7 @@ type FastServer struct {
 	tls    *tls.Config
 	scheme string
 	sts    func(host string) string
+	h2     *h2.Server // serves the TLS connections that chose h2; nil on a plain server
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -258,6 +260,9 @@ func (fs *FastServer) Shutdown(ctx context.Context) error {
 	if fs.park != nil {
 		fs.park.Close()
 	}
+	if fs.h2 != nil {
+		fs.h2.Drain() // GOAWAY: each closes once its streams are answered
+	}
 	fs.mu.Lock()
 	loops := fs.loops
 	fs.mu.Unlock()
@@ -285,6 +290,9 @@ func (fs *FastServer) Shutdown(ctx context.Context) error {
 			n++
 		}
 		fs.mu.Unlock()
+		if fs.h2 != nil {
+			n += fs.h2.Conns()
+		}
 		if n == 0 {
 			return nil
 		}
@@ -295,6 +303,9 @@ func (fs *FastServer) Shutdown(ctx context.Context) error {
 				fc.sock.Close()
 			}
 			fs.mu.Unlock()
+			if fs.h2 != nil {
+				fs.h2.Close()
+			}
 			return ctx.Err()
 		case <-tick.C:
 		}
@@ -471,6 +482,8 @@ func (fc *fastConn) serve(from resumeKind) {
 	switch next {
 	case afterHandoff:
 		fc.fs.handoff(fc.sock.Conn(), pending)
+	case afterH2:
+		fc.fs.serveH2(fc.sock.Conn())
 	case afterPark:
 		if !fc.fs.park.Add(fc.sock.Conn(), time.Now().Add(fc.fs.idleTimeout-fc.fs.parkAfter)) {
 			fc.sock.Close()
@@ -491,6 +504,7 @@ const (
 	afterHandoff
 	afterPark
 	afterHome // back to its event loop
+	afterH2   // served over HTTP/2 (fast_tls.go)
 )
 
 // loop serves requests from the connection, the first from where from

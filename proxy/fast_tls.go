@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/dlb-lb/dlb/internal/h2"
 	"github.com/dlb-lb/dlb/internal/poll"
 )
 
@@ -16,8 +18,8 @@ import (
 // own within the header timeout; a connection that speaks HTTP/1.1 (ALPN
 // http/1.1, or none) then goes to an event loop, which serves it as a
 // plain one, its *tls.Conn reading and writing the loop's raw socket
-// (poll.NewTLSSock), and one that chose h2 goes to std, whose HTTP/2
-// server serves it. Serve
+// (poll.NewTLSSock), and one that chose h2 is served on that goroutine by
+// dlb's HTTP/2 server (internal/h2) with std's handler and limits. Serve
 // std on Handoffs with Serve, not ServeTLS: the connections it gets are
 // TLS already. Requests it forwards carry X-Forwarded-Proto: https, and
 // its responses the Strict-Transport-Security value sts (if not nil)
@@ -28,7 +30,17 @@ func NewFastTLSServer(p *Proxy, std *http.Server, parkAfter time.Duration, sts f
 	if fs.tls == nil {
 		fs.tls = &tls.Config{}
 	}
+	fs.h2 = &h2.Server{Handler: std.Handler, MaxHeaderBytes: std.MaxHeaderBytes, IdleTimeout: fs.idleTimeout,
+		PrefaceTimeout: fs.readHeaderTimeout, WriteTimeout: fs.writeTimeout, ErrorLog: std.ErrorLog}
 	return fs
+}
+
+// serveH2 serves an HTTP/2 connection until it ends. Its requests' contexts
+// carry what net/http's server puts there.
+func (fs *FastServer) serveH2(c net.Conn) {
+	ctx := context.WithValue(context.Background(), http.ServerContextKey, fs.std)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
+	fs.h2.ServeConn(ctx, c)
 }
 
 // secure returns c's socket, and where serving it starts: on a TLS server,
@@ -44,7 +56,7 @@ func (fs *FastServer) secure(c net.Conn) (*poll.Sock, resumeKind) {
 // handshake runs the TLS handshake within the header timeout. ok is false
 // when the connection is not for the fast path: after says whether it is
 // closed (a failed handshake, an ACME TLS-ALPN-01 challenge, which ends
-// with the handshake) or handed to net/http (ALPN h2).
+// with the handshake) or served over HTTP/2 (ALPN h2).
 func (fc *fastConn) handshake() (after afterLoop, ok bool) {
 	tc := fc.sock.Conn().(*tls.Conn)
 	tc.SetDeadline(time.Now().Add(fc.fs.readHeaderTimeout))
@@ -63,7 +75,7 @@ func (fc *fastConn) handshake() (after afterLoop, ok bool) {
 	tc.SetDeadline(time.Time{})
 	switch tc.ConnectionState().NegotiatedProtocol {
 	case "h2":
-		return afterHandoff, false
+		return afterH2, false
 	case "acme-tls/1":
 		return afterClose, false // the challenge was answered in the handshake (RFC 8737 section 3)
 	}

@@ -171,7 +171,8 @@ func tlsReplica(name string) http.HandlerFunc {
 // TestFastTLS: HTTP/1.1 over TLS (ALPN http/1.1, or none) is served by the
 // fast path, in its event loops, with keep-alive round robin as on plain
 // HTTP/1.1 (TestRelayOverPlainAndTLS and TestConformanceResponses run the
-// relay's cases on both); ALPN h2 goes to net/http's HTTP/2 server, with
+// relay's cases on both); ALPN h2 goes to dlb's HTTP/2
+// server (internal/h2), with
 // X-Forwarded-Proto: https; plain HTTP to the TLS port gets 400.
 func TestFastTLS(t *testing.T) {
 	r, p := poolRoute("web")
@@ -209,6 +210,9 @@ func TestFastTLS(t *testing.T) {
 		resp.Body.Close()
 		if resp.Proto != "HTTP/2.0" || resp.StatusCode != 200 || !strings.HasSuffix(string(body), " /two https") {
 			t.Fatalf("got %s %d %q, want HTTP/2.0 200 ending in \" /two https\"", resp.Proto, resp.StatusCode, body)
+		}
+		if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
+			t.Errorf("got Strict-Transport-Security %q for host %q, want none (only x has one)", got, f.addr)
 		}
 	})
 

@@ -1,8 +1,8 @@
 // Package proxy routes each request by host and path to a pool and forwards
 // it to a replica picked by the pool: HTTP/1.1, plain or over TLS, on dlb's
 // own data path (FastServer, fast.go, fast_tls.go), everything else (HTTP/2,
-// upgrades, trailers, the queue) through Proxy, an http.Handler built on
-// httputil.ReverseProxy.
+// served by internal/h2 over TLS and by net/http as h2c; upgrades, trailers,
+// the queue) through Proxy, an http.Handler built on httputil.ReverseProxy.
 // A request that fails before any response byte came back is retried on
 // another replica when that is safe. The proxy knows nothing of Docker.
 package proxy

@@ -1,0 +1,391 @@
+package h2
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dlb-lb/dlb/internal/nettest"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// testServer serves h2 with prior knowledge on a loopback listener.
+type testServer struct {
+	*Server
+	addr    string
+	serving sync.WaitGroup // ServeConn calls in progress
+}
+
+func startServer(t *testing.T, h http.Handler, configure ...func(*Server)) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{Server: &Server{Handler: h}, addr: ln.Addr().String()}
+	for _, f := range configure {
+		f(ts.Server)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			ts.serving.Go(func() { ts.ServeConn(context.Background(), c) })
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		ts.Close()
+		done := make(chan struct{})
+		go func() { ts.serving.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("ServeConn did not return within 10s of the connections' close: a handler or the reader is stuck")
+		}
+	})
+	return ts
+}
+
+// client is Go's HTTP/2 client with prior knowledge.
+func client() *http.Client {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{Protocols: p}}
+}
+
+func echo(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Trailer", "X-Sum")
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), r.Body)
+	if err != nil {
+		return
+	}
+	w.Header().Set("X-Sum", fmt.Sprintf("%x %d", h.Sum(nil), n))
+}
+
+func TestRequestsAndResponses(t *testing.T) {
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/echo":
+			echo(w, r)
+		case "/info":
+			fmt.Fprintf(w, "%s %s %s %s %q", r.Proto, r.Method, r.Host, r.URL.RequestURI(), r.Header.Get("Cookie"))
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	c := client()
+	base := "http://" + ts.addr
+
+	t.Run("echo bodies in parallel", func(t *testing.T) {
+		// Larger than every window: flow control must work both ways.
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				body := make([]byte, 3<<20+i)
+				rand.Read(body)
+				resp, err := c.Post(base+"/echo", "application/octet-stream", bytes.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want := fmt.Sprintf("%x %d", sha256.Sum256(body), len(body))
+				if err != nil || !bytes.Equal(got, body) || resp.Trailer.Get("X-Sum") != want {
+					t.Errorf("echo of %d bytes: got %d bytes (err %v), trailer %q; want them back and trailer %q",
+						len(body), len(got), err, resp.Trailer.Get("X-Sum"), want)
+				}
+			})
+		}
+		wg.Wait()
+	})
+	t.Run("request fields", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", base+"/info?a=b", nil)
+		req.Header.Add("Cookie", "a=1")
+		req.AddCookie(&http.Cookie{Name: "b", Value: "2"})
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := fmt.Sprintf("HTTP/2.0 GET %s /info?a=b \"a=1; b=2\"", ts.addr)
+		if string(got) != want || resp.ContentLength != int64(len(want)) || resp.Header.Get("Date") == "" {
+			t.Errorf("got %q (Content-Length %d, Date %q), want %q with its length and a Date", got, resp.ContentLength, resp.Header.Get("Date"), want)
+		}
+	})
+	t.Run("HEAD and 204", func(t *testing.T) {
+		resp, err := c.Head(base + "/info")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("HEAD: got %d, want 200", resp.StatusCode)
+		}
+		resp, err = c.Get(base + "/empty")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 204 {
+			t.Errorf("got %d, want 204", resp.StatusCode)
+		}
+	})
+}
+
+// rawConn is a hand-driven client connection, for what Go's client will
+// not send.
+type rawConn struct {
+	t  *testing.T
+	nc net.Conn
+	fr *http2.Framer
+	hb bytes.Buffer
+	he *hpack.Encoder
+}
+
+func dialRaw(t *testing.T, addr string, settings ...http2.Setting) *rawConn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	rc := &rawConn{t: t, nc: nc, fr: http2.NewFramer(nc, nc)}
+	rc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	rc.he = hpack.NewEncoder(&rc.hb)
+	io.WriteString(nc, http2.ClientPreface)
+	rc.fr.WriteSettings(settings...)
+	return rc
+}
+
+func (rc *rawConn) headers(id uint32, end bool, fields ...string) {
+	rc.hb.Reset()
+	pseudo := map[string]string{":method": "GET", ":scheme": "http", ":authority": "x", ":path": "/"}
+	for i := 0; i < len(fields); i += 2 {
+		if _, ok := pseudo[fields[i]]; ok {
+			pseudo[fields[i]] = fields[i+1]
+		}
+	}
+	for _, k := range []string{":method", ":scheme", ":authority", ":path"} {
+		rc.he.WriteField(hpack.HeaderField{Name: k, Value: pseudo[k]})
+	}
+	for i := 0; i < len(fields); i += 2 {
+		if !strings.HasPrefix(fields[i], ":") {
+			rc.he.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+		}
+	}
+	rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: rc.hb.Bytes(), EndStream: end, EndHeaders: true})
+}
+
+// until reads frames until match says true, and fails the test if the
+// connection ends first.
+func (rc *rawConn) until(what string, match func(http2.Frame) bool) http2.Frame {
+	rc.t.Helper()
+	for {
+		f, err := rc.fr.ReadFrame()
+		if err != nil {
+			rc.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if match(f) {
+			return f
+		}
+	}
+}
+
+// goAway waits for the server's GOAWAY and checks its code, then that the
+// connection is closed.
+func (rc *rawConn) goAway(code http2.ErrCode) {
+	rc.t.Helper()
+	f := rc.until("GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+	if f.ErrCode != code {
+		rc.t.Errorf("got GOAWAY %v, want %v", f.ErrCode, code)
+	}
+	rc.closed()
+}
+
+// closed reads until the server closes the connection.
+func (rc *rawConn) closed() {
+	rc.t.Helper()
+	rc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, rc.nc); err != nil && !strings.Contains(err.Error(), "reset") {
+		rc.t.Errorf("want the server to close the connection, got %v", err)
+	}
+}
+
+func isRST(id uint32, code http2.ErrCode) func(http2.Frame) bool {
+	return func(f http2.Frame) bool {
+		r, ok := f.(*http2.RSTStreamFrame)
+		return ok && r.StreamID == id && r.ErrCode == code
+	}
+}
+
+func TestHostileClients(t *testing.T) {
+	var running, maxRunning atomic.Int32
+	release := make(chan struct{})
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := maxRunning.Load(); n > m && !maxRunning.CompareAndSwap(m, n); m = maxRunning.Load() {
+		}
+		switch r.URL.Path {
+		case "/read":
+			io.Copy(io.Discard, r.Body)
+		case "/block":
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		case "/big":
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := w.Write(buf); err != nil {
+					w.Header().Set("X-Err", err.Error())
+					return
+				}
+			}
+		}
+	}), func(s *Server) { s.MaxConcurrentStreams, s.WriteTimeout = 10, 2*time.Second })
+	defer close(release)
+
+	t.Run("invalid frame: DATA on stream 0", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		rc.fr.AllowIllegalWrites = true
+		rc.fr.WriteData(0, true, []byte("x"))
+		rc.goAway(http2.ErrCodeProtocol)
+	})
+	t.Run("a frame larger than SETTINGS_MAX_FRAME_SIZE", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		rc.headers(1, false)
+		rc.fr.WriteData(1, true, make([]byte, 20000))
+		rc.goAway(http2.ErrCodeFrameSize)
+	})
+	t.Run("CONTINUATION flood", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		rc.hb.Reset()
+		rc.he.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+		rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: rc.hb.Bytes()})
+		// Valid HPACK (literal fields without indexing), 16,000 bytes a
+		// frame, past the header list limit after a few frames.
+		junk := bytes.Repeat([]byte{0, 3, 'a', 'b', 'c', 3, 'x', 'y', 'z'}, 2000)[:16000]
+		go func() {
+			for i := 0; i < 10000; i++ {
+				if rc.fr.WriteContinuation(1, false, junk) != nil {
+					return
+				}
+			}
+		}()
+		rc.goAway(http2.ErrCodeProtocol)
+	})
+	t.Run("PING flood from a client that does not read", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		var batch bytes.Buffer
+		bf := http2.NewFramer(&batch, nil)
+		for range 1000 {
+			bf.WritePing(false, [8]byte{1})
+		}
+		// The server stops reading once its writes stall, and drops the
+		// connection at its write timeout (2s here).
+		rc.nc.SetDeadline(time.Now().Add(20 * time.Second))
+		var err error
+		for err == nil {
+			_, err = rc.nc.Write(batch.Bytes())
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("the server still held the connection after 20s of a client reading none of its answers")
+		}
+	})
+	t.Run("rapid reset", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		go func() {
+			for id := uint32(1); id < 20000; id += 2 {
+				rc.headers(id, true, ":path", "/block")
+				if rc.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+					return
+				}
+			}
+		}()
+		rc.goAway(http2.ErrCodeEnhanceYourCalm)
+		if m := maxRunning.Load(); m > 10 {
+			t.Errorf("%d handlers ran at once, want at most MAX_CONCURRENT_STREAMS (10)", m)
+		}
+	})
+	t.Run("streams beyond MAX_CONCURRENT_STREAMS are refused", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		for id := uint32(1); id <= 21; id += 2 {
+			rc.headers(id, true, ":path", "/block")
+		}
+		rc.until("RST_STREAM REFUSED_STREAM for the 11th stream", isRST(21, http2.ErrCodeRefusedStream))
+	})
+	t.Run("a zero window stalls a writer until its write deadline", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+		rc.headers(1, true, ":path", "/big")
+		rc.until("RST_STREAM CANCEL once the write deadline passed", isRST(1, http2.ErrCodeCancel))
+	})
+	t.Run("data past the declared length", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		rc.headers(1, false, "content-length", "2", ":method", "POST", ":path", "/read")
+		rc.fr.WriteData(1, true, []byte("abc"))
+		rc.until("RST_STREAM PROTOCOL_ERROR", isRST(1, http2.ErrCodeProtocol))
+	})
+	t.Run("connection-specific header", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		rc.headers(1, true, "connection", "close")
+		rc.until("RST_STREAM PROTOCOL_ERROR", isRST(1, http2.ErrCodeProtocol))
+	})
+	nettest.WaitFor(t, "the handlers of the closed connections to return", func() bool { return running.Load() == 0 })
+}
+
+func TestDrainAnswersStreamsInFlight(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		io.WriteString(w, "done")
+	}))
+	rc := dialRaw(t, ts.addr)
+	rc.headers(1, true)
+	<-started
+	ts.Drain()
+	g := rc.until("GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+	if g.ErrCode != http2.ErrCodeNo || g.LastStreamID != 1 {
+		t.Errorf("got GOAWAY %v last stream %d, want NO_ERROR and 1", g.ErrCode, g.LastStreamID)
+	}
+	close(release)
+	d := rc.until("the response's DATA", func(f http2.Frame) bool { _, ok := f.(*http2.DataFrame); return ok }).(*http2.DataFrame)
+	if string(d.Data()) != "done" || !d.StreamEnded() {
+		t.Errorf("got DATA %q (end %v), want \"done\" ending the stream", d.Data(), d.StreamEnded())
+	}
+	rc.closed()
+	nettest.WaitFor(t, "the drained connection to be gone", func() bool { return ts.Conns() == 0 })
+}
+
+func TestIdleConnectionIsClosed(t *testing.T) {
+	ts := startServer(t, http.NotFoundHandler(), func(s *Server) { s.IdleTimeout = 200 * time.Millisecond })
+	rc := dialRaw(t, ts.addr)
+	rc.headers(1, true)
+	start := time.Now()
+	rc.goAway(http2.ErrCodeNo)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("closed after %v, want about the idle timeout (200ms)", d)
+	}
+}
