@@ -33,6 +33,10 @@ func BenchmarkProxy(b *testing.B) {
 	b.Cleanup(front.Close)
 
 	b.Run("through-dlb", func(b *testing.B) { benchGet(b, front.URL+"/") })
+	// Proxy.ServeHTTP behind net/http's server: the path of HTTP/2 streams.
+	std := serveFront(b, px, px, false)
+	b.Cleanup(std.Close)
+	b.Run("through-ServeHTTP", func(b *testing.B) { benchGet(b, std.URL+"/") })
 	direct := httptest.NewServer(backend)
 	b.Cleanup(direct.Close)
 	b.Run("direct-baseline", func(b *testing.B) { benchGet(b, direct.URL+"/") })

@@ -62,6 +62,9 @@ func (p *Proxy) timedRoundTrip(rt http.RoundTripper, req *http.Request, a *attem
 	if d <= 0 || a.route.ResponseHeaderTimeout <= 0 && longLived(req) {
 		return rt.RoundTrip(req)
 	}
+	if ft, ok := rt.(*h1Transport); ok && ft.handles(req) {
+		return ft.roundTrip(req, d) // the connection's read deadline keeps d
+	}
 	ht := &headerTimer{a: a, d: d}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	ht.cancel = cancel

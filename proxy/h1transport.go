@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,16 +129,30 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.handles(req) {
 		return t.std.RoundTrip(req)
 	}
+	return t.roundTrip(req, 0)
+}
+
+// roundTrip is RoundTrip for a request it handles, with a response header
+// timeout of d (0: none) kept by the connection's read deadline, which
+// costs no context and timer of its own per request. The timeout runs from
+// the end of the request's body, which is in memory and written before the
+// head is read.
+func (t *h1Transport) roundTrip(req *http.Request, d time.Duration) (*http.Response, error) {
 	ctx := req.Context()
-	fresh := false
+	fresh, peek := false, true
 	if a, ok := ctx.Value(stateKey{}).(*attempt); ok {
 		fresh = a.fresh
+		// An idle connection is looked at first (a syscall) only for a
+		// request that could not go again on a new connection should the
+		// replica have closed it while it sat idle; any other is resent
+		// then (stale, retry).
+		peek = !a.mayResend(req, true)
 	}
-	hc, reused, err := t.getConn(ctx, req.URL.Host, fresh, true, time.Now())
+	hc, reused, err := t.getConn(ctx, req.URL.Host, fresh, peek, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	resp, err := hc.roundTrip(ctx, req)
+	resp, err := hc.roundTrip(ctx, req, d)
 	if err != nil && ctx.Err() == nil {
 		// The driver (tries.go) sends the request again on a new
 		// connection when it may.
@@ -184,10 +199,11 @@ func (t *h1Transport) getConn(ctx context.Context, addr string, fresh, peek bool
 	return hc, false, nil
 }
 
-// roundTrip sends req on the connection and reads the response header. The
-// connection is closed if the request's context ends before the response's
-// body has been read.
-func (hc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+// roundTrip sends req on the connection and reads the response header,
+// within d (0: no limit) of the request's end; a replica that sends none in
+// time fails it with errResponseHeaderTimeout. The connection is closed if
+// the request's context ends before the response's body has been read.
+func (hc *h1Conn) roundTrip(ctx context.Context, req *http.Request, d time.Duration) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, hc.abort)
 	fail := func(err error) (*http.Response, error) {
 		stop()
@@ -199,18 +215,28 @@ func (hc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respo
 	}
 	hc.r.got, hc.r.limit = 0, maxResponseHeader
 	hc.sock.ClearWriteDeadline()
-	hc.noReadDeadline()
 	if err := req.Write(hc.bw); err != nil {
 		return fail(err)
 	}
 	if err := hc.bw.Flush(); err != nil {
 		return fail(err)
 	}
+	if d > 0 {
+		// Moved lazily (headWithin); it stays on the connection while
+		// the body is read from what is buffered, and goes before a read
+		// that may wait (h1Body.Read).
+		hc.headWithin(time.Now(), d)
+	} else {
+		hc.noReadDeadline()
+	}
 	var resp *http.Response
 	for {
 		var err error
 		resp, err = http.ReadResponse(hc.br, req)
 		if err != nil {
+			if d > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
+			}
 			return fail(err)
 		}
 		// 1xx answers (103 Early Hints) come before the final one; 101 is
@@ -229,6 +255,11 @@ func (hc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respo
 	if resp.Body == http.NoBody {
 		hc.done(stop, keep)
 		return resp, nil
+	}
+	if resp.ContentLength < 0 {
+		// A chunked or close-delimited body may wait for the socket while
+		// bytes are still buffered (a chunk's size line cut in two).
+		hc.noReadDeadline()
 	}
 	resp.Body = &h1Body{hc: hc, ctx: ctx, body: resp.Body, stop: stop, keep: keep}
 	return resp, nil
@@ -283,6 +314,10 @@ type h1Body struct {
 func (b *h1Body) Read(p []byte) (int, error) {
 	if b.hc == nil {
 		return 0, b.err
+	}
+	if b.hc.br.Buffered() == 0 {
+		// The body takes as long as it takes: no response head deadline.
+		b.hc.noReadDeadline()
 	}
 	n, err := b.body.Read(p)
 	switch {

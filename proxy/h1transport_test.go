@@ -114,21 +114,41 @@ func TestProxyReusesUpstreamConnections(t *testing.T) {
 
 // The upstream closes a kept-alive connection while it is idle (its idle
 // timeout, as Node.js does after 5 s): the next request, even a POST that
-// cannot be retried, must go out on a new connection and succeed.
+// cannot be retried, must go out on a new connection and succeed, on the
+// fast engine and through ServeHTTP (HTTP/2's and net/http's requests),
+// which looks at an idle connection first only for a request it could not
+// send again.
 func TestProxyUpstreamClosedAnIdleConnection(t *testing.T) {
-	be := newCountingBackend(t, func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "%s %d", r.Method, len(b))
-	}, func(s *http.Server) { s.IdleTimeout = 20 * time.Millisecond })
-	r, p := poolRoute("web")
-	ready(t, p, "web-1", be.addr())
-	f := newFront(t, Options{}, []Route{r}, nil)
-	for i, method := range []string{http.MethodGet, http.MethodPost, http.MethodPost} {
-		resp := f.do(t, method, "", "/", strings.NewReader("hello"))
-		if want := method + " 5"; resp.status != http.StatusOK || resp.body != want {
-			t.Fatalf("%s / #%d after the upstream closed the idle connection: got %d %q, want 200 %q", method, i, resp.status, resp.body, want)
-		}
-		waitFor(t, "the upstream to close the idle connection", func() bool { return be.open.Load() == 0 })
+	for _, engine := range []struct {
+		name string
+		wrap func(http.Handler) http.Handler
+	}{
+		{"fast", nil},
+		{"ServeHTTP", func(h http.Handler) http.Handler { return h }},
+	} {
+		t.Run(engine.name, func(t *testing.T) {
+			be := newCountingBackend(t, func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				fmt.Fprintf(w, "%s %d", r.Method, len(b))
+			}, func(s *http.Server) { s.IdleTimeout = 20 * time.Millisecond })
+			r, p := poolRoute("web")
+			u := ready(t, p, "web-1", be.addr())
+			f := newFront(t, Options{}, []Route{r}, engine.wrap)
+			methods := []string{http.MethodGet, http.MethodPost, http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPost}
+			for i, method := range methods {
+				resp := f.do(t, method, "", "/", strings.NewReader("hello"))
+				if want := method + " 5"; resp.status != http.StatusOK || resp.body != want {
+					t.Fatalf("%s / #%d after the upstream closed the idle connection: got %d %q, want 200 %q", method, i, resp.status, resp.body, want)
+				}
+				waitFor(t, "the upstream to close the idle connection", func() bool { return be.open.Load() == 0 })
+			}
+			if got := be.conns.Load(); got != int32(len(methods)) {
+				t.Errorf("%d requests, each after the upstream closed the last connection: got %d upstream connections, want %d", len(methods), got, len(methods))
+			}
+			if u.Failures() != 0 {
+				t.Errorf("replica failures after idle closes: got %d, want 0", u.Failures())
+			}
+		})
 	}
 }
 

@@ -98,10 +98,37 @@ func TestWriteTimeoutCutsOffAClientThatDoesNotRead(t *testing.T) {
 
 // TestResponseHeaderTimeout: a hung replica gets the request 504 within the
 // timeout, counted as its failure but not ejected; a route's own timeout
-// wins; the time a slow upload takes does not count.
+// wins; the time a slow upload takes does not count, nor does the time a
+// streamed body takes after its head; on the fast engine and through
+// ServeHTTP.
 func TestResponseHeaderTimeout(t *testing.T) {
+	for name, wrap := range map[string]func(http.Handler) http.Handler{
+		"fast":      nil,
+		"ServeHTTP": func(h http.Handler) http.Handler { return h },
+	} {
+		t.Run(name, func(t *testing.T) { testResponseHeaderTimeout(t, wrap) })
+	}
+}
+
+func testResponseHeaderTimeout(t *testing.T, wrap func(http.Handler) http.Handler) {
 	b := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		switch r.URL.Path {
+		case "/stream": // chunked, a part every 200ms: 1s in all
+			for i := range 5 {
+				fmt.Fprintf(w, "part %d;", i)
+				w.(http.Flusher).Flush()
+				time.Sleep(200 * time.Millisecond)
+			}
+			return
+		case "/late-body": // its length known, its body 600ms after its head
+			w.Header().Set("Content-Length", "4")
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			time.Sleep(600 * time.Millisecond)
+			io.WriteString(w, "late")
+			return
+		}
 		d, _ := time.ParseDuration(r.URL.Query().Get("sleep"))
 		time.Sleep(d)
 		io.WriteString(w, "a")
@@ -110,7 +137,7 @@ func TestResponseHeaderTimeout(t *testing.T) {
 	up := ready(t, pool, "a", b.addr())
 	slow := route
 	slow.Path, slow.ResponseHeaderTimeout = "/slow", 2*time.Second
-	f := newFront(t, Options{ResponseHeaderTimeout: 300 * time.Millisecond}, []Route{route, slow}, nil)
+	f := newFront(t, Options{ResponseHeaderTimeout: 300 * time.Millisecond}, []Route{route, slow}, wrap)
 	start := time.Now()
 	r := f.do(t, "GET", "", "/?sleep=3s", nil)
 	if el := time.Since(start); r.status != http.StatusGatewayTimeout || el > 2*time.Second {
@@ -130,6 +157,12 @@ func TestResponseHeaderTimeout(t *testing.T) {
 	}()
 	if r := f.do(t, "POST", "", "/?sleep=0s", pr); r.status != 200 {
 		t.Fatalf("a 1s upload with a 300ms response header timeout: %d %q, want 200", r.status, r.body)
+	}
+	if r := f.do(t, "GET", "", "/stream", nil); r.status != 200 || r.body != "part 0;part 1;part 2;part 3;part 4;" {
+		t.Fatalf("GET /stream (a 1s chunked body after its head, header timeout 300ms): %d %q, want 200 and every part", r.status, r.body)
+	}
+	if r := f.do(t, "GET", "", "/late-body", nil); r.status != 200 || r.body != "late" {
+		t.Fatalf("GET /late-body (its body 600ms after its head, header timeout 300ms): %d %q, want 200 \"late\"", r.status, r.body)
 	}
 	waitIdle(t, up)
 	if up.State() != balancer.Ready {
