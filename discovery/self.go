@@ -10,14 +10,18 @@ import (
 // containerPaths find a Docker container's ID (64 hex digits) in
 // /proc/self/mountinfo, where the engine's files of the container
 // (/etc/hostname, /etc/hosts, /etc/resolv.conf) are mounted from
-// <data-root>/containers/<id>/, and in /proc/self/cgroup (cgroup v1, and v2
-// with the systemd driver), whose paths name docker/<id> or
-// docker-<id>.scope.
+// <data-root>/containers/<id>/ (the line's root, then its mount point),
+// and in /proc/self/cgroup (cgroup v1, and v2 with the systemd driver),
+// whose paths name docker/<id> or docker-<id>.scope. Only those mount
+// points count: on the engine's own host the mount table also holds
+// mounts of other containers under <data-root>/containers/<id>/ (a swarm
+// task's secrets and configs, its /dev/shm), which name no container this
+// process runs in.
 var containerPaths = []struct {
 	file string
 	re   *regexp.Regexp
 }{
-	{"/proc/self/mountinfo", regexp.MustCompile(`/containers/([0-9a-f]{64})/`)},
+	{"/proc/self/mountinfo", regexp.MustCompile(`^\S+ \S+ \S+ \S*/containers/([0-9a-f]{64})/\S* /etc/(?:hostname|hosts|resolv\.conf) `)},
 	{"/proc/self/cgroup", regexp.MustCompile(`[/-]docker[/-]([0-9a-f]{64})(?:\.scope)?(?:/|$)`)},
 }
 

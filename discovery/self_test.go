@@ -16,6 +16,7 @@ func TestFindContainerID(t *testing.T) {
 		{"bridge network: /etc/hostname mounted from the container's directory", "1204 1189 8:1 /var/lib/docker/containers/" + id + "/hostname /etc/hostname rw,relatime - ext4 /dev/sda1 rw\n", 0, id},
 		{"host network: /etc/hosts and resolv.conf still are", "22 26 0:20 / /proc rw - proc proc rw\n907 880 259:2 /docker/containers/" + id + "/resolv.conf /etc/resolv.conf rw - ext4 /dev/nvme0n1p2 rw\n", 0, id},
 		{"no container", "21 26 0:20 / /proc rw,relatime - proc proc rw\n24 23 0:22 / /dev/shm rw - tmpfs tmpfs rw\n", 0, ""},
+		{"the engine's host: another container's secrets and /dev/shm are mounted in its directory", "1301 44 0:61 / /var/lib/docker/containers/" + id + "/mounts/secrets rw,relatime - tmpfs tmpfs rw\n1302 44 0:62 / /var/lib/docker/containers/" + id + "/mounts/shm rw - tmpfs shm rw,size=65536k\n", 0, ""},
 		{"a volume named like a container's directory is not one", "30 26 8:1 /srv/containers/abc/data /data rw - ext4 /dev/sda1 rw\n", 0, ""},
 		{"cgroup v1", "12:pids:/docker/" + id + "\n11:memory:/docker/" + id + "\n", 1, id},
 		{"cgroup v2, systemd driver", "0::/system.slice/docker-" + id + ".scope\n", 1, id},

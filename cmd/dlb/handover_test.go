@@ -217,42 +217,6 @@ func checkLoad(t *testing.T, name string, l *load) {
 	}
 }
 
-// TestUpgradeDLBWithoutLoss: dlb in the host's network in front of 3
-// replicas, 8 keep-alive clients; a new dlb image is rolled out beside the
-// old one, which hands its sockets over: no request fails, none takes a
-// second, and one dlb is left, on the new image. Then back again, from the
-// dlb that took the sockets over.
-func TestUpgradeDLBWithoutLoss(t *testing.T) {
-	s := startHandoverStack(t, "dlb:dev")
-	before, err := s.self()
-	if err != nil || before.ID == "" || before.ID != s.containers("dlb")[0] || !before.Serving {
-		t.Fatalf("/api/self before: %+v, %v; want the dlb container's ID (%v), serving", before, err, s.containers("dlb"))
-	}
-	l := startLoad(t, s.url, "", 8, 2*time.Minute, 2_000_000)
-	l.more(t, 100, "the load to get going")
-	s.setImage(nextImage)
-	start := time.Now()
-	if err := s.rollOutDLB(t, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("rollout of dlb took %s", time.Since(start).Round(time.Millisecond))
-	l.more(t, 200, "requests through the new dlb alone")
-	s.checkOneDLB(t, nextImage, nextVersion)
-
-	// The new dlb serves the hand-over socket for the next upgrade: back
-	// to the first image.
-	s.setImage("dlb:dev")
-	if err := s.rollOutDLB(t, time.Minute); err != nil {
-		t.Fatalf("a second rollout, from the dlb that took the sockets over: %v", err)
-	}
-	l.more(t, 200, "requests through the third dlb alone")
-	checkLoad(t, "keep-alive clients through two hand-overs", l)
-	s.checkOneDLB(t, "dlb:dev", before.Version)
-	if got := len(l.byReplica); got != 3 {
-		t.Errorf("replicas that answered: %d (%v), want 3", got, l.byReplica)
-	}
-}
-
 // TestUpgradeDLBWithTLS: the same with --listen-tls, while one client
 // makes a new TLS handshake for every request and another keeps its
 // connections.
@@ -303,10 +267,75 @@ func TestUpgradeDLBWithTLS(t *testing.T) {
 	s.checkOneDLB(t, nextImage, nextVersion)
 }
 
-// TestUpgradeToBrokenDLB: a new dlb image that exits at start leaves the
-// old dlb serving, untouched: no request fails, the rollout says why.
-func TestUpgradeToBrokenDLB(t *testing.T) {
+// TestUpgradeDLB rolls dlb out on one stack (dlb in the host's network in
+// front of 3 replicas), under keep-alive load: WithoutLoss, then
+// ToABrokenImage from the dlb the first left.
+//
+// WithoutLoss: 8 keep-alive clients; a new dlb image is rolled out beside
+// the old one, which hands its sockets over: no request fails, none takes
+// a second, and one dlb is left, on the new image. Then back again, from
+// the dlb that took the sockets over.
+//
+// ToABrokenImage: a new dlb image that exits at start leaves the old dlb
+// serving, untouched: no request fails, the rollout says why.
+func TestUpgradeDLB(t *testing.T) {
 	s := startHandoverStack(t, "dlb:dev")
+	if !t.Run("WithoutLoss", func(t *testing.T) { upgradeWithoutLoss(t, s.in(t)) }) {
+		// The stack is as the failed step left it; the next would fail
+		// for that.
+		t.Skip("WithoutLoss failed: ToABrokenImage needs the stack it leaves (one dlb on dlb:dev)")
+	}
+	t.Run("ToABrokenImage", func(t *testing.T) { upgradeToBrokenImage(t, s.in(t)) })
+}
+
+// in is the stack as subtest t uses it: its Compose commands fail t, and
+// t's log gets the logs of the dlb containers its rollouts removed, when
+// it fails.
+func (s *handoverStack) in(t *testing.T) *handoverStack {
+	p := *s.project
+	p.t = t
+	c := &handoverStack{project: &p, url: s.url, adminURL: s.adminURL}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range c.oldLogs {
+				t.Logf("a dlb container the rollout removed logged:\n%s", l)
+			}
+		}
+	})
+	return c
+}
+
+func upgradeWithoutLoss(t *testing.T, s *handoverStack) {
+	before, err := s.self()
+	if err != nil || before.ID == "" || before.ID != s.containers("dlb")[0] || !before.Serving {
+		t.Fatalf("/api/self before: %+v, %v; want the dlb container's ID (%v), serving", before, err, s.containers("dlb"))
+	}
+	l := startLoad(t, s.url, "", 8, 2*time.Minute, 2_000_000)
+	l.more(t, 100, "the load to get going")
+	s.setImage(nextImage)
+	start := time.Now()
+	if err := s.rollOutDLB(t, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rollout of dlb took %s", time.Since(start).Round(time.Millisecond))
+	l.more(t, 200, "requests through the new dlb alone")
+	s.checkOneDLB(t, nextImage, nextVersion)
+
+	// The new dlb serves the hand-over socket for the next upgrade: back
+	// to the first image.
+	s.setImage("dlb:dev")
+	if err := s.rollOutDLB(t, time.Minute); err != nil {
+		t.Fatalf("a second rollout, from the dlb that took the sockets over: %v", err)
+	}
+	l.more(t, 200, "requests through the third dlb alone")
+	checkLoad(t, "keep-alive clients through two hand-overs", l)
+	s.checkOneDLB(t, "dlb:dev", before.Version)
+	if got := len(l.byReplica); got != 3 {
+		t.Errorf("replicas that answered: %d (%v), want 3", got, l.byReplica)
+	}
+}
+
+func upgradeToBrokenImage(t *testing.T, s *handoverStack) {
 	before, err := s.self()
 	if err != nil {
 		t.Fatal(err)

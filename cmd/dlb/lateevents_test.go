@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,8 +121,20 @@ func TestTwoStacksOneEngine(t *testing.T) {
 		p.env = []string{"DLB_PORT=127.0.0.1:0", "DLB_ADMIN_PORT=0"}
 		stacks = append(stacks, &stack{p: p})
 	}
+	// Both come up at once, as on an engine that runs both.
+	errs := make([]error, len(stacks))
+	outs := make([]string, len(stacks))
+	var wg sync.WaitGroup
+	for i, s := range stacks {
+		wg.Go(func() { outs[i], errs[i] = s.p.run("up", "-d", "--no-build", "--scale", "app=2") })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%v\n%s", err, outs[i])
+		}
+	}
 	for _, s := range stacks {
-		s.p.compose("up", "-d", "--no-build", "--scale", "app=2")
 		id := s.p.containers("dlb")[0]
 		s.proxy = "http://" + docker(t, "port", id, "80/tcp")
 		s.admin = "http://" + docker(t, "port", id, "8080/tcp")
