@@ -37,14 +37,21 @@ func TestUploadToReplicaThatAnswersWhileReading(t *testing.T) {
 	// longer than the front's usual 10 s: what counts is that every byte
 	// arrives.
 	f.client.Timeout = 2 * time.Minute
-	for _, n := range []int64{100 << 10, 5 << 20, 50 << 20} {
+	checkEchoes(t, f.client, f.srv.URL+"/echo", 100<<10, 5<<20, 50<<20)
+}
+
+// checkEchoes POSTs a body of each size to url, a replica that echoes while
+// it reads, and checks that the echo comes back whole and the same.
+func checkEchoes(t *testing.T, c *http.Client, url string, sizes ...int64) {
+	t.Helper()
+	for _, n := range sizes {
 		t.Run(fmt.Sprintf("%d bytes", n), func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/echo", &nettest.Pattern{N: n})
+			req, err := http.NewRequest(http.MethodPost, url, &nettest.Pattern{N: n})
 			if err != nil {
 				t.Fatal(err)
 			}
 			req.ContentLength = n
-			resp, err := f.client.Do(req)
+			resp, err := c.Do(req)
 			if err != nil {
 				t.Fatalf("POST of %d bytes: %v", n, err)
 			}

@@ -967,28 +967,34 @@ func TestSlowReaderIsReset(t *testing.T) {
 			if err := rc.send(request("GET", tc.path, "")); err != nil {
 				t.Fatal(err)
 			}
-			raw, err := rc.c.(*net.TCPConn).SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
-			state := func() uint8 {
-				var info *unix.TCPInfo
-				raw.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
-				if info == nil {
-					return 0
-				}
-				return info.State
-			}
-			// The replica makes 16 MiB first (slow under -race on a
-			// busy machine): up to 30s.
-			start := time.Now()
-			nettest.WaitWithin(t, 30*time.Second, "GET "+tc.path+", not read, to reset the client's socket (TCP_CLOSE)", func() bool { return state() == unix.BPF_TCP_CLOSE })
-			t.Logf("GET %s, not read: reset after %s (write timeout %s)", tc.path, time.Since(start).Round(time.Millisecond), writeTimeout)
-			rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			_, err = io.Copy(io.Discard, rc.c)
-			if !errors.Is(err, syscall.ECONNRESET) {
-				t.Errorf("reading what came of GET %s after the write timeout: %v, want ECONNRESET", tc.path, err)
-			}
+			waitReset(t, rc.c, "GET "+tc.path, writeTimeout)
 		})
+	}
+}
+
+// waitReset waits for dlb to reset c, a client's TCP socket that read
+// nothing of a large response (TCP_CLOSE within 30s: the replica makes
+// 16 MiB first, slow under -race on a busy machine), and checks that what
+// came before the reset ends in ECONNRESET.
+func waitReset(t *testing.T, c net.Conn, what string, writeTimeout time.Duration) {
+	t.Helper()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() uint8 {
+		var info *unix.TCPInfo
+		raw.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+		if info == nil {
+			return 0
+		}
+		return info.State
+	}
+	start := time.Now()
+	nettest.WaitWithin(t, 30*time.Second, what+", not read, to reset the client's socket (TCP_CLOSE)", func() bool { return state() == unix.BPF_TCP_CLOSE })
+	t.Logf("%s, not read: reset after %s (write timeout %s)", what, time.Since(start).Round(time.Millisecond), writeTimeout)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("reading what came of %s after the write timeout: %v, want ECONNRESET", what, err)
 	}
 }

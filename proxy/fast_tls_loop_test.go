@@ -13,12 +13,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dlb-lb/dlb/internal/nettest"
-	"golang.org/x/sys/unix"
 )
 
 // The event loops serve HTTPS connections once their handshake is done:
@@ -285,24 +283,7 @@ func TestFastTLSUploadToReplicaThatAnswersWhileReading(t *testing.T) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.roots}}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Timeout: 2 * time.Minute, Transport: tr}
-	for _, n := range []int64{100 << 10, 50 << 20} {
-		t.Run(fmt.Sprintf("%d bytes", n), func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodPost, "https://"+f.addr+"/echo", &nettest.Pattern{N: n})
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.ContentLength = n
-			resp, err := c.Do(req)
-			if err != nil {
-				t.Fatalf("POST of %d bytes: %v", n, err)
-			}
-			defer resp.Body.Close()
-			got, same, err := nettest.CheckPattern(resp.Body, n)
-			if err != nil || !same {
-				t.Fatalf("POST of %d bytes: the echo came back with %d bytes (%v), the same bytes: %v; want all %d, the same", n, got, err, same, n)
-			}
-		})
-	}
+	checkEchoes(t, c, "https://"+f.addr+"/echo", 100<<10, 50<<20)
 }
 
 // A connection whose handshake is done, in its event loop when Shutdown
@@ -344,26 +325,6 @@ func TestFastTLSSlowReaderIsReset(t *testing.T) {
 	if _, err := io.WriteString(c, request("GET", "/?size=16777216", "")); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := rc.c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := func() uint8 {
-		var info *unix.TCPInfo
-		raw.Control(func(fd uintptr) { info, _ = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
-		if info == nil {
-			return 0
-		}
-		return info.State
-	}
-	// The replica makes 16 MiB first (slow under -race on a busy
-	// machine): up to 30s.
-	start := time.Now()
-	nettest.WaitWithin(t, 30*time.Second, "a large response, not read, to reset the client's socket (TCP_CLOSE)", func() bool { return state() == unix.BPF_TCP_CLOSE })
-	t.Logf("reset after %s (write timeout %s)", time.Since(start).Round(time.Millisecond), writeTimeout)
-	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.Copy(io.Discard, rc.c); !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("reading what came after the write timeout: %v, want ECONNRESET", err)
-	}
+	waitReset(t, rc.c, "GET /?size=16777216 over TLS", writeTimeout)
 	f.waitLoopsHold(t, "after the reset", 0)
 }
