@@ -229,7 +229,7 @@ networks:
 // restarted dlb serves the stored certificate without asking again; and a
 // short-lived certificate is renewed.
 func TestACMEWithPebble(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallelLong(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	testStart := time.Now()
 	host := fmt.Sprintf("shop-%d.dlb.test", os.Getpid())

@@ -115,7 +115,7 @@ func dashboardRows(ctx context.Context, pool string) (poolRows, error) {
 // a service scaled to 3, scales it to 6, and checks that the page shows the
 // 6 replicas within 2 s of `compose up` returning.
 func TestDashboardFollowsScaling(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	chromium := requireBrowser(t)
 	requireDocker(t)
 	p := newProject(t, appProject)

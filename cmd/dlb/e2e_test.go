@@ -6,11 +6,11 @@ package main
 // otherwise a missing engine fails them with a message saying so.
 //
 // Most wait on the engine and Compose far more than they use the CPU, so
-// they call t.Parallel (make test runs them four at a time). Those that
-// time requests (a slowest request under 1s, a 502 in under 1s, replicas
-// still starting when Compose returns) or measure throughput do not: Go
-// runs a package's sequential tests first, one at a time, then the
-// parallel ones. TestSwarm's three tests run in parallel too, on the one
+// they call parallel (make test runs them four at a time, the longest
+// first: slots_test.go). Those that time requests (a slowest request under
+// 1s, a 502 in under 1s, replicas still starting when Compose returns) or
+// measure throughput do not: Go runs a package's sequential tests first,
+// one at a time, then the parallel ones. TestSwarm's three tests run in parallel too, on the one
 // swarm it makes: leaving a swarm cuts the engine's containers off their
 // networks, so TestMain leaves it after every test.
 
@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,6 +47,8 @@ var (
 // every test is over, and removes the binaries built for the real-engine
 // tests, and this process's image tags.
 func TestMain(m *testing.M) {
+	flag.Parse()
+	takeParallelFlag()
 	code := m.Run()
 	if err := finishAfterAll(); err != nil {
 		fmt.Fprintf(os.Stderr, "after the tests: %v\n", err)
@@ -495,7 +498,7 @@ func (d *dlbProc) logHas(parts ...string) bool {
 // sync yet (its service may well exist), not 404; after it, 404 for a host
 // no service claims.
 func TestNotSyncedYet(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	sp := newSocketProxy(t)
 	sp.setCut(true)

@@ -29,7 +29,7 @@ func freePort(t *testing.T) string {
 // read-only, --network appnet — and checks that three replicas take turns
 // on the published port and five after scaling.
 func TestExampleStack(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	root, _ := filepath.Abs("../..")
 	port, adminPort := freePort(t), freePort(t)

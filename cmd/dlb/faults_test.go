@@ -132,7 +132,7 @@ func TestSilentFlood(t *testing.T) {
 	// past its own), and its own dlb counts the connections: it may share
 	// the machine with the other parallel tests. Most of it is the wait
 	// for the header timeout.
-	t.Parallel()
+	parallel(t)
 	requireDocker(t)
 	const flood, maxConns = 10_000, 8_000
 	// This process holds the flood's sockets. Go raises the soft limit to

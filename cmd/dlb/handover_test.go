@@ -362,7 +362,7 @@ func upgradeToBrokenImage(t *testing.T, s *handoverStack) {
 // its idle keep-alive connections with a FIN (a client retries those), and
 // exits 0 by itself (no restart policy here).
 func TestHandOverFinishesWhatIsInFlight(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, appProject)
 	p.scale("app", 2)

@@ -314,7 +314,7 @@ func heapInUse(t *testing.T, d *dlbProc) int64 {
 // TestMemoryUnderHostileClients: connections that declare a 64 KiB body and
 // send none, and connections that send huge headers, cost dlb little.
 func TestMemoryUnderHostileClients(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, hostileProject)
 	p.compose("up", "-d", "--no-build", "web")
@@ -405,7 +405,7 @@ func TestMemoryUnderHostileClients(t *testing.T) {
 // (counted) and the admin port still answers; the admin API refuses a
 // foreign Host and asks for --admin-token.
 func TestConnectionLimitAndClosedAdmin(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, hostileProject)
 	p.compose("up", "-d", "--no-build", "web")

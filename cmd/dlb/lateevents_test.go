@@ -25,7 +25,7 @@ import (
 // event reaches dlb; a request that meets the refusal has no other replica
 // and must wait for this one to come back (--queue-timeout), not get 503.
 func TestRestartOnlyReplica(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, `
 services:
@@ -69,7 +69,7 @@ func (l *load) rounds(t testing.TB, what string, n int, settle time.Duration, op
 // one's address), starts it and removes the old one: replicas must be told
 // apart by container ID, never by name or address.
 func TestForceRecreateUnderLoad(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, `
 services:
@@ -200,7 +200,7 @@ func TestTwoStacksOneEngine(t *testing.T) {
 // TestNetworkThatDoesNotExistYet: --network names no network of the engine.
 // dlb says so at start, and says again when the network appears.
 func TestNetworkThatDoesNotExistYet(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	name := fmt.Sprintf("dlbt%dlatenet", os.Getpid())
 	d := startDLB(t, "--network", name, "--project", name)
@@ -218,7 +218,7 @@ func TestNetworkThatDoesNotExistYet(t *testing.T) {
 // Compose short name that two projects' networks answer to, and no
 // --project. dlb says so once, naming both networks and --project.
 func TestShortNetworkNameOfSeveralProjects(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	short := fmt.Sprintf("net%d", os.Getpid()) // no other project's network answers to it
 	file := strings.ReplaceAll(`
@@ -250,7 +250,7 @@ networks:
 // TestConsoleLogHasNoColourOffATerminal: with --log-format console and
 // stderr a pipe (as under docker compose logs), no escape codes.
 func TestConsoleLogHasNoColourOffATerminal(t *testing.T) {
-	t.Parallel()     // waits on the engine mostly (see e2e_test.go)
+	parallel(t)      // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t) // for the binary
 	cmd := exec.Command(dlbBinary(), "--log-format", "console", "--listen", "127.0.0.1:0", "--admin=",
 		"--docker-host", "tcp://"+refusedAddr(t))

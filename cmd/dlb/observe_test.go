@@ -133,7 +133,7 @@ func (d *dlbProc) replicaNames(pool string) []string {
 // down, as a user watching /metrics, /api/pools, the access log and
 // `dlb status` would.
 func TestObserveTraffic(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, appProject)
 	p.scale("app", 2)

@@ -53,7 +53,7 @@ func h2Client(roots *x509.CertPool) *http.Client {
 // TestWebSocketThroughDLB opens WebSockets to the demo's echo through dlb,
 // over plain HTTP and over TLS, and sends text and binary messages both ways.
 func TestWebSocketThroughDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, appProject)
 	p.scale("app", 2)
@@ -111,7 +111,7 @@ func TestWebSocketThroughDLB(t *testing.T) {
 // through dlb, over HTTP/1.1 and HTTP/2: each part arrives when the replica
 // sends it (100 ms apart), not all together at the end.
 func TestStreamsThroughDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, appProject)
 	p.scale("app", 1)
@@ -185,7 +185,7 @@ func vmHWM(t *testing.T, pid int) int64 {
 // TestLargeBodiesThroughDLB uploads and downloads 1 GiB through dlb; dlb
 // streams both, so its peak memory stays under 100 MB.
 func TestLargeBodiesThroughDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	const size = 1 << 30
 	const maxRSS = 100 << 20
@@ -238,7 +238,7 @@ func TestLargeBodiesThroughDLB(t *testing.T) {
 // back while it reads it, over plain HTTP/1.1 and HTTP/1.1 over TLS: every
 // byte reaches the replica and comes back, in order.
 func TestEchoUploadThroughDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	const size = 50 << 20
 	p := newProject(t, appProject)
@@ -276,7 +276,7 @@ func TestEchoUploadThroughDLB(t *testing.T) {
 // offer it (Go, curl), HTTP/1.1 to those that do not, never TLS below 1.2;
 // replicas learn that the client came over https. h2load measures it.
 func TestHTTPSWithHTTP2(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, appProject)
 	p.scale("app", 2)
@@ -405,7 +405,7 @@ networks:
 // status and the replica's trailer (HTTP/2 trailers) reach the client, and
 // calls on one client connection spread over both replicas.
 func TestGRPCThroughDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, grpcProject)
 	p.scale("grpc", 2)
@@ -470,7 +470,7 @@ func TestGRPCThroughDLB(t *testing.T) {
 // client: the Host as sent, and X-Forwarded-* that dlb sets, keeping a
 // client's own only when it is a trusted proxy.
 func TestForwardedHeadersThroughDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, appProject)
 	p.scale("app", 1)
@@ -540,7 +540,7 @@ networks:
 // TestLimitsThroughDLB checks --max-header-bytes (431) and dlb.max_body
 // (413, before the replica is contacted when the length is declared).
 func TestLimitsThroughDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, limitsProject)
 	p.compose("up", "-d", "--no-build")

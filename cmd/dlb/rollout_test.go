@@ -289,7 +289,7 @@ func TestRolloutUnderLoad(t *testing.T) {
 // no new container is left.
 func TestRolloutNeverReady(t *testing.T) {
 	requireDocker(t)
-	t.Parallel() // the three wait on Compose and the engine mostly; TestRolloutUnderLoad, which times requests, runs alone
+	parallelLong(t) // the three wait on Compose and the engine mostly; TestRolloutUnderLoad, which times requests, runs alone
 	image := newAppImage(t, "ENV LISTEN_DELAY=1h")
 	p, d, old := startRolloutStack(t, 3)
 	l := startLoad(t, d.proxyURL+"/", "", 4, 2*time.Minute, 1_000_000)
@@ -331,7 +331,7 @@ func TestRolloutNeverReady(t *testing.T) {
 // has fewer than 4 ready.
 func TestRolloutBatch(t *testing.T) {
 	requireDocker(t)
-	t.Parallel() // the three wait on Compose and the engine mostly; TestRolloutUnderLoad, which times requests, runs alone
+	parallelLong(t) // the three wait on Compose and the engine mostly; TestRolloutUnderLoad, which times requests, runs alone
 	image := newAppImage(t, "")
 	p, d, old := startRolloutStack(t, 4)
 	ev := watchPool(t, d, p.name+"-app")
@@ -366,7 +366,7 @@ func TestRolloutBatch(t *testing.T) {
 // service back as it was.
 func TestRolloutInterrupted(t *testing.T) {
 	requireDocker(t)
-	t.Parallel() // the three wait on Compose and the engine mostly; TestRolloutUnderLoad, which times requests, runs alone
+	parallelLong(t) // the three wait on Compose and the engine mostly; TestRolloutUnderLoad, which times requests, runs alone
 	image := newAppImage(t, "ENV LISTEN_DELAY=1h")
 	p, d, old := startRolloutStack(t, 3)
 

@@ -87,7 +87,7 @@ networks:
 // each host, wildcard and path prefix reaches its service; /docs is
 // stripped; an unknown host gets 404 naming it.
 func TestRoutingByHostAndPath(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, routingProject)
 	p.compose("up", "-d", "--no-build", "--scale", "web=2", "--scale", "api=2")
@@ -167,7 +167,7 @@ func TestRoutingByHostAndPath(t *testing.T) {
 // requests; when that replica is stopped with docker stop, the client's
 // requests go on without an error and it is pinned to another replica.
 func TestStickyThroughDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, strings.Replace(appProject, `dlb.port: "80"`, `dlb.port: "80"
       dlb.sticky: "true"`, 1))
@@ -275,7 +275,7 @@ func dlbCookie(resp *http.Response) *http.Cookie {
 // share one pool; app-v2 with dlb.weight 1 beside app-v1 with 9 gets a
 // tenth of the requests.
 func TestCanaryWeights(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, `
 services:
@@ -328,7 +328,7 @@ networks:
 // TestHashHeaderThroughDLB: dlb.balance=hash with dlb.hash.header=X-User
 // keeps each user on one replica, and spreads the users.
 func TestHashHeaderThroughDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, strings.Replace(appProject, `dlb.port: "80"`, `dlb.port: "80"
       dlb.balance: hash

@@ -26,7 +26,7 @@ networks:
 // three replicas take turns, five do right after scaling up, one after
 // scaling down, and none gives a fast 503.
 func TestScaleThroughDLB(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallelLong(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, appProject)
 	p.scale("app", 3)
@@ -94,7 +94,7 @@ func TestScaleThroughDLB(t *testing.T) {
 // TestBadLabelSkipped: a container with a malformed label is skipped with one
 // warning that names it, the label and the value; the others keep serving.
 func TestBadLabelSkipped(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, strings.Replace(appProject, "networks:\n  appnet: {}", `  bad:
     image: dlb-demo:dev
@@ -123,7 +123,7 @@ networks:
 // TestWrongNetworkSkipped: a container that is not on --network is skipped
 // with a warning that says so and names the flag.
 func TestWrongNetworkSkipped(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, `
 services:

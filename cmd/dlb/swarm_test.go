@@ -29,7 +29,9 @@ import (
 // tests keep their tasks on this engine's node (node.id == self): the
 // second node comes and goes.
 func TestSwarm(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go); the swarm is left after every test
+	// Not parallel's: it takes no slot, only making the swarm (and the
+	// second engine) for its subtests, which take theirs.
+	t.Parallel()
 	requireDocker(t)
 	holdSwarmLock(t)
 	n2, noNode2 := newNode2(t)
@@ -40,15 +42,15 @@ func TestSwarm(t *testing.T) {
 	own := initSwarm(t, addr)
 	self := docker(t, "info", "--format", "{{.Swarm.NodeID}}")
 	t.Run("ZeroErrors", func(t *testing.T) {
-		t.Parallel()
+		parallelLong(t)
 		swarmZeroErrors(t, self)
 	})
 	t.Run("ExampleStack", func(t *testing.T) {
-		t.Parallel()
+		parallel(t)
 		swarmExampleStack(t, self)
 	})
 	t.Run("TwoNodes", func(t *testing.T) {
-		t.Parallel()
+		parallelLong(t)
 		switch {
 		case n2 == nil:
 			t.Skip(noNode2)
@@ -326,10 +328,22 @@ func leaveSwarm(t *testing.T, hadGWBridge bool) {
 			// The engine lets go of the bridge's last endpoint a moment
 			// after the swarm is left.
 			deadline := time.Now().Add(20 * time.Second)
-			for exec.Command("docker", "network", "rm", "docker_gwbridge").Run() != nil &&
-				exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil {
+			for {
+				out, err := exec.Command("docker", "network", "rm", "docker_gwbridge").CombinedOutput()
+				if err == nil || exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() != nil {
+					break
+				}
 				if time.Now().After(deadline) {
-					return errors.New("could not remove docker_gwbridge, which the swarm TestSwarm created brought")
+					attached, _ := exec.Command("docker", "network", "inspect", "-f", "{{len .Containers}}", "docker_gwbridge").Output()
+					if strings.Contains(string(out), "active endpoints") && strings.TrimSpace(string(attached)) == "0" {
+						// No container is attached, yet the engine holds
+						// an endpoint: its own leak (seen on Docker
+						// 20.10), which only a restart of dockerd clears.
+						// Nothing of this run is left on it.
+						fmt.Fprintln(os.Stderr, "note: docker_gwbridge stays: the engine holds an endpoint of no container on it (a dockerd leak; a restart of dockerd clears it)")
+						break
+					}
+					return fmt.Errorf("could not remove docker_gwbridge, which the swarm TestSwarm created brought: %s", strings.TrimSpace(string(out)))
 				}
 				time.Sleep(200 * time.Millisecond)
 			}

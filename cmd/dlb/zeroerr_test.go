@@ -184,7 +184,7 @@ networks:
 // concurrent clients: scaling up and down, killing, restarting and
 // recreating replicas costs no failed request.
 func TestZeroErrorScaling(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallelLong(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, zeroErrorProject)
 	p.compose("up", "-d", "--no-build", "--scale", "app=2", "--scale", "solo=1")
@@ -409,7 +409,7 @@ func (sp *socketProxy) setCut(cut bool) {
 // the last pools serving and /healthz at 503; after it is restored, the
 // pools match the containers within 2 s.
 func TestEngineLoss(t *testing.T) {
-	t.Parallel() // waits on the engine mostly (see e2e_test.go)
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, appProject)
 	p.scale("app", 3)
