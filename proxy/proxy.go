@@ -134,7 +134,8 @@ type attempt struct {
 	keyed func() bool
 
 	// What failover did (retry.go): replicas the request reached and
-	// broke (reset, closed, answered garbage), and whether the retry
+	// broke (reset, closed, answered garbage; not one that acknowledged
+	// nothing), and whether the retry
 	// budget refused a retry or the ejection cap kept a replica in.
 	broke int
 	// resent says the request went again to a.up on a new connection
@@ -463,11 +464,16 @@ func (p *Proxy) failover(req *http.Request, a *attempt, err error, run uint64) e
 	}
 	reached := reachedReplica(err)
 	// A request that already broke a replica once breaks the next one
-	// by itself, most likely: that one is not ejected for it.
-	if health.Ejectable(err) && a.up.State() == balancer.Ready && (!reached || a.broke == 0) {
+	// by itself, most likely: that one is not ejected for it. A replica
+	// that could not be reached at all (its kernel stopped acknowledging:
+	// its machine is gone) was not broken by the request: it is ejected,
+	// and the request does not count it, so that a request that met two
+	// replicas of a lost node goes on to a third.
+	gone := health.Unreachable(err)
+	if health.Ejectable(err) && a.up.State() == balancer.Ready && (!reached || a.broke == 0 || gone) {
 		p.eject(a, err)
 	}
-	if reached {
+	if reached && !gone {
 		a.broke++
 	}
 	if !p.retryable(req, a, err) {

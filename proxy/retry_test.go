@@ -6,9 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,4 +204,51 @@ func TestRetryBudgetBoundsTheTries(t *testing.T) {
 		t.Errorf("%d requests in %s, each failing on every replica: %d tries; want more than %d and at most %d", requests, elapsed.Round(time.Millisecond), tries, requests, most)
 	}
 	t.Logf("%d requests failing everywhere: %d tries", requests, tries)
+}
+
+// TestLostMachineIsNotAQueryOfDeath: a request whose tries met two
+// replicas that acknowledged nothing (ETIMEDOUT on a kept-alive
+// connection: their machine is gone) goes on to a third replica; one that
+// reset two replicas is answered with the error (the query-of-death rule).
+// The real-engine test is TestSwarm/TwoNodes, which loses a node under load.
+func TestLostMachineIsNotAQueryOfDeath(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		errno syscall.Errno
+		third bool // the request goes to a third replica
+	}{
+		{"ETIMEDOUT", syscall.ETIMEDOUT, true},
+		{"ECONNRESET", syscall.ECONNRESET, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, pool := poolRoute("web")
+			var ups []*balancer.Upstream
+			for i := range 4 {
+				ups = append(ups, ready(t, pool, fmt.Sprintf("web-%d", i), fmt.Sprintf("192.0.2.%d:80", i+1)))
+			}
+			p := newTestProxy(t, Options{Retries: 2}, []Route{r})
+			req := httptest.NewRequest("GET", "/", nil)
+			a := &attempt{Context: req.Context(), route: &r, up: ups[0]}
+			a.tried = a.triedBuf[:0]
+			ups[0].Begin()
+			failed := func() error {
+				err := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", tc.errno)}
+				return p.failover(req, a, err, a.up.Admissions())
+			}
+			if err := failed(); err != nil {
+				t.Fatalf("first try failed with %s: got %v, want a retry", tc.errno, err)
+			}
+			second := a.up
+			err := failed()
+			switch {
+			case tc.third && err != nil:
+				t.Errorf("second try failed with %s: got %v, want a retry on a third replica", tc.errno, err)
+			case tc.third && (a.up == ups[0] || a.up == second):
+				t.Errorf("third try goes to %s, which failed the request already", a.up.Name())
+			case !tc.third && err == nil:
+				t.Errorf("second try failed with %s: retried on %s, want the error (a request that broke two replicas)", tc.errno, a.up.Name())
+			}
+			a.up.End(err == nil)
+		})
+	}
 }

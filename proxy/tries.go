@@ -108,7 +108,8 @@ func (a *attempt) mayResend(req *http.Request, reached bool) bool {
 // retryable reports whether a request that failed with err, with no
 // response, may be sent to another replica: never after Retries retries,
 // when the client left, or when it broke two replicas already (a request
-// that resets or confuses every replica it meets is not sent to a third);
+// that resets or confuses every replica it meets is not sent to a third;
+// replicas that acknowledged nothing, on a lost machine, do not count);
 // otherwise when it may be sent again (mayResend).
 func (p *Proxy) retryable(req *http.Request, a *attempt, err error) bool {
 	if len(a.tried) >= p.opts.Retries || req.Context().Err() != nil || a.broke >= 2 {
