@@ -20,8 +20,9 @@
 #   The order of the targets rotates from round to round.
 #
 # Per round and target: req/s, p99, CPU µs per request (utime+stime of the
-# process tree) and context switches per request (voluntary + involuntary,
-# all threads); medians at the end. Then one strace -c -f run per target
+# process tree), context switches per request (voluntary + involuntary,
+# all threads) and the backend containers' CPU µs per request (their
+# cgroups); medians at the end. Then one strace -c -f run per target
 # (syscalls per request; strace slows the run, the counts per request hold).
 # Needs Docker, Go, wrk, nginx, strace. Traffic goes to 127.0.0.1 and to the
 # containers it starts only; everything it starts is removed on exit.
@@ -57,10 +58,10 @@ if [[ $TLS == 1 ]]; then
 		-keyout "$WORK/key.pem" -out "$WORK/cert.pem" >"$WORK/openssl.log" 2>&1
 fi
 docker network create --label "dlb-ab=$ID" "$ID" >/dev/null
-IPS=()
+IPS=() CIDS=()
 for i in 1 2 3; do
-	docker run -d --name "$ID-$i" --network "$ID" --label "dlb-ab=$ID" --label dlb.enable=true \
-		--label dlb.port=80 --label dlb.service=ab "dlb-demo:$ID" >/dev/null
+	CIDS+=("$(docker run -d --name "$ID-$i" --network "$ID" --label "dlb-ab=$ID" --label dlb.enable=true \
+		--label dlb.port=80 --label dlb.service=ab "dlb-demo:$ID")")
 	IPS+=("$(docker inspect -f "{{(index .NetworkSettings.Networks \"$ID\").IPAddress}}" "$ID-$i")")
 done
 
@@ -99,7 +100,7 @@ TARGETS+=(nginx)
 	echo "keepalive 64; keepalive_requests 1000000; }"
 	ssl=""
 	[[ $TLS == 1 ]] && ssl=" ssl; ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem"
-	echo "server { listen 127.0.0.1:$((P0 + 4))$ssl; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }"
+	echo "server { listen 127.0.0.1:$((P0 + 4))$ssl; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$http_host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Host \$http_host; proxy_set_header X-Forwarded-Proto \$scheme; } } }"
 } >"$WORK/nginx.conf"
 nginx -p "$WORK/" -c "$WORK/nginx.conf" -g "daemon off;" >"$WORK/nginx.out" 2>&1 &
 PID[nginx]=$! PORT[nginx]=$((P0 + 4))
@@ -121,35 +122,50 @@ ctxsw() {
 	done
 	echo $s
 }
+# backend_ns: CPU time of the 3 backend containers, in ns, from their cgroups
+# (v1 cpuacct or v2 cpu.stat); 0 where neither can be read. The backends take
+# most of the machine's CPU, and what a proxy sends them changes their share.
+backend_ns() {
+	local s=0 c f v
+	for c in "${CIDS[@]}"; do
+		for f in "/sys/fs/cgroup/cpuacct/docker/$c/cpuacct.usage" "/sys/fs/cgroup/system.slice/docker-$c.scope/cpu.stat" "/sys/fs/cgroup/docker/$c/cpu.stat"; do
+			[[ -r $f ]] || continue
+			if [[ $f == *cpu.stat ]]; then v=$(awk '$1 == "usage_usec" {print $2 * 1000}' "$f"); else v=$(<"$f"); fi
+			s=$((s + v))
+			break
+		done
+	done
+	echo "$s"
+}
 HZ=$(getconf CLK_TCK)
-printf 'round\ttarget\treq/s\tp99_ms\tcpu_us_per_req\tctxsw_per_req\tuser_us_per_req\n' | tee "$WORK/runs.tsv"
+printf 'round\ttarget\treq/s\tp99_ms\tcpu_us_per_req\tctxsw_per_req\tuser_us_per_req\tbackends_us_per_req\n' | tee "$WORK/runs.tsv"
 NT=${#TARGETS[@]}
 for r in $(seq "$ROUNDS"); do
 	for k in $(seq 0 $((NT - 1))); do
 		t=${TARGETS[$(((k + r - 1) % NT))]}
-		t0=$(ticks "${PID[$t]}") c0=$(ctxsw "${PID[$t]}") u0=$(uticks "${PID[$t]}")
+		t0=$(ticks "${PID[$t]}") c0=$(ctxsw "${PID[$t]}") u0=$(uticks "${PID[$t]}") b0=$(backend_ns)
 		out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$SCHEME://127.0.0.1:${PORT[$t]}/")
-		t1=$(ticks "${PID[$t]}") c1=$(ctxsw "${PID[$t]}") u1=$(uticks "${PID[$t]}")
+		t1=$(ticks "${PID[$t]}") c1=$(ctxsw "${PID[$t]}") u1=$(uticks "${PID[$t]}") b1=$(backend_ns)
 		n=$(awk '/requests in/ {print $1}' <<<"$out")
 		rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
 		p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) sub(/ms/,"",v); else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
-		awk -v r="$r" -v t="$t" -v rps="$rps" -v p99="$p99" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v du=$((u1 - u0)) -v n="$n" -v hz="$HZ" \
-			'BEGIN { printf "%d\t%s\t%s\t%s\t%.1f\t%.2f\t%.1f\n", r, t, rps, p99, dt * 1e6 / hz / n, dc / n, du * 1e6 / hz / n }' | tee -a "$WORK/runs.tsv"
+		awk -v r="$r" -v t="$t" -v rps="$rps" -v p99="$p99" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v du=$((u1 - u0)) -v db=$((b1 - b0)) -v n="$n" -v hz="$HZ" \
+			'BEGIN { printf "%d\t%s\t%s\t%s\t%.1f\t%.2f\t%.1f\t%.1f\n", r, t, rps, p99, dt * 1e6 / hz / n, dc / n, du * 1e6 / hz / n, db / 1e3 / n }' | tee -a "$WORK/runs.tsv"
 	done
 done
 echo "medians:"
 for t in "${TARGETS[@]}"; do
-	awk -F'\t' -v t="$t" '$2 == t { rps[++n] = $3; cpu[n] = $5; cs[n] = $6; p99[n] = $4; usr[n] = $7 }
+	awk -F'\t' -v t="$t" '$2 == t { rps[++n] = $3; cpu[n] = $5; cs[n] = $6; p99[n] = $4; usr[n] = $7; be[n] = $8 }
 		function med(a, n,   i, j, x) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-		END { printf "%s\treq/s %.0f\tp99 %.2f ms\tcpu %.1f us/req (user %.1f)\tctxsw %.2f/req\n", t, med(rps, n), med(p99, n), med(cpu, n), med(usr, n), med(cs, n) }' "$WORK/runs.tsv"
+		END { printf "%s\treq/s %.0f\tp99 %.2f ms\tcpu %.1f us/req (user %.1f)\tctxsw %.2f/req\tbackends %.1f us/req\n", t, med(rps, n), med(p99, n), med(cpu, n), med(usr, n), med(cs, n), med(be, n) }' "$WORK/runs.tsv"
 done | tee "$WORK/medians.txt"
 echo "medians of the per-round ratios to nginx (the same round: the trustworthy figures on a shared machine):"
 for t in "${TARGETS[@]}"; do
 	[[ $t == nginx ]] && continue
-	awk -F'\t' -v t="$t" 'NR > 1 { rps[$1, $2] = $3; cpu[$1, $2] = $5; cs[$1, $2] = $6; if ($1 > R) R = $1 }
+	awk -F'\t' -v t="$t" 'NR > 1 { rps[$1, $2] = $3; cpu[$1, $2] = $5; cs[$1, $2] = $6; be[$1, $2] = $8; if ($1 > R) R = $1 }
 		function med(a, n,   i, j, x) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-		END { for (r = 1; r <= R; r++) if (rps[r, "nginx"] > 0 && cpu[r, "nginx"] > 0) { n++; a[n] = rps[r, t] / rps[r, "nginx"]; b[n] = cpu[r, t] / cpu[r, "nginx"]; c[n] = (cs[r, "nginx"] > 0) ? cs[r, t] / cs[r, "nginx"] : 0 }
-			printf "%s\treq/s %.2fx\tcpu/req %.2fx\tctxsw/req %.2fx\t(%d rounds)\n", t, med(a, n), med(b, n), med(c, n), n }' "$WORK/runs.tsv"
+		END { for (r = 1; r <= R; r++) if (rps[r, "nginx"] > 0 && cpu[r, "nginx"] > 0) { n++; a[n] = rps[r, t] / rps[r, "nginx"]; b[n] = cpu[r, t] / cpu[r, "nginx"]; c[n] = (cs[r, "nginx"] > 0) ? cs[r, t] / cs[r, "nginx"] : 0; d[n] = (be[r, "nginx"] > 0) ? be[r, t] / be[r, "nginx"] : 0 }
+			printf "%s\treq/s %.2fx\tcpu/req %.2fx\tctxsw/req %.2fx\tbackends cpu/req %.2fx\t(%d rounds)\n", t, med(a, n), med(b, n), med(c, n), med(d, n), n }' "$WORK/runs.tsv"
 done | tee "$WORK/ratios.txt"
 if [[ ${AB_PPROF:-0} == 1 ]]; then
 	for t in "${TARGETS[@]}"; do

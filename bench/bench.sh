@@ -277,6 +277,12 @@ start_nginx() {
 		echo "            proxy_pass http://backends;"
 		echo "            proxy_http_version 1.1;"
 		echo "            proxy_set_header Connection \"\";"
+		echo "            # The request each backend gets from dlb: the client's Host, and"
+		echo "            # X-Forwarded-For, -Host and -Proto (three more fields it parses)."
+		echo "            proxy_set_header Host \$http_host;"
+		echo "            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
+		echo "            proxy_set_header X-Forwarded-Host \$http_host;"
+		echo "            proxy_set_header X-Forwarded-Proto \$scheme;"
 		echo "        }"
 		echo "    }"
 		echo "}"
@@ -310,6 +316,10 @@ start_haproxy() {
 		echo "backend backends"
 		echo "    balance roundrobin"
 		echo "    http-reuse always"
+		echo "    # X-Forwarded-For, -Host and -Proto, as dlb and nginx send them."
+		echo "    option forwardfor"
+		echo "    http-request set-header X-Forwarded-Host %[req.hdr(host)]"
+		echo "    http-request set-header X-Forwarded-Proto http"
 		for ip in "${BACKENDS[@]}"; do
 			i=$((i + 1))
 			echo "    server app$i $ip:80"
@@ -366,6 +376,23 @@ tls_urls() {
 	v=$(curl -sS --noproxy '*' --max-time 2 --cacert "$CERT" --http2 -o /dev/null -w '%{http_version}' "${URL[$1-h2]}") ||
 		die "$1: HTTP/2 over TLS failed"
 	[[ $v == 2 ]] || die "$1 answered HTTP/$v over TLS to a client offering h2, want HTTP/2"
+}
+
+# fields TARGET: the names of the header fields a backend gets through TARGET
+# (the demo's /echo-headers), one line.
+fields() {
+	fetch "${URL[$1]}echo-headers" | sed -n 's/^\([A-Za-z-]*\): .*/\1/p' | sort | tr '\n' ' '
+}
+
+# check_fields TARGET: a backend gets the same header fields through TARGET
+# as through dlb (when dlb is measured): each proxy sends the same request.
+check_fields() {
+	[[ -n ${URL[dlb]:-} ]] || return 0
+	local want got
+	want=$(fields dlb) || die "dlb: GET /echo-headers failed"
+	got=$(fields "$1") || die "$1: GET /echo-headers failed"
+	[[ $got == "$want" ]] ||
+		die "the backends get the fields \"$got\" through $1 and \"$want\" through dlb: its settings are not equivalent"
 }
 
 # check_spread TARGET: the proxy reaches every backend (round robin).
@@ -671,6 +698,9 @@ main() {
 	local t
 	for t in "${TARGETS[@]}"; do
 		[[ $t == direct ]] || check_spread "$t"
+	done
+	for t in "${TARGETS[@]}"; do
+		[[ $t == direct || $t == dlb ]] || check_fields "$t"
 	done
 	local n_conns
 	read -ra n_conns <<<"$CONNS"
