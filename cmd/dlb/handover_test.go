@@ -217,14 +217,23 @@ func checkLoad(t *testing.T, name string, l *load) {
 	}
 }
 
-// TestUpgradeDLBWithTLS: the same with --listen-tls, while one client
-// makes a new TLS handshake for every request and another keeps its
-// connections.
-func TestUpgradeDLBWithTLS(t *testing.T) {
+// handoverTLS is TLS for a hand-over stack: dlb's --listen-tls with a
+// self-signed certificate (override is the Compose file that sets it), and
+// two HTTPS clients: one that makes a new handshake for every request, and
+// one that keeps its connections.
+type handoverTLS struct {
+	override, url     string
+	handshakes, kept *http.Client
+}
+
+func newHandoverTLS(t *testing.T) *handoverTLS {
 	certFile, keyFile, roots := selfSigned(t)
+	if filepath.Dir(keyFile) != filepath.Dir(certFile) {
+		t.Fatal("selfSigned wrote the key apart from the certificate")
+	}
 	tlsPort := freePort(t)
-	override := filepath.Join(t.TempDir(), "tls.yaml")
-	writeFile(t, override, []byte(fmt.Sprintf(`services:
+	h := &handoverTLS{override: filepath.Join(t.TempDir(), "tls.yaml"), url: "https://127.0.0.1:" + tlsPort + "/"}
+	writeFile(t, h.override, []byte(fmt.Sprintf(`services:
   dlb:
     environment:
       DLB_LISTEN_TLS: 127.0.0.1:%s
@@ -233,54 +242,29 @@ func TestUpgradeDLBWithTLS(t *testing.T) {
     volumes:
       - %s:/certs:ro
 `, tlsPort, filepath.Dir(certFile))))
-	if filepath.Dir(keyFile) != filepath.Dir(certFile) {
-		t.Fatal("selfSigned wrote the key apart from the certificate")
-	}
-	s := startHandoverStack(t, "dlb:dev", override)
-	tlsURL := "https://127.0.0.1:" + tlsPort + "/"
-	handshakes := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+	h.handshakes = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}} // no session cache: full handshakes
-	kept := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+	h.kept = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 4}}
-	waitFor(t, 10*time.Second, "HTTPS through dlb", func() (bool, string) {
-		resp, err := handshakes.Get(tlsURL)
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	})
-	fresh := startLoadWith(t, handshakes, tlsURL, "", 4, 2*time.Minute, 2_000_000)
-	reused := startLoadWith(t, kept, tlsURL, "", 4, 2*time.Minute, 2_000_000)
-	waitFor(t, 10*time.Second, "the loads to get going", func() (bool, string) {
-		a, _ := fresh.mark()
-		b, _ := reused.mark()
-		return a > 50 && b > 50, fmt.Sprintf("%d and %d requests", a, b)
-	})
-	s.setImage(nextImage)
-	if err := s.rollOutDLB(t, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	fresh.more(t, 50, "handshakes with the new dlb alone")
-	checkLoad(t, "a new TLS handshake per request through the hand-over", fresh)
-	checkLoad(t, "kept TLS connections through the hand-over", reused)
-	s.checkOneDLB(t, nextImage, nextVersion)
+	return h
 }
 
 // TestUpgradeDLB rolls dlb out on one stack (dlb in the host's network in
-// front of 3 replicas), under keep-alive load: WithoutLoss, then
-// ToABrokenImage from the dlb the first left.
+// front of 3 replicas, with --listen and --listen-tls), under keep-alive
+// load: WithoutLoss, then ToABrokenImage from the dlb the first left.
 //
-// WithoutLoss: 8 keep-alive clients; a new dlb image is rolled out beside
-// the old one, which hands its sockets over: no request fails, none takes
-// a second, and one dlb is left, on the new image. Then back again, from
-// the dlb that took the sockets over.
+// WithoutLoss: 8 plain keep-alive clients, 4 HTTPS clients that make a new
+// TLS handshake for every request and 4 that keep their connections; a new
+// dlb image is rolled out beside the old one, which hands its sockets over:
+// no request fails, none takes a second, and one dlb is left, on the new
+// image. Then back again, from the dlb that took the sockets over.
 //
 // ToABrokenImage: a new dlb image that exits at start leaves the old dlb
 // serving, untouched: no request fails, the rollout says why.
 func TestUpgradeDLB(t *testing.T) {
-	s := startHandoverStack(t, "dlb:dev")
-	if !t.Run("WithoutLoss", func(t *testing.T) { upgradeWithoutLoss(t, s.in(t)) }) {
+	h := newHandoverTLS(t)
+	s := startHandoverStack(t, "dlb:dev", h.override)
+	if !t.Run("WithoutLoss", func(t *testing.T) { upgradeWithoutLoss(t, s.in(t), h) }) {
 		// The stack is as the failed step left it; the next would fail
 		// for that.
 		t.Skip("WithoutLoss failed: ToABrokenImage needs the stack it leaves (one dlb on dlb:dev)")
@@ -305,13 +289,28 @@ func (s *handoverStack) in(t *testing.T) *handoverStack {
 	return c
 }
 
-func upgradeWithoutLoss(t *testing.T, s *handoverStack) {
+func upgradeWithoutLoss(t *testing.T, s *handoverStack, h *handoverTLS) {
 	before, err := s.self()
 	if err != nil || before.ID == "" || before.ID != s.containers("dlb")[0] || !before.Serving {
 		t.Fatalf("/api/self before: %+v, %v; want the dlb container's ID (%v), serving", before, err, s.containers("dlb"))
 	}
+	waitFor(t, 10*time.Second, "HTTPS through dlb", func() (bool, string) {
+		resp, err := h.handshakes.Get(h.url)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
 	l := startLoad(t, s.url, "", 8, 2*time.Minute, 2_000_000)
-	l.more(t, 100, "the load to get going")
+	fresh := startLoadWith(t, h.handshakes, h.url, "", 4, 2*time.Minute, 2_000_000)
+	reused := startLoadWith(t, h.kept, h.url, "", 4, 2*time.Minute, 2_000_000)
+	waitFor(t, 10*time.Second, "the loads to get going", func() (bool, string) {
+		a, _ := l.mark()
+		b, _ := fresh.mark()
+		c, _ := reused.mark()
+		return a > 100 && b > 50 && c > 50, fmt.Sprintf("%d, %d and %d requests", a, b, c)
+	})
 	s.setImage(nextImage)
 	start := time.Now()
 	if err := s.rollOutDLB(t, time.Minute); err != nil {
@@ -319,6 +318,7 @@ func upgradeWithoutLoss(t *testing.T, s *handoverStack) {
 	}
 	t.Logf("rollout of dlb took %s", time.Since(start).Round(time.Millisecond))
 	l.more(t, 200, "requests through the new dlb alone")
+	fresh.more(t, 50, "handshakes with the new dlb alone")
 	s.checkOneDLB(t, nextImage, nextVersion)
 
 	// The new dlb serves the hand-over socket for the next upgrade: back
@@ -328,7 +328,10 @@ func upgradeWithoutLoss(t *testing.T, s *handoverStack) {
 		t.Fatalf("a second rollout, from the dlb that took the sockets over: %v", err)
 	}
 	l.more(t, 200, "requests through the third dlb alone")
+	fresh.more(t, 50, "handshakes with the third dlb alone")
 	checkLoad(t, "keep-alive clients through two hand-overs", l)
+	checkLoad(t, "a new TLS handshake per request through two hand-overs", fresh)
+	checkLoad(t, "kept TLS connections through two hand-overs", reused)
 	s.checkOneDLB(t, "dlb:dev", before.Version)
 	if got := len(l.byReplica); got != 3 {
 		t.Errorf("replicas that answered: %d (%v), want 3", got, l.byReplica)

@@ -327,13 +327,13 @@ func TestRolloutNeverReady(t *testing.T) {
 	d.waitReady(t, p.name+"-app", 3, 5*time.Second)
 }
 
-// TestRolloutBatch: --batch 1 replaces 4 replicas one at a time; dlb never
-// has fewer than 4 ready.
+// TestRolloutBatch: --batch 1 replaces 3 replicas one at a time; dlb never
+// has fewer than 3 ready.
 func TestRolloutBatch(t *testing.T) {
 	requireDocker(t)
 	parallelLong(t) // the three wait on Compose and the engine mostly; TestRolloutUnderLoad, which times requests, runs alone
 	image := newAppImage(t, "")
-	p, d, old := startRolloutStack(t, 4)
+	p, d, old := startRolloutStack(t, 3)
 	ev := watchPool(t, d, p.name+"-app")
 	l := startLoad(t, d.proxyURL+"/", "", 4, 2*time.Minute, 1_000_000)
 
@@ -342,18 +342,18 @@ func TestRolloutBatch(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("dlb rollout --batch 1: exit code %d, want 0\n%s", code, out)
 	}
-	if n := strings.Count(out, "--scale app=5 app) ... done in"); n != 4 {
-		t.Errorf("dlb rollout --batch 1 scaled to 5 %d times, want 4 (one new replica at a time):\n%s", n, out)
+	if n := strings.Count(out, "--scale app=4 app) ... done in"); n != 3 {
+		t.Errorf("dlb rollout --batch 1 scaled to 4 %d times, want 3 (one new replica at a time):\n%s", n, out)
 	}
 	if _, failures := l.mark(); failures > 0 {
 		t.Errorf("%d requests failed during the rollout, want 0: %v", failures, l.samples)
 	}
-	if n := ev.fewestReady(); n < 4 {
-		t.Errorf("/api/events showed as few as %d ready replicas, want at least 4; the messages: %v", n, ev.msgs)
+	if n := ev.fewestReady(); n < 3 {
+		t.Errorf("/api/events showed as few as %d ready replicas, want at least 3; the messages: %v", n, ev.msgs)
 	}
 	now := p.appContainers(t)
-	if len(now) != 4 {
-		t.Errorf("the service has %d containers, want 4: %v", len(now), now)
+	if len(now) != 3 {
+		t.Errorf("the service has %d containers, want 3: %v", len(now), now)
 	}
 	for id, what := range now {
 		if slices.Contains(old, id) || what != image+" running" {
