@@ -75,7 +75,7 @@ down:
 # on the race build it compiles anyway, so go vet itself runs only on the
 # packages without tests (go test only builds those), and nothing is compiled
 # twice. -parallel 4: the real-engine tests that wait on the engine run four at
-# a time (cmd/dlb/e2e_test.go says which run alone).
+# a time, the longest first (cmd/dlb/e2e_test.go says which run alone).
 test: docker-ready test-deps
 	$(GO) vet $$($(GO) list -f '{{if not (or .TestGoFiles .XTestGoFiles)}}{{.ImportPath}}{{end}}' ./...)
 	$(GO) test -race -vet=all -count=1 -timeout 30m -parallel 4 ./...
