@@ -135,8 +135,8 @@ type attempt struct {
 
 	// What failover did (retry.go): replicas the request reached and
 	// broke (reset, closed, answered garbage; not one that acknowledged
-	// nothing), and whether the retry
-	// budget refused a retry or the ejection cap kept a replica in.
+	// nothing), and whether the retry budget refused a retry or the
+	// ejection cap kept a replica in.
 	broke int
 	// resent says the request went again to a.up on a new connection
 	// after a stale kept-alive one (tries.go); fresh asks the transport

@@ -10,9 +10,10 @@ package main
 // first: slots_test.go). Those that time requests (a slowest request under
 // 1s, a 502 in under 1s, replicas still starting when Compose returns) or
 // measure throughput do not: Go runs a package's sequential tests first,
-// one at a time, then the parallel ones. TestSwarm's three tests run in parallel too, on the one
-// swarm it makes: leaving a swarm cuts the engine's containers off their
-// networks, so TestMain leaves it after every test.
+// one at a time, then the parallel ones. TestSwarm's three tests run in
+// parallel too, on the one swarm it makes: leaving a swarm cuts the
+// engine's containers off their networks, so TestMain leaves it after
+// every test.
 
 import (
 	"bufio"

@@ -222,7 +222,7 @@ func checkLoad(t *testing.T, name string, l *load) {
 // two HTTPS clients: one that makes a new handshake for every request, and
 // one that keeps its connections.
 type handoverTLS struct {
-	override, url     string
+	override, url    string
 	handshakes, kept *http.Client
 }
 

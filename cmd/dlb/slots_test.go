@@ -18,7 +18,11 @@ import (
 // which would otherwise hold tests back in its order; every parallel test
 // of the package calls parallel or parallelLong instead of t.Parallel.
 
-var slots = &slotQueue{}
+var slots = func() *slotQueue {
+	q := &slotQueue{}
+	q.cond.L = &q.mu
+	return q
+}()
 
 // slotQueue hands out the slots: to the long tests first, then in the
 // order the tests asked.
@@ -38,7 +42,6 @@ type slotTicket struct {
 // takeParallelFlag sets the slots to -parallel and lifts go test's own
 // limit. It runs in TestMain, after the flags are parsed.
 func takeParallelFlag() {
-	slots.cond.L = &slots.mu
 	f := flag.Lookup("test.parallel")
 	if f == nil {
 		slots.free = 1
