@@ -35,7 +35,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
+	"github.com/dlb-lb/dlb/discovery"
 	"github.com/dlb-lb/dlb/internal/nettest"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
 )
 
 var (
@@ -196,31 +203,78 @@ func lowerAlnum(s string) string {
 	}, strings.ToLower(s))
 }
 
-// down removes the project. After many containers the engine may still
-// count an endpoint on the network for a moment ("has active endpoints"):
-// down is tried again for up to 15 s. Docker 20.10 can also keep such a
-// stale endpoint until dockerd restarts (moby/moby#43286): the containers
-// are gone, only the empty network stays, so that is logged, not failed.
+// down removes the project's containers (killed: the test is over), its
+// networks and its volumes, as compose down -v --remove-orphans would,
+// through the Engine's API: it finds them by the project label Compose
+// puts on each. A Compose v1 call costs more than a second of CPU, and the
+// tests run on two cores beside each other. After many containers the
+// engine may still count an endpoint on the network for a moment ("has
+// active endpoints"): removing it is tried again for up to 15 s. Docker
+// 20.10 can also keep such a stale endpoint until dockerd restarts
+// (moby/moby#43286): the containers are gone, only the empty network
+// stays, so that is logged, not failed.
 func (p *project) down() {
 	p.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		out, err := p.run("down", "-v", "--remove-orphans", "-t", "1")
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			if strings.Contains(out, "has active endpoints") {
-				p.t.Logf("the Docker Engine kept a stale endpoint on a network of project %s (moby/moby#43286); "+
-					"the empty network stays until dockerd restarts:\n%s", p.name, out)
-				return
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := testDocker()
+	if err != nil {
+		p.t.Errorf("removing project %s: %v", p.name, err)
+		return
+	}
+	mine := filters.NewArgs(filters.Arg("label", discovery.LabelComposeProject+"="+p.name))
+	cs, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: mine})
+	if err != nil {
+		p.t.Errorf("removing project %s: listing its containers: %v", p.name, err)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, ct := range cs {
+		wg.Go(func() {
+			err := c.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+			if err != nil && !errdefs.IsNotFound(err) {
+				p.t.Errorf("removing project %s: container %s: %v", p.name, ct.ID[:12], err)
 			}
-			p.t.Errorf("removing project %s: %v\n%s", p.name, err, out)
-			return
+		})
+	}
+	wg.Wait()
+	nets, err := c.NetworkList(ctx, network.ListOptions{Filters: mine})
+	if err != nil {
+		p.t.Errorf("removing project %s: listing its networks: %v", p.name, err)
+	}
+	for _, n := range nets {
+		for deadline := time.Now().Add(15 * time.Second); ; {
+			err := c.NetworkRemove(ctx, n.ID)
+			if err == nil || errdefs.IsNotFound(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				if strings.Contains(err.Error(), "active endpoints") {
+					p.t.Logf("the Docker Engine kept a stale endpoint on network %s of project %s (moby/moby#43286); "+
+						"the empty network stays until dockerd restarts: %v", n.Name, p.name, err)
+				} else {
+					p.t.Errorf("removing project %s: network %s: %v", p.name, n.Name, err)
+				}
+				break
+			}
+			time.Sleep(time.Second) // the engine gives no event to wait on for this
 		}
-		time.Sleep(time.Second) // the engine gives no event to wait on for this
+	}
+	vols, err := c.VolumeList(ctx, volume.ListOptions{Filters: mine})
+	if err != nil {
+		p.t.Errorf("removing project %s: listing its volumes: %v", p.name, err)
+		return
+	}
+	for _, v := range vols.Volumes {
+		if err := c.VolumeRemove(ctx, v.Name, true); err != nil && !errdefs.IsNotFound(err) {
+			p.t.Errorf("removing project %s: volume %s: %v", p.name, v.Name, err)
+		}
 	}
 }
+
+// testDocker is the tests' own client of the Docker Engine, as dlb makes
+// one (the API version negotiated).
+var testDocker = sync.OnceValues(func() (*client.Client, error) { return discovery.NewClient("") })
 
 // compose runs a Compose command on the project and returns its output.
 func (p *project) compose(args ...string) string {
