@@ -362,14 +362,19 @@ func launchDLB(t testing.TB, args ...string) *dlbProc {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		started := false // its addresses are read once, from the start line
 		for sc.Scan() {
 			line := sc.Bytes()
 			d.mu.Lock()
 			d.log.Write(line)
 			d.log.WriteByte('\n')
 			d.mu.Unlock()
+			if started || !bytes.Contains(line, []byte(`"dlb starting"`)) {
+				continue
+			}
 			var m map[string]any
 			if json.Unmarshal(line, &m) == nil && m["message"] == "dlb starting" {
+				started = true
 				addrs <- [2]string{fmt.Sprint(m["listen"]), fmt.Sprint(m["admin"])}
 			}
 		}

@@ -60,7 +60,7 @@ func TestExampleStack(t *testing.T) {
 		if t.Failed() {
 			t.Logf("dlb's log:\n%s", run("logs", "--no-color", "dlb"))
 		}
-		run("down", "-v", "--remove-orphans", "-t", "1")
+		(&project{t: t, name: name}).down()
 	})
 	run("up", "-d", "--no-build", "--scale", "app=3")
 	url := "http://127.0.0.1:" + port + "/"

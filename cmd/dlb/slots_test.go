@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The real-engine tests that wait on the engine run -parallel at a time
@@ -75,6 +76,7 @@ func (q *slotQueue) run(t *testing.T, long bool) {
 	q.waiting = append(q.waiting, ticket)
 	q.mu.Unlock()
 	t.Parallel()
+	asked := time.Now()
 	q.mu.Lock()
 	for q.free == 0 || q.next() != ticket {
 		q.cond.Wait()
@@ -88,7 +90,12 @@ func (q *slotQueue) run(t *testing.T, long bool) {
 	}
 	q.mu.Unlock()
 	q.cond.Broadcast() // the next in line may have a slot too
+	// go test -json times each line: with these two, a run shows what each
+	// test costs in its slot, for the order above and for trimming.
+	got := time.Now()
+	t.Logf("slot taken after %s in the queue", got.Sub(asked).Round(time.Millisecond))
 	t.Cleanup(func() {
+		t.Logf("slot held for %s", time.Since(got).Round(time.Millisecond))
 		q.mu.Lock()
 		q.free++
 		q.mu.Unlock()
