@@ -192,6 +192,34 @@ func TestNoPredecessor(t *testing.T) {
 	}
 }
 
+// TestClosedWhileQueued: a running dlb that closes its hand-over socket
+// (it has just handed over, or is stopping) while a new dlb's connection
+// waits in its queue is no predecessor, as a refused connection is, not
+// an error: the kernel resets the queued connection under the hello or
+// the wait for an offer.
+func TestClosedWhileQueued(t *testing.T) {
+	checkNoLeak(t)
+	path := filepath.Join(t.TempDir(), "handover.sock")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Queued, never accepted; then the listener goes.
+	c, err := net.Dial("unixpacket", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ln.Close()
+	_, err = c.Write([]byte(`{"type":"hello"}`))
+	if err == nil {
+		_, err = c.Read(make([]byte, 64))
+	}
+	if !closedAsDialled(err) {
+		t.Fatalf("the hello of a connection whose listener closed while it was queued: %v; want a reset, which Dial takes for no predecessor", err)
+	}
+}
+
 // TestMismatchLeavesOldServing: a new dlb whose flag gives another address
 // is told which, and the old one keeps its sockets; a later successor with
 // the right address takes them.

@@ -45,6 +45,9 @@ func Dial(path, version string, timeout time.Duration) (*Predecessor, error) {
 	hello := message{Type: typeHello, Protocol: Protocol, PID: os.Getpid(), Version: version}
 	if err := send(uc, hello, nil, timeout); err != nil {
 		uc.Close()
+		if closedAsDialled(err) {
+			return nil, nil
+		}
 		return nil, fmt.Errorf("the running dlb at %s: %v", path, err)
 	}
 	m, files, err := receive(uc, timeout, typeOffer)
@@ -53,6 +56,9 @@ func Dial(path, version string, timeout time.Duration) (*Predecessor, error) {
 	}
 	if err != nil {
 		uc.Close()
+		if closedAsDialled(err) {
+			return nil, nil
+		}
 		return nil, fmt.Errorf("the running dlb at %s gives no sockets: %v", path, err)
 	}
 	p := &Predecessor{PID: m.PID, Version: m.Version, conn: uc, timeout: timeout, offers: map[string]*offer{}}
@@ -63,6 +69,15 @@ func Dial(path, version string, timeout time.Duration) (*Predecessor, error) {
 		p.offers[o.Flag] = &offer{offered: o, file: files[i]}
 	}
 	return p, nil
+}
+
+// closedAsDialled reports whether err, of the first exchange with the
+// running dlb, says that it closed its hand-over socket while this
+// connection waited to be accepted (it had just handed over, or is
+// stopping): the kernel resets the connections left in the socket's queue.
+// Like a refused connection, that is no predecessor.
+func closedAsDialled(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // MismatchError is a socket the old dlb has for a flag, at another address
