@@ -215,7 +215,7 @@ func TestClosedWhileQueued(t *testing.T) {
 	if err == nil {
 		_, err = c.Read(make([]byte, 64))
 	}
-	if !closedAsDialled(err) {
+	if !noPredecessor(err) {
 		t.Fatalf("the hello of a connection whose listener closed while it was queued: %v; want a reset, which Dial takes for no predecessor", err)
 	}
 }

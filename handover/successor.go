@@ -29,13 +29,13 @@ type offer struct {
 
 // Dial asks the dlb serving the hand-over socket at path for its sockets,
 // saying this dlb's version. It returns nil and no error when no dlb
-// serves there (no socket file, or one that a dlb which died left behind).
+// serves there (noPredecessor).
 // timeout bounds each message (0: DefaultTimeout).
 func Dial(path, version string, timeout time.Duration) (*Predecessor, error) {
 	timeout = orDefault(timeout, DefaultTimeout)
 	d := net.Dialer{Timeout: timeout}
 	c, err := d.Dial("unixpacket", path)
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+	if noPredecessor(err) {
 		return nil, nil
 	}
 	if err != nil {
@@ -45,7 +45,7 @@ func Dial(path, version string, timeout time.Duration) (*Predecessor, error) {
 	hello := message{Type: typeHello, Protocol: Protocol, PID: os.Getpid(), Version: version}
 	if err := send(uc, hello, nil, timeout); err != nil {
 		uc.Close()
-		if closedAsDialled(err) {
+		if noPredecessor(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("the running dlb at %s: %v", path, err)
@@ -56,7 +56,7 @@ func Dial(path, version string, timeout time.Duration) (*Predecessor, error) {
 	}
 	if err != nil {
 		uc.Close()
-		if closedAsDialled(err) {
+		if noPredecessor(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("the running dlb at %s gives no sockets: %v", path, err)
@@ -71,13 +71,15 @@ func Dial(path, version string, timeout time.Duration) (*Predecessor, error) {
 	return p, nil
 }
 
-// closedAsDialled reports whether err, of the first exchange with the
-// running dlb, says that it closed its hand-over socket while this
-// connection waited to be accepted (it had just handed over, or is
-// stopping): the kernel resets the connections left in the socket's queue.
-// Like a refused connection, that is no predecessor.
-func closedAsDialled(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+// noPredecessor reports whether err, of connecting to the hand-over socket
+// or of the first exchange over it, means that no dlb serves there: no
+// socket file, a file that a dlb which died left behind (refused), or a
+// dlb that closed its socket while this connection waited to be accepted
+// (it had just handed over, or is stopping: the kernel resets the
+// connections left in the socket's queue).
+func noPredecessor(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // MismatchError is a socket the old dlb has for a flag, at another address
