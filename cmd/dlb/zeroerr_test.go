@@ -190,13 +190,18 @@ func TestZeroErrorScaling(t *testing.T) {
 	p.compose("up", "-d", "--no-build", "--scale", "app=2", "--scale", "solo=1")
 	// Compose recreates every replica at once (--force-recreate), so the
 	// service has none for as long as that takes: dlb holds requests for
-	// up to --queue-timeout, which must cover it (1-6 s measured here).
-	d := startDLB(t, "--network", "appnet", "--project", p.name, "--queue-timeout", "20s")
+	// up to --queue-timeout, which must cover it (1-6 s measured here on a
+	// quiet machine, 17.7 s once beside the Swarm tests). The clients wait
+	// longer than that, so that a request dlb holds is dlb's to answer:
+	// one held past the queue timeout fails as its 503.
+	const queueTimeout = 20 * time.Second
+	d := startDLB(t, "--network", "appnet", "--project", p.name, "--queue-timeout", queueTimeout.String())
 	app, solo := p.name+"-app", p.name+"-solo"
 	d.waitReady(t, app, 2, 10*time.Second)
 	d.waitReady(t, solo, 1, 10*time.Second)
 
-	l := startLoad(t, d.proxyURL+"/", "", 16, 5*time.Minute, 2_000_000)
+	clients := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, MaxConnsPerHost: 16}, Timeout: queueTimeout + 5*time.Second}
+	l := startLoadWith(t, clients, d.proxyURL+"/", "", 16, 5*time.Minute, 2_000_000)
 	settle := 1500 * time.Millisecond
 
 	l.phase(t, "scale app 2 -> 6", settle, func() {
