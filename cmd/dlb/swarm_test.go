@@ -413,7 +413,7 @@ func startSwarmDLB(t *testing.T, prefix, net string) *swarmDLB {
 		runImage("dlb:dev"), "--provider", "docker,swarm", "--project", prefix, "--queue-timeout", "20s",
 		"--log-format", "json", "--log-level", "debug"}
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
-	docker(t, args...)
+	runOnOverlay(t, name, args)
 	d := &swarmDLB{dlbProc: dlbProc{t: t}, name: name}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -427,6 +427,32 @@ func startSwarmDLB(t *testing.T, prefix, net string) *swarmDLB {
 		return code == 200, fmt.Sprintf("%d %s", code, body)
 	})
 	return d
+}
+
+// runOnOverlay runs `docker run` args, which start the container name on
+// an attachable overlay. The engine asks the swarm's manager for the
+// container's address there and gives up after 20 s ("attaching to network
+// failed ... context deadline exceeded"), leaving the container created but
+// not started; a manager busy placing tasks on a loaded machine took that
+// long in a CI run. That is the engine's limit, not dlb's, so the container
+// is removed and run again, up to three tries, each logged.
+func runOnOverlay(t *testing.T, name string, args []string) {
+	t.Helper()
+	for try := 1; ; try++ {
+		start := time.Now()
+		out, err := exec.Command("docker", args...).CombinedOutput()
+		if err == nil {
+			return
+		}
+		if try == 3 || !strings.Contains(string(out), "attaching to network failed") {
+			t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		t.Logf("docker run %s, try %d: the engine could not attach it to the overlay in %s; running it again:\n%s",
+			name, try, time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(string(out)))
+		if out, err := exec.Command("docker", "rm", "-f", name).CombinedOutput(); err != nil {
+			t.Fatalf("docker rm -f %s after the failed attach: %v\n%s", name, err, out)
+		}
+	}
 }
 
 func (d *swarmDLB) containerLogs() string {
