@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// load is a bounded load loop through dlb: workers send GETs back to back
-// until stopped or until the time or count bound, and count every answer
-// that is not 2xx and every transport error.
+// load is a bounded load loop through dlb: workers send GETs, together at
+// most loadRate a second, until stopped or until the time or count bound,
+// and count every answer that is not 2xx and every transport error.
 type load struct {
 	requests, failures atomic.Int64
 	slowest            atomic.Int64 // the longest request so far, in nanoseconds
@@ -35,20 +35,38 @@ func startLoad(t testing.TB, url, host string, workers int, maxDur time.Duration
 	return startLoadWith(t, &http.Client{Transport: tr, Timeout: 15 * time.Second}, url, host, workers, maxDur, maxReq)
 }
 
+// loadRate bounds a load's requests a second. A request every 2.5 ms
+// leaves no gap in which a scaling step's failure could hide, and the
+// tests' assertions are about failures, not throughput. Back to back, each
+// load took whatever CPU the engine and the other tests running beside it
+// left, and made their Docker operations wait: the suite's parallel phase
+// is bound by the two cores.
+const loadRate = 400
+
 // startLoadWith is startLoad with the workers' client.
 func startLoadWith(t testing.TB, client *http.Client, url, host string, workers int, maxDur time.Duration, maxReq int64) *load {
 	t.Helper()
 	l := &load{stop: make(chan struct{}), byReplica: map[string]int{}}
 	deadline := time.Now().Add(maxDur)
+	every := time.Duration(workers) * time.Second / loadRate // one worker's interval
 	for i := 0; i < workers; i++ {
 		l.done.Add(1)
+		next := time.Now().Add(time.Duration(i) * every / time.Duration(workers)) // staggered
 		go func() {
 			defer l.done.Done()
+			pause := time.NewTimer(0)
+			defer pause.Stop()
 			for time.Now().Before(deadline) && l.requests.Load() < maxReq {
+				pause.Reset(time.Until(next))
 				select {
 				case <-l.stop:
 					return
-				default:
+				case <-pause.C:
+				}
+				// The next request is due an interval after this one, or
+				// at once if this one took longer: no burst to catch up.
+				if next = next.Add(every); next.Before(time.Now()) {
+					next = time.Now()
 				}
 				req, _ := http.NewRequest("GET", url, nil)
 				if host != "" {
