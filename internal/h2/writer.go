@@ -147,11 +147,7 @@ func (rw *responseWriter) FlushError() error {
 
 // SetReadDeadline bounds the handler's reads of the request body.
 func (rw *responseWriter) SetReadDeadline(t time.Time) error {
-	c := rw.st.c
-	c.mu.Lock()
-	rw.st.rdeadline = t
-	c.cond.Broadcast()
-	c.mu.Unlock()
+	rw.setDeadline(&rw.st.rdeadline, t)
 	return nil
 }
 
@@ -159,12 +155,18 @@ func (rw *responseWriter) SetReadDeadline(t time.Time) error {
 // response (flow control, a full output buffer); past it the stream is
 // reset.
 func (rw *responseWriter) SetWriteDeadline(t time.Time) error {
+	rw.setDeadline(&rw.st.wdeadline, t)
+	return nil
+}
+
+// setDeadline sets one of the stream's deadlines under the connection's
+// lock and wakes its waiters, which look at the new deadline.
+func (rw *responseWriter) setDeadline(d *time.Time, t time.Time) {
 	c := rw.st.c
 	c.mu.Lock()
-	rw.st.wdeadline = t
+	*d = t
 	c.cond.Broadcast()
 	c.mu.Unlock()
-	return nil
 }
 
 // finish ends the response when the handler returns: what is buffered,
