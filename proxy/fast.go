@@ -1019,6 +1019,15 @@ func (fc *fastConn) keyed() bool {
 // and with X-Forwarded-For, -Host and -Proto set as setForwarded does, and
 // the body.
 func (fc *fastConn) send(hc *h1Conn, route *Route, now time.Time) error {
+	if err := fc.stage(hc, route, now); err != nil {
+		return err
+	}
+	return hc.bw.Flush()
+}
+
+// stage is send without the final flush: the request is in hc's write
+// buffer (or partly written, if larger).
+func (fc *fastConn) stage(hc *h1Conn, route *Route, now time.Time) error {
 	r := &fc.req
 	hc.r.got, hc.r.limit = 0, maxResponseHeader
 	// The timer is reset only when half of the timeout has passed; the
@@ -1036,7 +1045,8 @@ func (fc *fastConn) send(hc *h1Conn, route *Route, now time.Time) error {
 	if r.ContentLength > 0 {
 		w.Write(fc.buf[r.HeadLen : r.HeadLen+int(r.ContentLength)])
 	}
-	return w.Flush()
+	_, err := w.Write(nil) // a flush of a full buffer may have failed
+	return err
 }
 
 // relay writes the replica's response, whose first head (b, parsed in
