@@ -440,18 +440,16 @@ func runOnOverlay(t *testing.T, name string, args []string) {
 	t.Helper()
 	for try := 1; ; try++ {
 		start := time.Now()
-		out, err := exec.Command("docker", args...).CombinedOutput()
+		out, err := dockerOutput(args...)
 		if err == nil {
 			return
 		}
-		if try == 3 || !strings.Contains(string(out), "attaching to network failed") {
+		if try == 3 || !strings.Contains(out, "attaching to network failed") {
 			t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 		t.Logf("docker run %s, try %d: the engine could not attach it to the overlay in %s; running it again:\n%s",
-			name, try, time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(string(out)))
-		if out, err := exec.Command("docker", "rm", "-f", name).CombinedOutput(); err != nil {
-			t.Fatalf("docker rm -f %s after the failed attach: %v\n%s", name, err, out)
-		}
+			name, try, time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(out))
+		docker(t, "rm", "-f", name)
 	}
 }
 

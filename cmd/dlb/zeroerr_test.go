@@ -31,8 +31,14 @@ type load struct {
 // most maxDur and maxReq requests in all.
 func startLoad(t testing.TB, url, host string, workers int, maxDur time.Duration, maxReq int64) *load {
 	t.Helper()
+	return startLoadWith(t, loadClient(workers, 15*time.Second), url, host, workers, maxDur, maxReq)
+}
+
+// loadClient is a client for a load's workers: a kept-alive connection
+// each, and requests that give up after timeout.
+func loadClient(workers int, timeout time.Duration) *http.Client {
 	tr := &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}
-	return startLoadWith(t, &http.Client{Transport: tr, Timeout: 15 * time.Second}, url, host, workers, maxDur, maxReq)
+	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
 // loadRate bounds a load's requests a second. A request every 2.5 ms
@@ -141,13 +147,20 @@ func (l *load) phase(t testing.TB, name string, settle time.Duration, op func())
 
 func docker(t testing.TB, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	out, err := dockerOutput(args...)
 	if err != nil {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(out)
+}
+
+// dockerOutput runs the docker CLI with args, for at most two minutes, and
+// returns what it printed (stdout and stderr).
+func dockerOutput(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	return string(out), err
 }
 
 // containers lists the IDs of a Compose service's containers.
@@ -218,8 +231,7 @@ func TestZeroErrorScaling(t *testing.T) {
 	d.waitReady(t, app, 2, 10*time.Second)
 	d.waitReady(t, solo, 1, 10*time.Second)
 
-	clients := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, MaxConnsPerHost: 16}, Timeout: queueTimeout + 5*time.Second}
-	l := startLoadWith(t, clients, d.proxyURL+"/", "", 16, 5*time.Minute, 2_000_000)
+	l := startLoadWith(t, loadClient(16, queueTimeout+5*time.Second), d.proxyURL+"/", "", 16, 5*time.Minute, 2_000_000)
 	settle := 1500 * time.Millisecond
 
 	l.phase(t, "scale app 2 -> 6", settle, func() {
