@@ -13,10 +13,15 @@
 #   a change: build the old commit into it first).
 #   AB_FLAGS="--max-inflight 4096" gives the fast target (this tree's bin/dlb) those
 #   flags too (an A/B of a setting, against AB_BASE built from the same tree).
+#   AB_NGINX_KEEPALIVE=64 gives nginx's upstream that many idle connections per worker
+#   (default 1024, as dlb keeps per replica; fewer than the requests in flight makes
+#   nginx connect anew for the rest).
 #   AB_PORT=28290 moves its loopback ports (from 27290), so that two runs do not collide.
 #   AB_PERF=1 also records each target with perf (test-artifacts/ab/ID/TARGET-perf.txt).
 #   AB_TLS=1 measures HTTPS instead (HTTP/1.1 over TLS): dlb's --listen-tls and
 #   nginx's ssl listener, with the same self-signed ECDSA P-256 certificate.
+#   AB_H2=1 measures HTTP/2 over TLS (implies AB_TLS=1): h2load -t2 -cCONNS -m10
+#   in place of wrk, nginx's listener with http2; p99 is then 0 (h2load has none).
 #   The order of the targets rotates from round to round.
 #
 # Per round and target: req/s, p99, CPU µs per request (utime+stime of the
@@ -50,7 +55,10 @@ IOMODELS=(${AB_IOMODELS:-})
 if ((${#IOMODELS[@]})); then
 	(cd bench/iomodel && CGO_ENABLED=0 go build -tags dlbiomodel -o "$ROOT/bin/iomodel" .)
 fi
+H2=${AB_H2:-0}
 TLS=${AB_TLS:-0} SCHEME=http
+[[ $H2 == 1 ]] && TLS=1
+[[ $H2 == 0 ]] || command -v h2load >/dev/null || { echo "AB_H2=1 needs h2load (apt-get install nghttp2-client)" >&2; exit 1; }
 if [[ $TLS == 1 ]]; then
 	SCHEME=https
 	timeout 30 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -97,9 +105,9 @@ TARGETS+=(nginx)
 	echo "events { worker_connections 4096; }"
 	echo "http { access_log off; keepalive_requests 1000000; upstream b {"
 	for ip in "${IPS[@]}"; do echo "server $ip:80;"; done
-	echo "keepalive 64; keepalive_requests 1000000; }"
+	echo "keepalive ${AB_NGINX_KEEPALIVE:-1024}; keepalive_requests 1000000; }"
 	ssl=""
-	[[ $TLS == 1 ]] && ssl=" ssl; ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem"
+	[[ $TLS == 1 ]] && ssl=" ssl$([[ $H2 == 1 ]] && echo " http2"); ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem"
 	echo "server { listen 127.0.0.1:$((P0 + 4))$ssl; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$http_host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Host \$http_host; proxy_set_header X-Forwarded-Proto \$scheme; } } }"
 } >"$WORK/nginx.conf"
 nginx -p "$WORK/" -c "$WORK/nginx.conf" -g "daemon off;" >"$WORK/nginx.out" 2>&1 &
@@ -112,6 +120,20 @@ for t in "${TARGETS[@]}"; do
 	done
 done
 
+# run_load SECONDS URL: one bounded load, wrk or (AB_H2=1) h2load; prints
+# "REQUESTS REQ/S P99_MS".
+run_load() {
+	local out
+	if [[ $H2 == 1 ]]; then
+		out=$(timeout -k 5 $(($1 + 30)) h2load -t2 -c"$CONNS" -m10 -D"$1" "$2")
+		awk '/^finished in/ {gsub(/,/, ""); rps = $4} /^requests:/ {gsub(/,/, ""); n = $8} END {print n, rps, 0}' <<<"$out"
+		return
+	fi
+	out=$(wrk -t2 -c"$CONNS" -d"$1s" --latency "$2")
+	awk '/requests in/ {n = $1} /Requests\/sec/ {rps = $2}
+		$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) sub(/ms/,"",v); else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p99 = v}
+		END {print n, rps, p99}' <<<"$out"
+}
 tree() { echo "$1"; for c in $(ps -o pid= --ppid "$1"); do tree "$c"; done; }
 ticks() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[11] + f[12])); done; echo $s; }
 uticks() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[11])); done; echo $s; }
@@ -144,11 +166,8 @@ for r in $(seq "$ROUNDS"); do
 	for k in $(seq 0 $((NT - 1))); do
 		t=${TARGETS[$(((k + r - 1) % NT))]}
 		t0=$(ticks "${PID[$t]}") c0=$(ctxsw "${PID[$t]}") u0=$(uticks "${PID[$t]}") b0=$(backend_ns)
-		out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$SCHEME://127.0.0.1:${PORT[$t]}/")
+		read -r n rps p99 < <(run_load "$SECS" "$SCHEME://127.0.0.1:${PORT[$t]}/")
 		t1=$(ticks "${PID[$t]}") c1=$(ctxsw "${PID[$t]}") u1=$(uticks "${PID[$t]}") b1=$(backend_ns)
-		n=$(awk '/requests in/ {print $1}' <<<"$out")
-		rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-		p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) sub(/ms/,"",v); else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
 		awk -v r="$r" -v t="$t" -v rps="$rps" -v p99="$p99" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v du=$((u1 - u0)) -v db=$((b1 - b0)) -v n="$n" -v hz="$HZ" \
 			'BEGIN { printf "%d\t%s\t%s\t%s\t%.1f\t%.2f\t%.1f\t%.1f\n", r, t, rps, p99, dt * 1e6 / hz / n, dc / n, du * 1e6 / hz / n, db / 1e3 / n }' | tee -a "$WORK/runs.tsv"
 	done
@@ -170,7 +189,7 @@ done | tee "$WORK/ratios.txt"
 if [[ ${AB_PPROF:-0} == 1 ]]; then
 	for t in "${TARGETS[@]}"; do
 		case $t in fast) bin=bin/dlb ;; base) bin=$AB_BASE ;; io-*) bin=bin/iomodel ;; *) continue ;; esac
-		wrk -t2 -c"$CONNS" -d8s "$SCHEME://127.0.0.1:${PORT[$t]}/" >/dev/null &
+		run_load 8 "$SCHEME://127.0.0.1:${PORT[$t]}/" >/dev/null &
 		admin=$((PORT[$t] + 1))
 		if [[ $TLS == 1 ]]; then admin=$((PORT[$t] - 1)); fi
 		curl -s -o "$WORK/$t.pprof" "http://127.0.0.1:$admin/debug/pprof/profile?seconds=6"
@@ -182,7 +201,7 @@ if [[ ${AB_PERF:-0} == 1 ]] && command -v perf >/dev/null; then
 	# perf's view (kernel and user, 1999 Hz): where each proxy's CPU goes.
 	for t in "${TARGETS[@]}"; do
 		pids=$(tree "${PID[$t]}" | paste -sd,)
-		wrk -t2 -c"$CONNS" -d7s "$SCHEME://127.0.0.1:${PORT[$t]}/" >/dev/null &
+		run_load 7 "$SCHEME://127.0.0.1:${PORT[$t]}/" >/dev/null &
 		sleep 1
 		perf record -q -F 1999 -g -p "$pids" -o "$WORK/$t.perf" -- sleep 5 >/dev/null 2>&1 || true
 		wait "$!"
@@ -195,7 +214,7 @@ if command -v strace >/dev/null; then
 		timeout 20 strace -f -c -o "$WORK/strace-$t.txt" $pids &
 		sp=$!
 		sleep 1
-		n=$(wrk -t2 -c"$CONNS" -d3s "$SCHEME://127.0.0.1:${PORT[$t]}/" | awk '/requests in/ {print $1}')
+		read -r n _ < <(run_load 3 "$SCHEME://127.0.0.1:${PORT[$t]}/")
 		kill -INT "$sp" 2>/dev/null
 		wait "$sp" 2>/dev/null || true
 		echo "== $t: syscalls per request under strace ($n requests)"

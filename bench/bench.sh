@@ -263,7 +263,11 @@ start_nginx() {
 		echo "    keepalive_requests 1000000;"
 		echo "    upstream backends {"
 		for ip in "${BACKENDS[@]}"; do echo "        server $ip:80;"; done
-		echo "        keepalive 64;"
+		echo "        # Idle connections kept per worker: as many as dlb keeps per replica"
+		echo "        # (1024). With fewer, a run with more requests in"
+		echo "        # flight than that (h2load -c64 -m10: 640) has nginx connect anew for many of"
+		echo "        # them, and its CPU per request is then mostly connect()'s."
+		echo "        keepalive 1024;"
 		echo "        keepalive_requests 1000000;"
 		echo "    }"
 		echo "    server {"

@@ -2,7 +2,8 @@
 // it to a replica picked by the pool: HTTP/1.1, plain or over TLS, on dlb's
 // own data path (FastServer, fast.go, fast_tls.go), everything else (HTTP/2,
 // served by internal/h2 over TLS and by net/http as h2c; upgrades, trailers,
-// the queue) through Proxy, an http.Handler built on httputil.ReverseProxy.
+// the queue) through Proxy, an http.Handler: requests without a body by its
+// direct path (direct.go), the others with httputil.ReverseProxy.
 // A request that fails before any response byte came back is retried on
 // another replica when that is safe. The proxy knows nothing of Docker.
 package proxy
@@ -242,6 +243,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		began = time.Now()
 	}
 	defer func() { a.end(began) }()
+	if p.direct(r, a) {
+		p.forwardDirect(w, r, a) // direct.go
+		return
+	}
 	p.rp.ServeHTTP(w, r.WithContext(a))
 }
 

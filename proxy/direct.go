@@ -1,0 +1,368 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"os"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/dlb-lb/dlb/internal/h1"
+)
+
+// The requests that reach Proxy.ServeHTTP with no body (HTTP/2 streams
+// above all: browsers' GETs) are forwarded here, not through ReverseProxy:
+// the request head is written to the replica's connection from the
+// client's request as it is, the response head is parsed in place
+// (internal/h1) and its fields go straight into the client's header, with
+// no outbound http.Request, no http.Response, and no header maps copied and
+// cleaned between them. The tries, the failover and the answers to
+// failures are Proxy's (retry, errorHandler); what the replica gets and
+// what the client gets are what ReverseProxy would send.
+
+// direct reports whether forwardDirect carries r, whose attempt is a: a
+// request without a body (a.client nil) to a plain HTTP/1.1 replica, from a
+// client that is not a trusted proxy, on a route that pins no sessions,
+// and none of a protocol switch, CONNECT, Expect, trailers, a target that
+// is not a path, or HTTP/1.0 without Host. ReverseProxy carries the rest.
+func (p *Proxy) direct(r *http.Request, a *attempt) bool {
+	if a.client != nil || a.route.Sticky || a.route.Scheme == SchemeH2C || r.Method == http.MethodConnect ||
+		r.Host == "" || r.Trailer != nil || r.URL.Opaque != "" {
+		return false
+	}
+	if _, ok := r.Header["Upgrade"]; ok {
+		return false
+	}
+	if _, ok := r.Header["Expect"]; ok {
+		return false
+	}
+	return !p.opts.TrustedProxies.Trusts(r.RemoteAddr)
+}
+
+// forwardDirect sends r to a.up, retrying as retryTransport does, and
+// relays the response to w; a failure with no response is answered by
+// errorHandler.
+func (p *Proxy) forwardDirect(w http.ResponseWriter, r *http.Request, a *attempt) {
+	ctx := r.Context()
+	head := directRequest(r, a.route)
+	// Nothing of a bodyless GET or HEAD is lost by sending it again: an
+	// idle connection is looked at first only for the others.
+	peek := !a.mayResend(r, true)
+	for {
+		run := a.up.Admissions()
+		ft := p.transportFor(a.up).fast
+		hc, reused, err := ft.getConn(ctx, a.up.Address(), a.fresh, peek, time.Now())
+		if err == nil {
+			if err = p.tryDirect(w, r, a, hc, head); err == nil {
+				return
+			}
+			if ctx.Err() == nil {
+				err = stale(err, reused, hc.r.got)
+			}
+		}
+		if ctx.Err() != nil {
+			return // the client went away; nobody is left to answer
+		}
+		if a.fresh, err = p.retry(r, a, err, run); err != nil {
+			p.errorHandler(w, r.WithContext(a), err)
+			return
+		}
+	}
+}
+
+// tryDirect sends the request head on hc and, once the replica's response
+// head is in, relays the response (then it returns nil: the response is
+// the client's, whatever becomes of its body). An error means no response
+// came; hc is closed then.
+func (p *Proxy) tryDirect(w http.ResponseWriter, r *http.Request, a *attempt, hc *h1Conn, head []byte) error {
+	ctx := r.Context()
+	stop := context.AfterFunc(ctx, hc.abort)
+	fail := func(err error) error {
+		stop()
+		hc.close()
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return err
+	}
+	hc.r.got, hc.r.limit = 0, maxResponseHeader
+	hc.sock.ClearWriteDeadline()
+	hc.bw.Write(head)
+	if err := hc.bw.Flush(); err != nil {
+		return fail(err)
+	}
+	d := p.responseHeaderTimeout(a.route)
+	if d > 0 && !(a.route.ResponseHeaderTimeout <= 0 && longLived(r)) {
+		hc.headWithin(time.Now(), d)
+	} else {
+		d = 0
+		hc.noReadDeadline()
+	}
+	rs := &directResponse{}
+	for {
+		b, err := readResponseHead(hc, &rs.Response)
+		if err != nil {
+			if d > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
+			}
+			return fail(err)
+		}
+		if rs.Status == http.StatusSwitchingProtocols {
+			return fail(errBadResponse) // no upgrade was asked for
+		}
+		if rs.Status >= 200 {
+			p.relayDirect(w, r, a, hc, stop, rs, b)
+			return nil
+		}
+		// 1xx answers (103 Early Hints) go to the client as they come, as
+		// ReverseProxy passes them; the final one follows.
+		h := w.Header()
+		keys := rs.copyFields(h, b)
+		w.WriteHeader(rs.Status)
+		for _, k := range keys {
+			delete(h, k)
+		}
+		hc.br.Discard(rs.HeadLen)
+	}
+}
+
+// directResponse is a response head parsed from its connection's buffer.
+type directResponse struct {
+	h1.Response
+}
+
+// copyFields adds the response's fields, but for the hop-by-hop ones and
+// Trailer, to h, and returns their names. b is the head's bytes: one
+// string is made of them, and the names and values are its substrings.
+func (rs *directResponse) copyFields(h http.Header, b []byte) []string {
+	fields := rs.Fields()
+	s := string(b[:rs.HeadLen])
+	vals := make([]string, len(fields))
+	keys := make([]string, 0, len(fields))
+	for i, f := range fields {
+		if rs.Hop(f.Name) || len(f.Name) == 7 && strings.EqualFold(str(f.Name), "Trailer") {
+			continue
+		}
+		k := textproto.CanonicalMIMEHeaderKey(sub(s, b, f.Name))
+		vals[i] = sub(s, b, f.Value)
+		if vv, ok := h[k]; ok {
+			h[k] = append(vv, vals[i])
+			continue
+		}
+		h[k] = vals[i : i+1 : i+1]
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// sub returns the part of s, a copy of b, that part (a slice of b) is.
+func sub(s string, b, part []byte) string {
+	if len(part) == 0 {
+		return ""
+	}
+	i := int(uintptr(unsafe.Pointer(unsafe.SliceData(part))) - uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+	return s[i : i+len(part)]
+}
+
+// relayDirect writes the final response whose head (b, parsed in rs) has
+// been read to w, then its body; hc goes back to its pool when the
+// exchange leaves it usable. A body that breaks off, or a client that stops
+// taking it, aborts the response (http.ErrAbortHandler), as ReverseProxy
+// does: the client must not take a cut body for a whole one.
+func (p *Proxy) relayDirect(w http.ResponseWriter, r *http.Request, a *attempt, hc *h1Conn, stop func() bool, rs *directResponse, b []byte) {
+	a.status = rs.Status
+	rs.copyFields(w.Header(), b)
+	hc.br.Discard(rs.HeadLen)
+	hc.r.limit = math.MaxInt64
+	bodyless := rs.Bodyless(r.Method == http.MethodHead)
+	if !bodyless && (rs.Chunked || rs.ContentLength < 0 || int64(hc.br.Buffered()) < rs.ContentLength) {
+		hc.noReadDeadline() // the body takes as long as it takes
+	}
+	p.extendWrite(a.rc)
+	w.WriteHeader(rs.Status)
+	keep := !rs.Close && !rs.HTTP10
+	var err error
+	switch {
+	case bodyless:
+	case rs.Chunked:
+		cr := httputil.NewChunkedReader(hc.br)
+		if err = p.copyDirect(w, a, cr, true); err == nil {
+			err = trailersDirect(w.Header(), hc)
+		}
+	case rs.ContentLength >= 0:
+		err = p.copyDirect(w, a, io.LimitReader(hc.br, rs.ContentLength), rs.streaming(w.Header()))
+	default:
+		keep = false // the body ends with the connection
+		err = p.copyDirect(w, a, hc.br, true)
+	}
+	if err != nil {
+		stop()
+		hc.close()
+		var we writeError
+		if !errors.As(err, &we) && r.Context().Err() == nil {
+			// The replica's fault, logged as ReverseProxy logs it; a client
+			// that went away is not.
+			p.opts.Log.Warn().Err(err).Str("service", a.route.Service).Str("replica", a.up.Name()).
+				Msg("response body copy failed: the replica's body broke off")
+		}
+		panic(http.ErrAbortHandler)
+	}
+	hc.done(stop, keep)
+}
+
+// streaming reports whether a body of known length is flushed as it comes:
+// server-sent events, as ReverseProxy's flushInterval has it.
+func (rs *directResponse) streaming(h http.Header) bool {
+	ct := h["Content-Type"]
+	return len(ct) > 0 && len(ct[0]) >= 17 && strings.EqualFold(ct[0][:17], "text/event-stream")
+}
+
+// copyDirect copies body to w, flushing w after each part when flush is
+// set, and renewing the client's write deadline now and then as writeTimed
+// does. A read error other than io.EOF, or a body shorter than its
+// Content-Length, is returned, and so is a failed write, as a writeError.
+func (p *Proxy) copyDirect(w http.ResponseWriter, a *attempt, body io.Reader, flush bool) error {
+	buf := bufferPool{}.Get()
+	defer bufferPool{}.Put(buf)
+	last := time.Now()
+	lr, _ := body.(*io.LimitedReader)
+	var fl *http.ResponseController
+	if flush {
+		fl = http.NewResponseController(w)
+	}
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if a.rc != nil {
+				if now := time.Now(); now.Sub(last) >= p.opts.WriteTimeout/8 {
+					last = now
+					p.extendWrite(a.rc)
+				}
+			}
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return writeError{werr}
+			}
+			if fl != nil {
+				if ferr := fl.Flush(); ferr != nil {
+					return writeError{ferr}
+				}
+			}
+		}
+		switch {
+		case err == io.EOF && lr != nil && lr.N > 0:
+			return io.ErrUnexpectedEOF
+		case err == io.EOF:
+			return nil
+		case err != nil:
+			return err
+		}
+		if lr != nil && lr.N == 0 {
+			return nil
+		}
+	}
+}
+
+// writeError is a failed write to the client.
+type writeError struct{ error }
+
+func (e writeError) Unwrap() error { return e.error }
+
+// trailersDirect reads the trailer section after a chunked body's last
+// chunk and gives its fields to w as trailers (http.TrailerPrefix).
+func trailersDirect(h http.Header, hc *h1Conn) error {
+	hc.r.limit = maxResponseHeader
+	t, err := textproto.NewReader(hc.br).ReadMIMEHeader()
+	hc.r.limit = math.MaxInt64
+	if err != nil {
+		return err
+	}
+	for k, vv := range t {
+		if h1.HopByHop([]byte(k)) {
+			continue
+		}
+		h[http.TrailerPrefix+k] = vv
+	}
+	return nil
+}
+
+// directRequest is the head of the request sent to the replica: r's
+// method, target (without the route's path when it strips it) and Host,
+// its fields but for the hop-by-hop ones (those its Connection field names
+// too) and the forwarding ones a client may not set, Te: trailers when the
+// client asked for trailers, and X-Forwarded-For, -Host and -Proto, as
+// ReverseProxy with rewrite and setForwarded writes it.
+func directRequest(r *http.Request, route *Route) []byte {
+	u := r.URL
+	if route.StripPath && route.Path != "/" && hasPathPrefix(u.Path, route.Path) {
+		c := *u
+		stripPrefix(&c, route.Path)
+		u = &c
+	}
+	b := make([]byte, 0, 512)
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	b = append(b, u.EscapedPath()...)
+	if u.ForceQuery || u.RawQuery != "" {
+		b = append(b, '?')
+		b = append(b, u.RawQuery...)
+	}
+	b = append(b, " HTTP/1.1\r\n"...)
+	b = h1.AppendField(b, "Host", r.Host)
+	conn := r.Header["Connection"]
+	trailers := false
+	for k, vv := range r.Header {
+		name := unsafe.Slice(unsafe.StringData(k), len(k))
+		switch {
+		case h1.HopByHop(name):
+			if k == "Te" {
+				trailers = listsToken(vv, "trailers")
+			}
+			continue
+		case forwardingField(name), k == "Content-Length", conn != nil && listsToken(conn, k):
+			continue
+		case k == "User-Agent":
+			vv = vv[:min(len(vv), 1)] // as Request.Write sends it
+		}
+		for _, v := range vv {
+			b = h1.AppendField(b, k, v)
+		}
+	}
+	if trailers {
+		b = h1.AppendField(b, "Te", "trailers")
+	}
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		b = h1.AppendField(b, "Content-Length", "0") // as Request.Write says an empty body
+	}
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		b = h1.AppendField(b, "X-Forwarded-For", ip)
+	}
+	b = h1.AppendField(b, "X-Forwarded-Host", r.Host)
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	b = h1.AppendField(b, "X-Forwarded-Proto", proto)
+	return append(b, "\r\n"...)
+}
+
+// listsToken reports whether a comma-separated list in vv has tok (in any
+// case).
+func listsToken(vv []string, tok string) bool {
+	for _, v := range vv {
+		for item := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(item), tok) {
+				return true
+			}
+		}
+	}
+	return false
+}
