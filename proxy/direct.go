@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"os"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -52,7 +53,6 @@ func (p *Proxy) direct(r *http.Request, a *attempt) bool {
 // errorHandler.
 func (p *Proxy) forwardDirect(w http.ResponseWriter, r *http.Request, a *attempt) {
 	ctx := r.Context()
-	head := directRequest(r, a.route)
 	// Nothing of a bodyless GET or HEAD is lost by sending it again: an
 	// idle connection is looked at first only for the others.
 	peek := !a.mayResend(r, true)
@@ -61,7 +61,7 @@ func (p *Proxy) forwardDirect(w http.ResponseWriter, r *http.Request, a *attempt
 		ft := p.transportFor(a.up).fast
 		hc, reused, err := ft.getConn(ctx, a.up.Address(), a.fresh, peek, time.Now())
 		if err == nil {
-			if err = p.tryDirect(w, r, a, hc, head); err == nil {
+			if err = p.tryDirect(w, r, a, hc); err == nil {
 				return
 			}
 			if ctx.Err() == nil {
@@ -82,9 +82,17 @@ func (p *Proxy) forwardDirect(w http.ResponseWriter, r *http.Request, a *attempt
 // head is in, relays the response (then it returns nil: the response is
 // the client's, whatever becomes of its body). An error means no response
 // came; hc is closed then.
-func (p *Proxy) tryDirect(w http.ResponseWriter, r *http.Request, a *attempt, hc *h1Conn, head []byte) error {
+func (p *Proxy) tryDirect(w http.ResponseWriter, r *http.Request, a *attempt, hc *h1Conn) error {
 	ctx := r.Context()
-	stop := context.AfterFunc(ctx, hc.abort)
+	// The replica's connection is closed when the client goes away before
+	// the response is done, which tells the replica too.
+	var stop func() bool
+	if ab, ok := unobserved(w).(aborter); ok {
+		ab.AfterAbort(hc.abort)
+		stop = ab.ClearAbort
+	} else {
+		stop = context.AfterFunc(ctx, hc.abort)
+	}
 	fail := func(err error) error {
 		stop()
 		hc.close()
@@ -95,7 +103,7 @@ func (p *Proxy) tryDirect(w http.ResponseWriter, r *http.Request, a *attempt, hc
 	}
 	hc.r.got, hc.r.limit = 0, maxResponseHeader
 	hc.sock.ClearWriteDeadline()
-	hc.bw.Write(head)
+	hc.bw.Write(appendDirectRequest(hc.bw.AvailableBuffer(), r, a.route))
 	if err := hc.bw.Flush(); err != nil {
 		return fail(err)
 	}
@@ -106,7 +114,8 @@ func (p *Proxy) tryDirect(w http.ResponseWriter, r *http.Request, a *attempt, hc
 		d = 0
 		hc.noReadDeadline()
 	}
-	rs := &directResponse{}
+	rs := directResponses.Get().(*directResponse)
+	defer directResponses.Put(rs)
 	for {
 		b, err := readResponseHead(hc, &rs.Response)
 		if err != nil {
@@ -125,7 +134,7 @@ func (p *Proxy) tryDirect(w http.ResponseWriter, r *http.Request, a *attempt, hc
 		// 1xx answers (103 Early Hints) go to the client as they come, as
 		// ReverseProxy passes them; the final one follows.
 		h := w.Header()
-		keys := rs.copyFields(h, b)
+		keys := rs.copyFields(h, b, true)
 		w.WriteHeader(rs.Status)
 		for _, k := range keys {
 			delete(h, k)
@@ -134,19 +143,35 @@ func (p *Proxy) tryDirect(w http.ResponseWriter, r *http.Request, a *attempt, hc
 	}
 }
 
+// aborter is internal/h2's ResponseWriter: it runs a function when its
+// stream ends early, as context.AfterFunc does for the request's context,
+// at less cost.
+type aborter interface {
+	AfterAbort(f func())
+	ClearAbort() bool
+}
+
 // directResponse is a response head parsed from its connection's buffer.
 type directResponse struct {
 	h1.Response
 }
 
+// directResponses keeps parsed heads for the next requests: one holds
+// h1.MaxFields fields, 3 KiB to allocate and clear for each otherwise.
+var directResponses = sync.Pool{New: func() any { return new(directResponse) }}
+
 // copyFields adds the response's fields, but for the hop-by-hop ones and
-// Trailer, to h, and returns their names. b is the head's bytes: one
-// string is made of them, and the names and values are its substrings.
-func (rs *directResponse) copyFields(h http.Header, b []byte) []string {
+// Trailer, to h, and returns their names when names is set. b is the
+// head's bytes: one string is made of them, and the names and values are
+// its substrings.
+func (rs *directResponse) copyFields(h http.Header, b []byte, names bool) []string {
 	fields := rs.Fields()
 	s := string(b[:rs.HeadLen])
 	vals := make([]string, len(fields))
-	keys := make([]string, 0, len(fields))
+	var keys []string
+	if names {
+		keys = make([]string, 0, len(fields))
+	}
 	for i, f := range fields {
 		if rs.Hop(f.Name) || len(f.Name) == 7 && strings.EqualFold(str(f.Name), "Trailer") {
 			continue
@@ -158,7 +183,9 @@ func (rs *directResponse) copyFields(h http.Header, b []byte) []string {
 			continue
 		}
 		h[k] = vals[i : i+1 : i+1]
-		keys = append(keys, k)
+		if names {
+			keys = append(keys, k)
+		}
 	}
 	return keys
 }
@@ -179,7 +206,7 @@ func sub(s string, b, part []byte) string {
 // does: the client must not take a cut body for a whole one.
 func (p *Proxy) relayDirect(w http.ResponseWriter, r *http.Request, a *attempt, hc *h1Conn, stop func() bool, rs *directResponse, b []byte) {
 	a.status = rs.Status
-	rs.copyFields(w.Header(), b)
+	rs.copyFields(w.Header(), b, false)
 	hc.br.Discard(rs.HeadLen)
 	hc.r.limit = math.MaxInt64
 	bodyless := rs.Bodyless(r.Method == http.MethodHead)
@@ -197,6 +224,14 @@ func (p *Proxy) relayDirect(w http.ResponseWriter, r *http.Request, a *attempt, 
 		if err = p.copyDirect(w, a, cr, true); err == nil {
 			err = trailersDirect(w.Header(), hc)
 		}
+	case rs.ContentLength >= 0 && int64(hc.br.Buffered()) >= rs.ContentLength:
+		// All of it came with the head: written from the connection's
+		// buffer, with no copy.
+		b, _ := hc.br.Peek(int(rs.ContentLength))
+		if _, werr := w.Write(b); werr != nil {
+			err = writeError{werr}
+		}
+		hc.br.Discard(len(b))
 	case rs.ContentLength >= 0:
 		err = p.copyDirect(w, a, io.LimitReader(hc.br, rs.ContentLength), rs.streaming(w.Header()))
 	default:
@@ -293,20 +328,19 @@ func trailersDirect(h http.Header, hc *h1Conn) error {
 	return nil
 }
 
-// directRequest is the head of the request sent to the replica: r's
+// appendDirectRequest appends the head of the request sent to the replica: r's
 // method, target (without the route's path when it strips it) and Host,
 // its fields but for the hop-by-hop ones (those its Connection field names
 // too) and the forwarding ones a client may not set, Te: trailers when the
 // client asked for trailers, and X-Forwarded-For, -Host and -Proto, as
 // ReverseProxy with rewrite and setForwarded writes it.
-func directRequest(r *http.Request, route *Route) []byte {
+func appendDirectRequest(b []byte, r *http.Request, route *Route) []byte {
 	u := r.URL
 	if route.StripPath && route.Path != "/" && hasPathPrefix(u.Path, route.Path) {
 		c := *u
 		stripPrefix(&c, route.Path)
 		u = &c
 	}
-	b := make([]byte, 0, 512)
 	b = append(b, r.Method...)
 	b = append(b, ' ')
 	b = append(b, u.EscapedPath()...)

@@ -214,3 +214,36 @@ func TestDirectHandoffDropsConnectionFields(t *testing.T) {
 		t.Errorf("the replica got %s with X-Drop %q, X-Keep %q; want /b, no X-Drop, X-Keep \"2\"", got.URL.Path, got.Header.Get("X-Drop"), got.Header.Get("X-Keep"))
 	}
 }
+
+// TestDirectClientGoneOverH2: an HTTP/2 client that resets its stream
+// while the replica is still working on the request has the replica's
+// connection closed (internal/h2's AfterAbort), so that the replica learns
+// it too, as net/http's servers cancel a request's context.
+func TestDirectClientGoneOverH2(t *testing.T) {
+	closed := make(chan struct{})
+	addr, _ := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+			close(closed) // dlb closed the connection: nothing more is coming
+		}
+	})
+	r, p := poolRoute("web")
+	ready(t, p, "web-1", addr)
+	f := newTLSFront(t, newTestProxy(t, Options{}, []Route{r}), 0)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.roots}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 300 * time.Millisecond}
+	if resp, err := c.Get("https://" + f.addr + "/slow"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("got %d from a replica that never answers, want the client's timeout", resp.StatusCode)
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client reset its stream: the replica's connection is still open after 5s, want it closed")
+	}
+}

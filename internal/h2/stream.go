@@ -42,6 +42,9 @@ type stream struct {
 	sentEnd      bool // and its END_STREAM: with remoteDone, the stream is closed
 
 	rdeadline, wdeadline time.Time
+
+	onAbort func() // set by the handler's ResponseWriter.AfterAbort
+	aborted bool   // abort ran
 }
 
 // abort ends a stream's reads and writes with err and cancels its
@@ -51,7 +54,12 @@ func (st *stream) abort(err error) {
 		st.err = err
 	}
 	st.reset = true
+	st.aborted = true
 	st.cancel(err)
+	if f := st.onAbort; f != nil {
+		st.onAbort = nil
+		f()
+	}
 	st.c.cond.Broadcast()
 }
 

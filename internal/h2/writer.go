@@ -90,6 +90,35 @@ func (rw *responseWriter) WriteHeader(code int) {
 	}
 }
 
+// AfterAbort makes f run when the stream ends before its handler is done
+// with it: the client reset it, or the connection ended; at once if that
+// happened already. It is what context.AfterFunc on the request's context
+// does, without the context's children map, goroutine and allocations: a
+// proxy arms it around each exchange with a replica. f runs once, with the
+// connection's lock held: it must not use the ResponseWriter. Only one f is
+// armed at a time; ClearAbort disarms it.
+func (rw *responseWriter) AfterAbort(f func()) {
+	c := rw.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rw.st.aborted {
+		f()
+		return
+	}
+	rw.st.onAbort = f
+}
+
+// ClearAbort disarms AfterAbort's f and reports whether it did so before f
+// ran (false: f has run), as the stop function of context.AfterFunc does.
+func (rw *responseWriter) ClearAbort() bool {
+	c := rw.st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	armed := rw.st.onAbort != nil
+	rw.st.onAbort = nil
+	return armed
+}
+
 func bodyAllowed(status int) bool {
 	return status != http.StatusNoContent && status != http.StatusNotModified && status >= 200
 }
