@@ -213,7 +213,7 @@ func (p *Proxy) relayDirect(w http.ResponseWriter, r *http.Request, a *attempt, 
 	if !bodyless && (rs.Chunked || rs.ContentLength < 0 || int64(hc.br.Buffered()) < rs.ContentLength) {
 		hc.noReadDeadline() // the body takes as long as it takes
 	}
-	p.extendWrite(a.rc)
+	p.renewWrite(a)
 	w.WriteHeader(rs.Status)
 	keep := !rs.Close && !rs.HTTP10
 	var err error
@@ -261,13 +261,11 @@ func (rs *directResponse) streaming(h http.Header) bool {
 }
 
 // copyDirect copies body to w, flushing w after each part when flush is
-// set, and renewing the client's write deadline now and then as writeTimed
-// does. A read error other than io.EOF, or a body shorter than its
+// set, and renewing the client's write deadline now and then (renewWrite). A read error other than io.EOF, or a body shorter than its
 // Content-Length, is returned, and so is a failed write, as a writeError.
 func (p *Proxy) copyDirect(w http.ResponseWriter, a *attempt, body io.Reader, flush bool) error {
 	buf := bufferPool{}.Get()
 	defer bufferPool{}.Put(buf)
-	last := time.Now()
 	lr, _ := body.(*io.LimitedReader)
 	var fl *http.ResponseController
 	if flush {
@@ -276,12 +274,7 @@ func (p *Proxy) copyDirect(w http.ResponseWriter, a *attempt, body io.Reader, fl
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
-			if a.rc != nil {
-				if now := time.Now(); now.Sub(last) >= p.opts.WriteTimeout/8 {
-					last = now
-					p.extendWrite(a.rc)
-				}
-			}
+			p.renewWrite(a)
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return writeError{werr}
 			}
@@ -302,6 +295,20 @@ func (p *Proxy) copyDirect(w http.ResponseWriter, a *attempt, body io.Reader, fl
 		if lr != nil && lr.N == 0 {
 			return nil
 		}
+	}
+}
+
+// renewWrite gives the client WriteTimeout from now to take what is
+// written next, when an eighth of it has passed since the deadline last
+// moved (as writeTimed does): a response that comes at once keeps the
+// deadline ServeHTTP set, with no call to the client's connection.
+func (p *Proxy) renewWrite(a *attempt) {
+	if a.rc == nil {
+		return
+	}
+	if now := time.Now(); now.Sub(a.extended) >= p.opts.WriteTimeout/8 {
+		a.extended = now
+		a.rc.SetWriteDeadline(now.Add(p.opts.WriteTimeout))
 	}
 }
 

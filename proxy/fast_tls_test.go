@@ -54,7 +54,7 @@ type tlsFront struct {
 	fs    *FastServer // nil on the std data path
 }
 
-func newTLSFront(t *testing.T, px *Proxy, parkAfter time.Duration, configure ...func(*http.Server)) *tlsFront {
+func newTLSFront(t testing.TB, px *Proxy, parkAfter time.Duration, configure ...func(*http.Server)) *tlsFront {
 	t.Helper()
 	cert, roots := testCert(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -147,9 +147,10 @@ type attempt struct {
 	ejectCapped   bool
 
 	// Against slow and hostile clients (fault.go, deadlines.go).
-	client *clientBody              // the client's body as read; nil when it has none
-	rc     *http.ResponseController // the client's connection, for write deadlines; nil without
-	writes writeTimed               // the response body, when rc is set
+	client   *clientBody              // the client's body as read; nil when it has none
+	rc       *http.ResponseController // the client's connection, for write deadlines; nil without
+	extended time.Time                // when the direct path last moved rc's write deadline
+	writes   writeTimed               // the response body, when rc is set
 	// endHeaderTimer ends the context of the response header timer of the
 	// try that got a response; nil if none.
 	endHeaderTimer context.CancelCauseFunc
@@ -158,9 +159,11 @@ type attempt struct {
 // ServeHTTP routes the request and forwards it.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var rc *http.ResponseController
+	var extended time.Time
 	if p.opts.WriteTimeout > 0 {
 		rc = http.NewResponseController(w)
-		p.extendWrite(rc) // for an answer of dlb's own; renewed when the replica's comes
+		extended = time.Now()
+		rc.SetWriteDeadline(extended.Add(p.opts.WriteTimeout)) // for an answer of dlb's own; renewed when the replica's comes
 	}
 	if ob := p.observe(w, r); ob != nil {
 		defer ob.done()
@@ -202,7 +205,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		shed(w, route, err)
 		return
 	}
-	a := &attempt{Context: r.Context(), route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies), rc: rc}
+	a := &attempt{Context: r.Context(), route: route, up: up, key: key, pinned: pinned, secure: route.Sticky && overTLS(r, p.opts.TrustedProxies), rc: rc, extended: extended}
 	observing(w).setAttempt(a)
 	a.tried = a.triedBuf[:0]
 	defer a.endTimer()

@@ -853,7 +853,8 @@ func (c *conn) onTrailers(st *stream, f *http2.MetaHeadersFrame) (http2.ErrCode,
 
 // runHandler answers one stream.
 func (c *conn) runHandler(st *stream, req *http.Request, tooLarge bool) {
-	rw := &responseWriter{st: st, header: http.Header{}, head: req.Method == "HEAD"}
+	rw := &st.rw // in the stream's allocation
+	*rw = responseWriter{st: st, header: http.Header{}, head: req.Method == "HEAD"}
 	defer func() {
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler {

@@ -45,6 +45,8 @@ type stream struct {
 
 	onAbort func() // set by the handler's ResponseWriter.AfterAbort
 	aborted bool   // abort ran
+
+	rw responseWriter // the handler's; its goroutine's alone, not under c.mu
 }
 
 // abort ends a stream's reads and writes with err and cancels its
@@ -175,6 +177,7 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 	}
 	fields := f.RegularFields()
 	h := make(http.Header, len(fields))
+	vals := make([]string, len(fields)) // the values' slices share it: one allocation
 	var cookies []string
 	for _, hf := range fields {
 		switch hf.Name {
@@ -191,7 +194,13 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 			continue
 		}
 		k := canonical(hf.Name)
-		h[k] = append(h[k], hf.Value)
+		if vv, ok := h[k]; ok {
+			h[k] = append(vv, hf.Value)
+			continue
+		}
+		i := len(h)
+		vals[i] = hf.Value
+		h[k] = vals[i : i+1 : i+1]
 	}
 	if len(cookies) > 0 {
 		h["Cookie"] = []string{strings.Join(cookies, "; ")}

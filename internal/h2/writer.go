@@ -28,6 +28,7 @@ type responseWriter struct {
 	status      int
 	wroteHeader bool
 	snap        []field  // the header as it was at WriteHeader
+	snapBuf     [8]field // snap's room for a header of 8 fields or fewer
 	trailers    []string // the trailer names the header declared
 	buf         *[]byte
 	written     int64
@@ -70,7 +71,7 @@ func (rw *responseWriter) WriteHeader(code int) {
 	}
 	rw.status, rw.wroteHeader = code, true
 	rw.declared = -1
-	rw.snap = make([]field, 0, len(rw.header))
+	rw.snap = rw.snapBuf[:0]
 	for k, vv := range rw.header {
 		rw.snap = append(rw.snap, field{k, vv})
 		switch k {
