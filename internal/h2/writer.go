@@ -311,8 +311,8 @@ func (rw *responseWriter) send(p []byte, end bool) error {
 // them all: a goroutine that finds a flush under way or scheduled leaves
 // its frames to it. Called with c.mu held.
 func (c *conn) flushSoon() {
-	if c.flushing || c.flushScheduled {
-		return
+	if c.flushing || c.flushScheduled || len(c.out) == 0 && !c.closing {
+		return // (nothing to write: a handler done after its response went out yields for nothing)
 	}
 	if len(c.streams) > 1 {
 		c.flushScheduled = true
