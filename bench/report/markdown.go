@@ -82,7 +82,7 @@ func writeMarkdown(w io.Writer, p page, rows []Summary) error {
 	pf("- **Backends:** %d containers of the demo backend (`examples/demo`, whose `GET /` answers its hostname, about 20 bytes; the image is built for the run and removed after it), labelled `dlb.enable=true`, `dlb.port=80`, `dlb.service=bench`, `dlb.balance=round_robin`, ", p.Replicas)
 	pf("on a Docker bridge network that the bench creates and removes. Every proxy forwards to the same container addresses.\n")
 	pf("- **Equivalent settings:** round robin; keep-alive connections to the backends ")
-	pf("(nginx `keepalive 64` with `proxy_http_version 1.1` and an empty `Connection` header, HAProxy `http-reuse always`, ")
+	pf("(nginx `keepalive 1024`, as many idle connections as dlb keeps per replica, with `proxy_http_version 1.1` and an empty `Connection` header, HAProxy `http-reuse always`, ")
 	pf("dlb's own per-replica connection pools); the same request to the backends: the client's `Host` and `X-Forwarded-For`, `-Host` and `-Proto` ")
 	pf("(nginx `proxy_set_header`, HAProxy `option forwardfor` and `http-request set-header`; dlb always sends them, and each is a field more that the backend parses); ")
 	pf("the same number of workers each (nginx `worker_processes %d`, HAProxy `nbthread %d`, dlb with `GOMAXPROCS=%d`); ", p.Workers, p.Workers, p.Workers)
