@@ -2,16 +2,25 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dlb-lb/dlb/internal/h1"
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // directReplica answers each request by its path (answers; 200 "ok" when
@@ -19,14 +28,15 @@ import (
 // for hold to close before the rest, and a final <close> closes the
 // connection.
 type directReplica struct {
-	mu   sync.Mutex
-	reqs []*http.Request
+	mu       sync.Mutex
+	reqs     []*http.Request
+	accepted *atomic.Int32 // connections
 }
 
 func newDirectReplica(t *testing.T, answers map[string]string, hold chan struct{}) (string, *directReplica) {
 	t.Helper()
 	dr := &directReplica{}
-	addr, _ := rawServer(t, func(c net.Conn) {
+	addr, accepted := rawServer(t, func(c net.Conn) {
 		defer c.Close()
 		br := bufio.NewReader(c)
 		for {
@@ -53,6 +63,7 @@ func newDirectReplica(t *testing.T, answers map[string]string, hold chan struct{
 			}
 		}
 	})
+	dr.accepted = accepted
 	return addr, dr
 }
 
@@ -245,5 +256,196 @@ func TestDirectClientGoneOverH2(t *testing.T) {
 	case <-closed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the client reset its stream: the replica's connection is still open after 5s, want it closed")
+	}
+}
+
+// TestDirectRelayOverH2: the relay's edge cases over HTTP/2, where the
+// direct path turns a replica's HTTP/1.1 response into a stream: HEAD, 204
+// and 304 with no body (and the replica's connection reused after them),
+// a large body with a length and a chunked one (through flow control), a
+// close-delimited body, a request retried on another replica when the
+// first refuses the connection, and 504 when the replica sends no header
+// within the route's response header timeout.
+func TestDirectRelayOverH2(t *testing.T) {
+	large := strings.Repeat("0123456789abcdef", 64<<10) // 1 MiB
+	var chunked strings.Builder
+	for i := 0; i < len(large); i += 100 << 10 {
+		part := large[i:min(i+100<<10, len(large))]
+		fmt.Fprintf(&chunked, "%x\r\n%s\r\n", len(part), part)
+	}
+	chunked.WriteString("0\r\n\r\n")
+	addr, dr := newDirectReplica(t, map[string]string{
+		"/head":    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+		"/204":     "HTTP/1.1 204 No Content\r\n\r\n",
+		"/304":     "HTTP/1.1 304 Not Modified\r\nEtag: \"x\"\r\n\r\n",
+		"/large":   "HTTP/1.1 200 OK\r\nContent-Length: " + fmt.Sprint(len(large)) + "\r\n\r\n" + large,
+		"/chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked.String(),
+		"/close":   "HTTP/1.1 200 OK\r\n\r\nuntil the end<close>",
+		"/silent":  "<hold>",
+	}, make(chan struct{}))
+	r, p := poolRoute("web")
+	r.ResponseHeaderTimeout = 300 * time.Millisecond
+	ready(t, p, "a-dead", deadAddr(t)) // picked first: names sort
+	ready(t, p, "b-live", addr)
+	f := newTLSFront(t, newTestProxy(t, Options{Retries: 1}, []Route{r}), 0)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.roots}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+	}{
+		{"HEAD", "/head", 200, ""},
+		{"GET", "/204", 204, ""},
+		{"GET", "/304", 304, ""},
+		{"GET", "/large", 200, large},
+		{"GET", "/chunked", 200, large},
+		{"GET", "/close", 200, "until the end"},
+		{"GET", "/after", 200, "ok"},
+		{"GET", "/silent", 504, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, "https://"+f.addr+tc.path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.Proto != "HTTP/2.0" || resp.StatusCode != tc.status || tc.status == 200 && string(b) != tc.body {
+			t.Errorf("%s %s: got %s %d, %d bytes (%v); want HTTP/2.0 %d, %d bytes", tc.method, tc.path, resp.Proto, resp.StatusCode, len(b), err, tc.status, len(tc.body))
+		}
+		if tc.path == "/head" && resp.ContentLength != 5 {
+			t.Errorf("HEAD: got Content-Length %d, want the replica's 5", resp.ContentLength)
+		}
+	}
+	// Every request reached the live replica once, after the dead one
+	// refused the first, and over few connections: the bodyless answers
+	// left theirs reusable.
+	dr.mu.Lock()
+	n := len(dr.reqs)
+	dr.mu.Unlock()
+	if n != 8 {
+		t.Errorf("the live replica got %d requests, want 8", n)
+	}
+	// One connection up to /close, which ends it; one after.
+	if a := dr.accepted.Load(); a != 2 {
+		t.Errorf("the live replica accepted %d connections for 8 requests, want 2", a)
+	}
+}
+
+// FuzzDirectRequest checks the direct path's request head against
+// net/http's parser: for any request a server could hand Proxy (a token
+// method, an origin-form target, a valid Host and valid fields), the head
+// parses, with the same method, target and Host, every field passed on but
+// the hop-by-hop and forwarding ones, and dlb's X-Forwarded-For.
+func FuzzDirectRequest(f *testing.F) {
+	f.Add("GET", "/a/b?c=d", "example.com:8080", "Accept", "*/*", "X-Custom", "a, b")
+	f.Add("POST", "/", "x", "Connection", "X-Drop", "X-Drop", "1")
+	f.Add("DELETE", "/%2F?", "[::1]:80", "Te", "trailers, deflate", "User-Agent", "curl")
+	f.Add("PUT", "/x;y", "h", "X-Forwarded-For", "1.2.3.4", "Forwarded", "for=x")
+	f.Fuzz(func(t *testing.T, method, target, host, k1, v1, k2, v2 string) {
+		// What screen and the servers let through: a target with no space
+		// or control.
+		u, err := url.ParseRequestURI(target)
+		if !httpguts.ValidHeaderFieldName(method) || err != nil || !strings.HasPrefix(target, "/") || u.Opaque != "" || !plainQuery(u.RawQuery) ||
+			host == "" || !httpguts.ValidHostHeader(host) || strings.ContainsAny(host, " \t") {
+			return
+		}
+		h := http.Header{}
+		for _, kv := range [][2]string{{k1, v1}, {k2, v2}} {
+			if !httpguts.ValidHeaderFieldName(kv[0]) || !httpguts.ValidHeaderFieldValue(kv[1]) {
+				return
+			}
+			k := http.CanonicalHeaderKey(kv[0])
+			if k == "Host" {
+				return // Request.Host, never a field
+			}
+			h[k] = append(h[k], strings.TrimSpace(kv[1]))
+		}
+		r := &http.Request{Method: method, URL: u, Host: host, Header: h, RemoteAddr: "10.0.0.1:5"}
+		head := appendDirectRequest(nil, r, &Route{Path: "/"})
+		got, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+		if err != nil {
+			t.Fatalf("net/http cannot parse %q: %v", head, err)
+		}
+		if got.Method != method || got.RequestURI != u.RequestURI() || got.Host != host {
+			t.Fatalf("%q: got %s %s Host %q, want %s %s Host %q", head, got.Method, got.RequestURI, got.Host, method, u.RequestURI(), host)
+		}
+		conn := h["Connection"]
+		for k, vv := range h {
+			name := []byte(k)
+			if h1.HopByHop(name) || forwardingField(name) || k == "Content-Length" || conn != nil && listsToken(conn, k) {
+				continue
+			}
+			if k == "User-Agent" {
+				vv = vv[:1]
+			}
+			if fmt.Sprint(got.Header[k]) != fmt.Sprint(vv) {
+				t.Fatalf("%q: field %s: got %q, want %q", head, k, got.Header[k], vv)
+			}
+		}
+		if xff := got.Header["X-Forwarded-For"]; len(xff) != 1 || xff[0] != "10.0.0.1" {
+			t.Fatalf("%q: X-Forwarded-For %q, want [10.0.0.1]", head, xff)
+		}
+		if _, ok := got.Header["Connection"]; ok {
+			t.Fatalf("%q: a Connection field went to the replica", head)
+		}
+	})
+}
+
+// TestQueryWithSpaceOverH2C: net/http's h2c server lets a :path with a
+// space through; dlb answers 400 instead of writing it into a request line
+// to the replica, where "/?a HTTP/1.0" would end the target early.
+func TestQueryWithSpaceOverH2C(t *testing.T) {
+	addr, dr := newDirectReplica(t, nil, nil)
+	r, p := poolRoute("app")
+	ready(t, p, "app-1", addr)
+	px := newTestProxy(t, Options{}, []Route{r})
+	srv := &http.Server{Handler: px, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(nc, http2.ClientPreface)
+	fr := http2.NewFramer(nc, nc)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	he := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/?a HTTP/1.0"}} {
+		he.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no response to the stream: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			if status := f.PseudoValue("status"); status != "400" {
+				t.Fatalf("GET /?a HTTP/1.0 over h2c: got %s, want 400", status)
+			}
+			dr.mu.Lock()
+			defer dr.mu.Unlock()
+			if len(dr.reqs) != 0 {
+				t.Fatalf("the replica got %s %s", dr.reqs[0].Method, dr.reqs[0].RequestURI)
+			}
+			return
+		case *http2.RSTStreamFrame:
+			return // refused before it reached dlb: as good
+		}
 	}
 }

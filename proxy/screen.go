@@ -20,6 +20,15 @@ func (p *Proxy) screen(w http.ResponseWriter, r *http.Request) bool {
 		fmt.Fprintf(w, "dlb: path %q cannot be forwarded safely: it climbs above the root, or hides a '.' or '..' segment behind an encoded '/' or '\\\\', a ';' or an empty segment; send it normalised\n", truncate(escaped, 256))
 		return false
 	}
+	if !plainQuery(r.URL.RawQuery) {
+		// An HTTP/2 client's :path may carry a space (h2c: net/http lets it
+		// through); in the request line to the replica it would end the
+		// target early ("/?a HTTP/1.0").
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "dlb: the query %q has a space or a control character: percent-encode it\n", truncate(r.URL.RawQuery, 256))
+		return false
+	}
 	if norm != escaped {
 		dec, err := url.PathUnescape(norm)
 		if err != nil { // cannot happen: normalizePath checked every escape
@@ -33,6 +42,17 @@ func (p *Proxy) screen(w http.ResponseWriter, r *http.Request) bool {
 		// closes the connection after every chunked request, as RFC 9112
 		// section 6.1 requires after one that had both.
 		w.Header().Set("Connection", "close")
+	}
+	return true
+}
+
+// plainQuery reports whether a raw query can go into a request line as it
+// is: no space, tab or other control.
+func plainQuery(q string) bool {
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
 	}
 	return true
 }

@@ -352,6 +352,16 @@ func TestHostileClients(t *testing.T) {
 		rc.headers(1, true, "connection", "close")
 		rc.until("RST_STREAM PROTOCOL_ERROR", isRST(1, http2.ErrCodeProtocol))
 	})
+	// A :path that is no request-target (RFC 9110 section 7.1: no spaces
+	// or controls): a proxy would write it into an HTTP/1.1 request line,
+	// where "/? HTTP/1.0" ends the target early.
+	for _, path := range []string{"/? HTTP/1.0", "/a b", "/?a\tb", "/\x7f"} {
+		t.Run(fmt.Sprintf(":path %q", path), func(t *testing.T) {
+			rc := dialRaw(t, ts.addr)
+			rc.headers(1, true, ":path", path)
+			rc.until("RST_STREAM PROTOCOL_ERROR", isRST(1, http2.ErrCodeProtocol))
+		})
+	}
 	nettest.WaitFor(t, "the handlers of the closed connections to return", func() bool { return running.Load() == 0 })
 }
 

@@ -220,6 +220,8 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 	var err error
 	if connect {
 		u, path = &url.URL{Host: authority}, authority
+	} else if !requestTarget(path) {
+		return nil, http2.ErrCodeProtocol
 	} else if u, err = url.ParseRequestURI(path); err != nil {
 		return nil, http2.ErrCodeProtocol
 	}
@@ -248,6 +250,19 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 		}
 	}
 	return r.WithContext(st.ctx), 0
+}
+
+// requestTarget reports whether a :path can be an HTTP/1.1 request-target
+// (RFC 9110 section 7.1): no space, tab or other control. HPACK lets
+// spaces through, and a proxy writes the path into a request line, where
+// a space would end it early.
+func requestTarget(path string) bool {
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // canonical is the canonical form of a header field's name (lowercase on
