@@ -263,6 +263,11 @@ type conn struct {
 	recvWindow int64
 	unacked    int64
 
+	// Input: HPACK's decoder and the field block it fills (reader
+	// goroutine only).
+	hdec  *hpack.Decoder
+	block headerBlock
+
 	// Abuse accounting (reader goroutine only).
 	resetTokens float64
 	resetAt     time.Time
@@ -294,7 +299,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.fr = http2.NewFramer(nil, c.br)
 	c.fr.SetMaxReadFrameSize(readFrameSize)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.hdec = hpack.NewDecoder(4096, c.emit) // HEADERS are decoded by readHeaderBlock
 	c.fr.MaxHeaderListSize = s.maxHeaderBytes()
 	c.fr.SetReuseFrames()
 	c.henc = hpack.NewEncoder(&c.hbuf)
@@ -339,6 +344,15 @@ func (c *conn) serve(draining bool) {
 			}
 			sawSettings = true
 			c.nc.SetReadDeadline(time.Time{})
+		}
+		if hf, ok := f.(*http2.HeadersFrame); ok {
+			if f, err = c.readHeaderBlock(hf); err != nil {
+				if !c.readError(err) {
+					return
+				}
+				c.flushIfIdle()
+				continue
+			}
 		}
 		if code, ok := c.process(f); !ok {
 			c.fail(code)

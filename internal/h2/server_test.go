@@ -399,3 +399,56 @@ func TestIdleConnectionIsClosed(t *testing.T) {
 		t.Errorf("closed after %v, want about the idle timeout (200ms)", d)
 	}
 }
+
+// TestHeaderBlocks: what readHeaderBlock refuses in a request's field
+// block, stream by stream on one connection (a refused field leaves the
+// connection usable), and a header list past MaxHeaderBytes answered 431;
+// the next request on the connection is served.
+func TestHeaderBlocks(t *testing.T) {
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-A"))
+	}), func(s *Server) { s.MaxHeaderBytes = 4096 })
+	rc := dialRaw(t, ts.addr)
+	raw := func(id uint32, fields ...string) {
+		rc.hb.Reset()
+		for i := 0; i < len(fields); i += 2 {
+			rc.he.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+		}
+		rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: rc.hb.Bytes(), EndStream: true, EndHeaders: true})
+	}
+	base := []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/"}
+	for i, tc := range []struct {
+		name   string
+		fields []string
+	}{
+		{"an upper-case name", append(base[:8:8], "X-A", "1")},
+		{"a pseudo-header after a regular field", append([]string{":method", "GET", ":scheme", "http", "x-a", "1"}, ":path", "/")},
+		{"a repeated pseudo-header", append(base[:8:8], ":path", "/b")},
+		{"an unknown pseudo-header", append(base[:8:8], ":x", "1")},
+		{"a response's pseudo-header", append(base[:8:8], ":status", "200")},
+		{"a name that is no token", append(base[:8:8], "x a", "1")},
+	} {
+		id := uint32(2*i + 1)
+		raw(id, tc.fields...)
+		rc.until(tc.name+": RST_STREAM PROTOCOL_ERROR", isRST(id, http2.ErrCodeProtocol))
+	}
+	status := func(id uint32) string {
+		f := rc.until("HEADERS", func(f http2.Frame) bool {
+			h, ok := f.(*http2.MetaHeadersFrame)
+			return ok && h.StreamID == id
+		})
+		return f.(*http2.MetaHeadersFrame).PseudoValue("status")
+	}
+	big := base[:8:8]
+	for i := range 5 {
+		big = append(big, fmt.Sprintf("x-%d", i), strings.Repeat("a", 1000))
+	}
+	raw(101, big...)
+	if s := status(101); s != "431" {
+		t.Errorf("a header list of 5 KB past a 4 KB limit: got %s, want 431", s)
+	}
+	raw(103, append(base[:8:8], "x-a", "fine")...)
+	if s := status(103); s != "200" {
+		t.Errorf("the next request: got %s, want 200", s)
+	}
+}
