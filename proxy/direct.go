@@ -26,8 +26,10 @@ import (
 // (internal/h1) and its fields go straight into the client's header, with
 // no outbound http.Request, no http.Response, and no header maps copied and
 // cleaned between them. The tries, the failover and the answers to
-// failures are Proxy's (retry, errorHandler); what the replica gets and
-// what the client gets are what ReverseProxy would send.
+// failures are Proxy's (retry, errorHandler). What the replica gets, and
+// what the client gets of a well-formed response, are what ReverseProxy
+// would send; a response the fast engine refuses (obs-fold, a bare LF,
+// Content-Length with Transfer-Encoding) is refused here too (502).
 
 // direct reports whether forwardDirect carries r, whose attempt is a: a
 // request without a body (a.client nil) to a plain HTTP/1.1 replica, from a

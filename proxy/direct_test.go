@@ -37,13 +37,7 @@ func newDirectReplica(t *testing.T, answers map[string]string, hold chan struct{
 	t.Helper()
 	dr := &directReplica{}
 	addr, accepted := rawServer(t, func(c net.Conn) {
-		defer c.Close()
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
+		serveRequests(c, func(req *http.Request, _ *bufio.Reader) bool {
 			dr.mu.Lock()
 			dr.reqs = append(dr.reqs, req)
 			dr.mu.Unlock()
@@ -53,7 +47,7 @@ func newDirectReplica(t *testing.T, answers map[string]string, hold chan struct{
 			}
 			if a, ok := strings.CutSuffix(answer, "<close>"); ok {
 				io.WriteString(c, a)
-				return
+				return false
 			}
 			first, rest, held := strings.Cut(answer, "<hold>")
 			io.WriteString(c, first)
@@ -61,7 +55,8 @@ func newDirectReplica(t *testing.T, answers map[string]string, hold chan struct{
 				<-hold
 				io.WriteString(c, rest)
 			}
-		}
+			return true
+		})
 	})
 	dr.accepted = accepted
 	return addr, dr
