@@ -7,9 +7,10 @@
 // TLS record), and no goroutine hands frames to another.
 //
 // It imports nothing of dlb: it serves any http.Handler. Frames are read
-// with golang.org/x/net/http2's Framer (which checks their layout, joins
-// CONTINUATION frames and decodes HPACK); everything else (stream states,
-// flow control both ways, limits, GOAWAY) is here.
+// with golang.org/x/net/http2's Framer (which checks their layout and
+// order) and header blocks decoded with its HPACK decoder into a field list
+// the connection reuses (headers.go); everything else (stream states, flow
+// control both ways, limits, GOAWAY) is here.
 package h2
 
 import (
