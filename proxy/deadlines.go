@@ -122,27 +122,35 @@ func (p *Proxy) extendWrite(rc *http.ResponseController) {
 	}
 }
 
-// writeTimed is a response body that renews the client's write deadline
-// before each part of it is written to the client. It lives in the
-// attempt, so that it costs no allocation of its own.
-type writeTimed struct {
-	io.ReadCloser
-	p    *Proxy
-	rc   *http.ResponseController
-	last time.Time // when the deadline was last renewed
+// renewWrite gives the client WriteTimeout from now to take what is
+// written next, when an eighth of it has passed since the deadline last
+// moved (a.extended), not on every write: over HTTP/2 each renewal is a
+// message to the connection and a wake-up of its waiters, and a stream of
+// small messages would pay that for each; a response that comes at once
+// keeps the deadline ServeHTTP set. a.rc is nil without a write timeout.
+func (p *Proxy) renewWrite(a *attempt) {
+	if a.rc == nil {
+		return
+	}
+	if now := time.Now(); now.Sub(a.extended) >= p.opts.WriteTimeout/8 {
+		a.extended = now
+		a.rc.SetWriteDeadline(now.Add(p.opts.WriteTimeout))
+	}
 }
 
-// Read renews the deadline when an eighth of the timeout has passed since
-// it last did, not on every read: over HTTP/2 each renewal is a message to
-// the connection's goroutine and a timer, and a stream of small messages
-// would pay that for each.
+// writeTimed is a response body that renews the client's write deadline
+// (renewWrite) before each part of it is written to the client. It lives
+// in the attempt, so that it costs no allocation of its own.
+type writeTimed struct {
+	io.ReadCloser
+	p *Proxy
+	a *attempt
+}
+
 func (b *writeTimed) Read(buf []byte) (int, error) {
 	n, err := b.ReadCloser.Read(buf)
 	if n > 0 {
-		if now := time.Now(); now.Sub(b.last) >= b.p.opts.WriteTimeout/8 {
-			b.last = now
-			b.rc.SetWriteDeadline(now.Add(b.p.opts.WriteTimeout))
-		}
+		b.p.renewWrite(b.a)
 	}
 	return n, err
 }
@@ -158,9 +166,10 @@ func (p *Proxy) timeWrites(resp *http.Response, a *attempt) {
 		a.rc.SetWriteDeadline(time.Time{})
 		return
 	}
-	p.extendWrite(a.rc)
+	a.extended = time.Now()
+	a.rc.SetWriteDeadline(a.extended.Add(p.opts.WriteTimeout))
 	if resp.Body != nil && resp.Body != http.NoBody {
-		a.writes = writeTimed{ReadCloser: resp.Body, p: p, rc: a.rc, last: time.Now()}
+		a.writes = writeTimed{ReadCloser: resp.Body, p: p, a: a}
 		resp.Body = &a.writes
 	}
 }

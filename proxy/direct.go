@@ -3,14 +3,12 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -110,20 +108,15 @@ func (p *Proxy) tryDirect(w http.ResponseWriter, r *http.Request, a *attempt, hc
 		return fail(err)
 	}
 	d := p.responseHeaderTimeout(a.route)
-	if d > 0 && !(a.route.ResponseHeaderTimeout <= 0 && longLived(r)) {
-		hc.headWithin(time.Now(), d)
-	} else {
+	if a.route.ResponseHeaderTimeout <= 0 && longLived(r) {
 		d = 0
-		hc.noReadDeadline()
 	}
+	sent := time.Now() // the timeout runs from the request's end, as the std transport's
 	rs := directResponses.Get().(*directResponse)
 	defer directResponses.Put(rs)
 	for {
-		b, err := readResponseHead(hc, &rs.Response)
+		b, err := readHeadWithin(hc, &rs.Response, d, sent)
 		if err != nil {
-			if d > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-				err = fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
-			}
 			return fail(err)
 		}
 		if rs.Status == http.StatusSwitchingProtocols {
@@ -263,7 +256,8 @@ func (rs *directResponse) streaming(h http.Header) bool {
 }
 
 // copyDirect copies body to w, flushing w after each part when flush is
-// set, and renewing the client's write deadline now and then (renewWrite). A read error other than io.EOF, or a body shorter than its
+// set, and renewing the client's write deadline now and then
+// (renewWrite). A read error other than io.EOF, or a body shorter than its
 // Content-Length, is returned, and so is a failed write, as a writeError.
 func (p *Proxy) copyDirect(w http.ResponseWriter, a *attempt, body io.Reader, flush bool) error {
 	buf := bufferPool{}.Get()
@@ -297,20 +291,6 @@ func (p *Proxy) copyDirect(w http.ResponseWriter, a *attempt, body io.Reader, fl
 		if lr != nil && lr.N == 0 {
 			return nil
 		}
-	}
-}
-
-// renewWrite gives the client WriteTimeout from now to take what is
-// written next, when an eighth of it has passed since the deadline last
-// moved (as writeTimed does): a response that comes at once keeps the
-// deadline ServeHTTP set, with no call to the client's connection.
-func (p *Proxy) renewWrite(a *attempt) {
-	if a.rc == nil {
-		return
-	}
-	if now := time.Now(); now.Sub(a.extended) >= p.opts.WriteTimeout/8 {
-		a.extended = now
-		a.rc.SetWriteDeadline(now.Add(p.opts.WriteTimeout))
 	}
 }
 

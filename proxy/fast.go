@@ -933,15 +933,21 @@ func (fc *fastConn) exchange(route *Route, now time.Time, ft *h1Transport, lt *l
 // response header timeout (as timedRoundTrip bounds the std path's): a
 // replica that sends none in time fails with errResponseHeaderTimeout.
 func (fc *fastConn) readResponseHead(hc *h1Conn, route *Route, now time.Time) ([]byte, error) {
-	d := fc.fs.p.responseHeaderTimeout(route)
+	return readHeadWithin(hc, &fc.resp, fc.fs.p.responseHeaderTimeout(route), now)
+}
+
+// readHeadWithin is readResponseHead within d of now (no limit when d is
+// not positive): a replica that sends no head in time fails with
+// errResponseHeaderTimeout. The deadline stays when the head is in: the
+// relay clears it before a read of the body (which takes as long as it
+// takes).
+func readHeadWithin(hc *h1Conn, rs *h1.Response, d time.Duration, now time.Time) ([]byte, error) {
 	if d <= 0 {
 		hc.noReadDeadline()
-		return readResponseHead(hc, &fc.resp)
+		return readResponseHead(hc, rs)
 	}
-	// The deadline stays when the head is in: relay clears it before a read
-	// of the body (which takes as long as it takes).
 	hc.headWithin(now, d)
-	b, err := readResponseHead(hc, &fc.resp)
+	b, err := readResponseHead(hc, rs)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		err = fmt.Errorf("%w (%s)", errResponseHeaderTimeout, d)
 	}

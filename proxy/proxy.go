@@ -149,7 +149,7 @@ type attempt struct {
 	// Against slow and hostile clients (fault.go, deadlines.go).
 	client   *clientBody              // the client's body as read; nil when it has none
 	rc       *http.ResponseController // the client's connection, for write deadlines; nil without
-	extended time.Time                // when the direct path last moved rc's write deadline
+	extended time.Time                // when rc's write deadline last moved (renewWrite)
 	writes   writeTimed               // the response body, when rc is set
 	// endHeaderTimer ends the context of the response header timer of the
 	// try that got a response; nil if none.
