@@ -5,7 +5,8 @@
 # make bench is the suite of record.
 #
 #   bash bench/ab.sh [ROUNDS] [SECONDS] [CONNS]     (defaults 4 5 64)
-#   AB_PPROF=1 also takes a CPU profile of the fast path (test-artifacts/ab/ID/fast.pprof).
+#   AB_PPROF=1 also takes a CPU profile of the fast path (test-artifacts/ab/ID/fast.pprof),
+#   of AB_PPROF_SECS seconds (default 6).
 #   AB_IOMODELS="goroutine epoll nbio gnet" adds issue #13's I/O-model prototypes
 #   (bench/iomodel: dlb's parser, router and pool behind each I/O model) as
 #   targets io-goroutine, io-epoll....
@@ -66,6 +67,7 @@ if [[ $TLS == 1 ]]; then
 		-keyout "$WORK/key.pem" -out "$WORK/cert.pem" >"$WORK/openssl.log" 2>&1
 fi
 docker network create --label "dlb-ab=$ID" "$ID" >/dev/null
+BRIDGE=br-$(docker network inspect -f '{{.Id}}' "$ID" | cut -c1-12) # the backends' side of every proxy's traffic
 IPS=() CIDS=()
 for i in 1 2 3; do
 	CIDS+=("$(docker run -d --name "$ID-$i" --network "$ID" --label "dlb-ab=$ID" --label dlb.enable=true \
@@ -136,6 +138,7 @@ run_load() {
 }
 tree() { echo "$1"; for c in $(ps -o pid= --ppid "$1"); do tree "$c"; done; }
 ticks() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[11] + f[12])); done; echo $s; }
+faults() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[7])); done; echo $s; } # minor page faults
 uticks() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[11])); done; echo $s; }
 ctxsw() {
 	local s=0 p v
@@ -159,17 +162,26 @@ backend_ns() {
 	done
 	echo "$s"
 }
+# packets: TCP segments the proxy sent to the backends and they sent back (the
+# bridge's counters; 0 0 where it cannot be read). A proxy that sends an ACK of
+# its own per response pays a packet's trip through the stack for it.
+packets() { local d=/sys/class/net/$BRIDGE/statistics; echo "$(cat $d/tx_packets 2>/dev/null || echo 0) $(cat $d/rx_packets 2>/dev/null || echo 0)"; }
 HZ=$(getconf CLK_TCK)
-printf 'round\ttarget\treq/s\tp99_ms\tcpu_us_per_req\tctxsw_per_req\tuser_us_per_req\tbackends_us_per_req\n' | tee "$WORK/runs.tsv"
+printf 'round\ttarget\treq/s\tp99_ms\tcpu_us_per_req\tctxsw_per_req\tuser_us_per_req\tbackends_us_per_req\tpkts_to_backends_per_req\tpkts_from_backends_per_req\tfaults_per_req\n' | tee "$WORK/runs.tsv"
 NT=${#TARGETS[@]}
 for r in $(seq "$ROUNDS"); do
 	for k in $(seq 0 $((NT - 1))); do
 		t=${TARGETS[$(((k + r - 1) % NT))]}
 		t0=$(ticks "${PID[$t]}") c0=$(ctxsw "${PID[$t]}") u0=$(uticks "${PID[$t]}") b0=$(backend_ns)
+		read -r tx0 rx0 < <(packets)
+		f0=$(faults "${PID[$t]}")
 		read -r n rps p99 < <(run_load "$SECS" "$SCHEME://127.0.0.1:${PORT[$t]}/")
 		t1=$(ticks "${PID[$t]}") c1=$(ctxsw "${PID[$t]}") u1=$(uticks "${PID[$t]}") b1=$(backend_ns)
+		read -r tx1 rx1 < <(packets)
+		f1=$(faults "${PID[$t]}")
 		awk -v r="$r" -v t="$t" -v rps="$rps" -v p99="$p99" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v du=$((u1 - u0)) -v db=$((b1 - b0)) -v n="$n" -v hz="$HZ" \
-			'BEGIN { printf "%d\t%s\t%s\t%s\t%.1f\t%.2f\t%.1f\t%.1f\n", r, t, rps, p99, dt * 1e6 / hz / n, dc / n, du * 1e6 / hz / n, db / 1e3 / n }' | tee -a "$WORK/runs.tsv"
+			-v dtx=$((tx1 - tx0)) -v drx=$((rx1 - rx0)) -v df=$((f1 - f0)) \
+			'BEGIN { printf "%d\t%s\t%s\t%s\t%.1f\t%.2f\t%.1f\t%.1f\t%.2f\t%.2f\t%.3f\n", r, t, rps, p99, dt * 1e6 / hz / n, dc / n, du * 1e6 / hz / n, db / 1e3 / n, dtx / n, drx / n, df / n }' | tee -a "$WORK/runs.tsv"
 	done
 done
 echo "medians:"
@@ -189,10 +201,10 @@ done | tee "$WORK/ratios.txt"
 if [[ ${AB_PPROF:-0} == 1 ]]; then
 	for t in "${TARGETS[@]}"; do
 		case $t in fast) bin=bin/dlb ;; base) bin=$AB_BASE ;; io-*) bin=bin/iomodel ;; *) continue ;; esac
-		run_load 8 "$SCHEME://127.0.0.1:${PORT[$t]}/" >/dev/null &
+		run_load $((${AB_PPROF_SECS:-6} + 2)) "$SCHEME://127.0.0.1:${PORT[$t]}/" >/dev/null &
 		admin=$((PORT[$t] + 1))
 		if [[ $TLS == 1 ]]; then admin=$((PORT[$t] - 1)); fi
-		curl -s -o "$WORK/$t.pprof" "http://127.0.0.1:$admin/debug/pprof/profile?seconds=6"
+		curl -s -o "$WORK/$t.pprof" "http://127.0.0.1:$admin/debug/pprof/profile?seconds=${AB_PPROF_SECS:-6}"
 		wait "$!"
 		go tool pprof -top -cum -nodecount=60 "$bin" "$WORK/$t.pprof" >"$WORK/$t-pprof.txt" 2>&1 || true
 	done

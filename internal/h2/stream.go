@@ -97,9 +97,9 @@ func (b requestBody) Read(p []byte) (int, error) {
 	if st.needContinue {
 		st.needContinue = false
 		if !st.sentHeaders && !st.reset {
-			c.hbuf.b = c.hbuf.b[:0]
-			c.encode(":status", "100")
-			c.out = appendHeaderBlock(c.out, st.id, c.hbuf.b, false, int(c.peerFrame))
+			c.henc.reset()
+			c.henc.status(http.StatusContinue)
+			c.out = appendHeaderBlock(c.out, st.id, c.henc.b, false, int(c.peerFrame))
 		}
 	}
 	for len(st.body) == 0 {
@@ -274,32 +274,29 @@ func canonical(name string) string {
 	return textproto.CanonicalMIMEHeaderKey(name)
 }
 
-// lower is a header field's name as HTTP/2 writes it.
-func lower(k string) string {
-	if l, ok := commonLower[k]; ok {
-		return l
-	}
-	return strings.ToLower(k)
+// commonFields are the canonical names of common fields, requests' and
+// responses'.
+var commonFields = []string{
+	"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Age",
+	"Access-Control-Allow-Origin", "Allow", "Authorization", "Cache-Control", "Content-Disposition",
+	"Content-Encoding", "Content-Language", "Content-Length", "Content-Location", "Content-Range",
+	"Content-Type", "Cookie", "Date", "Etag", "Expect", "Expires", "Forwarded", "From", "Host",
+	"If-Match", "If-Modified-Since", "If-None-Match", "If-Range", "If-Unmodified-Since",
+	"Last-Modified", "Link", "Location", "Max-Forwards", "Origin", "Priority", "Proxy-Authenticate",
+	"Proxy-Authorization", "Range", "Referer", "Refresh", "Retry-After", "Server", "Set-Cookie",
+	"Strict-Transport-Security", "Te", "Trailer", "User-Agent", "Vary", "Via", "Www-Authenticate",
+	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id", "X-Real-Ip",
+	"Grpc-Status", "Grpc-Message", "Grpc-Encoding", "Grpc-Accept-Encoding", "Grpc-Timeout",
+	"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User", "Sec-Ch-Ua",
+	"Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform", "Upgrade-Insecure-Requests",
 }
 
-var commonCanonical, commonLower = func() (map[string]string, map[string]string) {
-	cc, cl := map[string]string{}, map[string]string{}
-	for _, k := range []string{
-		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Age",
-		"Access-Control-Allow-Origin", "Allow", "Authorization", "Cache-Control", "Content-Disposition",
-		"Content-Encoding", "Content-Language", "Content-Length", "Content-Location", "Content-Range",
-		"Content-Type", "Cookie", "Date", "Etag", "Expect", "Expires", "Forwarded", "From", "Host",
-		"If-Match", "If-Modified-Since", "If-None-Match", "If-Range", "If-Unmodified-Since",
-		"Last-Modified", "Link", "Location", "Max-Forwards", "Origin", "Priority", "Proxy-Authenticate",
-		"Proxy-Authorization", "Range", "Referer", "Refresh", "Retry-After", "Server", "Set-Cookie",
-		"Strict-Transport-Security", "Te", "Trailer", "User-Agent", "Vary", "Via", "Www-Authenticate",
-		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id", "X-Real-Ip",
-		"Grpc-Status", "Grpc-Message", "Grpc-Encoding", "Grpc-Accept-Encoding", "Grpc-Timeout",
-		"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User", "Sec-Ch-Ua",
-		"Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform", "Upgrade-Insecure-Requests",
-	} {
-		l := strings.ToLower(k)
-		cc[l], cl[k] = k, l
+// commonCanonical maps the lower-case name of each of commonFields, as
+// HTTP/2 sends it, to its canonical one.
+var commonCanonical = func() map[string]string {
+	m := make(map[string]string, len(commonFields))
+	for _, k := range commonFields {
+		m[strings.ToLower(k)] = k
 	}
-	return cc, cl
+	return m
 }()

@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // responseWriter is a stream's http.ResponseWriter. The handler's
@@ -361,10 +360,10 @@ func (c *conn) waitSend(st *stream, data bool) error {
 // either h or the snapshot fields, with a Content-Length of cl (-1: none
 // added) and a Date when they have none. Called with c.mu held.
 func (c *conn) writeHeaders(st *stream, status int, h http.Header, fields []field, cl int64, end bool) {
-	c.hbuf.b = c.hbuf.b[:0]
+	c.henc.reset()
 	hasDate := false
 	if status != 0 {
-		c.encode(":status", statusText(status))
+		c.henc.status(status)
 	}
 	put := func(k string, vv []string) {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
@@ -376,13 +375,13 @@ func (c *conn) writeHeaders(st *stream, status int, h http.Header, fields []fiel
 		case "Date":
 			hasDate = true
 		}
-		lk := lower(k)
-		if !httpguts.ValidHeaderFieldName(lk) {
+		name, ok := c.henc.name(k)
+		if !ok {
 			return
 		}
 		for _, v := range vv {
 			if httpguts.ValidHeaderFieldValue(v) {
-				c.encode(lk, v)
+				c.henc.field(name, v)
 			}
 		}
 	}
@@ -394,31 +393,13 @@ func (c *conn) writeHeaders(st *stream, status int, h http.Header, fields []fiel
 	}
 	if status >= 200 {
 		if cl >= 0 {
-			c.encode("content-length", strconv.FormatInt(cl, 10))
+			c.henc.fieldOf("Content-Length", strconv.FormatInt(cl, 10))
 		}
 		if !hasDate {
-			c.encode("date", httpDate())
+			c.henc.fieldOf("Date", httpDate())
 		}
 	}
-	c.out = appendHeaderBlock(c.out, st.id, c.hbuf.b, end, int(c.peerFrame))
-}
-
-func (c *conn) encode(k, v string) {
-	c.henc.WriteField(hpack.HeaderField{Name: k, Value: v})
-}
-
-func statusText(code int) string {
-	switch code {
-	case 200:
-		return "200"
-	case 204:
-		return "204"
-	case 304:
-		return "304"
-	case 404:
-		return "404"
-	}
-	return strconv.Itoa(code)
+	c.out = appendHeaderBlock(c.out, st.id, c.henc.b, end, int(c.peerFrame))
 }
 
 // httpDate is the Date header's value now, formatted once a second.
