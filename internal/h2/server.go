@@ -9,7 +9,8 @@
 // It imports nothing of dlb: it serves any http.Handler. Frames are read
 // with golang.org/x/net/http2's Framer (which checks their layout and
 // order) and header blocks decoded with its HPACK decoder into a field list
-// the connection reuses (headers.go); everything else (stream states, flow
+// the connection reuses (headers.go); the blocks it sends are encoded here,
+// with no dynamic table (hpack.go); everything else (stream states, flow
 // control both ways, limits, GOAWAY) is here.
 package h2
 
