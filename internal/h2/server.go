@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -60,16 +61,14 @@ type Server struct {
 
 	// Handlers run on workers that take the next stream when done: a new
 	// goroutine per stream would grow its stack anew every time (the
-	// proxy's call chain is deep). idle are the workers waiting, the one
-	// that waited least last: its stack is the likeliest still grown.
-	workersMu sync.Mutex
-	idle      []*worker
-	stopped   bool // Drain or Close: workers exit once done
+	// proxy's call chain is deep). work hands a stream to an idle worker;
+	// quit (closed by Drain) sends the idle ones away.
+	workersOnce sync.Once
+	work        chan handlerJob
+	quit        chan struct{}
+	idleWorkers atomic.Int32
+	stopped     bool // quit is closed (under mu)
 }
-
-// worker is a goroutine that answers streams one after another; jobs gets
-// it its next one (a zero one: exit).
-type worker struct{ jobs chan handlerJob }
 
 // handlerJob is a stream for a worker to answer.
 type handlerJob struct {
@@ -86,46 +85,43 @@ type handlerJob struct {
 // stacks costs). An idle worker holds a few KiB.
 const maxIdleWorkers = 1024
 
+func (s *Server) initWorkers() {
+	s.workersOnce.Do(func() { s.work, s.quit = make(chan handlerJob), make(chan struct{}) })
+}
+
 // stopWorkers sends the idle workers away, and those busy once they are
-// done.
+// done. Called with s.mu held.
 func (s *Server) stopWorkers() {
-	s.workersMu.Lock()
-	defer s.workersMu.Unlock()
-	s.stopped = true
-	for _, w := range s.idle {
-		w.jobs <- handlerJob{}
+	s.initWorkers()
+	if !s.stopped {
+		s.stopped = true
+		close(s.quit)
 	}
-	s.idle = nil
 }
 
-// startHandler gives j to an idle worker, or to a new one. A worker waits
-// on a channel of its own: a plain receive, cheaper to wake than a select
-// on a shared one (which was 3% of dlb's CPU under h2load).
+// startHandler gives j to an idle worker, or to a new one.
 func (s *Server) startHandler(j handlerJob) {
-	s.workersMu.Lock()
-	if n := len(s.idle); n > 0 {
-		w := s.idle[n-1]
-		s.idle = s.idle[:n-1]
-		s.workersMu.Unlock()
-		w.jobs <- j // buffered: the worker may not be receiving yet
-		return
+	select {
+	case s.work <- j:
+	default:
+		go s.worker(j)
 	}
-	s.workersMu.Unlock()
-	go s.work(j)
 }
 
-func (s *Server) work(j handlerJob) {
-	w := &worker{jobs: make(chan handlerJob, 1)}
-	for j.c != nil {
+func (s *Server) worker(j handlerJob) {
+	for {
 		j.c.runHandler(j.st, j.req, j.tooLarge)
-		s.workersMu.Lock()
-		if s.stopped || len(s.idle) >= maxIdleWorkers {
-			s.workersMu.Unlock()
+		if s.idleWorkers.Add(1) > maxIdleWorkers {
+			s.idleWorkers.Add(-1)
 			return
 		}
-		s.idle = append(s.idle, w)
-		s.workersMu.Unlock()
-		j = <-w.jobs
+		select {
+		case j = <-s.work:
+			s.idleWorkers.Add(-1)
+		case <-s.quit:
+			s.idleWorkers.Add(-1)
+			return
+		}
 	}
 }
 
@@ -186,6 +182,7 @@ func (s *Server) logf(format string, args ...any) {
 // is the parent of every request's context. A *tls.Conn (or a connection
 // with a ConnectionState method) gives its state to the requests' TLS.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
+	s.initWorkers()
 	c := newConn(s, ctx, nc)
 	s.mu.Lock()
 	if s.conns == nil {
