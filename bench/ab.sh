@@ -123,15 +123,19 @@ for t in "${TARGETS[@]}"; do
 done
 
 # run_load SECONDS URL: one bounded load, wrk or (AB_H2=1) h2load; prints
-# "REQUESTS REQ/S P99_MS".
+# "REQUESTS REQ/S P99_MS" and leaves the load generator's CPU seconds in
+# $WORK/client.cpu (it shares the machine: what it spends on a target's
+# responses, the target cannot).
 run_load() {
 	local out
 	if [[ $H2 == 1 ]]; then
-		out=$(timeout -k 5 $(($1 + 30)) h2load -t2 -c"$CONNS" -m10 -D"$1" "$2")
+		out=$(/usr/bin/time -f '%U %S' -o "$WORK/client.time" timeout -k 5 $(($1 + 30)) h2load -t2 -c"$CONNS" -m10 -D"$1" "$2")
+		awk '{print $1 + $2}' "$WORK/client.time" >"$WORK/client.cpu"
 		awk '/^finished in/ {gsub(/,/, ""); rps = $4} /^requests:/ {gsub(/,/, ""); n = $8} END {print n, rps, 0}' <<<"$out"
 		return
 	fi
-	out=$(wrk -t2 -c"$CONNS" -d"$1s" --latency "$2")
+	out=$(/usr/bin/time -f '%U %S' -o "$WORK/client.time" wrk -t2 -c"$CONNS" -d"$1s" --latency "$2")
+	awk '{print $1 + $2}' "$WORK/client.time" >"$WORK/client.cpu"
 	awk '/requests in/ {n = $1} /Requests\/sec/ {rps = $2}
 		$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) sub(/ms/,"",v); else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; p99 = v}
 		END {print n, rps, p99}' <<<"$out"
@@ -167,7 +171,7 @@ backend_ns() {
 # its own per response pays a packet's trip through the stack for it.
 packets() { local d=/sys/class/net/$BRIDGE/statistics; echo "$(cat $d/tx_packets 2>/dev/null || echo 0) $(cat $d/rx_packets 2>/dev/null || echo 0)"; }
 HZ=$(getconf CLK_TCK)
-printf 'round\ttarget\treq/s\tp99_ms\tcpu_us_per_req\tctxsw_per_req\tuser_us_per_req\tbackends_us_per_req\tpkts_to_backends_per_req\tpkts_from_backends_per_req\tfaults_per_req\n' | tee "$WORK/runs.tsv"
+printf 'round\ttarget\treq/s\tp99_ms\tcpu_us_per_req\tctxsw_per_req\tuser_us_per_req\tbackends_us_per_req\tpkts_to_backends_per_req\tpkts_from_backends_per_req\tfaults_per_req\tclient_us_per_req\n' | tee "$WORK/runs.tsv"
 NT=${#TARGETS[@]}
 for r in $(seq "$ROUNDS"); do
 	for k in $(seq 0 $((NT - 1))); do
@@ -178,10 +182,10 @@ for r in $(seq "$ROUNDS"); do
 		read -r n rps p99 < <(run_load "$SECS" "$SCHEME://127.0.0.1:${PORT[$t]}/")
 		t1=$(ticks "${PID[$t]}") c1=$(ctxsw "${PID[$t]}") u1=$(uticks "${PID[$t]}") b1=$(backend_ns)
 		read -r tx1 rx1 < <(packets)
-		f1=$(faults "${PID[$t]}")
+		f1=$(faults "${PID[$t]}") cl=$(<"$WORK/client.cpu")
 		awk -v r="$r" -v t="$t" -v rps="$rps" -v p99="$p99" -v dt=$((t1 - t0)) -v dc=$((c1 - c0)) -v du=$((u1 - u0)) -v db=$((b1 - b0)) -v n="$n" -v hz="$HZ" \
-			-v dtx=$((tx1 - tx0)) -v drx=$((rx1 - rx0)) -v df=$((f1 - f0)) \
-			'BEGIN { printf "%d\t%s\t%s\t%s\t%.1f\t%.2f\t%.1f\t%.1f\t%.2f\t%.2f\t%.3f\n", r, t, rps, p99, dt * 1e6 / hz / n, dc / n, du * 1e6 / hz / n, db / 1e3 / n, dtx / n, drx / n, df / n }' | tee -a "$WORK/runs.tsv"
+			-v dtx=$((tx1 - tx0)) -v drx=$((rx1 - rx0)) -v df=$((f1 - f0)) -v cl="$cl" \
+			'BEGIN { printf "%d\t%s\t%s\t%s\t%.1f\t%.2f\t%.1f\t%.1f\t%.2f\t%.2f\t%.3f\t%.1f\n", r, t, rps, p99, dt * 1e6 / hz / n, dc / n, du * 1e6 / hz / n, db / 1e3 / n, dtx / n, drx / n, df / n, cl * 1e6 / n }' | tee -a "$WORK/runs.tsv"
 	done
 done
 echo "medians:"
