@@ -9,32 +9,70 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// fieldEncoder writes the header blocks dlb sends (HPACK, RFC 7541) with
-// no dynamic table: like nginx's HTTP/2 module, it never refers to an
-// entry a block added. A status the static table holds is one byte, any
-// other field a literal without indexing (section 6.2.2), its name indexed
-// when the static table has it. So a
-// field costs one lookup in a fixed map and a copy, where x/net's Encoder
-// hashes each name and each name-value pair to search a per-connection
-// table, for every field of every response (2.8% of dlb's CPU under
-// h2load). What a response loses is the dynamic table's compression of
-// fields that repeat: tens of bytes a response.
+// fieldEncoder writes the header blocks a connection sends (HPACK, RFC
+// 7541). It keeps a dynamic table as the client's decoder does (section
+// 2.3), so a field that repeats on a connection (a replica's content type,
+// its custom fields, the date within a second) costs one or two bytes, but
+// it looks for a field among the 16 entries added last only, by comparing
+// strings: x/net's Encoder hashes every name and every name-value pair into
+// maps to search all of it, for every field of every response (2.8% of
+// dlb's CPU under h2load). A name is found in a fixed map: the static table
+// and other common names, pre-encoded.
 //
-// The first block of a connection starts with a dynamic table size update
-// to 0 (section 6.3), so the client's decoder expects no entry from dlb
-// and no later update, whatever SETTINGS_HEADER_TABLE_SIZE it sends.
+// Content-Length (rarely the same twice) is not added to the table, nor is
+// Set-Cookie, sent never-indexed (section 7.1.3: a secret is not to be
+// compressed with what an attacker may inject).
 type fieldEncoder struct {
 	b       []byte
-	scratch []byte // a name being encoded
-	started bool   // the size update went out
+	scratch []byte // a new name, encoded
+
+	// The dynamic table, oldest first: what the client's decoder holds,
+	// as this encoder filled it and as the client's decoder evicts from it
+	// (section 4.4).
+	table []tableEntry
+	size  uint32 // of the table's entries (section 4.1)
+	max   uint32 // the table's maximum size, as last signalled
+	// update: a dynamic table size update to max starts the next block
+	// (the client lowered SETTINGS_HEADER_TABLE_SIZE).
+	update bool
 }
+
+type tableEntry struct {
+	key, value string // key as an http.Header has it
+}
+
+const (
+	searchDepth  = 16   // entries looked at for a field, newest first
+	defaultTable = 4096 // SETTINGS_HEADER_TABLE_SIZE's initial value (RFC 9113 section 6.5.2)
+)
+
+func newFieldEncoder() fieldEncoder { return fieldEncoder{max: defaultTable} }
+
+// setLimit takes the client's SETTINGS_HEADER_TABLE_SIZE: the table's
+// size may not pass it. dlb never grows the table past the default.
+func (e *fieldEncoder) setLimit(v uint32) {
+	if v < e.max {
+		e.max, e.update = v, true
+		e.evict()
+	}
+}
+
+func (e *fieldEncoder) evict() {
+	for e.size > e.max {
+		e.size -= entrySize(e.table[0].key, e.table[0].value)
+		e.table = e.table[1:]
+	}
+}
+
+// entrySize is an entry's size (section 4.1); a name is as long lower-cased.
+func entrySize(k, v string) uint32 { return uint32(len(k) + len(v) + 32) }
 
 // reset starts a new block.
 func (e *fieldEncoder) reset() {
 	e.b = e.b[:0]
-	if !e.started {
-		e.started = true
-		e.b = append(e.b, 0x20) // 001 00000: dynamic table size update, 0
+	if e.update {
+		e.update = false
+		e.b = appendInt(e.b, 0x20, 5, uint64(e.max)) // dynamic table size update (section 6.3)
 	}
 }
 
@@ -57,25 +95,34 @@ func (e *fieldEncoder) status(code int) {
 	case 500:
 		i = 14
 	default:
-		e.b = appendString(append(e.b, 0x08), strconv.Itoa(code)) // :status's name is index 8
+		e.b = appendString(append(e.b, 0x08), strconv.Itoa(code)) // without indexing, :status's name (8)
 		return
 	}
 	e.b = append(e.b, 0x80|i) // indexed field (section 6.1)
 }
 
-// name encodes an http.Header key, in any case, as the name part of a
-// literal without indexing; false when it is no token (RFC 9110 section
-// 5.6.2). The result is good until the next call.
-func (e *fieldEncoder) name(k string) ([]byte, bool) {
-	if enc, ok := knownNames[k]; ok {
-		return enc, true
+// fieldName is a name as a field's representation refers to it: its index
+// in the static table, or else its literal (a string literal, section
+// 5.2, lower-cased).
+type fieldName struct {
+	key     string
+	static  byte
+	literal []byte
+}
+
+// name looks up an http.Header key, in any case; false when it is no token
+// (RFC 9110 section 5.6.2). A new name's literal is good until the next
+// call.
+func (e *fieldEncoder) name(k string) (fieldName, bool) {
+	if n, ok := knownNames[k]; ok {
+		return n, true
 	}
 	if !httpguts.ValidHeaderFieldName(k) {
-		return nil, false
+		return fieldName{}, false
 	}
-	// A new name, lower-cased as HTTP/2 requires (RFC 9113 section 8.2.1)
-	// and not Huffman-coded: it is short.
-	e.scratch = appendInt(append(e.scratch[:0], 0x00), 0x00, 7, uint64(len(k)))
+	// Lower-cased as HTTP/2 requires (RFC 9113 section 8.2.1) and not
+	// Huffman-coded: a name is short.
+	e.scratch = appendInt(e.scratch[:0], 0x00, 7, uint64(len(k)))
 	for i := 0; i < len(k); i++ {
 		c := k[i]
 		if 'A' <= c && c <= 'Z' {
@@ -83,12 +130,39 @@ func (e *fieldEncoder) name(k string) ([]byte, bool) {
 		}
 		e.scratch = append(e.scratch, c)
 	}
-	return e.scratch, true
+	return fieldName{key: k, literal: e.scratch}, true
 }
 
-// field appends a field, its name encoded by name.
-func (e *fieldEncoder) field(name []byte, value string) {
-	e.b = appendString(append(e.b, name...), value)
+// field appends a field: indexed if one of the table's last entries is the
+// same, else a literal that (size permitting) the table takes.
+func (e *fieldEncoder) field(n fieldName, value string) {
+	for i, j := len(e.table)-1, 0; i >= 0 && j < searchDepth; i, j = i-1, j+1 {
+		if en := &e.table[i]; en.value == value && en.key == n.key {
+			e.b = appendInt(e.b, 0x80, 7, uint64(62+len(e.table)-1-i)) // dynamic entries follow the 61 static ones
+			return
+		}
+	}
+	size := entrySize(n.key, value)
+	switch {
+	case n.key == "Set-Cookie" || n.key == "set-cookie":
+		e.literal(0x10, 4, n, value) // never indexed
+	case n.key == "Content-Length" || size > e.max/4:
+		e.literal(0x00, 4, n, value) // without indexing: a large one would evict the rest
+	default:
+		e.literal(0x40, 6, n, value) // with incremental indexing (section 6.2.1)
+		e.table = append(e.table, tableEntry{n.key, value})
+		e.size += size
+		e.evict()
+	}
+}
+
+func (e *fieldEncoder) literal(first byte, prefix uint, n fieldName, value string) {
+	if n.static != 0 {
+		e.b = appendInt(e.b, first, prefix, uint64(n.static))
+	} else {
+		e.b = append(append(e.b, first), n.literal...)
+	}
+	e.b = appendString(e.b, value)
 }
 
 // fieldOf appends a field of a name known to be valid.
@@ -122,10 +196,10 @@ func appendInt(b []byte, first byte, n uint, v uint64) []byte {
 	return append(b, byte(v))
 }
 
-// knownNames holds the encoded name part of each name of the static table
-// (RFC 7541 appendix A; indexed) and of other common response fields
-// (Huffman-coded literals), by its http.Header key.
-var knownNames = func() map[string][]byte {
+// knownNames holds, by http.Header key (canonical and lower-case), each
+// name of the static table (RFC 7541 appendix A) with its index, and other
+// common names with their Huffman-coded literals.
+var knownNames = func() map[string]fieldName {
 	static := []string{ // index 15 on; the pseudo-header fields before them are no response's but :status
 		"accept-charset", "accept-encoding", "accept-language", "accept-ranges", "accept",
 		"access-control-allow-origin", "age", "allow", "authorization", "cache-control",
@@ -137,14 +211,18 @@ var knownNames = func() map[string][]byte {
 		"server", "set-cookie", "strict-transport-security", "transfer-encoding", "user-agent",
 		"vary", "via", "www-authenticate",
 	}
-	m := map[string][]byte{}
+	m := map[string]fieldName{}
 	for i, n := range static {
-		m[textproto.CanonicalMIMEHeaderKey(n)] = appendInt(nil, 0x00, 4, uint64(15+i))
+		k := textproto.CanonicalMIMEHeaderKey(n)
+		m[k] = fieldName{key: k, static: byte(15 + i)}
 	}
 	for _, k := range commonFields {
 		if _, ok := m[k]; !ok {
-			m[k] = appendString([]byte{0x00}, strings.ToLower(k))
+			m[k] = fieldName{key: k, literal: appendString(nil, strings.ToLower(k))}
 		}
+	}
+	for k, n := range m {
+		m[strings.ToLower(k)] = n // the same entry: a field's key decides what the table holds
 	}
 	return m
 }()

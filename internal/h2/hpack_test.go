@@ -14,76 +14,103 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// decodeBlocks decodes blocks in order with one x/net decoder, as a client
-// does, allowed a dynamic table of tableSize.
-func decodeBlocks(t testing.TB, tableSize uint32, blocks ...[]byte) [][]hpack.HeaderField {
+// step is one header block of a connection: before it, when limit >= 0,
+// the client sets SETTINGS_HEADER_TABLE_SIZE to it.
+type step struct {
+	limit  int
+	status int      // 0: none (trailers)
+	fields []string // name, value, ...: names as http.Header keys
+}
+
+// session encodes steps as one connection's blocks with one encoder and
+// decodes them with one x/net decoder, as the client does; it returns the
+// decoded fields and the blocks.
+func session(t testing.TB, steps []step) ([][]hpack.HeaderField, [][]byte) {
 	t.Helper()
-	d := hpack.NewDecoder(4096, nil)
-	d.SetAllowedMaxDynamicTableSize(tableSize)
+	e := newFieldEncoder()
+	d := hpack.NewDecoder(defaultTable, nil)
 	var got [][]hpack.HeaderField
-	for i, b := range blocks {
-		fields, err := d.DecodeFull(b)
+	var blocks [][]byte
+	for i, s := range steps {
+		if s.limit >= 0 {
+			e.setLimit(uint32(s.limit))
+			d.SetAllowedMaxDynamicTableSize(uint32(s.limit))
+		}
+		e.reset()
+		if s.status != 0 {
+			e.status(s.status)
+		}
+		for j := 0; j < len(s.fields); j += 2 {
+			n, ok := e.name(s.fields[j])
+			if !ok {
+				t.Fatalf("block %d: name(%q) = false, want true", i, s.fields[j])
+			}
+			e.field(n, s.fields[j+1])
+		}
+		fields, err := d.DecodeFull(e.b)
 		if err != nil {
-			t.Fatalf("block %d (% x): %v", i, b, err)
+			t.Fatalf("block %d (% x): %v", i, e.b, err)
 		}
 		got = append(got, fields)
+		blocks = append(blocks, append([]byte(nil), e.b...))
 	}
-	return got
+	return got, blocks
+}
+
+// wantFields is what a client decodes of s.
+func wantFields(s step) []hpack.HeaderField {
+	var want []hpack.HeaderField
+	if s.status != 0 {
+		want = append(want, hpack.HeaderField{Name: ":status", Value: strconv.Itoa(s.status)})
+	}
+	for j := 0; j < len(s.fields); j += 2 {
+		want = append(want, hpack.HeaderField{Name: strings.ToLower(s.fields[j]), Value: s.fields[j+1]})
+	}
+	return want
 }
 
 func TestFieldEncoder(t *testing.T) {
-	long := strings.Repeat("v", 300) // lengths past a prefix's first byte
-	blocks := []struct {
-		name   string
-		status int
-		fields []string
+	long := strings.Repeat("v", 300) // lengths past a prefix's first byte, an entry too big to index
+	cases := []struct {
+		name string
+		step
 	}{
-		{"static status, static names", 200, []string{"Content-Type", "text/plain; charset=utf-8", "Content-Length", "12", "Date", "Sun, 06 Dec 2026 01:02:03 GMT"}},
-		{"the same again", 200, []string{"Content-Type", "text/plain; charset=utf-8"}},
-		{"status not in the table, a new name", 418, []string{"X-Replica", "app-1"}},
-		{"1xx", 100, nil},
-		{"a static status, a static name", 304, []string{"Etag", `"abc"`}},
-		{"long name and value", 404, []string{"X-" + long, long}},
-		{"what Huffman does not shorten", 500, []string{"x-binary", "{}|~^`\\<>"}},
-		{"empty value, set-cookie twice, a common name", 204, []string{"Set-Cookie", "a=1", "Set-Cookie", "b=2", "x-empty", "", "X-Forwarded-For", "10.0.0.1"}},
-		{"names in any case", 200, []string{"x-lower", "1", "X-MiXeD-case", "2", "content-type", "x/y"}},
-		{"trailers: no status", 0, []string{"Grpc-Status", "0", "Www-Authenticate", "Basic"}},
+		{"static status, static names", step{-1, 200, []string{"Content-Type", "text/plain; charset=utf-8", "Content-Length", "12", "Date", "Sun, 06 Dec 2026 01:02:03 GMT"}}},
+		{"the same again", step{-1, 200, []string{"Content-Type", "text/plain; charset=utf-8", "Content-Length", "12", "Date", "Sun, 06 Dec 2026 01:02:03 GMT"}}},
+		{"status not in the table, a new name", step{-1, 418, []string{"X-Replica", "app-1"}}},
+		{"1xx", step{-1, 100, nil}},
+		{"a static status, a static name", step{-1, 304, []string{"Etag", `"abc"`}}},
+		{"long name and value", step{-1, 404, []string{"X-" + long, long}}},
+		{"what Huffman does not shorten", step{-1, 500, []string{"x-binary", "{}|~^`\\<>"}}},
+		{"empty value, set-cookie twice, a common name", step{-1, 204, []string{"Set-Cookie", "a=1", "Set-Cookie", "b=2", "x-empty", "", "X-Forwarded-For", "10.0.0.1"}}},
+		{"names in any case", step{-1, 200, []string{"x-lower", "1", "X-MiXeD-case", "2", "content-type", "text/plain; charset=utf-8", "X-Replica", "app-1"}}},
+		{"the client shrinks the table", step{100, 200, []string{"X-Replica", "app-1", "Content-Type", "text/plain; charset=utf-8"}}},
+		{"and grows it again: dlb keeps it small", step{4096, 200, []string{"X-Replica", "app-1"}}},
+		{"and to nothing", step{0, 200, []string{"X-Replica", "app-1"}}},
+		{"trailers: no status", step{-1, 0, []string{"Grpc-Status", "0", "Www-Authenticate", "Basic"}}},
 	}
-	for _, tableSize := range []uint32{4096, 0} { // 0: a client that set SETTINGS_HEADER_TABLE_SIZE 0
-		var e fieldEncoder
-		var raw [][]byte
-		for _, b := range blocks {
-			e.reset()
-			if b.status != 0 {
-				e.status(b.status)
-			}
-			for i := 0; i < len(b.fields); i += 2 {
-				n, ok := e.name(b.fields[i])
-				if !ok {
-					t.Fatalf("%s: name(%q) = false, want true", b.name, b.fields[i])
-				}
-				e.field(n, b.fields[i+1])
-			}
-			raw = append(raw, append([]byte(nil), e.b...))
+	var steps []step
+	for _, c := range cases {
+		steps = append(steps, c.step)
+	}
+	got, blocks := session(t, steps)
+	for i, c := range cases {
+		if want := wantFields(c.step); !equalFields(got[i], want) {
+			t.Errorf("%s: decoded %v, want %v", c.name, got[i], want)
 		}
-		got := decodeBlocks(t, tableSize, raw...)
-		for i, b := range blocks {
-			var want []hpack.HeaderField
-			if b.status != 0 {
-				want = append(want, hpack.HeaderField{Name: ":status", Value: strconv.Itoa(b.status)})
-			}
-			for j := 0; j < len(b.fields); j += 2 {
-				want = append(want, hpack.HeaderField{Name: strings.ToLower(b.fields[j]), Value: b.fields[j+1]})
-			}
-			if !equalFields(got[i], want) {
-				t.Errorf("table %d, %s: decoded %v, want %v", tableSize, b.name, got[i], want)
-			}
+	}
+	if len(blocks[0]) < 40 || len(blocks[1]) > 8 {
+		t.Errorf("the same response twice took %d then %d bytes, want the second to be its table's indices (at most 8)", len(blocks[0]), len(blocks[1]))
+	}
+	for _, f := range got[7] {
+		if f.Name == "set-cookie" && !f.Sensitive {
+			t.Errorf("%v went out indexable, want never indexed", f)
 		}
 	}
 }
 
 func TestFieldEncoderRefusesBadNames(t *testing.T) {
-	var e fieldEncoder
+	e := newFieldEncoder()
 	for _, k := range []string{"", "Bad Name", "Colon:", "Nul\x00", "Caf\xc3\xa9", ":status"} {
 		if _, ok := e.name(k); ok {
 			t.Errorf("name(%q) = true, want false: no token", k)
@@ -103,38 +130,33 @@ func equalFields(a, b []hpack.HeaderField) bool {
 	return true
 }
 
-// FuzzFieldEncoder encodes any field as a response's and decodes it with
-// x/net's decoder: it must come back as it went in.
+// FuzzFieldEncoder encodes any fields as a connection's responses, with
+// the client's table limit changing between them, and decodes them with
+// x/net's decoder: they must come back as they went in.
 func FuzzFieldEncoder(f *testing.F) {
-	f.Add(200, "content-type", "text/html", "x-forwarded-for", "10.0.0.1")
-	f.Add(999, strings.Repeat("n", 200), strings.Repeat("\xff", 200), "", "")
-	f.Fuzz(func(t *testing.T, status int, n1, v1, n2, v2 string) {
+	f.Add(200, "content-type", "text/html", "x-forwarded-for", "10.0.0.1", uint16(4096))
+	f.Add(999, strings.Repeat("n", 200), strings.Repeat("\xff", 200), "", "", uint16(0))
+	f.Add(418, "X-A", "1", "x-a", "1", uint16(40))
+	f.Fuzz(func(t *testing.T, status int, n1, v1, n2, v2 string, limit uint16) {
 		if status < 100 || status > 999 {
 			status = 200
 		}
-		var e fieldEncoder
-		var want []hpack.HeaderField
-		var blocks [][]byte
-		for range 2 { // a second block: no size update again
-			e.reset()
-			e.status(status)
-			want = append(want[:0], hpack.HeaderField{Name: ":status", Value: strconv.Itoa(status)})
-			for _, kv := range [][2]string{{n1, v1}, {n2, v2}} {
-				n, ok := e.name(kv[0])
-				if !ok {
-					if httpguts.ValidHeaderFieldName(kv[0]) {
-						t.Fatalf("name(%q) = false, want true", kv[0])
-					}
-					continue
+		var fields []string
+		e := newFieldEncoder()
+		for _, kv := range [][2]string{{n1, v1}, {n2, v2}} {
+			if _, ok := e.name(kv[0]); !ok {
+				if httpguts.ValidHeaderFieldName(kv[0]) {
+					t.Fatalf("name(%q) = false, want true", kv[0])
 				}
-				e.field(n, kv[1])
-				want = append(want, hpack.HeaderField{Name: strings.ToLower(kv[0]), Value: kv[1]})
+				continue
 			}
-			blocks = append(blocks, append([]byte(nil), e.b...))
+			fields = append(fields, kv[0], kv[1])
 		}
-		for i, got := range decodeBlocks(t, 0, blocks...) {
-			if !equalFields(got, want) {
-				t.Fatalf("block %d: decoded %v, want %v", i, got, want)
+		steps := []step{{-1, status, fields}, {-1, status, fields}, {int(limit), status, fields}, {-1, status, fields}}
+		got, _ := session(t, steps)
+		for i, s := range steps {
+			if want := wantFields(s); !equalFields(got[i], want) {
+				t.Fatalf("block %d: decoded %v, want %v", i, got[i], want)
 			}
 		}
 	})

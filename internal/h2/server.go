@@ -9,8 +9,8 @@
 // It imports nothing of dlb: it serves any http.Handler. Frames are read
 // with golang.org/x/net/http2's Framer (which checks their layout and
 // order) and header blocks decoded with its HPACK decoder into a field list
-// the connection reuses (headers.go); the blocks it sends are encoded here,
-// with no dynamic table (hpack.go); everything else (stream states, flow
+// the connection reuses (headers.go); the blocks it sends are encoded by
+// its own encoder (hpack.go); everything else (stream states, flow
 // control both ways, limits, GOAWAY) is here.
 package h2
 
@@ -283,7 +283,8 @@ type conn struct {
 func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), streams: map[uint32]*stream{},
 		sendWindow: defaultWindow, peerWindow: defaultWindow, peerFrame: 16 << 10,
-		recvWindow: connWindow, resetTokens: resetBurst, resetAt: time.Now(), idleSince: time.Now()}
+		recvWindow: connWindow, resetTokens: resetBurst, resetAt: time.Now(), idleSince: time.Now(),
+		henc: newFieldEncoder()}
 	c.cond.L = &c.mu
 	// Not a cancellable context of its own: each stream's is cancelled
 	// when the connection ends (abortAll), and a child of a cancellable
@@ -631,7 +632,9 @@ func (c *conn) onSettings(f *http2.SettingsFrame) (http2.ErrCode, bool) {
 			c.cond.Broadcast()
 		case http2.SettingMaxFrameSize:
 			c.peerFrame = s.Val
-		} // SETTINGS_HEADER_TABLE_SIZE bounds a dynamic table fieldEncoder does not use
+		case http2.SettingHeaderTableSize:
+			c.henc.setLimit(s.Val)
+		}
 		return nil
 	})
 	if err != nil {
