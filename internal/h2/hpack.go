@@ -137,7 +137,7 @@ func (e *fieldEncoder) name(k string) (fieldName, bool) {
 // same, else a literal that (size permitting) the table takes.
 func (e *fieldEncoder) field(n fieldName, value string) {
 	for i, j := len(e.table)-1, 0; i >= 0 && j < searchDepth; i, j = i-1, j+1 {
-		if en := &e.table[i]; en.value == value && en.key == n.key {
+		if en := &e.table[i]; en.key == n.key && en.value == value { // keys of known names share their pointers
 			e.b = appendInt(e.b, 0x80, 7, uint64(62+len(e.table)-1-i)) // dynamic entries follow the 61 static ones
 			return
 		}
