@@ -27,8 +27,10 @@
 #
 # Per round and target: req/s, p99, CPU µs per request (utime+stime of the
 # process tree), context switches per request (voluntary + involuntary,
-# all threads) and the backend containers' CPU µs per request (their
-# cgroups); medians at the end. Then one strace -c -f run per target
+# all threads), the backend containers' CPU µs per request (their
+# cgroups), packets to and from the backends per request (the bridge's
+# counters), minor page faults per request and the load generator's CPU µs
+# per request; medians at the end. Then one strace -c -f run per target
 # (syscalls per request; strace slows the run, the counts per request hold).
 # Needs Docker, Go, wrk, nginx, strace. Traffic goes to 127.0.0.1 and to the
 # containers it starts only; everything it starts is removed on exit.

@@ -2,7 +2,6 @@ package h2
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -163,40 +162,25 @@ func FuzzFieldEncoder(f *testing.F) {
 }
 
 // TestClientWithoutDynamicTable serves responses to nghttp2's h2load with
-// a decoder table of 0 (SETTINGS_HEADER_TABLE_SIZE 0): nghttp2 fails a
-// response that uses a table the client did not allow, or that lacks the
-// size update it expects.
+// its decoder's table at the default and at 0 (SETTINGS_HEADER_TABLE_SIZE
+// 0): nghttp2 fails a response that refers to an entry it does not hold,
+// or that lacks the size update it expects after a smaller setting.
 func TestClientWithoutDynamicTable(t *testing.T) {
 	if _, err := exec.LookPath("h2load"); err != nil {
 		t.Skip("h2load is not installed (apt-get install nghttp2-client)")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Path", r.URL.Path)
 		w.Header().Add("Set-Cookie", "a=1")
 		w.Header().Add("Set-Cookie", "b=2")
 		w.WriteHeader(http.StatusTeapot)
 		w.Write([]byte("hello\n"))
-	})}
-	defer s.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.ServeConn(context.Background(), c)
-		}
-	}()
+	}))
 	for _, size := range []string{"0", "4096"} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		out, err := exec.CommandContext(ctx, "h2load", "--header-table-size="+size, "-n", "200", "-c", "2", "-m", "10",
-			"http://"+ln.Addr().String()+"/x").CombinedOutput()
+			"http://"+ts.addr+"/x").CombinedOutput()
 		cancel()
 		// h2load counts a 418 as done (and failed), a response it cannot
 		// decode as errored.
