@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -451,4 +452,57 @@ func TestHeaderBlocks(t *testing.T) {
 	if s := status(103); s != "200" {
 		t.Errorf("the next request: got %s, want 200", s)
 	}
+}
+
+// TestWorkersAreReusedAndLeave: streams answered one after another reuse
+// their workers; once the server is closed, its idle workers exit, and a
+// busy one once it is done.
+func TestWorkersAreReusedAndLeave(t *testing.T) {
+	started, release := make(chan struct{}, 2), make(chan struct{}, 2)
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			started <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	workers := func() int {
+		buf := make([]byte, 1<<20)
+		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "h2.(*Server).worker(")
+	}
+	before := workers()
+	c := client()
+	get := func(path string) error {
+		res, err := c.Get("http://" + ts.addr + path)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, res.Body)
+		return res.Body.Close()
+	}
+	for i := range 20 {
+		if err := get("/"); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	// One, or two when a request came before its predecessor's worker was
+	// back waiting (it answers before it gets there).
+	if n := workers() - before; n < 1 || n > 2 {
+		t.Errorf("20 requests in turn left %d workers, want 1 or 2, reused", n)
+	}
+	// Two streams at once: two workers; one is done (idle), one busy
+	// when the server closes.
+	held := make(chan error, 2)
+	for range 2 {
+		go func() { held <- get("/hold") }()
+	}
+	<-started
+	<-started
+	release <- struct{}{}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	ts.Close()
+	release <- struct{}{}
+	nettest.WaitFor(t, "the workers to exit after Close", func() bool { return workers() == before })
 }
