@@ -19,9 +19,7 @@ import (
 // dlb's CPU under h2load). A name is found in a fixed map: the static table
 // and other common names, pre-encoded.
 //
-// Content-Length (rarely the same twice) is not added to the table, nor is
-// Set-Cookie, sent never-indexed (section 7.1.3: a secret is not to be
-// compressed with what an attacker may inject).
+// Content-Length and Set-Cookie are not added to the table (representation).
 type fieldEncoder struct {
 	b       []byte
 	scratch []byte // a new name, encoded
@@ -103,11 +101,34 @@ func (e *fieldEncoder) status(code int) {
 
 // fieldName is a name as a field's representation refers to it: its index
 // in the static table, or else its literal (a string literal, section
-// 5.2, lower-cased).
+// 5.2, lower-cased), and how its fields are represented when the table does
+// not hold them.
 type fieldName struct {
 	key     string
 	static  byte
 	literal []byte
+	first   byte // the representation's pattern (section 6.2): literalIndexed, literalPlain or literalNever
+}
+
+// The literal representations (RFC 7541 section 6.2).
+const (
+	literalIndexed = 0x40 // with incremental indexing: the table takes the field
+	literalPlain   = 0x00 // without indexing
+	literalNever   = 0x10 // never indexed
+)
+
+// representation is how the fields of name k (any case) go out when the
+// table does not hold them: Set-Cookie never indexed (section 7.1.3: a
+// secret is not to be compressed with what an attacker may inject), and
+// Content-Length (rarely the same twice) not indexed.
+func representation(k string) byte {
+	switch {
+	case strings.EqualFold(k, "Set-Cookie"):
+		return literalNever
+	case strings.EqualFold(k, "Content-Length"):
+		return literalPlain
+	}
+	return literalIndexed
 }
 
 // name looks up an http.Header key, in any case; false when it is no token
@@ -130,7 +151,7 @@ func (e *fieldEncoder) name(k string) (fieldName, bool) {
 		}
 		e.scratch = append(e.scratch, c)
 	}
-	return fieldName{key: k, literal: e.scratch}, true
+	return fieldName{key: k, literal: e.scratch, first: representation(k)}, true
 }
 
 // field appends a field: indexed if one of the table's last entries is the
@@ -144,12 +165,12 @@ func (e *fieldEncoder) field(n fieldName, value string) {
 	}
 	size := entrySize(n.key, value)
 	switch {
-	case n.key == "Set-Cookie" || n.key == "set-cookie":
-		e.literal(0x10, 4, n, value) // never indexed
-	case n.key == "Content-Length" || size > e.max/4:
-		e.literal(0x00, 4, n, value) // without indexing: a large one would evict the rest
+	case n.first != literalIndexed:
+		e.literal(n.first, 4, n, value)
+	case size > e.max/4:
+		e.literal(literalPlain, 4, n, value) // a large one would evict the rest
 	default:
-		e.literal(0x40, 6, n, value) // with incremental indexing (section 6.2.1)
+		e.literal(literalIndexed, 6, n, value) // section 6.2.1
 		e.table = append(e.table, tableEntry{n.key, value})
 		e.size += size
 		e.evict()
@@ -214,11 +235,11 @@ var knownNames = func() map[string]fieldName {
 	m := map[string]fieldName{}
 	for i, n := range static {
 		k := textproto.CanonicalMIMEHeaderKey(n)
-		m[k] = fieldName{key: k, static: byte(15 + i)}
+		m[k] = fieldName{key: k, static: byte(15 + i), first: representation(k)}
 	}
 	for _, k := range commonFields {
 		if _, ok := m[k]; !ok {
-			m[k] = fieldName{key: k, literal: appendString(nil, strings.ToLower(k))}
+			m[k] = fieldName{key: k, literal: appendString(nil, strings.ToLower(k)), first: representation(k)}
 		}
 	}
 	for k, n := range m {
