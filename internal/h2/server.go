@@ -298,7 +298,6 @@ func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	c.fr = http2.NewFramer(nil, c.br)
 	c.fr.SetMaxReadFrameSize(readFrameSize)
 	c.hdec = hpack.NewDecoder(4096, c.emit) // HEADERS are decoded by readHeaderBlock
-	c.fr.MaxHeaderListSize = s.maxHeaderBytes()
 	c.fr.SetReuseFrames()
 	return c
 }

@@ -470,6 +470,9 @@ func TestWorkersAreReusedAndLeave(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "h2.(*Server).worker(")
 	}
+	// The workers are counted over the process: those of the servers
+	// earlier tests closed leave first.
+	nettest.WaitFor(t, "the workers of earlier tests to exit", func() bool { return workers() == 0 })
 	before := workers()
 	c := client()
 	get := func(path string) error {
