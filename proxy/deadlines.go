@@ -113,13 +113,17 @@ func (ht *headerTimer) fire() {
 }
 
 // extendWrite gives the client WriteTimeout, from now, to take what is
-// written next. dlb sets it before each part of a response, so a client that
+// written next, and returns that now (zero when rc is nil, without a write
+// timeout). dlb sets it before each part of a response, so a client that
 // stops reading is cut off within the timeout (and the replica's connection
-// with it), however long a stream runs. rc is nil without a write timeout.
-func (p *Proxy) extendWrite(rc *http.ResponseController) {
-	if rc != nil {
-		rc.SetWriteDeadline(time.Now().Add(p.opts.WriteTimeout))
+// with it), however long a stream runs.
+func (p *Proxy) extendWrite(rc *http.ResponseController) time.Time {
+	if rc == nil {
+		return time.Time{}
 	}
+	now := time.Now()
+	rc.SetWriteDeadline(now.Add(p.opts.WriteTimeout))
+	return now
 }
 
 // renewWrite gives the client WriteTimeout from now to take what is
@@ -166,8 +170,7 @@ func (p *Proxy) timeWrites(resp *http.Response, a *attempt) {
 		a.rc.SetWriteDeadline(time.Time{})
 		return
 	}
-	a.extended = time.Now()
-	a.rc.SetWriteDeadline(a.extended.Add(p.opts.WriteTimeout))
+	a.extended = p.extendWrite(a.rc)
 	if resp.Body != nil && resp.Body != http.NoBody {
 		a.writes = writeTimed{ReadCloser: resp.Body, p: p, a: a}
 		resp.Body = &a.writes

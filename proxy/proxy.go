@@ -162,8 +162,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var extended time.Time
 	if p.opts.WriteTimeout > 0 {
 		rc = http.NewResponseController(w)
-		extended = time.Now()
-		rc.SetWriteDeadline(extended.Add(p.opts.WriteTimeout)) // for an answer of dlb's own; renewed when the replica's comes
+		extended = p.extendWrite(rc) // for an answer of dlb's own; renewed when the replica's comes
 	}
 	if ob := p.observe(w, r); ob != nil {
 		defer ob.done()
