@@ -143,9 +143,20 @@ run_load() {
 		END {print n, rps, p99}' <<<"$out"
 }
 tree() { echo "$1"; for c in $(ps -o pid= --ppid "$1"); do tree "$c"; done; }
-ticks() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[11] + f[12])); done; echo $s; }
-faults() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[7])); done; echo $s; } # minor page faults
-uticks() { local s=0 p f; for p in $(tree "$1"); do f=($(sed 's/.*) //' "/proc/$p/stat")); s=$((s + f[11])); done; echo $s; }
+# procstat PID INDEX...: the sum over PID's process tree of those fields of
+# /proc/PID/stat, counted from the one after the command's name (7: minor
+# faults, 11: utime, 12: stime, in ticks).
+procstat() {
+	local s=0 p f i
+	for p in $(tree "$1"); do
+		f=($(sed 's/.*) //' "/proc/$p/stat"))
+		for i in "${@:2}"; do s=$((s + f[i])); done
+	done
+	echo $s
+}
+ticks() { procstat "$1" 11 12; }
+faults() { procstat "$1" 7; } # minor page faults
+uticks() { procstat "$1" 11; }
 ctxsw() {
 	local s=0 p v
 	for p in $(tree "$1"); do
