@@ -509,3 +509,39 @@ func TestWorkersAreReusedAndLeave(t *testing.T) {
 	release <- struct{}{}
 	nettest.WaitFor(t, "the workers to exit after Close", func() bool { return workers() == before })
 }
+
+// TestEachStreamStartsWithAnEmptyHeader: the header maps of answered
+// streams serve the next ones, emptied: nothing a handler set reaches
+// another stream's response.
+func TestEachStreamStartsWithAnEmptyHeader(t *testing.T) {
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := len(w.Header()); n != 0 {
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprintf(w, "the header came with %d fields: %v", n, w.Header())
+			return
+		}
+		w.Header().Set("X-Path", r.URL.Path)
+		w.Header()["X-Only-"+r.URL.Path[1:]] = []string{"1"}
+	}))
+	c := client()
+	for i := range 50 {
+		path := fmt.Sprintf("/%d", i)
+		res, err := c.Get("http://" + ts.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, res.StatusCode, body)
+		}
+		if got := res.Header.Get("X-Path"); got != path {
+			t.Errorf("request %d: X-Path %q, want %q", i, got, path)
+		}
+		for k := range res.Header {
+			if strings.HasPrefix(k, "X-Only-") && k != "X-Only-"+path[1:] {
+				t.Errorf("request %d got %s, another stream's field", i, k)
+			}
+		}
+	}
+}
