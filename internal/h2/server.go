@@ -179,7 +179,8 @@ func (s *Server) logf(format string, args ...any) {
 
 // ServeConn serves nc until the client or the server ends the connection,
 // and closes it; it returns once every handler of the connection has. ctx
-// is the parent of every request's context. A *tls.Conn (or a connection
+// gives every request's context its values (its cancellation is not
+// watched: Close and Drain end the streams). A *tls.Conn (or a connection
 // with a ConnectionState method) gives its state to the requests' TLS.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	s.initWorkers()
@@ -286,9 +287,8 @@ func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 		recvWindow: connWindow, resetTokens: resetBurst, resetAt: time.Now(), idleSince: time.Now(),
 		henc: newFieldEncoder()}
 	c.cond.L = &c.mu
-	// Not a cancellable context of its own: each stream's is cancelled
-	// when the connection ends (abortAll), and a child of a cancellable
-	// parent costs a registration with it per stream.
+	// The streams' contexts take its values; they are done when their
+	// streams are (context.go), not when it is.
 	c.ctx = ctx
 	if cs, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := cs.ConnectionState()
@@ -815,12 +815,10 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 		return 0, true
 	}
 	st := &stream{c: c, id: id, sendWindow: c.peerWindow, recvWindow: streamWindow, declared: -1}
-	st.ctx, st.cancel = context.WithCancelCause(c.ctx)
 	req, code := c.newRequest(st, f)
 	if req == nil {
 		c.out = appendRST(c.out, id, code)
 		c.mu.Unlock()
-		st.cancel(nil)
 		return 0, true
 	}
 	c.streams[id] = st
@@ -913,7 +911,7 @@ func (c *conn) handlerDone(st *stream) {
 		st.body = nil
 	}
 	delete(c.streams, st.id)
-	st.cancel(nil)
+	st.cancel()
 	if len(c.streams) == 0 {
 		c.idleSince = time.Now()
 		if c.goneAway {

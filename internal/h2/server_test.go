@@ -46,7 +46,7 @@ func startServer(t *testing.T, h http.Handler, configure ...func(*Server)) *test
 			if err != nil {
 				return
 			}
-			ts.serving.Go(func() { ts.ServeConn(context.Background(), c) })
+			ts.serving.Go(func() { ts.ServeConn(context.WithValue(context.Background(), connValue{}, c.RemoteAddr().String()), c) })
 		}
 	}()
 	t.Cleanup(func() {
@@ -62,6 +62,10 @@ func startServer(t *testing.T, h http.Handler, configure ...func(*Server)) *test
 	})
 	return ts
 }
+
+// connValue is a value of the context startServer serves each connection
+// with: the client's address.
+type connValue struct{}
 
 // client is Go's HTTP/2 client with prior knowledge.
 func client() *http.Client {
@@ -544,4 +548,86 @@ func TestEachStreamStartsWithAnEmptyHeader(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRequestContext: a request's context has its connection's values; it
+// is done, and the contexts derived from it with it, when the client resets
+// the stream, and when the handler returns; a stopped AfterFunc does not
+// run.
+func TestRequestContext(t *testing.T) {
+	type seen struct {
+		value     any
+		errBefore error
+		errAfter  error
+	}
+	started, results := make(chan struct{}, 1), make(chan seen, 1)
+	kept := make(chan context.Context, 1)
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if r.URL.Path == "/keep" {
+			kept <- ctx
+			return
+		}
+		s := seen{value: ctx.Value(connValue{}), errBefore: ctx.Err()}
+		child, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ran, wrong := make(chan struct{}), make(chan struct{})
+		context.AfterFunc(ctx, func() { close(ran) })
+		// As the context package calls it for a context derived from
+		// the request's, whose cancel stops it.
+		stop := ctx.(interface{ AfterFunc(func()) func() bool }).AfterFunc(func() { close(wrong) })
+		if !stop() {
+			t.Error("stop of an AfterFunc that had not run: false")
+		}
+		started <- struct{}{}
+		select {
+		case <-child.Done():
+		case <-time.After(10 * time.Second):
+			t.Error("a context derived from the request's not done 10s after the client's reset")
+		}
+		select {
+		case <-ran:
+		case <-time.After(10 * time.Second):
+			t.Error("AfterFunc's function not run 10s after the client's reset")
+		}
+		// Started with the one above, had it not been stopped.
+		select {
+		case <-wrong:
+			t.Error("a stopped AfterFunc ran")
+		case <-time.After(100 * time.Millisecond):
+		}
+		s.errAfter = ctx.Err()
+		results <- s
+	}))
+	rc := dialRaw(t, ts.addr)
+	rc.headers(1, true)
+	<-started
+	rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	s := <-results
+	if want := rc.nc.LocalAddr().String(); s.value != want {
+		t.Errorf("the connection's value: %v, want %q", s.value, want)
+	}
+	if s.errBefore != nil || s.errAfter != context.Canceled {
+		t.Errorf("Err before the reset %v, after %v; want nil, then context.Canceled", s.errBefore, s.errAfter)
+	}
+
+	res, err := client().Get("http://" + ts.addr + "/keep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	ctx := <-kept
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the context of a request answered is not done 10s later")
+	}
+	if ctx.Err() != context.Canceled {
+		t.Errorf("Err of a request answered: %v", ctx.Err())
+	}
+	stopped := make(chan struct{})
+	if context.AfterFunc(ctx, func() { close(stopped) })() {
+		t.Error("stop of an AfterFunc registered after the end: true")
+	}
+	<-stopped
 }

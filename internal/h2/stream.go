@@ -1,7 +1,6 @@
 package h2
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -10,18 +9,25 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 )
 
-// stream is one request and its response. Fields are under c.mu.
+// stream is one request and its response. Fields are under c.mu, but
+// for the context's (context.go).
 type stream struct {
-	c      *conn
-	id     uint32
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	c  *conn
+	id uint32
+
+	// Its request's context (context.go).
+	ctxMu   sync.Mutex
+	ctxDone atomic.Bool
+	doneCh  chan struct{} // made by the first Done
+	afters  []*func()     // AfterFunc's, to run when done
 
 	sendWindow int64 // what the client lets the response send
 	recvWindow int64 // what the client may still send of the body
@@ -57,7 +63,7 @@ func (st *stream) abort(err error) {
 	}
 	st.reset = true
 	st.aborted = true
-	st.cancel(err)
+	st.cancel()
 	if f := st.onAbort; f != nil {
 		st.onAbort = nil
 		f()
@@ -249,7 +255,7 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 			st.trailer = r.Trailer
 		}
 	}
-	return r.WithContext(st.ctx), 0
+	return r.WithContext(st), 0
 }
 
 // requestTarget reports whether a :path can be an HTTP/1.1 request-target
