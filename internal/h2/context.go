@@ -2,22 +2,31 @@ package h2
 
 import (
 	"context"
-	"slices"
 	"time"
 )
 
 // A stream is its request's context (Request.Context): done when the
 // stream ends before its handler returns (the client reset it, the
 // connection ended) and when the handler returns; its values are the
-// connection's (ServeConn's ctx). Until a handler asks for Done it costs
-// no allocation, where context.WithCancelCause cost two objects per
-// stream and its cancel a lock and a channel.
+// connection's (ServeConn's ctx). A request that nobody waits on (the
+// proxy's direct path asks Err only) costs no allocation, where
+// context.WithCancelCause cost two objects per stream. The first Done
+// makes a context.WithCancelCause of the connection's context and hands
+// over to it: Value then answers from it, so that the context package
+// takes it for the parent of the contexts derived from the stream's, and
+// registers them with it rather than start a goroutine each to wait on
+// Done; context.Cause gives the stream's error.
 
 // Deadline is the connection context's.
 func (st *stream) Deadline() (time.Time, bool) { return st.c.ctx.Deadline() }
 
-// Value is the connection context's.
-func (st *stream) Value(key any) any { return st.c.ctx.Value(key) }
+// Value is the connection context's, or the inner one's once Done made it.
+func (st *stream) Value(key any) any {
+	if in := st.inner.Load(); in != nil {
+		return in.ctx.Value(key)
+	}
+	return st.c.ctx.Value(key)
+}
 
 // Err is context.Canceled once the stream is done.
 func (st *stream) Err() error {
@@ -29,57 +38,39 @@ func (st *stream) Err() error {
 
 // Done returns a channel closed when the stream is done.
 func (st *stream) Done() <-chan struct{} {
-	st.ctxMu.Lock()
-	defer st.ctxMu.Unlock()
-	if st.doneCh == nil {
-		st.doneCh = make(chan struct{})
-		if st.ctxDone.Load() {
-			close(st.doneCh)
-		}
+	if in := st.inner.Load(); in != nil {
+		return in.ctx.Done()
 	}
-	return st.doneCh
-}
-
-// AfterFunc runs f on a goroutine of its own once the stream is done, at
-// once if it is; stop keeps it from running and reports whether it did.
-// It is context.AfterFunc's, which the context package calls for a context
-// derived from the stream's, instead of a goroutine that waits on Done.
-func (st *stream) AfterFunc(f func()) (stop func() bool) {
 	st.ctxMu.Lock()
 	defer st.ctxMu.Unlock()
+	if in := st.inner.Load(); in != nil {
+		return in.ctx.Done()
+	}
+	in := &innerContext{}
+	in.ctx, in.cancel = context.WithCancelCause(st.c.ctx)
 	if st.ctxDone.Load() {
-		go f()
-		return func() bool { return false }
+		in.cancel(st.cause)
 	}
-	a := &f
-	st.afters = append(st.afters, a)
-	return func() bool {
-		st.ctxMu.Lock()
-		defer st.ctxMu.Unlock()
-		i := slices.Index(st.afters, a)
-		if i < 0 {
-			return false
-		}
-		st.afters = slices.Delete(st.afters, i, i+1)
-		return true
-	}
+	st.inner.Store(in)
+	return in.ctx.Done()
 }
 
-// cancel makes the stream's context done.
-func (st *stream) cancel() {
+// innerContext is what Done makes.
+type innerContext struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// cancel makes the stream's context done, with cause for context.Cause.
+func (st *stream) cancel(cause error) {
 	st.ctxMu.Lock()
+	defer st.ctxMu.Unlock()
 	if st.ctxDone.Swap(true) {
-		st.ctxMu.Unlock()
 		return
 	}
-	if st.doneCh != nil {
-		close(st.doneCh)
-	}
-	afters := st.afters
-	st.afters = nil
-	st.ctxMu.Unlock()
-	for _, f := range afters {
-		go (*f)()
+	st.cause = cause
+	if in := st.inner.Load(); in != nil {
+		in.cancel(cause)
 	}
 }
 

@@ -911,7 +911,7 @@ func (c *conn) handlerDone(st *stream) {
 		st.body = nil
 	}
 	delete(c.streams, st.id)
-	st.cancel()
+	st.cancel(nil)
 	if len(c.streams) == 0 {
 		c.idleSince = time.Now()
 		if c.goneAway {

@@ -552,13 +552,16 @@ func TestEachStreamStartsWithAnEmptyHeader(t *testing.T) {
 
 // TestRequestContext: a request's context has its connection's values; it
 // is done, and the contexts derived from it with it, when the client resets
-// the stream, and when the handler returns; a stopped AfterFunc does not
-// run.
+// the stream (context.Cause says so), and when the handler returns. The
+// contexts derived from it are registered with it, not watched by a
+// goroutine each; a stopped AfterFunc does not run.
 func TestRequestContext(t *testing.T) {
 	type seen struct {
 		value     any
 		errBefore error
 		errAfter  error
+		cause     error
+		watchers  int
 	}
 	started, results := make(chan struct{}, 1), make(chan seen, 1)
 	kept := make(chan context.Context, 1)
@@ -569,21 +572,29 @@ func TestRequestContext(t *testing.T) {
 			return
 		}
 		s := seen{value: ctx.Value(connValue{}), errBefore: ctx.Err()}
-		child, cancel := context.WithCancel(ctx)
-		defer cancel()
+		before := runtime.NumGoroutine()
+		var children []context.Context
+		for range 50 {
+			child, cancel := context.WithCancel(ctx)
+			defer cancel()
+			children = append(children, child)
+		}
 		ran, wrong := make(chan struct{}), make(chan struct{})
 		context.AfterFunc(ctx, func() { close(ran) })
-		// As the context package calls it for a context derived from
-		// the request's, whose cancel stops it.
-		stop := ctx.(interface{ AfterFunc(func()) func() bool }).AfterFunc(func() { close(wrong) })
-		if !stop() {
+		if stop := context.AfterFunc(ctx, func() { close(wrong) }); !stop() {
 			t.Error("stop of an AfterFunc that had not run: false")
 		}
+		s.watchers = runtime.NumGoroutine() - before
 		started <- struct{}{}
-		select {
-		case <-child.Done():
-		case <-time.After(10 * time.Second):
-			t.Error("a context derived from the request's not done 10s after the client's reset")
+		deadline := time.After(10 * time.Second)
+	children:
+		for _, child := range children {
+			select {
+			case <-child.Done():
+			case <-deadline:
+				t.Error("a context derived from the request's not done 10s after the client's reset")
+				break children
+			}
 		}
 		select {
 		case <-ran:
@@ -596,19 +607,32 @@ func TestRequestContext(t *testing.T) {
 			t.Error("a stopped AfterFunc ran")
 		case <-time.After(100 * time.Millisecond):
 		}
-		s.errAfter = ctx.Err()
+		s.errAfter, s.cause = ctx.Err(), context.Cause(ctx)
 		results <- s
 	}))
 	rc := dialRaw(t, ts.addr)
 	rc.headers(1, true)
 	<-started
 	rc.fr.WriteRSTStream(1, http2.ErrCodeCancel)
-	s := <-results
+	var s seen
+	select {
+	case s = <-results:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler still runs 30s after the client's reset")
+	}
 	if want := rc.nc.LocalAddr().String(); s.value != want {
 		t.Errorf("the connection's value: %v, want %q", s.value, want)
 	}
 	if s.errBefore != nil || s.errAfter != context.Canceled {
 		t.Errorf("Err before the reset %v, after %v; want nil, then context.Canceled", s.errBefore, s.errAfter)
+	}
+	if !errors.Is(s.cause, errStreamReset) {
+		t.Errorf("context.Cause after the client's reset: %v, want %v", s.cause, errStreamReset)
+	}
+	// Other tests' goroutines come and go meanwhile; one each for the 50
+	// derived contexts would be 50 more.
+	if s.watchers >= 25 {
+		t.Errorf("deriving 50 contexts from the request's started %d goroutines", s.watchers)
 	}
 
 	res, err := client().Get("http://" + ts.addr + "/keep")

@@ -26,8 +26,8 @@ type stream struct {
 	// Its request's context (context.go).
 	ctxMu   sync.Mutex
 	ctxDone atomic.Bool
-	doneCh  chan struct{} // made by the first Done
-	afters  []*func()     // AfterFunc's, to run when done
+	cause   error                        // why it is done
+	inner   atomic.Pointer[innerContext] // made by the first Done
 
 	sendWindow int64 // what the client lets the response send
 	recvWindow int64 // what the client may still send of the body
@@ -63,7 +63,7 @@ func (st *stream) abort(err error) {
 	}
 	st.reset = true
 	st.aborted = true
-	st.cancel()
+	st.cancel(err)
 	if f := st.onAbort; f != nil {
 		st.onAbort = nil
 		f()
