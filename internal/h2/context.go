@@ -17,7 +17,7 @@ import (
 // registers them with it rather than start a goroutine each to wait on
 // Done; context.Cause gives the stream's error.
 
-// Deadline is the connection context's.
+// Deadline is the connection context's: none (newConn).
 func (st *stream) Deadline() (time.Time, bool) { return st.c.ctx.Deadline() }
 
 // Value is the connection context's, or the inner one's once Done made it.

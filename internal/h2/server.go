@@ -179,8 +179,8 @@ func (s *Server) logf(format string, args ...any) {
 
 // ServeConn serves nc until the client or the server ends the connection,
 // and closes it; it returns once every handler of the connection has. ctx
-// gives every request's context its values (its cancellation is not
-// watched: Close and Drain end the streams). A *tls.Conn (or a connection
+// gives every request's context its values (not its cancellation or
+// deadline: Close and Drain end the streams). A *tls.Conn (or a connection
 // with a ConnectionState method) gives its state to the requests' TLS.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	s.initWorkers()
@@ -288,8 +288,9 @@ func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 		henc: newFieldEncoder()}
 	c.cond.L = &c.mu
 	// The streams' contexts take its values; they are done when their
-	// streams are (context.go), not when it is.
-	c.ctx = ctx
+	// streams are (context.go), not when it is: without its cancellation
+	// (and deadline), a stream's Done and Err agree whatever ctx is.
+	c.ctx = context.WithoutCancel(ctx)
 	if cs, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := cs.ConnectionState()
 		c.tls = &st

@@ -655,3 +655,40 @@ func TestRequestContext(t *testing.T) {
 	}
 	<-stopped
 }
+
+// TestRequestContextIgnoresTheConnectionsCancel: ServeConn's ctx gives the
+// streams' contexts its values only; cancelling it makes neither Done nor
+// Err say a stream is done, so the two agree, before and after the first
+// Done, until the stream ends.
+func TestRequestContextIgnoresTheConnectionsCancel(t *testing.T) {
+	cc, sc := net.Pipe()
+	defer cc.Close()
+	defer sc.Close()
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), connValue{}, "v"))
+	c := newConn(&Server{}, parent, sc)
+	before, after := &stream{c: c}, &stream{c: c}
+	before.Done()
+	cancel()
+	for i, st := range []*stream{before, after} {
+		select {
+		case <-st.Done():
+			t.Errorf("stream %d: Done closed by the connection context's cancel", i)
+		default:
+		}
+		if err := st.Err(); err != nil {
+			t.Errorf("stream %d: Err %v after the connection context's cancel", i, err)
+		}
+		if v := st.Value(connValue{}); v != "v" {
+			t.Errorf("stream %d: value %v, want the connection's", i, v)
+		}
+		st.cancel(nil)
+		select {
+		case <-st.Done():
+		default:
+			t.Errorf("stream %d: Done open after the stream ended", i)
+		}
+		if err := st.Err(); err != context.Canceled {
+			t.Errorf("stream %d: Err %v after the stream ended, want context.Canceled", i, err)
+		}
+	}
+}
