@@ -64,10 +64,34 @@ func TestMain(m *testing.M) {
 	}
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
-		exec.Command("docker", "rmi", runImage("dlb:dev"), runImage("dlb-demo:dev"), runImage("dlb-grpc:dev"),
-			runImage(nextImage), runImage(brokenImage)).Run()
+		removeImages(runImage("dlb:dev"), runImage("dlb-demo:dev"), runImage("dlb-grpc:dev"),
+			runImage(nextImage), runImage(brokenImage))
 	}
 	os.Exit(code)
+}
+
+// removeImages removes these tags of this process's. A container of a
+// removed swarm service can outlive the test by seconds (the engine
+// removes a service's tasks after the command returns), and an image in
+// use stays: it tries again for a while.
+func removeImages(tags ...string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for len(tags) > 0 {
+		var left []string
+		for _, tag := range tags {
+			out, err := exec.Command("docker", "rmi", tag).CombinedOutput()
+			if err != nil && !strings.Contains(string(out), "No such image") {
+				left = append(left, tag)
+			}
+		}
+		if tags = left; len(tags) > 0 && time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "after the tests: could not remove the images %s (docker rmi)\n", strings.Join(tags, ", "))
+			return
+		}
+		if len(tags) > 0 {
+			time.Sleep(time.Second)
+		}
+	}
 }
 
 // runImage is the tag this test process builds the image named tag (e.g.

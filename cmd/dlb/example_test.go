@@ -7,21 +7,76 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a TCP port that is free on every interface, for a
+// process or a published container port of the test's to listen on. It is
+// taken outside the kernel's ephemeral range (ip_local_port_range), which
+// the machine's outgoing connections draw their local ports from: a port
+// from inside it can be a keep-alive connection's of another test by the
+// time the engine binds it, and then the container does not start ("bind:
+// address already in use") for as long as that connection lives. No port
+// is handed out twice in a run, and each run starts at a place of its own,
+// so that two runs on one machine rarely meet.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports.mu.Lock()
+	defer ports.mu.Unlock()
+	if ports.given == nil {
+		ports.given = map[int]bool{}
+		ports.lo, ports.hi = portsOutsideEphemeral()
+		ports.next = ports.lo + os.Getpid()%(ports.hi-ports.lo)
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
+	for range ports.hi - ports.lo {
+		p := ports.next
+		if ports.next++; ports.next == ports.hi {
+			ports.next = ports.lo
+		}
+		if ports.given[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		ports.given[p] = true
+		return strconv.Itoa(p)
+	}
+	t.Fatalf("no free TCP port in %d-%d, outside the ephemeral range", ports.lo, ports.hi-1)
+	return ""
+}
+
+var ports struct {
+	mu     sync.Mutex
+	given  map[int]bool
+	lo, hi int // [lo, hi)
+	next   int
+}
+
+// portsOutsideEphemeral is the larger of the two spans of unprivileged
+// ports around the kernel's ephemeral range.
+func portsOutsideEphemeral() (lo, hi int) {
+	first, last := 32768, 60999 // Linux's default
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var a, z int
+		if n, _ := fmt.Sscan(string(b), &a, &z); n == 2 && a <= z {
+			first, last = a, z
+		}
+	}
+	below, above := max(first-10000, 1024), last+1
+	switch {
+	case max(first-below, 65536-above) < 100:
+		return 1024, 65536 // a range that leaves nothing out: any port
+	case first-below >= 65536-above:
+		return below, first
+	}
+	return above, 65536
 }
 
 // TestExampleStack runs the repository's own docker-compose.yaml as the

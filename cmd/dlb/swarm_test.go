@@ -614,7 +614,11 @@ func swarmExampleStack(t *testing.T, self string) {
 	t.Cleanup(func() { removeNetwork(t, stack+"_appnet") })
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := exec.Command("docker", "service", "logs", "--raw", stack+"_dlb").CombinedOutput()
+			// Why a task did not start (its image, a port taken) is
+			// in the task's error, which no container log holds.
+			out, _ := exec.Command("docker", "stack", "ps", "--no-trunc", "--format", "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}", stack).CombinedOutput()
+			t.Logf("the stack's tasks:\n%s", out)
+			out, _ = exec.Command("docker", "service", "logs", "--raw", stack+"_dlb").CombinedOutput()
 			t.Logf("dlb's log:\n%s", out)
 		}
 		exec.Command("docker", "stack", "rm", stack).Run()
