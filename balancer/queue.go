@@ -113,7 +113,8 @@ func (p *Pool) OnShedding(f func(shedding bool)) { p.queue.onShed.Store(&f) }
 // fails with a *ShedError when the queue is full (and the request's client
 // holds the most of it), when the request is pushed out of the queue by
 // another client's, or when the timeout passes; with ctx's error when ctx
-// ends first. A pool with no upstream at all (scaled to 0) answers at once.
+// ends first. A pool with no upstream at all (scaled to 0) answers at once,
+// and so do the requests in its queue when its last upstream is removed.
 func (p *Pool) Acquire(ctx context.Context, ask Ask) (*Upstream, error) {
 	if u := p.pickFor(&ask); u != nil {
 		return u, nil
@@ -139,12 +140,7 @@ func (p *Pool) Acquire(ctx context.Context, ask Ask) (*Upstream, error) {
 	var err error
 	select {
 	case u := <-w.got:
-		if u != nil {
-			p.queue.served.Add(1)
-			p.queue.waitNanos.Add(int64(p.now().Sub(start)))
-			return u, nil
-		}
-		return nil, p.shedError(true)
+		return p.handed(u, start)
 	case <-timer.C:
 		err = nil
 	case <-ctx.Done():
@@ -159,12 +155,26 @@ func (p *Pool) Acquire(ctx context.Context, ask Ask) (*Upstream, error) {
 		return nil, err
 	}
 	// Handed a slot (or shed) as it gave up: take what it got.
-	if u := <-w.got; u != nil {
-		p.queue.served.Add(1)
-		p.queue.waitNanos.Add(int64(p.now().Sub(start)))
-		return u, nil
+	return p.handed(<-w.got, start)
+}
+
+// noUpstream is what a waiter is handed when the pool's last upstream is
+// removed: as for a request that finds the pool empty, there is nothing
+// left to wait for (the service was scaled to 0).
+var noUpstream = &Upstream{}
+
+// handed is Acquire's answer for what its waiter, queued since start, was
+// handed: a slot, nil when pushed out of a full queue, or noUpstream.
+func (p *Pool) handed(u *Upstream, start time.Time) (*Upstream, error) {
+	switch u {
+	case nil:
+		return nil, p.shedError(true)
+	case noUpstream:
+		return nil, p.shedError(false)
 	}
-	return nil, p.shedError(true)
+	p.queue.served.Add(1)
+	p.queue.waitNanos.Add(int64(p.now().Sub(start)))
+	return u, nil
 }
 
 // pickFor picks for a request in the queue or about to join it.
@@ -200,6 +210,12 @@ func (p *Pool) enqueue(w *waiter) (*Upstream, error) {
 		q.waiting.Add(-1)
 		q.mu.Unlock()
 		return u, nil
+	}
+	if p.Len() == 0 {
+		// The last upstream was removed since Acquire looked.
+		q.waiting.Add(-1)
+		q.mu.Unlock()
+		return nil, p.shedError(false)
 	}
 	var evicted *waiter
 	if q.n >= p.QueueMax() {
@@ -239,11 +255,19 @@ func (p *Pool) leave(w *waiter) bool {
 }
 
 // dispatch hands free slots to the waiters that can use them, first come
-// first served: the one at the front that can use a slot gets it. It runs
-// when a slot frees (End) and when the pool changes.
+// first served: the one at the front that can use a slot gets it; when the
+// pool has no upstream left, every waiter is answered. It runs when a slot
+// frees (End) and when the pool changes.
 func (p *Pool) dispatch() {
 	q := &p.queue
 	q.mu.Lock()
+	if p.Len() == 0 {
+		for q.head != nil {
+			w := q.head
+			q.remove(w)
+			w.got <- noUpstream
+		}
+	}
 	for w := q.head; w != nil; {
 		next := w.next
 		u := p.pickFor(&w.ask)

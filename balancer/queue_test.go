@@ -217,6 +217,47 @@ func TestQueueIsFairUnderAFlood(t *testing.T) {
 	}
 }
 
+// A service scaled to 0 while requests wait for its stopping replicas:
+// they are answered when its last replica is removed, not at their
+// timeout, as a request that finds the pool empty is; while one replica
+// is left, they keep waiting for it.
+func TestQueueIsAnsweredWhenTheLastReplicaGoes(t *testing.T) {
+	p := limited(t, 1, "a", "b")
+	p.Drain("id-a")
+	p.Stop("id-b")
+	got := acquireInOrder(t, t.Context(), p, 1, 2)
+	p.Remove("id-a")
+	select {
+	case r := <-got:
+		t.Fatalf("with b still in the pool, waiter %d was answered: %v, %v", r.i, r.u, r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.Remove("id-b")
+	for range 2 {
+		select {
+		case r := <-got:
+			var se *balancer.ShedError
+			if r.u != nil || !errors.As(r.err, &se) || se.Full {
+				t.Errorf("waiter %d after the last replica went: got %v, %v; want a ShedError, not Full", r.i, r.u, r.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a waiter of a pool with no replica left is still waiting 10s later (its timeout is a minute)")
+		}
+	}
+	if st := p.QueueStats(); st.Queued != 0 || st.TimedOut != 0 {
+		t.Errorf("stats: got %d queued, %d timed out; want 0, 0", st.Queued, st.TimedOut)
+	}
+	// A pool that gets a replica again queues again.
+	m := member("c")
+	m.Limit = balancer.Limit{Max: 1}
+	p.Put(m)
+	got = acquireInOrder(t, t.Context(), p, 3)
+	p.MarkReady(m.ID)
+	if r := <-got; r.err != nil || r.u == nil || r.u.Name() != "c" {
+		t.Errorf("Acquire while c turned ready: got %v, %v; want c", r.u, r.err)
+	}
+}
+
 func TestAcquireTimesOut(t *testing.T) {
 	p := limited(t, 1, "a")
 	fill(t, p, 1)
