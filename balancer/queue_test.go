@@ -218,10 +218,12 @@ func TestQueueIsFairUnderAFlood(t *testing.T) {
 }
 
 // A service scaled to 0 while requests wait for its stopping replicas:
-// they are answered when its last replica is removed, not at their
-// timeout, as a request that finds the pool empty is; while one replica
-// is left, they keep waiting for it.
+// they are answered a grace after its last replica is removed, not at their
+// timeout, and a replica that comes back within the grace (a recreate)
+// serves them; while one replica is left, they keep waiting for it.
 func TestQueueIsAnsweredWhenTheLastReplicaGoes(t *testing.T) {
+	const grace = 300 * time.Millisecond
+	balancer.SetEmptyGrace(t, grace)
 	p := limited(t, 1, "a", "b")
 	p.Drain("id-a")
 	p.Stop("id-b")
@@ -230,9 +232,30 @@ func TestQueueIsAnsweredWhenTheLastReplicaGoes(t *testing.T) {
 	select {
 	case r := <-got:
 		t.Fatalf("with b still in the pool, waiter %d was answered: %v, %v", r.i, r.u, r.err)
-	case <-time.After(50 * time.Millisecond):
+	case <-time.After(2 * grace):
 	}
+	// Recreated: b goes, c comes within the grace and serves them.
 	p.Remove("id-b")
+	time.Sleep(grace / 2)
+	c := member("c")
+	c.Limit = balancer.Limit{Max: 2}
+	p.Put(c)
+	select {
+	case r := <-got:
+		t.Fatalf("a replica came back within the grace, but waiter %d was answered before it was ready: %v, %v", r.i, r.u, r.err)
+	case <-time.After(2 * grace):
+	}
+	p.MarkReady(c.ID)
+	for range 2 {
+		if r := <-got; r.err != nil || r.u == nil || r.u.Name() != "c" {
+			t.Errorf("waiter %d once c turned ready: got %v, %v; want c", r.i, r.u, r.err)
+		}
+	}
+	// Scaled to 0: c stops and goes; nothing comes back.
+	p.Stop(c.ID)
+	got = acquireInOrder(t, t.Context(), p, 3, 4)
+	p.Remove(c.ID)
+	removed := time.Now()
 	for range 2 {
 		select {
 		case r := <-got:
@@ -240,21 +263,15 @@ func TestQueueIsAnsweredWhenTheLastReplicaGoes(t *testing.T) {
 			if r.u != nil || !errors.As(r.err, &se) || se.Full {
 				t.Errorf("waiter %d after the last replica went: got %v, %v; want a ShedError, not Full", r.i, r.u, r.err)
 			}
+			if d := time.Since(removed); d < grace {
+				t.Errorf("waiter %d answered %v after the last replica went, before the grace of %v", r.i, d, grace)
+			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("a waiter of a pool with no replica left is still waiting 10s later (its timeout is a minute)")
 		}
 	}
 	if st := p.QueueStats(); st.Queued != 0 || st.TimedOut != 0 {
 		t.Errorf("stats: got %d queued, %d timed out; want 0, 0", st.Queued, st.TimedOut)
-	}
-	// A pool that gets a replica again queues again.
-	m := member("c")
-	m.Limit = balancer.Limit{Max: 1}
-	p.Put(m)
-	got = acquireInOrder(t, t.Context(), p, 3)
-	p.MarkReady(m.ID)
-	if r := <-got; r.err != nil || r.u == nil || r.u.Name() != "c" {
-		t.Errorf("Acquire while c turned ready: got %v, %v; want c", r.u, r.err)
 	}
 }
 

@@ -64,7 +64,11 @@ func TestScaleThroughDLB(t *testing.T) {
 	waitFor(t, time.Second, "only one replica to answer", answeredByN(d.proxyURL+"/", 1))
 
 	p.scale("app", 0)
-	waitFor(t, time.Second, "503 once the service has no replica", func() (bool, string) {
+	// A request that comes before dlb has seen the last replica go (the
+	// engine's destroy event trails compose's return) waits in the queue,
+	// and is answered 3 s after it goes (balancer's emptyGrace, in case it
+	// was being recreated); the ones after that are answered at once.
+	waitFor(t, 5*time.Second, "503 once the service has no replica", func() (bool, string) {
 		start := time.Now()
 		resp, err := httpClient.Get(d.proxyURL + "/")
 		if err != nil {
