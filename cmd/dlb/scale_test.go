@@ -154,3 +154,93 @@ networks:
 		t.Errorf("GET through dlb: %d %q, want 200 from app", code, body)
 	}
 }
+
+// TestRecreateKeepsTheQueue replaces a service's only replica the way
+// Compose v2 recreates one (and a script's docker rm and docker run do):
+// the old container stops and is removed before the new one starts, so
+// dlb has no replica for a moment. A request that came while the old one
+// was stopping waits and is answered by the new one. Then the service
+// loses its replica for good (scaled to 0): a request waiting then gets 503
+// a few seconds after the container is removed, not at its queue timeout.
+func TestRecreateKeepsTheQueue(t *testing.T) {
+	parallel(t) // waits on the engine mostly (see e2e_test.go)
+	requireDocker(t)
+	p := newProject(t, appProject)
+	p.scale("app", 1)
+	d := startDLB(t, "--network", "appnet", "--project", p.name, "--queue-timeout", "30s")
+	pool := p.name + "-app"
+	d.waitReady(t, pool, 1, 5*time.Second)
+	old := docker(t, "ps", "-q", "--filter", "label=com.docker.compose.project="+p.name)
+	// The new replica, created beside the old one as Compose v2 does, with
+	// the labels Compose gives its containers.
+	newID := docker(t, "create", "--network", p.network("appnet"),
+		"--label", "com.docker.compose.project="+p.name, "--label", "com.docker.compose.service=app",
+		"--label", "com.docker.compose.container-number=2", "--label", "dlb.enable=true", "--label", "dlb.port=80",
+		runImage("dlb-demo:dev"))
+
+	// asked sends GET / and reports its answer once it is back.
+	type answer struct {
+		code int
+		body string
+		took time.Duration
+	}
+	asked := func() <-chan answer {
+		out := make(chan answer, 1)
+		go func() {
+			start := time.Now()
+			code, body := get(d.proxyURL + "/")
+			out <- answer{code, body, time.Since(start)}
+		}()
+		return out
+	}
+	queued := func(n int) func() (bool, string) {
+		return func() (bool, string) {
+			_, body := get(d.adminURL + "/metrics")
+			want := fmt.Sprintf("dlb_queued_requests{service=%q} %d", pool, n)
+			return strings.Contains(body, want), "no " + want + " in /metrics"
+		}
+	}
+
+	docker(t, "stop", old)
+	waitFor(t, 10*time.Second, "the stopped replica out of rotation", func() (bool, string) {
+		n := d.ready(pool)
+		return n == 0, fmt.Sprintf("%d ready", n)
+	})
+	first := asked()
+	waitFor(t, 10*time.Second, "the request to wait in the queue", queued(1))
+	docker(t, "rm", old)
+	waitFor(t, 10*time.Second, "dlb to remove the old replica", func() (bool, string) {
+		for _, pv := range d.pools() {
+			if pv.Name == pool && len(pv.Replicas) > 0 {
+				return false, fmt.Sprintf("%d replicas", len(pv.Replicas))
+			}
+		}
+		return true, ""
+	})
+	docker(t, "start", newID)
+	a := <-first
+	if a.code != http.StatusOK || !strings.HasPrefix(newID, strings.TrimSpace(a.body)) {
+		t.Fatalf("the request that waited through the recreate: %d %q after %s, want 200 from the new replica %.12s", a.code, a.body, a.took, newID)
+	}
+	t.Logf("the request that waited through the recreate was answered by the new replica after %s", a.took.Round(time.Millisecond))
+
+	// Scaled to 0: the last replica stops and is removed; nothing comes.
+	docker(t, "stop", newID)
+	waitFor(t, 10*time.Second, "the stopped replica out of rotation", func() (bool, string) {
+		n := d.ready(pool)
+		return n == 0, fmt.Sprintf("%d ready", n)
+	})
+	second := asked()
+	waitFor(t, 10*time.Second, "the request to wait in the queue", queued(1))
+	docker(t, "rm", newID)
+	removed := time.Now()
+	select {
+	case a := <-second:
+		if a.code != http.StatusServiceUnavailable {
+			t.Errorf("the request waiting when the last replica went: %d %q, want 503", a.code, a.body)
+		}
+		t.Logf("the request waiting when the last replica went: %d after %s, %s after docker rm", a.code, a.took.Round(time.Millisecond), time.Since(removed).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request waiting when the last replica went is still waiting 10 s after docker rm (its queue timeout is 30 s)")
+	}
+}
