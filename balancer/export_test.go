@@ -1,9 +1,6 @@
 package balancer
 
-import (
-	"slices"
-	"time"
-)
+import "slices"
 
 // NewReadyPool returns a pool named name holding ms, all ready, published as
 // one snapshot. It is for benchmarks of large pools only: Put and MarkReady
@@ -24,12 +21,4 @@ func NewReadyPool(name string, ms []Member) *Pool {
 	slices.SortFunc(p.order, func(a, b *member) int { return compareMember(a, b.up) })
 	p.publish()
 	return p
-}
-
-// SetEmptyGrace sets how long the queue of an emptied pool waits for an
-// upstream to come back, until the test ends.
-func SetEmptyGrace(t interface{ Cleanup(func()) }, d time.Duration) {
-	old := emptyGrace
-	emptyGrace = d
-	t.Cleanup(func() { emptyGrace = old })
 }

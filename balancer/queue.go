@@ -65,10 +65,6 @@ type queue struct {
 	byClient   map[uint64]int
 	waiting    atomic.Int64 // n, read without the lock by End
 
-	// emptySince is when dispatch found the pool with no upstream and
-	// requests waiting (zero: it has upstreams, or nobody waited).
-	emptySince time.Time
-
 	max     atomic.Int64 // 0: DefaultQueueMax
 	timeout atomic.Int64 // nanoseconds; 0: the request's Ask.Timeout
 
@@ -117,9 +113,7 @@ func (p *Pool) OnShedding(f func(shedding bool)) { p.queue.onShed.Store(&f) }
 // fails with a *ShedError when the queue is full (and the request's client
 // holds the most of it), when the request is pushed out of the queue by
 // another client's, or when the timeout passes; with ctx's error when ctx
-// ends first. A pool with no upstream at all (scaled to 0) answers at once;
-// the requests in its queue when its last upstream is removed are answered
-// emptyGrace later, unless an upstream comes back meanwhile.
+// ends first. A pool with no upstream at all (scaled to 0) answers at once.
 func (p *Pool) Acquire(ctx context.Context, ask Ask) (*Upstream, error) {
 	if u := p.pickFor(&ask); u != nil {
 		return u, nil
@@ -145,7 +139,12 @@ func (p *Pool) Acquire(ctx context.Context, ask Ask) (*Upstream, error) {
 	var err error
 	select {
 	case u := <-w.got:
-		return p.handed(u, start)
+		if u != nil {
+			p.queue.served.Add(1)
+			p.queue.waitNanos.Add(int64(p.now().Sub(start)))
+			return u, nil
+		}
+		return nil, p.shedError(true)
 	case <-timer.C:
 		err = nil
 	case <-ctx.Done():
@@ -160,34 +159,12 @@ func (p *Pool) Acquire(ctx context.Context, ask Ask) (*Upstream, error) {
 		return nil, err
 	}
 	// Handed a slot (or shed) as it gave up: take what it got.
-	return p.handed(<-w.got, start)
-}
-
-// noUpstream is what a waiter is handed when the pool has had no upstream
-// for emptyGrace: the service was scaled to 0, and there is nothing left
-// to wait for, as for a request that finds the pool empty.
-var noUpstream = &Upstream{}
-
-// emptyGrace is how long the requests in a pool's queue keep waiting once
-// its last upstream is removed. A replica recreated comes back within it
-// (Compose v2 removes the old container before it starts the new one, as
-// does a script's docker rm and docker run; 0.4 s measured between create
-// and start here), and the requests wait for it; a service scaled to 0
-// does not, and its requests are answered then, not at their timeout.
-var emptyGrace = 3 * time.Second
-
-// handed is Acquire's answer for what its waiter, queued since start, was
-// handed: a slot, nil when pushed out of a full queue, or noUpstream.
-func (p *Pool) handed(u *Upstream, start time.Time) (*Upstream, error) {
-	switch u {
-	case nil:
-		return nil, p.shedError(true)
-	case noUpstream:
-		return nil, p.shedError(false)
+	if u := <-w.got; u != nil {
+		p.queue.served.Add(1)
+		p.queue.waitNanos.Add(int64(p.now().Sub(start)))
+		return u, nil
 	}
-	p.queue.served.Add(1)
-	p.queue.waitNanos.Add(int64(p.now().Sub(start)))
-	return u, nil
+	return nil, p.shedError(true)
 }
 
 // pickFor picks for a request in the queue or about to join it.
@@ -223,12 +200,6 @@ func (p *Pool) enqueue(w *waiter) (*Upstream, error) {
 		q.waiting.Add(-1)
 		q.mu.Unlock()
 		return u, nil
-	}
-	if p.Len() == 0 {
-		// The last upstream was removed since Acquire looked.
-		q.waiting.Add(-1)
-		q.mu.Unlock()
-		return nil, p.shedError(false)
 	}
 	var evicted *waiter
 	if q.n >= p.QueueMax() {
@@ -268,18 +239,11 @@ func (p *Pool) leave(w *waiter) bool {
 }
 
 // dispatch hands free slots to the waiters that can use them, first come
-// first served: the one at the front that can use a slot gets it; when the
-// pool has no upstream left, the waiters are answered emptyGrace later
-// unless one comes. It runs when a slot frees (End) and when the pool
-// changes.
+// first served: the one at the front that can use a slot gets it. It runs
+// when a slot frees (End) and when the pool changes.
 func (p *Pool) dispatch() {
 	q := &p.queue
 	q.mu.Lock()
-	if p.Len() == 0 {
-		p.emptied()
-	} else {
-		q.emptySince = time.Time{}
-	}
 	for w := q.head; w != nil; {
 		next := w.next
 		u := p.pickFor(&w.ask)
@@ -292,41 +256,6 @@ func (p *Pool) dispatch() {
 		w = next
 	}
 	q.mu.Unlock()
-}
-
-// emptied notes that the pool has no upstream while requests wait, and
-// sees that they are answered if it still has none emptyGrace later.
-// Called with q.mu held.
-func (p *Pool) emptied() {
-	q := &p.queue
-	if !q.emptySince.IsZero() || q.head == nil {
-		return
-	}
-	q.emptySince = time.Now()
-	time.AfterFunc(emptyGrace, p.shedIfStillEmpty)
-}
-
-// shedIfStillEmpty answers every waiter of a pool that has had no upstream
-// for emptyGrace; one that had some meanwhile and lost them again is
-// looked at again emptyGrace after that.
-func (p *Pool) shedIfStillEmpty() {
-	q := &p.queue
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	since := q.emptySince
-	if since.IsZero() {
-		return // it had upstreams again, and has not lost them since
-	}
-	if wait := emptyGrace - time.Since(since); wait > 0 {
-		time.AfterFunc(wait, p.shedIfStillEmpty)
-		return
-	}
-	q.emptySince = time.Time{}
-	for q.head != nil {
-		w := q.head
-		q.remove(w)
-		w.got <- noUpstream
-	}
 }
 
 // shedQuiet is how long a pool sheds nothing before OnShedding hears that

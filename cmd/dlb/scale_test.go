@@ -64,11 +64,19 @@ func TestScaleThroughDLB(t *testing.T) {
 	waitFor(t, time.Second, "only one replica to answer", answeredByN(d.proxyURL+"/", 1))
 
 	p.scale("app", 0)
-	// A request that comes before dlb has seen the last replica go (the
-	// engine's destroy event trails compose's return) waits in the queue,
-	// and is answered 3 s after it goes (balancer's emptyGrace, in case it
-	// was being recreated); the ones after that are answered at once.
-	waitFor(t, 5*time.Second, "503 once the service has no replica", func() (bool, string) {
+	// A request that came before dlb saw the last replica go (the engine's
+	// destroy event can trail compose's return) would wait for one, as
+	// through a recreate (TestRecreateKeepsTheQueue); once dlb has seen it
+	// go, the answer is an immediate 503.
+	waitFor(t, 5*time.Second, "dlb to remove the last replica", func() (bool, string) {
+		for _, pv := range d.pools() {
+			if pv.Name == pool && len(pv.Replicas) > 0 {
+				return false, fmt.Sprintf("%d replicas", len(pv.Replicas))
+			}
+		}
+		return true, ""
+	})
+	waitFor(t, time.Second, "503 once the service has no replica", func() (bool, string) {
 		start := time.Now()
 		resp, err := httpClient.Get(d.proxyURL + "/")
 		if err != nil {
@@ -161,13 +169,14 @@ networks:
 // dlb has no replica for a moment. A request that came while the old one
 // was stopping waits and is answered by the new one. Then the service
 // loses its replica for good (scaled to 0): a request waiting then gets 503
-// a few seconds after the container is removed, not at its queue timeout.
+// at its queue timeout, and the ones after it at once.
 func TestRecreateKeepsTheQueue(t *testing.T) {
 	parallel(t) // waits on the engine mostly (see e2e_test.go)
 	requireDocker(t)
 	p := newProject(t, appProject)
 	p.scale("app", 1)
-	d := startDLB(t, "--network", "appnet", "--project", p.name, "--queue-timeout", "30s")
+	const queueTimeout = 4 * time.Second
+	d := startDLB(t, "--network", "appnet", "--project", p.name, "--queue-timeout", queueTimeout.String())
 	pool := p.name + "-app"
 	d.waitReady(t, pool, 1, 5*time.Second)
 	old := docker(t, "ps", "-q", "--filter", "label=com.docker.compose.project="+p.name)
@@ -193,30 +202,30 @@ func TestRecreateKeepsTheQueue(t *testing.T) {
 		}()
 		return out
 	}
-	queued := func(n int) func() (bool, string) {
-		return func() (bool, string) {
-			_, body := get(d.adminURL + "/metrics")
-			want := fmt.Sprintf("dlb_queued_requests{service=%q} %d", pool, n)
-			return strings.Contains(body, want), "no " + want + " in /metrics"
-		}
+	queued := func() (bool, string) {
+		_, body := get(d.adminURL + "/metrics")
+		want := fmt.Sprintf("dlb_queued_requests{service=%q} 1", pool)
+		return strings.Contains(body, want), "no " + want + " in /metrics"
 	}
-
-	docker(t, "stop", old)
-	waitFor(t, 10*time.Second, "the stopped replica out of rotation", func() (bool, string) {
+	stopped := func() (bool, string) {
 		n := d.ready(pool)
 		return n == 0, fmt.Sprintf("%d ready", n)
-	})
-	first := asked()
-	waitFor(t, 10*time.Second, "the request to wait in the queue", queued(1))
-	docker(t, "rm", old)
-	waitFor(t, 10*time.Second, "dlb to remove the old replica", func() (bool, string) {
+	}
+	gone := func() (bool, string) {
 		for _, pv := range d.pools() {
 			if pv.Name == pool && len(pv.Replicas) > 0 {
 				return false, fmt.Sprintf("%d replicas", len(pv.Replicas))
 			}
 		}
 		return true, ""
-	})
+	}
+
+	docker(t, "stop", old)
+	waitFor(t, 10*time.Second, "the stopped replica out of rotation", stopped)
+	first := asked()
+	waitFor(t, 10*time.Second, "the request to wait in the queue", queued)
+	docker(t, "rm", old)
+	waitFor(t, 10*time.Second, "dlb to remove the old replica", gone)
 	docker(t, "start", newID)
 	a := <-first
 	if a.code != http.StatusOK || !strings.HasPrefix(newID, strings.TrimSpace(a.body)) {
@@ -226,21 +235,18 @@ func TestRecreateKeepsTheQueue(t *testing.T) {
 
 	// Scaled to 0: the last replica stops and is removed; nothing comes.
 	docker(t, "stop", newID)
-	waitFor(t, 10*time.Second, "the stopped replica out of rotation", func() (bool, string) {
-		n := d.ready(pool)
-		return n == 0, fmt.Sprintf("%d ready", n)
-	})
+	waitFor(t, 10*time.Second, "the stopped replica out of rotation", stopped)
 	second := asked()
-	waitFor(t, 10*time.Second, "the request to wait in the queue", queued(1))
+	waitFor(t, 10*time.Second, "the request to wait in the queue", queued)
 	docker(t, "rm", newID)
-	removed := time.Now()
-	select {
-	case a := <-second:
-		if a.code != http.StatusServiceUnavailable {
-			t.Errorf("the request waiting when the last replica went: %d %q, want 503", a.code, a.body)
-		}
-		t.Logf("the request waiting when the last replica went: %d after %s, %s after docker rm", a.code, a.took.Round(time.Millisecond), time.Since(removed).Round(time.Millisecond))
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request waiting when the last replica went is still waiting 10 s after docker rm (its queue timeout is 30 s)")
+	waitFor(t, 10*time.Second, "dlb to remove the last replica", gone)
+	code, body := get(d.proxyURL + "/")
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("a request to the service with no replica: %d %q, want 503 at once", code, body)
 	}
+	a = <-second
+	if a.code != http.StatusServiceUnavailable || a.took > queueTimeout+3*time.Second {
+		t.Errorf("the request waiting when the last replica went: %d %q after %s, want 503 at its queue timeout (%s)", a.code, a.body, a.took.Round(time.Millisecond), queueTimeout)
+	}
+	t.Logf("the request waiting when the last replica went: %d after %s (queue timeout %s)", a.code, a.took.Round(time.Millisecond), queueTimeout)
 }
