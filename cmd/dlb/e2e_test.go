@@ -480,6 +480,20 @@ func (d *dlbProc) ready(pool string) int {
 	return n
 }
 
+// waitEmpty waits up to timeout until a pool in /api/pools has no replica
+// at all, as once dlb has seen the last one go.
+func (d *dlbProc) waitEmpty(t testing.TB, timeout time.Duration, pool, what string) {
+	t.Helper()
+	waitFor(t, timeout, what, func() (bool, string) {
+		for _, pv := range d.pools() {
+			if pv.Name == pool && len(pv.Replicas) > 0 {
+				return false, fmt.Sprintf("%d replicas", len(pv.Replicas))
+			}
+		}
+		return true, ""
+	})
+}
+
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
 // get returns the status and body of a GET, or 0 and the error.

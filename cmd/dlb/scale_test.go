@@ -68,14 +68,7 @@ func TestScaleThroughDLB(t *testing.T) {
 	// destroy event can trail compose's return) would wait for one, as
 	// through a recreate (TestRecreateKeepsTheQueue); once dlb has seen it
 	// go, the answer is an immediate 503.
-	waitFor(t, 5*time.Second, "dlb to remove the last replica", func() (bool, string) {
-		for _, pv := range d.pools() {
-			if pv.Name == pool && len(pv.Replicas) > 0 {
-				return false, fmt.Sprintf("%d replicas", len(pv.Replicas))
-			}
-		}
-		return true, ""
-	})
+	d.waitEmpty(t, 5*time.Second, pool, "dlb to remove the last replica")
 	waitFor(t, time.Second, "503 once the service has no replica", func() (bool, string) {
 		start := time.Now()
 		resp, err := httpClient.Get(d.proxyURL + "/")
@@ -211,21 +204,20 @@ func TestRecreateKeepsTheQueue(t *testing.T) {
 		n := d.ready(pool)
 		return n == 0, fmt.Sprintf("%d ready", n)
 	}
-	gone := func() (bool, string) {
-		for _, pv := range d.pools() {
-			if pv.Name == pool && len(pv.Replicas) > 0 {
-				return false, fmt.Sprintf("%d replicas", len(pv.Replicas))
-			}
-		}
-		return true, ""
+	// leaves stops the container id, the pool's only replica, sends a
+	// request that waits in the queue for a replica, then removes the
+	// container; dlb then has none.
+	leaves := func(id string) <-chan answer {
+		docker(t, "stop", id)
+		waitFor(t, 10*time.Second, "the stopped replica out of rotation", stopped)
+		waiting := asked()
+		waitFor(t, 10*time.Second, "the request to wait in the queue", queued)
+		docker(t, "rm", id)
+		d.waitEmpty(t, 10*time.Second, pool, "dlb to remove the replica")
+		return waiting
 	}
 
-	docker(t, "stop", old)
-	waitFor(t, 10*time.Second, "the stopped replica out of rotation", stopped)
-	first := asked()
-	waitFor(t, 10*time.Second, "the request to wait in the queue", queued)
-	docker(t, "rm", old)
-	waitFor(t, 10*time.Second, "dlb to remove the old replica", gone)
+	first := leaves(old)
 	docker(t, "start", newID)
 	a := <-first
 	if a.code != http.StatusOK || !strings.HasPrefix(newID, strings.TrimSpace(a.body)) {
@@ -234,12 +226,7 @@ func TestRecreateKeepsTheQueue(t *testing.T) {
 	t.Logf("the request that waited through the recreate was answered by the new replica after %s", a.took.Round(time.Millisecond))
 
 	// Scaled to 0: the last replica stops and is removed; nothing comes.
-	docker(t, "stop", newID)
-	waitFor(t, 10*time.Second, "the stopped replica out of rotation", stopped)
-	second := asked()
-	waitFor(t, 10*time.Second, "the request to wait in the queue", queued)
-	docker(t, "rm", newID)
-	waitFor(t, 10*time.Second, "dlb to remove the last replica", gone)
+	second := leaves(newID)
 	code, body := get(d.proxyURL + "/")
 	if code != http.StatusServiceUnavailable {
 		t.Errorf("a request to the service with no replica: %d %q, want 503 at once", code, body)
